@@ -1,0 +1,5 @@
+"""``python -m controlplane``."""
+
+from controlplane.cli import main
+
+main()

@@ -1,0 +1,178 @@
+"""The ``controlplane`` command. Errors are one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+from controlplane.core.ledger import Ledger, LedgerWriteError, NotARepository
+from controlplane.core.runs import RUN_TYPES, RunStatus
+
+EXPECTED_ERRORS = (NotARepository, LedgerWriteError, ValueError, OSError)
+
+
+class Fail(click.ClickException):
+    """A one-line error, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"controlplane: error: {self.format_message()}", err=True)
+
+
+def open_ledger(repo: str | None) -> Ledger:
+    """The ledger of *repo* (default: the repository holding the current directory)."""
+    try:
+        return Ledger.open(repo)
+    except EXPECTED_ERRORS as exc:
+        raise Fail(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="solution-control-plane")
+def main() -> None:
+    """Solution Control Plane: every action is a Run, recorded in git and shown live."""
+
+
+repo_option = click.option("--repo", type=click.Path(file_okay=False), default=None,
+                           help="Project repository (default: the one holding the current dir).")
+
+
+# -- exec ------------------------------------------------------------------
+
+
+@main.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("subtype")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--summary", default=None, help="One line for humans (default: the command).")
+@click.option("--timeout", type=float, default=None, help="Seconds before the command is killed.")
+@repo_option
+def exec_command(subtype: str, command: tuple[str, ...], summary: str | None,
+                 timeout: float | None, repo: str | None) -> None:
+    """Run COMMAND as a Run of SUBTYPE (e.g. `exec test:nightly -- pytest -q`)."""
+    from controlplane.core.events import default_bus
+    from controlplane.core.run_tracker import default_actor, tracked_run
+    from controlplane.core.tools import run_tool
+
+    run_type = subtype.partition(":")[0]
+    ledger = open_ledger(repo)
+    argv = list(command)
+
+    def echo_output(envelope: dict[str, Any]) -> None:
+        if envelope["type"] == "run:output":
+            data = envelope["data"]
+            click.echo(data["line"], err=data.get("stream") == "stderr")
+
+    disconnect = default_bus().connect(echo_output)
+    try:
+        with tracked_run(run_type, subtype, summary=summary or " ".join(argv),
+                         project_root=ledger.root, actor=default_actor("cli"),
+                         params={"argv": argv}) as run:
+            result = run_tool(argv, cwd=None, timeout=timeout, run=run)
+            run.result = {"exit_code": result.exit_code}
+            if not result.ok:
+                run.fail(result.error["code"], result.error["message"])
+    except ValueError as exc:
+        raise Fail(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo(f"controlplane: run {run.run_id} cancelled", err=True)
+        sys.exit(130)
+    finally:
+        disconnect()
+    click.echo(f"controlplane: run {run.run_id} {run.run.status}", err=True)
+    if result.error and result.error["code"] == "tool_missing":
+        click.echo(f"controlplane: error: {result.error['message']}", err=True)
+        sys.exit(127)
+    sys.exit(result.exit_code if result.exit_code is not None else 1)
+
+
+# -- runs ------------------------------------------------------------------
+
+
+@main.group()
+def runs() -> None:
+    """List, show and follow runs."""
+
+
+@runs.command("list")
+@click.option("--type", "run_type", type=click.Choice(RUN_TYPES), default=None)
+@click.option("--status", type=click.Choice([s.value for s in RunStatus]), default=None)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of run.json objects.")
+@repo_option
+def runs_list(run_type: str | None, status: str | None, limit: int, as_json: bool,
+              repo: str | None) -> None:
+    """Newest runs first, in-flight ones included."""
+    found = open_ledger(repo).recent(limit=limit, type=run_type, status=status)
+    if as_json:
+        click.echo(json.dumps(found, indent=1))
+        return
+    for run in found:
+        duration = run.get("duration_ms")
+        took = f"{duration / 1000:.1f}s" if isinstance(duration, int) else "-"
+        click.echo(f"{run['run_id']}  {run.get('status', '?'):<11} {run.get('subtype', ''):<24} "
+                   f"{took:>8}  {run.get('summary', '')}")
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--events", "with_events", is_flag=True, help="Include the run's events.")
+@repo_option
+def runs_show(run_id: str, with_events: bool, repo: str | None) -> None:
+    """A run's run.json."""
+    ledger = open_ledger(repo)
+    run = ledger.get(run_id)
+    if run is None:
+        raise Fail(f"no run {run_id}")
+    if with_events:
+        run = {**run, "events": ledger.events(run_id)}
+    click.echo(json.dumps(run, indent=1))
+
+
+@runs.command("tail")
+@click.argument("run_id")
+@click.option("--interval", type=float, default=0.2, hidden=True)
+@repo_option
+def runs_tail(run_id: str, interval: float, repo: str | None) -> None:
+    """Print a run's output, following it while it runs."""
+    ledger = open_ledger(repo)
+    if ledger.get(run_id) is None:
+        raise Fail(f"no run {run_id}")
+    seq = 0
+    while True:
+        in_flight = ledger.journal.meta_path(run_id).exists()
+        for event in ledger.events(run_id, after=seq):
+            seq = event["seq"]
+            if event.get("type") == "run:output":
+                data = event.get("data") or {}
+                click.echo(data.get("line", ""), err=data.get("stream") == "stderr")
+        if not in_flight:
+            break
+        time.sleep(interval)  # following a file another process appends to
+    final = ledger.get(run_id) or {}
+    click.echo(f"controlplane: run {run_id} {final.get('status', 'gone')}", err=True)
+
+
+# -- ledger ----------------------------------------------------------------
+
+
+@main.group("ledger")
+def ledger_group() -> None:
+    """Check and repair the ledger."""
+
+
+@ledger_group.command("doctor")
+@repo_option
+def ledger_doctor(repo: str | None) -> None:
+    """git fsck, interrupted runs, unreadable run files, index rebuild."""
+    from controlplane.core.ledger.doctor import diagnose
+
+    ledger = open_ledger(repo)
+    report = diagnose(ledger)
+    for line in report.lines():
+        click.echo(line)
+    if not report.healthy:
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""The core: runs, tracker, ledger, events, tools and integrations. Never imports Flask."""

@@ -1,0 +1,270 @@
+"""The event bus: typed events in one envelope, replay, and bounded subscribers.
+
+Envelope: ``{"id": "<epoch>-<seq>", "type", "run_id", "at", "data"}``. ``epoch``
+names this bus (so a process restart is visible to a resuming client) and
+``seq`` increases by one per event. Publishing is thread-safe and never waits
+for a consumer: a subscriber whose queue is full is dropped and receives a
+``resync`` event in place of what it missed. blinker carries the events to
+receivers; they are connected strongly (``weak=False``) and one failing
+receiver does not stop the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import blinker
+from controlplane.core.runs import iso, utc_now
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES: dict[str, type] = {}
+
+
+def event_type(name: str) -> Callable[[type], type]:
+    """Register a dataclass as the shape of the ``data`` of events called *name*."""
+
+    def register(cls: type) -> type:
+        EVENT_TYPES[name] = dataclasses.dataclass(frozen=True)(cls)
+        return EVENT_TYPES[name]
+
+    return register
+
+
+@event_type("run:queued")
+class RunQueued:
+    run_id: str
+    status: str
+
+
+@event_type("run:started")
+class RunStarted:
+    run_id: str
+    status: str
+
+
+@event_type("run:output")
+class RunOutput:
+    seq: int
+    stream: str
+    line: str
+
+
+@event_type("run:progress")
+class RunProgress:
+    done: int
+    total: int
+
+
+@event_type("run:completed")
+class RunCompleted:
+    run_id: str
+    status: str
+
+
+@event_type("chat:message")
+class ChatMessage:
+    message_id: str
+    text: str
+
+
+@event_type("metrics:update")
+class MetricsUpdate:
+    pass
+
+
+@event_type("executor:state")
+class ExecutorState:
+    paused: bool
+
+
+@event_type("ledger:synced")
+class LedgerSynced:
+    runs: int
+
+
+@event_type("resync")
+class Resync:
+    reason: str
+
+
+def check_event(kind: str, data: dict[str, Any]) -> None:
+    """Raise ValueError unless *kind* is registered and *data* has its required fields."""
+    cls = EVENT_TYPES.get(kind)
+    if cls is None:
+        raise ValueError(f"unregistered event type {kind!r}")
+    if not isinstance(data, dict):
+        raise ValueError(f"{kind} data must be a dict")
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ValueError(f"{kind} data lacks {', '.join(missing)}")
+
+
+def new_epoch() -> str:
+    """A name for a bus: its start second in hex plus random, no '-'."""
+    return f"{int(time.time()):x}{secrets.token_hex(3)}"
+
+
+def parse_event_id(event_id: str | None) -> tuple[str, int] | None:
+    """Split ``<epoch>-<seq>``; None if it is not one."""
+    if not event_id or "-" not in event_id:
+        return None
+    epoch, _, seq = event_id.rpartition("-")
+    return (epoch, int(seq)) if seq.isdigit() and epoch else None
+
+
+class Subscription:
+    """A bounded queue of envelopes for one consumer (an SSE or WebSocket client).
+
+    Iterate it, or call ``get(timeout)``; use it as a context manager so it is
+    disconnected when the consumer goes away. Thread-safe.
+    """
+
+    def __init__(self, bus: EventBus, maxsize: int) -> None:
+        self._bus = bus
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=maxsize)
+        self.overflowed = False
+        self.closed = False
+
+    def _deliver(self, envelope: dict[str, Any]) -> None:
+        if self.overflowed:
+            return
+        try:
+            self._queue.put_nowait(envelope)
+        except queue.Full:
+            self.overflowed = True
+            self._bus._disconnect(self)
+
+    def get(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The next envelope, a ``resync`` if this consumer fell behind, or None on timeout."""
+        try:
+            return self._queue.get(timeout=timeout) if timeout != 0 else self._queue.get_nowait()
+        except queue.Empty:
+            if self.overflowed and not self.closed:
+                self.closed = True
+                return self._bus.make_envelope("resync", {"reason": "slow_consumer"})
+            return None
+
+    def close(self) -> None:
+        self.closed = True
+        self._bus._disconnect(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while not self.closed:
+            envelope = self.get(timeout=1.0)
+            if envelope is not None:
+                yield envelope
+
+
+class EventBus:
+    """Numbers, keeps and delivers events. Thread-safe."""
+
+    def __init__(self, replay_size: int = 10_000, queue_size: int = 2_000) -> None:
+        self.epoch = new_epoch()
+        self.queue_size = queue_size
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._replay: deque[dict[str, Any]] = deque(maxlen=replay_size)
+        self._signal = blinker.Signal("controlplane.events")
+
+    @property
+    def last_id(self) -> str:
+        return f"{self.epoch}-{self._seq}"
+
+    def make_envelope(self, kind: str, data: dict[str, Any], run_id: str | None = None) -> dict:
+        """An envelope outside the sequence (for ``resync`` and heartbeats)."""
+        return {"id": f"{self.epoch}-{self._seq}", "type": kind, "run_id": run_id,
+                "at": iso(utc_now()), "data": data}
+
+    def publish(self, kind: str, data: dict[str, Any], run_id: str | None = None) -> dict:
+        """Number and deliver one event; raises ValueError for an unregistered type."""
+        check_event(kind, data)
+        with self._lock:
+            self._seq += 1
+            envelope = {"id": f"{self.epoch}-{self._seq}", "type": kind, "run_id": run_id,
+                        "at": iso(utc_now()), "data": data}
+            self._replay.append(envelope)
+            for receiver in list(self._signal.receivers_for(blinker.ANY)):
+                try:
+                    receiver(envelope)
+                except Exception:  # one bad receiver must not stop the run or the others
+                    log.exception("event receiver failed")
+        return envelope
+
+    def since(self, event_id: str | None) -> list[dict[str, Any]] | None:
+        """Events after *event_id*, or None when they cannot be replayed (resync)."""
+        with self._lock:
+            return self._since_locked(event_id)
+
+    def _since_locked(self, event_id: str | None) -> list[dict[str, Any]] | None:
+        if not event_id:
+            return []
+        parsed = parse_event_id(event_id)
+        if parsed is None or parsed[0] != self.epoch or parsed[1] > self._seq:
+            return None
+        seq = parsed[1]
+        first = self._seq - len(self._replay) + 1  # seq of the oldest kept event
+        if seq + 1 < first:
+            return None  # fell out of the replay buffer
+        return list(self._replay)[seq + 1 - first :]
+
+    def subscribe(self, last_event_id: str | None = None, maxsize: int | None = None
+                  ) -> Subscription:
+        """A new subscription, first filled with what came after *last_event_id*.
+
+        An id from another epoch, or one too old to replay, yields ``resync`` first.
+        """
+        sub = Subscription(self, maxsize or self.queue_size)
+        with self._lock:
+            missed = self._since_locked(last_event_id)
+            if missed is None:
+                sub._deliver(self.make_envelope("resync", {"reason": "unknown_event_id"}))
+            else:
+                for envelope in missed:
+                    sub._deliver(envelope)
+            self._signal.connect(sub._deliver, weak=False)
+        return sub
+
+    def connect(self, receiver: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Call *receiver* with each envelope; returns the function that disconnects it."""
+        self._signal.connect(receiver, weak=False)
+        return lambda: self._signal.disconnect(receiver)
+
+    def _disconnect(self, sub: Subscription) -> None:
+        self._signal.disconnect(sub._deliver)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._signal.receivers)
+
+
+_default_bus: EventBus | None = None
+_default_lock = threading.Lock()
+
+
+def default_bus() -> EventBus:
+    """The process-wide bus that tracked runs publish to."""
+    global _default_bus
+    with _default_lock:
+        if _default_bus is None:
+            _default_bus = EventBus()
+        return _default_bus

@@ -1,0 +1,67 @@
+"""``ledger doctor``: check the ledger, repair what caches and tags can repair."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+
+from controlplane.core.ledger.ledger import Ledger
+from controlplane.core.runs import Run
+
+
+@dataclass
+class DoctorReport:
+    fsck_ok: bool = True
+    fsck_output: str = ""
+    runs: int = 0
+    interrupted: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    tags_recreated: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return self.fsck_ok and not self.unreadable
+
+    def lines(self) -> list[str]:
+        out = [f"git fsck: {'ok' if self.fsck_ok else 'FAILED'}"]
+        if not self.fsck_ok:
+            out += ["  " + line for line in self.fsck_output.splitlines()[:20]]
+        out.append(f"runs in the ledger: {self.runs} (index rebuilt)")
+        out.append(f"interrupted runs recorded: {len(self.interrupted)}")
+        out += [f"  {run_id}" for run_id in self.interrupted]
+        out.append(f"unreadable run files: {len(self.unreadable)}")
+        out += [f"  {path}" for path in self.unreadable]
+        out.append(f"run tags recreated: {len(self.tags_recreated)}")
+        return out
+
+
+def diagnose(ledger: Ledger) -> DoctorReport:
+    """Run every check; the index and view are rebuilt from the ledger."""
+    report = DoctorReport()
+    fsck = subprocess.run(["git", "--git-dir", str(ledger.git_dir), "fsck", "--no-dangling"],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    report.fsck_ok = fsck.returncode == 0
+    report.fsck_output = (fsck.stdout + fsck.stderr).strip()
+    report.interrupted = [r["run_id"] for r in ledger.interrupted + ledger.recover()]
+    ledger.interrupted.clear()
+    head = ledger.store.head()
+    for directory in ledger.store.walk_run_dirs(head):
+        raw = ledger.store.read_blob(head, f"{directory}/run.json")
+        try:
+            run = Run.from_dict(json.loads(raw or b"null"))
+        except ValueError:
+            report.unreadable.append(f"{directory}/run.json")
+            continue
+        events = ledger.store.read_blob(head, f"{directory}/events.jsonl") or b""
+        try:
+            for line in events.splitlines():
+                json.loads(line)
+        except ValueError:
+            report.unreadable.append(f"{directory}/events.jsonl")
+        commit = (run.code_ref or {}).get("commit")
+        if commit and commit in ledger.store.repo and ledger.store.tag_run(
+                run.run_id, commit, f"{run.subtype} {run.status}"):
+            report.tags_recreated.append(run.run_id)
+    report.runs = ledger.rebuild_index()
+    return report

@@ -1,0 +1,78 @@
+"""The cross-process feed: runs of other processes (scripts, the CLI) on this process's bus.
+
+A script needs no server: it writes the journal and the ledger. This feed
+watches both and publishes ``run:started``, ``run:output`` and
+``run:completed`` for runs this process did not record itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from controlplane.core.events import EventBus
+from controlplane.core.ledger.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+
+class LedgerFeed:
+    """Polls the journal and the ledger head; ``poll_once`` is the whole job."""
+
+    def __init__(self, ledger: Ledger, bus: EventBus, interval: float = 0.2) -> None:
+        self.ledger = ledger
+        self.bus = bus
+        self.interval = interval
+        self._seen: dict[str, int] = {}  # foreign in-flight run id -> last output seq published
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ledger.catch_up()
+
+    def poll_once(self) -> None:
+        """Publish what changed since the last poll."""
+        current: dict[str, dict[str, Any]] = {}
+        for entry in self.ledger.journal.entries():
+            if entry.pid == os.getpid() or not entry.alive:
+                continue
+            run_id = entry.run.get("run_id")
+            if run_id:
+                current[run_id] = entry.run
+        for run_id, run in current.items():
+            if run_id not in self._seen:
+                self._seen[run_id] = 0
+                self.bus.publish("run:started", run, run_id=run_id)
+            for event in self.ledger.journal.read_events(run_id, after=self._seen[run_id]):
+                self._seen[run_id] = event["seq"]
+                if event.get("type") in ("run:output", "run:progress"):
+                    data = dict(event.get("data") or {})
+                    if event["type"] == "run:output":
+                        data["seq"] = event["seq"]
+                    self.bus.publish(event["type"], data, run_id=run_id)
+        mine = set(self.ledger.recorded_here)
+        for run in self.ledger.catch_up():
+            self._seen.pop(run["run_id"], None)
+            if run["run_id"] not in mine:
+                self.bus.publish("run:completed", run, run_id=run["run_id"])
+        for run_id in [r for r in self._seen if r not in current]:
+            if self.ledger.index.get(run_id) is None and run_id not in mine:
+                continue  # gone from the journal, not yet visible in the ledger: next poll
+            self._seen.pop(run_id, None)
+
+    def start(self) -> LedgerFeed:
+        self._thread = threading.Thread(target=self._loop, name="scp-ledger-feed", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll_once()
+            except Exception:  # keep following: a bad file must not end the feed
+                log.exception("ledger feed poll failed")

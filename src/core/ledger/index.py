@@ -1,0 +1,172 @@
+"""The SQLite index of finished runs: a rebuildable cache, never the truth.
+
+It remembers the ledger commit it reflects (``meta.head``). A writer that
+just added one run on top of that commit inserts the run directly; anyone
+else catches up from a diff of the trees. Safe for several processes (SQLite
+WAL, one write transaction per change).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from controlplane.core.runs import iso, utc_now
+
+SCHEMA_VERSION = "1"
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, type TEXT, subtype TEXT, status TEXT, summary TEXT,
+    started_at TEXT, ended_at TEXT, duration_ms INTEGER, dir TEXT, json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_type ON runs (type, run_id);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status, run_id);
+CREATE INDEX IF NOT EXISTS runs_subtype ON runs (subtype, run_id);
+"""
+
+
+def _row(run: dict[str, Any], directory: str) -> tuple:
+    return (run["run_id"], run.get("type"), run.get("subtype"), run.get("status"),
+            run.get("summary") or "", run.get("started_at"), run.get("ended_at"),
+            run.get("duration_ms"), directory, json.dumps(run, ensure_ascii=False))
+
+
+class RunIndex:
+    """Queries over finished runs. Thread-safe: one connection per thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._db().conn.executescript(_DDL)
+        with self._db() as db:
+            version = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if version is None or version[0] != SCHEMA_VERSION:
+                db.execute("DELETE FROM runs")
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+                db.execute("DELETE FROM meta WHERE key='head'")
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+        return _Tx(db)
+
+    def head(self) -> str | None:
+        row = self._db().conn.execute("SELECT value FROM meta WHERE key='head'").fetchone()
+        return row[0] if row else None
+
+    def apply(self, expected_head: str | None, new_head: str,
+              upserts: Iterable[tuple[dict[str, Any], str]], removed: Iterable[str]) -> bool:
+        """Move from *expected_head* to *new_head*; False (nothing done) if the head differs."""
+        with self._db() as db:
+            current = db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
+            if (current[0] if current else None) != expected_head:
+                return False
+            db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)",
+                           [_row(run, directory) for run, directory in upserts])
+            db.executemany("DELETE FROM runs WHERE dir = ?", [(d,) for d in removed])
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (new_head,))
+            return True
+
+    def clear(self) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM runs")
+            db.execute("DELETE FROM meta WHERE key='head'")
+
+    def count(self) -> int:
+        return self._db().conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        row = self._db().conn.execute("SELECT json FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def recent(self, limit: int = 50, type: str | None = None, status: str | None = None,
+               before: str | None = None, subtype: str | None = None) -> list[dict[str, Any]]:
+        """Newest runs first, filtered; *before* is a run id cursor (exclusive)."""
+        where, args = [], []
+        for column, value in (("type", type), ("status", status), ("subtype", subtype)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if before:
+            where.append("run_id < ?")
+            args.append(before)
+        sql = "SELECT json FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY run_id DESC LIMIT ?"
+        args.append(max(0, int(limit)))
+        return [json.loads(r[0]) for r in self._db().conn.execute(sql, args)]
+
+    def search(self, text: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Runs whose id starts with *text*, or whose type, subtype or summary contain it."""
+        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        prefix = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._db().conn.execute(
+            "SELECT json FROM runs WHERE run_id LIKE ? ESCAPE '\\' OR subtype LIKE ? ESCAPE '\\'"
+            " OR summary LIKE ? ESCAPE '\\' ORDER BY run_id DESC LIMIT ?",
+            (prefix, like, like, int(limit)),
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    def metrics(self, minutes: int | None = None) -> dict[str, Any]:
+        """Totals, success rate, durations and breakdowns, over the last *minutes* if given."""
+        sql = "SELECT type, subtype, status, duration_ms, started_at FROM runs"
+        args: list[Any] = []
+        if minutes:
+            sql += " WHERE started_at >= ?"
+            args.append(iso(utc_now() - timedelta(minutes=minutes)))
+        sql += " ORDER BY run_id"
+        rows = self._db().conn.execute(sql, args).fetchall()
+        return summarize(rows)
+
+
+def summarize(rows: list[tuple]) -> dict[str, Any]:
+    """Metrics from (type, subtype, status, duration_ms, started_at) rows, oldest first."""
+    durations = sorted(r[3] for r in rows if isinstance(r[3], int))
+    ok = sum(1 for r in rows if r[2] == "ok")
+    failed = sum(1 for r in rows if r[2] == "failed")
+    by_type: dict[str, dict[str, int]] = {}
+    by_subtype: dict[str, dict[str, int]] = {}
+    by_day: dict[str, dict[str, int]] = {}
+    for run_type, subtype, status, _, started in rows:
+        day = (started or "")[:10]
+        for table, key in ((by_type, run_type), (by_subtype, subtype), (by_day, day)):
+            bucket = table.setdefault(key, {"total": 0, "ok": 0, "failed": 0})
+            bucket["total"] += 1
+            if status in ("ok", "failed"):
+                bucket[status] += 1
+    p95 = durations[min(len(durations) - 1, int(0.95 * len(durations)))] if durations else None
+    return {
+        "total": len(rows), "ok": ok, "failed": failed,
+        "success_rate": round(ok / len(rows), 4) if rows else None,
+        "avg_duration_ms": round(sum(durations) / len(durations)) if durations else None,
+        "p95_duration_ms": p95,
+        "last_status": rows[-1][2] if rows else None,
+        "per_type": by_type, "per_subtype": by_subtype, "per_day": by_day,
+    }
+
+
+class _Tx:
+    """A connection used as ``with`` for one IMMEDIATE write transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, *_: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

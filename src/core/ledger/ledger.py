@@ -1,0 +1,301 @@
+"""The ledger facade: where a finished run is recorded and where runs are read from.
+
+Recording a run writes, in this order: the commit on ``scp-ledger`` (the
+truth, whole or not at all), the run tag, the view and the index (caches that
+any later process can rebuild). Opening a ledger records the runs of dead
+processes as ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import pygit2
+from controlplane.core.ledger.index import RunIndex
+from controlplane.core.ledger.journal import Journal, JournalEntry, kill_left_groups
+from controlplane.core.ledger.store import GitStore, LedgerWriteError
+from controlplane.core.ledger.view import VIEW_DIR, LedgerView, exclude_from_status
+from controlplane.core.runs import Run, RunStatus, ledger_dir
+
+log = logging.getLogger(__name__)
+
+GC_EVERY = 500  # records between background `git gc --auto` checks
+
+
+class NotARepository(Exception):
+    """The path is not inside a git repository."""
+
+
+def dumps(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1).encode() + b"\n"
+
+
+def events_jsonl(events: list[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(e, ensure_ascii=False).encode() + b"\n" for e in events)
+
+
+def find_git_dir(path: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
+    """(work tree, common git dir) of the repository holding *path* (default: cwd)."""
+    start = str(Path(path or os.getcwd()).resolve())
+    found = pygit2.discover_repository(start)
+    if found is None:
+        raise NotARepository(f"not a git repository (or any parent): {start}")
+    repo = pygit2.Repository(found)
+    if repo.is_bare or repo.workdir is None:
+        raise NotARepository(f"a bare repository has no work tree to serve: {found}")
+    common = Path(found)
+    commondir = common / "commondir"
+    if commondir.exists():  # a linked worktree: the ledger lives in the main git dir
+        common = (common / commondir.read_text().strip()).resolve()
+    return Path(repo.workdir).resolve(), common
+
+
+class Ledger:
+    """One repository's ledger, journal, view and index. Thread-safe; one per process."""
+
+    _instances: dict[Path, Ledger] = {}
+    _instances_lock = threading.Lock()
+
+    def __init__(self, root: Path, git_dir: Path) -> None:
+        self.root = root
+        self.git_dir = git_dir
+        self.scp_dir = git_dir / "scp"
+        self.scp_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir = self.scp_dir / "logs"
+        self.store = GitStore(git_dir)
+        self.journal = Journal(self.scp_dir / "journal")
+        self.index = RunIndex(self.scp_dir / "index.sqlite")
+        self.view = LedgerView(root / VIEW_DIR, self.scp_dir / "view.lock")
+        exclude_from_status(git_dir)
+        self.recorded_here: deque[str] = deque(maxlen=10_000)  # for the cross-process feed
+        self._records = 0
+        self.interrupted: list[dict[str, Any]] = []
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None, recover: bool = True) -> Ledger:
+        """The ledger of the repository holding *path*; raises NotARepository outside one."""
+        root, git_dir = find_git_dir(path)
+        with cls._instances_lock:
+            ledger = cls._instances.get(git_dir)
+            if ledger is None:
+                ledger = cls._instances[git_dir] = cls(root, git_dir)
+        if recover:
+            ledger.interrupted.extend(ledger.recover())
+            ledger.catch_up()
+        return ledger
+
+    @classmethod
+    def forget_instances(cls) -> None:
+        """Drop cached ledgers (tests that delete repositories)."""
+        with cls._instances_lock:
+            cls._instances.clear()
+
+    # -- writing ---------------------------------------------------------
+
+    def record(self, run: Run, events: list[dict[str, Any]]) -> str:
+        """Record a finished run in one commit, tag it, update the caches; returns the commit id."""
+        if not run.status.is_final:
+            raise ValueError(f"run {run.run_id} is {run.status}: only finished runs are recorded")
+        directory = ledger_dir(run.run_id)
+        run.events = len(events)
+        files = {"run.json": dumps(run.to_dict()), "events.jsonl": events_jsonl(events)}
+        message = f"run {run.run_id} {run.subtype} {run.status}\n\n{run.summary}".rstrip()
+        parent, commit = self.store.commit_files(directory, files, message,
+                                                 author=run.actor.get("name"))
+        self.recorded_here.append(run.run_id)
+        code_commit = (run.code_ref or {}).get("commit")
+        if code_commit:
+            try:
+                self.store.tag_run(run.run_id, code_commit, f"{run.subtype} {run.status}",
+                                   tagger=run.actor.get("name"))
+            except LedgerWriteError:
+                log.warning("run %s recorded without its tag (doctor recreates it)", run.run_id)
+        self._advance(parent, commit, directory, files, run.to_dict())
+        self._records += 1
+        if self._records % GC_EVERY == 0:
+            self.gc_in_background()
+        return str(commit)
+
+    def _advance(self, parent, commit, directory, files, run_dict) -> None:
+        """Bring view and index to *commit*: directly when they were at *parent*, else by diff."""
+        parent_text = str(parent) if parent is not None else None
+        if not self.view.apply(parent_text, str(commit), [(directory, files)], []):
+            self._catch_up_view(commit)
+        if not self.index.apply(parent_text, str(commit), [(run_dict, directory)], []):
+            self._catch_up_index(commit)
+
+    def catch_up(self) -> list[dict[str, Any]]:
+        """Bring view and index to the ledger tip; returns the runs the index newly learnt."""
+        head = self.store.head()
+        if head is None:
+            return []
+        self._catch_up_view(head)
+        return self._catch_up_index(head)
+
+    def _read_run_dir(self, commit, directory: str) -> dict[str, bytes]:
+        files = {}
+        for name in ("run.json", "events.jsonl"):
+            data = self.store.read_blob(commit, f"{directory}/{name}")
+            if data is not None:
+                files[name] = data
+        return files
+
+    def _catch_up_view(self, head) -> None:
+        for _ in range(20):
+            current = self.view.head()
+            old = self._known_commit(current)
+            changed, removed = self.store.changed_run_dirs(old, head)
+            upserts = [(d, self._read_run_dir(head, d)) for d in changed]
+            if self.view.apply(current, str(head), upserts, removed):
+                return
+
+    def _catch_up_index(self, head) -> list[dict[str, Any]]:
+        for _ in range(20):
+            current = self.index.head()
+            if current == str(head):
+                return []
+            old = self._known_commit(current)
+            if old is None and current is not None:
+                self.index.clear()
+                current = None
+            changed, removed = self.store.changed_run_dirs(old, head)
+            upserts = []
+            for directory in changed:
+                raw = self.store.read_blob(head, f"{directory}/run.json")
+                try:
+                    run = Run.from_dict(json.loads(raw or b"null")).to_dict()
+                except ValueError:
+                    log.warning("skipping unreadable run.json in %s", directory)
+                    continue
+                upserts.append((run, directory))
+            if self.index.apply(current, str(head), upserts, removed):
+                return [run for run, _ in upserts]
+        return []
+
+    def _known_commit(self, text: str | None) -> pygit2.Oid | None:
+        if not text:
+            return None
+        try:
+            self.store.repo[text]
+        except (KeyError, ValueError):
+            return None
+        return pygit2.Oid(hex=text)
+
+    def rebuild_index(self) -> int:
+        """Drop and rebuild the index and the view from the ledger; returns the run count."""
+        self.index.clear()
+        self.view.clear()
+        self.catch_up()
+        return self.index.count()
+
+    # -- dead processes --------------------------------------------------
+
+    def recover(self) -> list[dict[str, Any]]:
+        """Record runs whose process died as ``interrupted``; kill what they left running."""
+        found = []
+        for entry, claimed in self.journal.claim_dead():
+            run_id = entry.run.get("run_id", "")
+            try:
+                found.append(self._record_interrupted(entry))
+            except (ValueError, LedgerWriteError) as exc:
+                log.error("could not record interrupted run %s: %s", run_id, exc)
+                os.replace(claimed, self.journal.meta_path(run_id))  # leave it for next time
+                continue
+            claimed.unlink(missing_ok=True)
+            self.journal.finish(run_id, keep_events_at=self.logs_dir / f"{run_id}.events.jsonl")
+        return found
+
+    def _record_interrupted(self, entry: JournalEntry) -> dict[str, Any]:
+        run = Run.from_dict(entry.run)
+        groups = kill_left_groups(entry.groups)
+        report = {"run_id": run.run_id, "pid": entry.pid, "groups": groups}
+        if self.store.has_path(self.store.head(), f"{ledger_dir(run.run_id)}/run.json"):
+            return report | {"already_recorded": True}  # died after recording, before cleanup
+        events = self.journal.read_events(run.run_id)
+        run.finish(RunStatus.INTERRUPTED, {
+            "code": "interrupted",
+            "message": f"process {entry.pid} on {entry.host} died while the run was in flight",
+        })
+        if groups:
+            run.result = {**run.result, "process_groups": groups}
+        from controlplane.core.output import cap_events  # local: output imports runs only
+
+        self.record(run, cap_events(events)[0])
+        return report
+
+    # -- reading ---------------------------------------------------------
+
+    def active(self) -> list[dict[str, Any]]:
+        """Runs in flight in any process of this clone (from the journal)."""
+        return [e.run for e in self.journal.entries() if e.alive]
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        """A run, finished (index) or in flight (journal)."""
+        found = self.index.get(run_id)
+        if found is None:
+            self.catch_up()
+            found = self.index.get(run_id)
+        if found is None:
+            for run in self.active():
+                if run.get("run_id") == run_id:
+                    return run
+        return found
+
+    def recent(self, limit: int = 50, type: str | None = None, status: str | None = None,
+               before: str | None = None, include_active: bool = True) -> list[dict[str, Any]]:
+        """Newest first; in-flight runs from the journal are merged in."""
+        self.catch_up()
+        runs = self.index.recent(limit=limit, type=type, status=status, before=before)
+        if include_active:
+            wanted = [r for r in self.active()
+                      if (not type or r.get("type") == type)
+                      and (not status or r.get("status") == status)
+                      and (not before or r["run_id"] < before)]
+            if wanted:
+                runs = sorted(runs + wanted, key=lambda r: r["run_id"], reverse=True)[:limit]
+        return runs
+
+    def events(self, run_id: str, after: int = 0, raw: bool = False) -> list[dict[str, Any]]:
+        """A run's events after *after*: the whole raw log when *raw* and kept locally."""
+        spool = self.journal.read_events(run_id, after)
+        if spool or self.journal.meta_path(run_id).exists():
+            return spool
+        log_path = self.logs_dir / f"{run_id}.events.jsonl"
+        if raw and log_path.exists():
+            return _parse_jsonl(log_path.read_bytes(), after)
+        data = self.store.read_blob(None, f"{ledger_dir(run_id)}/events.jsonl")
+        return _parse_jsonl(data or b"", after)
+
+    # -- upkeep ----------------------------------------------------------
+
+    def gc_in_background(self) -> None:
+        """Let git pack loose objects, outside any run (libgit2 never does)."""
+        argv = ["git", "--git-dir", str(self.git_dir), "gc", "--auto", "--quiet"]
+
+        def collect() -> None:
+            try:
+                subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=600,
+                               check=False, start_new_session=True)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                log.warning("git gc --auto failed: %s", exc)
+
+        threading.Thread(target=collect, name="scp-gc", daemon=True).start()
+
+
+def _parse_jsonl(data: bytes, after: int) -> list[dict[str, Any]]:
+    events = []
+    for line in data.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("seq", 0) > after:
+            events.append(event)
+    return events

@@ -1,0 +1,203 @@
+"""The git side of the ledger: one commit per finished run on ``scp-ledger``, and run tags.
+
+Written with pygit2 (libgit2, in process). A commit's tree is built by
+rewriting only the trees on the run's path, so the cost does not grow with
+the ledger. The branch moves by compare-and-swap: a lost race (``GitError``,
+the tip moved; ``OSError``/``AlreadyExistsError``, the ref is locked or was
+just created) rebuilds on the new tip and retries.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import FileMode, ObjectType
+
+BRANCH = "scp-ledger"
+BRANCH_REF = f"refs/heads/{BRANCH}"
+TAG_PREFIX = "refs/scp/run/"
+
+_RETRIES = 200
+
+
+class LedgerWriteError(RuntimeError):
+    """The ledger could not be written (disk full, permissions, endless contention)."""
+
+
+class GitStore:
+    """pygit2 access to one repository's ledger branch. Thread-safe (one lock)."""
+
+    def __init__(self, git_dir: Path, tag_prefix: str = TAG_PREFIX) -> None:
+        self.repo = pygit2.Repository(str(git_dir))
+        self.tag_prefix = tag_prefix
+        self.lock = threading.RLock()
+
+    def signature(self, name: str | None = None) -> pygit2.Signature:
+        try:
+            default = self.repo.default_signature
+            return pygit2.Signature(name or default.name, default.email)
+        except (KeyError, pygit2.GitError):
+            return pygit2.Signature(name or "controlplane", "controlplane@localhost")
+
+    def head(self) -> pygit2.Oid | None:
+        """The ledger branch tip, or None before the first run."""
+        with self.lock:
+            ref = self.repo.references.get(BRANCH_REF)
+            return ref.target if ref is not None else None
+
+    def code_ref(self) -> dict[str, object]:
+        """The project's commit, branch and dirtiness now (commit None in an empty repo)."""
+        with self.lock:
+            repo = self.repo
+            if repo.head_is_unborn:
+                branch = repo.references.get("HEAD")
+                name = branch.target.removeprefix("refs/heads/") if branch is not None else None
+                return {"commit": None, "branch": name, "dirty": False}
+            branch = None if repo.head_is_detached else repo.head.shorthand
+            dirty = False
+            if repo.workdir:
+                flags = pygit2.enums.FileStatus
+                clean = {flags.CURRENT, flags.IGNORED}
+                for status in repo.status(untracked_files="no").values():
+                    if status not in clean:
+                        dirty = True
+                        break
+            return {"commit": str(repo.head.target), "branch": branch, "dirty": dirty}
+
+    def commit_files(
+        self, directory: str, files: Mapping[str, bytes], message: str, author: str | None = None
+    ) -> tuple[pygit2.Oid | None, pygit2.Oid]:
+        """Add *files* under *directory* in one commit; returns (parent, new tip)."""
+        with self.lock:
+            try:
+                return self._commit_files(directory, files, message, author)
+            except (OSError, pygit2.GitError) as exc:
+                raise LedgerWriteError(f"could not write the ledger: {exc}") from exc
+
+    def _commit_files(self, directory, files, message, author):
+        repo = self.repo
+        blobs = {name: repo.create_blob(data) for name, data in files.items()}
+        leaf = repo.TreeBuilder()
+        for name, oid in sorted(blobs.items()):
+            leaf.insert(name, oid, FileMode.BLOB)
+        leaf_oid = leaf.write()
+        parts = directory.strip("/").split("/")
+        sig = self.signature(author)
+        for attempt in range(_RETRIES):
+            ref = repo.references.get(BRANCH_REF)
+            parent = ref.target if ref is not None else None
+            base = repo[parent].peel(pygit2.Tree) if parent is not None else None
+            tree = self._with_subtree(base, parts, leaf_oid)
+            commit = repo.create_commit(None, sig, sig, message, tree, [parent] if parent else [])
+            try:
+                if ref is None:
+                    repo.references.create(BRANCH_REF, commit)
+                else:
+                    ref.set_target(commit, message.splitlines()[0])
+                return parent, commit
+            except (pygit2.GitError, OSError, pygit2.AlreadyExistsError):
+                time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))  # back off, retry
+        raise LedgerWriteError("the ledger branch kept moving; gave up after retries")
+
+    def _with_subtree(self, tree: pygit2.Tree | None, parts: list[str], leaf: pygit2.Oid
+                      ) -> pygit2.Oid:
+        builder = self.repo.TreeBuilder(tree) if tree is not None else self.repo.TreeBuilder()
+        name = parts[0]
+        if len(parts) == 1:
+            builder.insert(name, leaf, FileMode.TREE)
+        else:
+            child = None
+            if tree is not None and name in tree:
+                entry = tree[name]
+                child = entry if entry.type == ObjectType.TREE else None
+            builder.insert(name, self._with_subtree(child, parts[1:], leaf), FileMode.TREE)
+        return builder.write()
+
+    def tag_run(self, run_id: str, commit: str, message: str, tagger: str | None = None) -> bool:
+        """Create the annotated tag object ``scp/run/<id>`` on *commit*; False if it exists."""
+        with self.lock:
+            ref_name = self.tag_prefix + run_id
+            if ref_name in self.repo.references:
+                return False
+            sig = self.signature(tagger)
+            offset = sig.offset
+            sign = "-" if offset < 0 else "+"
+            raw = (
+                f"object {commit}\ntype commit\ntag scp/run/{run_id}\n"
+                f"tagger {sig.name} <{sig.email}> {sig.time} "
+                f"{sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}\n\n{message}\n"
+            ).encode()
+            try:
+                tag = self.repo.odb.write(ObjectType.TAG, raw)
+                self.repo.references.create(ref_name, tag)
+            except pygit2.AlreadyExistsError:
+                return False
+            except (OSError, pygit2.GitError) as exc:
+                raise LedgerWriteError(f"could not write the run tag: {exc}") from exc
+            return True
+
+    def read_blob(self, commit: pygit2.Oid | str | None, path: str) -> bytes | None:
+        """A file's bytes at *path* in the ledger commit (the tip by default)."""
+        with self.lock:
+            target = commit or self.head()
+            if target is None:
+                return None
+            try:
+                entry = self.repo[target].peel(pygit2.Tree)[path]
+            except (KeyError, ValueError):
+                return None
+            return entry.data if entry.type == ObjectType.BLOB else None
+
+    def has_path(self, commit: pygit2.Oid | None, path: str) -> bool:
+        with self.lock:
+            if commit is None:
+                return False
+            try:
+                self.repo[commit].peel(pygit2.Tree)[path]
+            except KeyError:
+                return False
+            return True
+
+    def changed_run_dirs(self, old: pygit2.Oid | None, new: pygit2.Oid | None
+                         ) -> tuple[list[str], list[str]]:
+        """Run directories added/changed and removed between two ledger commits.
+
+        Recurses only into subtrees whose ids differ, so the cost follows the
+        change, not the ledger.
+        """
+        with self.lock:
+            repo = self.repo
+            old_tree = repo[old].peel(pygit2.Tree) if old is not None else None
+            new_tree = repo[new].peel(pygit2.Tree) if new is not None else None
+            changed: list[str] = []
+            removed: list[str] = []
+            self._diff(old_tree, new_tree, "", 0, changed, removed)
+            return changed, removed
+
+    def _diff(self, old, new, prefix, depth, changed, removed):
+        # depth 5 is the run directory: ledger/runs/YYYY/MM/DD/<run_id>
+        old_entries = {e.name: e for e in old} if old is not None else {}
+        new_entries = {e.name: e for e in new} if new is not None else {}
+        for name in old_entries.keys() | new_entries.keys():
+            if (depth == 0 and name != "ledger") or (depth == 1 and name != "runs"):
+                continue
+            a, b = old_entries.get(name), new_entries.get(name)
+            if a is not None and b is not None and a.id == b.id:
+                continue
+            path = f"{prefix}{name}"
+            if depth == 5:
+                (changed if b is not None else removed).append(path)
+                continue
+            a_tree = a if a is not None and a.type == ObjectType.TREE else None
+            b_tree = b if b is not None and b.type == ObjectType.TREE else None
+            self._diff(a_tree, b_tree, path + "/", depth + 1, changed, removed)
+
+    def walk_run_dirs(self, commit: pygit2.Oid | None) -> Iterator[str]:
+        """Every run directory in a ledger commit."""
+        changed, _ = self.changed_run_dirs(None, commit)
+        yield from changed

@@ -1,0 +1,40 @@
+"""Bounds on what a run keeps in git: head and tail of its events, short lines, small results."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+HEAD_EVENTS = 1_000
+TAIL_EVENTS = 1_000
+MAX_LINE_CHARS = 8_192
+MAX_RESULT_BYTES = 256 * 1024
+
+
+def clip_line(line: str, limit: int = MAX_LINE_CHARS) -> str:
+    """A line cut to *limit* characters, saying how much it lost."""
+    if len(line) <= limit:
+        return line
+    return f"{line[:limit]}… [{len(line) - limit} characters cut]"
+
+
+def cap_events(events: list[dict[str, Any]], head: int = HEAD_EVENTS, tail: int = TAIL_EVENTS
+               ) -> tuple[list[dict[str, Any]], int]:
+    """The first *head* and last *tail* events with a marker between; returns (events, omitted)."""
+    if len(events) <= head + tail:
+        return events, 0
+    omitted = len(events) - head - tail
+    marker = {"seq": events[head]["seq"], "type": "run:truncated", "at": events[head].get("at"),
+              "data": {"omitted_events": omitted,
+                       "first_omitted_seq": events[head]["seq"],
+                       "last_omitted_seq": events[-tail - 1]["seq"],
+                       "raw_log": "kept locally under .git/scp/logs/"}}
+    return [*events[:head], marker, *events[-tail:]], omitted
+
+
+def bound_result(result: dict[str, Any], limit: int = MAX_RESULT_BYTES) -> dict[str, Any]:
+    """*result* if its JSON fits in *limit* bytes, else a preview that says it was cut."""
+    text = json.dumps(result, ensure_ascii=False, default=str)
+    if len(text.encode()) <= limit:
+        return json.loads(text)
+    return {"truncated": True, "bytes": len(text.encode()), "preview": text[: limit // 2]}

@@ -1,0 +1,280 @@
+"""``tracked_run`` and ``run_tracked``: how any code becomes a recorded Run.
+
+```python
+with tracked_run("test", "test:nightly", summary="nightly suite") as run:
+    run.output("collected 12 items")
+    run.result = {"passed": 12}
+```
+
+Enter: the run is journaled and ``run:started`` published. Exit: the status is
+set (an exception → ``failed`` with ``error.code = "exception"``, re-raised;
+KeyboardInterrupt → ``cancelled``), the run is recorded in the ledger and
+``run:completed`` published. The promise holds in ``finally``: no run is left
+``running`` by a live process.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from controlplane.core import redact
+from controlplane.core.context import current_run, reset_current_run, set_current_run
+from controlplane.core.events import EventBus, default_bus
+from controlplane.core.ledger import Ledger
+from controlplane.core.output import bound_result, cap_events, clip_line
+from controlplane.core.runs import Run, RunStatus, check_subtype, iso, process_start_time, utc_now
+
+_RUN_FIELDS = ("params", "target", "actor", "rerun_of", "parent_run_id", "artifacts")
+_default_root: ContextVar[str | None] = ContextVar("controlplane_project_root", default=None)
+
+
+def set_default_project_root(path: str | os.PathLike[str] | None) -> None:
+    """Where runs are recorded when no ``project_root`` is given (the server sets it)."""
+    _default_root.set(str(path) if path else None)
+    global _process_root
+    _process_root = str(path) if path else None
+
+
+_process_root: str | None = None
+
+
+def default_actor(kind: str = "script") -> dict[str, str]:
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = str(os.getuid())
+    return {"kind": kind, "name": name}
+
+
+class ActiveRun:
+    """A run in flight: what the code inside it reports, spooled, numbered and published.
+
+    Thread-safe: tool output arrives from reader threads.
+    """
+
+    def __init__(self, run: Run, ledger: Ledger, bus: EventBus) -> None:
+        self.run = run
+        self.run_id = run.run_id
+        self.ledger = ledger
+        self.bus = bus
+        self.cancel_requested = threading.Event()
+        self._lock = threading.Lock()
+        self._events: list[dict[str, Any]] = []
+        self._entry = None
+        self._spool = None
+
+    # what code inside a run reports
+
+    @property
+    def summary(self) -> str:
+        return self.run.summary
+
+    @summary.setter
+    def summary(self, text: str) -> None:
+        self.run.summary = redact.redact(str(text))
+
+    @property
+    def result(self) -> dict[str, Any]:
+        return self.run.result
+
+    @result.setter
+    def result(self, value: dict[str, Any]) -> None:
+        self.run.result = value
+
+    @property
+    def target(self) -> dict[str, Any]:
+        return self.run.target
+
+    def output(self, line: str, stream: str = "stdout") -> None:
+        """One line of output: spooled, kept for the ledger and published as ``run:output``."""
+        line = clip_line(redact.redact(str(line).rstrip("\n")))
+        self._event("run:output", {"stream": stream, "line": line})
+
+    def progress(self, done: int, total: int) -> None:
+        self._event("run:progress", {"done": int(done), "total": int(total)})
+
+    def fail(self, code: str, message: str) -> None:
+        """Mark the run failed (it still runs to the end of its block)."""
+        self.run.status = RunStatus.FAILED
+        self.run.error = {"code": code, "message": redact.redact(message)}
+
+    def add_artifact(self, path: str, sha256: str | None = None, **info: Any) -> None:
+        self.run.artifacts.append({"path": path, "sha256": sha256, **info})
+
+    def attach_process(self, pid: int, pgid: int) -> None:
+        with self._lock:
+            if self._entry is not None:
+                self._entry.groups[str(pgid)] = process_start_time(pgid)
+                self.ledger.journal.update(self._entry)
+
+    def detach_process(self, pid: int) -> None:
+        with self._lock:
+            if self._entry is not None and self._entry.groups.pop(str(pid), None) is not None:
+                self.ledger.journal.update(self._entry)
+
+    # life cycle
+
+    def _event(self, kind: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            seq = len(self._events) + 1
+            event = {"seq": seq, "type": kind, "at": iso(utc_now()), "data": data}
+            self._events.append(event)
+            if self._spool is not None:
+                self._spool.write(_jsonl(event))
+            if kind == "run:output":
+                self.bus.publish(kind, {"seq": seq, **data}, run_id=self.run_id)
+            elif kind == "run:progress":
+                self.bus.publish(kind, data, run_id=self.run_id)
+
+    def start(self) -> None:
+        self.run.status = RunStatus.RUNNING
+        self._entry = self.ledger.journal.start(self.run.to_dict())
+        self._spool = open(self.ledger.journal.events_path(self.run_id), "ab", buffering=0)  # noqa: SIM115
+        self._event("run:started", {"summary": self.run.summary})
+        self.bus.publish("run:started", self.run.to_dict(), run_id=self.run_id)
+
+    def finish(self, status: RunStatus, error: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Record the final state; returns the final run.json."""
+        if self.cancel_requested.is_set() and status != RunStatus.OK:
+            status, error = RunStatus.CANCELLED, error or {"code": "cancelled",
+                                                           "message": "cancelled by request"}
+        run = self.run
+        run.result = redact.redact_obj(bound_result(run.result or {}))
+        run.error = redact.redact_obj(run.error) if run.error else None
+        run.finish(status, error)
+        self._event("run:completed", {"status": str(run.status), "error": run.error})
+        with self._lock:
+            if self._spool is not None:
+                self._spool.close()
+                self._spool = None
+            events, _ = cap_events(self._events)
+        self.ledger.record(run, events)
+        self.ledger.journal.finish(
+            self.run_id, keep_events_at=self.ledger.logs_dir / f"{self.run_id}.events.jsonl")
+        final = run.to_dict()
+        self.bus.publish("run:completed", final, run_id=self.run_id)
+        return final
+
+
+def _jsonl(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, ensure_ascii=False).encode() + b"\n"
+
+
+def open_run(run_type: str, subtype: str, *, summary: str = "",
+             project_root: str | os.PathLike[str] | None = None, bus: EventBus | None = None,
+             **metadata: Any) -> ActiveRun:
+    """Create (not start) a run: checks the type, reads the code ref, redacts params."""
+    check_subtype(run_type, subtype)
+    ledger = Ledger.open(project_root or _default_root.get() or _process_root)
+    parent = current_run()
+    values: dict[str, Any] = {k: metadata.pop(k) for k in _RUN_FIELDS if k in metadata}
+    values.setdefault("actor", default_actor())
+    if parent is not None:
+        values.setdefault("parent_run_id", parent.run_id)
+    values["params"] = redact.redact_obj(values.get("params") or {})
+    run = Run.new(subtype, summary=redact.redact(summary), code_ref=ledger.store.code_ref(),
+                  **values)
+    if metadata:
+        run.extra["metadata"] = redact.redact_obj(metadata)
+    return ActiveRun(run, ledger, bus or default_bus())
+
+
+@contextmanager
+def tracked_run(run_type: str, subtype: str, *, summary: str = "",
+                project_root: str | os.PathLike[str] | None = None,
+                **metadata: Any) -> Iterator[ActiveRun]:
+    """Run the block as a recorded Run of *subtype*; see the module docstring."""
+    active = open_run(run_type, subtype, summary=summary, project_root=project_root, **metadata)
+    active.start()
+    token = set_current_run(active)
+    status, error = RunStatus.OK, None
+    try:
+        yield active
+    except KeyboardInterrupt:
+        status, error = RunStatus.CANCELLED, {"code": "cancelled", "message": "interrupted by user"}
+        raise
+    except BaseException as exc:
+        status = RunStatus.FAILED
+        error = {"code": "exception", "message": f"{type(exc).__name__}: {exc}"}
+        raise
+    finally:
+        reset_current_run(token)
+        if status == RunStatus.OK and active.run.status.is_final:
+            status = active.run.status  # the block called fail() or set a status itself
+        active.finish(status, error)
+
+
+def apply_result(active: ActiveRun, value: Any) -> tuple[RunStatus, Any]:
+    """Status and result from what a tracked function returned (dict, tuple, response-like).
+
+    A dict with ``ok: False``, an ``error`` or a 4xx/5xx status means failed. JSON
+    bodies get ``run_id`` (and ``status``, filled in by the caller) added.
+    """
+    body, code, rest = value, None, ()
+    if isinstance(value, tuple) and value and isinstance(value[-1 if len(value) == 2 else 1], int):
+        body, code, rest = value[0], value[1], value[2:]
+    response_like = hasattr(body, "get_json") and hasattr(body, "status_code")
+    if response_like:
+        code = code or body.status_code
+        data = body.get_json(silent=True)
+    else:
+        data = body
+    failed = code is not None and code >= 400
+    if isinstance(data, dict):
+        failed = failed or data.get("ok") is False
+        active.result = {k: v for k, v in data.items() if k not in ("run_id", "status")}
+        error = data.get("error")
+        if failed and active.run.error is None:
+            message = data.get("message") or (error if isinstance(error, str) else None)
+            code_name = error.get("code") if isinstance(error, dict) else "failed"
+            active.run.error = {"code": str(code_name or "failed"),
+                                "message": str(message or f"answered {code}")}
+    elif failed:
+        active.run.error = {"code": "http_status", "message": f"answered {code}"}
+    return (RunStatus.FAILED if failed else RunStatus.OK), (body, code, rest, data, response_like)
+
+
+def run_tracked(run_type: str, subtype: str, *, summary_fn: Callable[..., str] | None = None
+                ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a function or a Flask view so each call is a recorded Run.
+
+    The run's status follows what it returns (see ``apply_result``); a JSON body
+    gets the ``run_id`` and ``status``.
+    """
+    check_subtype(run_type, subtype)
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            summary = summary_fn(*args, **kwargs) if summary_fn else fn.__name__.replace("_", " ")
+            with tracked_run(run_type, subtype, summary=summary) as active:
+                value = fn(*args, **kwargs)
+                status, (body, code, rest, data, response_like) = apply_result(active, value)
+                if status == RunStatus.FAILED:
+                    active.run.status = RunStatus.FAILED
+            final_status = str(active.run.status)
+            if isinstance(data, dict):
+                data = {**data, "run_id": active.run_id, "status": final_status}
+                if response_like:
+                    body.set_data(json.dumps(data))
+                else:
+                    body = data
+            return (body, code, *rest) if isinstance(value, tuple) else body
+
+        return wrapper
+
+    return decorate
+
+
+def project_root_of(path: str | os.PathLike[str] | None = None) -> Path:
+    """The work tree of the git repository holding *path* (default: cwd)."""
+    return Ledger.open(path, recover=False).root

@@ -1,0 +1,242 @@
+"""The Run model: statuses, the RUN_TYPES taxonomy, run ids and run.json (schema 1).
+
+A reader keeps the fields it does not know (``Run.extra``) and writes them back,
+so a run.json written by a newer version survives a round trip through this one.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+SCHEMA = 1
+
+RUN_TYPES: tuple[str, ...] = (
+    "install",
+    "build",
+    "deploy",
+    "destroy",
+    "setup",
+    "plan",
+    "validate",
+    "format",
+    "test",
+    "scan",
+    "generate",
+    "backup",
+    "restore",
+    "git",
+    "ci",
+)
+
+ACTOR_KINDS = ("web", "script", "cli", "ingest", "api")
+
+_SUBTYPE_DETAIL = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{9}Z-[0-9a-f]{8}$")
+
+
+class RunStatus(StrEnum):
+    """Where a run is in its life; the last four are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+def check_subtype(run_type: str, subtype: str) -> None:
+    """Raise ValueError naming the culprit unless *subtype* is ``<run_type>:<detail>``."""
+    if run_type not in RUN_TYPES:
+        raise ValueError(f"unknown run type {run_type!r}; expected one of {', '.join(RUN_TYPES)}")
+    head, sep, detail = subtype.partition(":") if isinstance(subtype, str) else ("", "", "")
+    if not sep or head != run_type or not _SUBTYPE_DETAIL.match(detail):
+        raise ValueError(
+            f"malformed subtype {subtype!r}: expected '{run_type}:<detail>' "
+            "with a detail of lowercase letters, digits, '_', '.' or '-'"
+        )
+
+
+def type_of(subtype: str) -> str:
+    """The run type of a subtype (the part before ':'), checked against RUN_TYPES."""
+    run_type = subtype.partition(":")[0]
+    check_subtype(run_type, subtype)
+    return run_type
+
+
+_id_lock = threading.Lock()
+_last_ms = 0
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A run id: UTC start time to the millisecond plus 32 random bits.
+
+    Ids sort by start time; the random part makes them unique across processes
+    and machines. Within one process ids are also strictly increasing.
+    """
+    global _last_ms
+    with _id_lock:
+        ms = int((time.time() if now is None else now) * 1000)
+        if now is None:
+            ms = max(ms, _last_ms + 1)
+            _last_ms = ms
+    stamp = datetime.fromtimestamp(ms / 1000, UTC)
+    return f"{stamp:%Y%m%dT%H%M%S}{ms % 1000:03d}Z-{secrets.token_hex(4)}"
+
+
+def run_id_time(run_id: str) -> datetime:
+    """The start time encoded in a run id."""
+    return datetime.strptime(run_id[:18] + "000", "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC)
+
+
+def is_run_id(value: str) -> bool:
+    return bool(RUN_ID_PATTERN.match(value or ""))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(dt: datetime | None) -> str | None:
+    """ISO 8601 UTC with milliseconds and a Z, or None."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def default_host() -> str:
+    return socket.gethostname()
+
+
+@dataclass
+class Run:
+    """One recorded action. Serialises to run.json schema 1 with ``to_dict``."""
+
+    run_id: str
+    type: str
+    subtype: str
+    status: RunStatus = RunStatus.RUNNING
+    summary: str = ""
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration_ms: int | None = None
+    actor: dict[str, Any] = field(default_factory=dict)
+    code_ref: dict[str, Any] = field(default_factory=dict)
+    target: dict[str, Any] = field(default_factory=dict)
+    host: str = field(default_factory=default_host)
+    params: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    parent_run_id: str | None = None
+    rerun_of: str | None = None
+    events: int = 0
+    schema: int = SCHEMA
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, subtype: str, **values: Any) -> Run:
+        """A fresh running run of *subtype*, started now."""
+        run_type = type_of(subtype)
+        run_id = values.pop("run_id", None) or new_run_id()
+        return cls(
+            run_id=run_id, type=run_type, subtype=subtype, started_at=iso(run_id_time(run_id)),
+            **values,
+        )
+
+    @property
+    def started(self) -> datetime:
+        return parse_iso(self.started_at) or run_id_time(self.run_id)
+
+    def finish(self, status: RunStatus, error: dict[str, Any] | None = None) -> None:
+        """Set the final status, end time and duration."""
+        ended = utc_now()
+        self.status = RunStatus(status)
+        if error is not None:
+            self.error = error
+        self.ended_at = iso(ended)
+        self.duration_ms = max(0, int((ended - self.started).total_seconds() * 1000))
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(self.extra)
+        for f in fields(self):
+            if f.name != "extra":
+                data[f.name] = getattr(self, f.name)
+        data["status"] = str(self.status)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Run:
+        """Read a run.json dict, keeping unknown fields; raises ValueError if unusable."""
+        if not isinstance(data, dict):
+            raise ValueError("run.json is not an object")
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {k: v for k, v in data.items() if k in known}
+        missing = [k for k in ("run_id", "type", "subtype") if not isinstance(values.get(k), str)]
+        if missing:
+            raise ValueError(f"run.json lacks {', '.join(missing)}")
+        try:
+            values["status"] = RunStatus(values.get("status", "running"))
+        except ValueError:
+            values["status"] = RunStatus.FAILED  # a newer status we do not know: not running
+        run = cls(**values)
+        run.extra = {k: v for k, v in data.items() if k not in known}
+        return run
+
+
+def ledger_dir(run_id: str) -> str:
+    """The ledger directory of a run: ``ledger/runs/<YYYY>/<MM>/<DD>/<run_id>``."""
+    return f"ledger/runs/{run_id[0:4]}/{run_id[4:6]}/{run_id[6:8]}/{run_id}"
+
+
+def process_start_time(pid: int) -> float | None:
+    """A process's start time in clock ticks since boot (Linux), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    # the command name may hold spaces and parentheses: split after the last ')'
+    rest = stat[stat.rfind(b")") + 2 :].split()
+    if rest and rest[0] == b"Z":
+        return None
+    return float(rest[19])
+
+
+def process_alive(pid: int, start_time: float | None) -> bool:
+    """True if *pid* is alive and is the same process (same start time)."""
+    if pid <= 0:
+        return False
+    current = process_start_time(pid)
+    if current is None:
+        return False
+    return start_time is None or current == start_time
+
+
+__all__ = [
+    "RUN_TYPES",
+    "Run",
+    "RunStatus",
+    "check_subtype",
+    "iso",
+    "ledger_dir",
+    "new_run_id",
+]

@@ -1,0 +1,88 @@
+"""Fixtures: a temporary project repository, a PATH of our own, leak checks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+from controlplane.core.ledger import Ledger
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test User", "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "Test User", "GIT_COMMITTER_EMAIL": "test@example.com",
+}
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    """Run real git in *repo* and return its stdout."""
+    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                          check=False, env={**os.environ, **GIT_ENV})
+    if check and done.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {done.stderr}")
+    return done.stdout
+
+
+def make_repo(path: Path, commit: bool = True) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.name", "Test User")
+    git(path, "config", "user.email", "test@example.com")
+    if commit:
+        (path / "README.md").write_text("# demo project\n")
+        git(path, "add", "README.md")
+        git(path, "commit", "-q", "-m", "initial commit")
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository with one commit."""
+    return make_repo(tmp_path / "project")
+
+
+@pytest.fixture
+def empty_repo(tmp_path: Path) -> Path:
+    """A git repository with no commit yet."""
+    return make_repo(tmp_path / "empty", commit=False)
+
+
+@pytest.fixture
+def fake_bin(tmp_path: Path):
+    """Write small executables into a bin dir of this test's own; returns a writer."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+
+    def write(name: str, script: str) -> Path:
+        path = bin_dir / name
+        path.write_text(textwrap.dedent(script).lstrip())
+        path.chmod(0o755)
+        return path
+
+    write.dir = bin_dir  # type: ignore[attr-defined]
+    return write
+
+
+def python_script(body: str) -> str:
+    """A fake tool written in Python (with this interpreter)."""
+    return f"#!{sys.executable}\n" + textwrap.dedent(body)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks():
+    """Fail a test that leaves a run running in this process or a thread behind."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    leaked_runs = []
+    for ledger in list(Ledger._instances.values()):
+        leaked_runs += [e.run["run_id"] for e in ledger.journal.entries()
+                        if e.pid == os.getpid()]
+    Ledger.forget_instances()
+    assert not leaked_runs, f"runs left running: {leaked_runs}"
+    extra = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()
+             and not t.daemon]
+    assert not extra, f"threads left running: {extra}"
