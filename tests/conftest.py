@@ -86,3 +86,49 @@ def no_leaks():
     extra = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()
              and not t.daemon]
     assert not extra, f"threads left running: {extra}"
+
+
+TOKEN = "test-token-0123456789"
+
+
+def tool_env(*dirs: Path) -> dict[str, str]:
+    """An environment whose PATH is only *dirs* plus what git and python need."""
+    base = [str(d) for d in dirs] + [str(Path(sys.executable).parent), "/usr/bin", "/bin"]
+    return {**{k: v for k, v in os.environ.items() if k != "PATH"}, "PATH": os.pathsep.join(base)}
+
+
+@pytest.fixture
+def make_app(repo: Path):
+    """Build the app for *repo* (options override); every app is shut down at teardown."""
+    from controlplane.ui.web import create_app
+    from controlplane.ui.web.app import shutdown_app
+
+    apps = []
+
+    def build(**options):
+        config = {"REPO": repo, "TOKEN": TOKEN, "FEED": False, "TESTING": True,
+                  "TOOL_ENV": tool_env(), **options}
+        app = create_app(config)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        shutdown_app(app)
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+def bearer_client(app):
+    """A test client that sends the Bearer token (a script's way in)."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+    return client
+
+
+@pytest.fixture
+def client(app):
+    return bearer_client(app)

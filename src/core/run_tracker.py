@@ -135,9 +135,20 @@ class ActiveRun:
             elif kind == "run:progress":
                 self.bus.publish(kind, data, run_id=self.run_id)
 
-    def start(self) -> None:
-        self.run.status = RunStatus.RUNNING
+    def queue(self) -> None:
+        """Journal the run as ``queued`` and publish ``run:queued``."""
+        self.run.status = RunStatus.QUEUED
         self._entry = self.ledger.journal.start(self.run.to_dict())
+        self.bus.publish("run:queued", self.run.to_dict(), run_id=self.run_id)
+
+    def start(self) -> None:
+        """Journal the run as ``running``, open its event spool, publish ``run:started``."""
+        self.run.status = RunStatus.RUNNING
+        if self._entry is None:
+            self._entry = self.ledger.journal.start(self.run.to_dict())
+        else:
+            self._entry.run = self.run.to_dict()
+            self.ledger.journal.update(self._entry)
         self._spool = open(self.ledger.journal.events_path(self.run_id), "ab", buffering=0)  # noqa: SIM115
         self._event("run:started", {"summary": self.run.summary})
         self.bus.publish("run:started", self.run.to_dict(), run_id=self.run_id)
@@ -189,11 +200,12 @@ def open_run(run_type: str, subtype: str, *, summary: str = "",
 
 
 @contextmanager
-def tracked_run(run_type: str, subtype: str, *, summary: str = "",
-                project_root: str | os.PathLike[str] | None = None,
-                **metadata: Any) -> Iterator[ActiveRun]:
-    """Run the block as a recorded Run of *subtype*; see the module docstring."""
-    active = open_run(run_type, subtype, summary=summary, project_root=project_root, **metadata)
+def running(active: ActiveRun) -> Iterator[ActiveRun]:
+    """Start *active* and finish it with the right status whatever the block does.
+
+    An exception → ``failed`` (``error.code = "exception"``) and re-raised;
+    KeyboardInterrupt → ``cancelled``; ``fail()`` inside the block → ``failed``.
+    """
     active.start()
     token = set_current_run(active)
     status, error = RunStatus.OK, None
@@ -211,6 +223,16 @@ def tracked_run(run_type: str, subtype: str, *, summary: str = "",
         if status == RunStatus.OK and active.run.status.is_final:
             status = active.run.status  # the block called fail() or set a status itself
         active.finish(status, error)
+
+
+@contextmanager
+def tracked_run(run_type: str, subtype: str, *, summary: str = "",
+                project_root: str | os.PathLike[str] | None = None,
+                **metadata: Any) -> Iterator[ActiveRun]:
+    """Run the block as a recorded Run of *subtype*; see the module docstring."""
+    active = open_run(run_type, subtype, summary=summary, project_root=project_root, **metadata)
+    with running(active):
+        yield active
 
 
 def apply_result(active: ActiveRun, value: Any) -> tuple[RunStatus, Any]:
@@ -234,10 +256,13 @@ def apply_result(active: ActiveRun, value: Any) -> tuple[RunStatus, Any]:
         active.result = {k: v for k, v in data.items() if k not in ("run_id", "status")}
         error = data.get("error")
         if failed and active.run.error is None:
-            message = data.get("message") or (error if isinstance(error, str) else None)
-            code_name = error.get("code") if isinstance(error, dict) else "failed"
-            active.run.error = {"code": str(code_name or "failed"),
-                                "message": str(message or f"answered {code}")}
+            if isinstance(error, dict) and "code" in error:
+                active.run.error = {"code": str(error["code"]),
+                                    "message": str(error.get("message") or error["code"])}
+            else:
+                message = data.get("message") or (error if isinstance(error, str) else None)
+                active.run.error = {"code": "failed" if code is None else "http_status",
+                                    "message": str(message or f"answered {code}")}
     elif failed:
         active.run.error = {"code": "http_status", "message": f"answered {code}"}
     return (RunStatus.FAILED if failed else RunStatus.OK), (body, code, rest, data, response_like)

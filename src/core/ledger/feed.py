@@ -28,7 +28,7 @@ class LedgerFeed:
         self._seen: dict[str, int] = {}  # foreign in-flight run id -> last output seq published
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.ledger.catch_up()
+        self._head = ledger.store.head()  # the ledger tip this feed has announced up to
 
     def poll_once(self) -> None:
         """Publish what changed since the last poll."""
@@ -51,7 +51,11 @@ class LedgerFeed:
                         data["seq"] = event["seq"]
                     self.bus.publish(event["type"], data, run_id=run_id)
         mine = set(self.ledger.recorded_here)
-        for run in self.ledger.catch_up():
+        new_runs, merged = self._new_in_ledger()
+        if merged:  # a pull: one announcement, not one event per pulled run
+            self.bus.publish("ledger:synced", {"runs": len(new_runs)})
+            new_runs = [r for r in new_runs if r["run_id"] in self._seen]
+        for run in new_runs:
             self._seen.pop(run["run_id"], None)
             if run["run_id"] not in mine:
                 self.bus.publish("run:completed", run, run_id=run["run_id"])
@@ -59,6 +63,27 @@ class LedgerFeed:
             if self.ledger.index.get(run_id) is None and run_id not in mine:
                 continue  # gone from the journal, not yet visible in the ledger: next poll
             self._seen.pop(run_id, None)
+
+    def _new_in_ledger(self) -> tuple[list[dict[str, Any]], bool]:
+        """Runs added to the ledger since this feed last looked, and whether a merge brought them.
+
+        The index is shared with other processes and may already be ahead, so
+        the feed diffs from its own last-seen tip.
+        """
+        head = self.ledger.store.head()
+        if head is None or head == self._head:
+            return [], False
+        with self.ledger.store.lock:
+            merged = len(self.ledger.store.repo[head].parents) > 1
+        changed, _ = self.ledger.store.changed_run_dirs(self._head, head)
+        self._head = head
+        self.ledger.catch_up()
+        runs = []
+        for directory in changed:
+            run = self.ledger.index.get(directory.rsplit("/", 1)[-1])
+            if run is not None:
+                runs.append(run)
+        return runs, merged
 
     def start(self) -> LedgerFeed:
         self._thread = threading.Thread(target=self._loop, name="scp-ledger-feed", daemon=True)

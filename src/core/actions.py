@@ -1,0 +1,165 @@
+"""Actions as data: one frozen declaration per action, one registry.
+
+Validation, the dashboard's form and the OpenAPI document all come from the
+declaration's pydantic model; the web layer's route factory turns each into
+a route. Integrations register their actions at import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import re
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from controlplane.core.errors import InvalidInput
+from controlplane.core.runs import check_subtype, type_of
+from controlplane.core.tools import ToolResult, run_tool
+from pydantic import AfterValidator, BaseModel, SecretStr, ValidationError, ValidationInfo
+
+
+@dataclass(frozen=True, kw_only=True)
+class Example:
+    """A worked example: input, and what a test can expect to see."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    argv: tuple[str, ...] | None = None  # the exact command the service runs, if it runs one
+    note: str = ""
+
+
+@dataclass
+class ActionContext:
+    """What a service gets besides its parameters: where to work, how to run tools."""
+
+    project_root: Path
+    run: Any  # the ActiveRun the service reports to
+    env: Mapping[str, str] | None = None
+    timeout: float | None = 900.0
+
+    def tool(self, argv: list[str], **options: Any) -> ToolResult:
+        """Run a tool in the project root through the one tool runner, streaming into the run."""
+        options.setdefault("cwd", self.project_root)
+        options.setdefault("timeout", self.timeout)
+        options.setdefault("env", self.env)
+        return run_tool(argv, run=self.run, **options)
+
+
+Service = Callable[[ActionContext, BaseModel], dict[str, Any]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Action:
+    """One action route: ``POST <path>`` starts a run of ``subtype`` through ``service``."""
+
+    path: str  # "/testing/run"; may hold <name> segments, merged into params
+    subtype: str  # "test:run"
+    title: str
+    params: type[BaseModel]
+    service: Service
+    integration: str = ""
+    lock_key: str = "{path}"
+    destructive: bool = False
+    example: Example = field(default_factory=Example)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        check_subtype(self.subtype.partition(":")[0], self.subtype)
+        if not self.integration:
+            object.__setattr__(self, "integration", self.path.strip("/").split("/")[0])
+
+    @property
+    def run_type(self) -> str:
+        return type_of(self.subtype)
+
+    @property
+    def url_params(self) -> list[str]:
+        return re.findall(r"<(?:\w+:)?(\w+)>", self.path)
+
+    def validate(self, data: Mapping[str, Any], project_root: Path | None = None) -> BaseModel:
+        """The parameters as the model; InvalidInput names every bad field.
+
+        *project_root* lets ``ProjectPath`` fields refuse paths outside the project.
+        """
+        try:
+            return self.params.model_validate(dict(data), context={"project_root": project_root})
+        except ValidationError as exc:
+            fields: dict[str, str] = {}
+            for error in exc.errors():
+                name = ".".join(str(p) for p in error["loc"]) or "body"
+                fields.setdefault(name, error["msg"])
+            raise InvalidInput(fields) from None
+
+    def lock_for(self, params: BaseModel, path: str) -> str:
+        """The lock key: runs with the same key never overlap (default: the route)."""
+        values = {k: v for k, v in params.model_dump().items() if not isinstance(v, SecretStr)}
+        names = {n for _, n, _, _ in string.Formatter().parse(self.lock_key) if n}
+        values.update({"path": path})
+        return self.lock_key.format(**{n: values.get(n, "") for n in names})
+
+
+def stored_params(params: BaseModel) -> dict[str, Any]:
+    """Parameters fit for the ledger: secret fields dropped, named in ``_secret_fields``."""
+    data = params.model_dump(mode="json")
+    secret = [name for name, value in params if isinstance(value, SecretStr)]
+    for name in secret:
+        data.pop(name, None)
+    if secret:
+        data["_secret_fields"] = secret
+    return data
+
+
+REGISTRY: dict[str, Action] = {}
+
+
+def register(*actions: Action) -> None:
+    """Add declarations; a path declared twice is a programming error."""
+    for action in actions:
+        if action.path in REGISTRY and REGISTRY[action.path] is not action:
+            raise ValueError(f"action {action.path} declared twice")
+        REGISTRY[action.path] = action
+
+
+def load_integrations() -> dict[str, Action]:
+    """Import every integration module (each registers its actions); returns the registry."""
+    import controlplane.core.integrations as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{module.name}")
+    return REGISTRY
+
+
+def by_integration() -> dict[str, list[Action]]:
+    grouped: dict[str, list[Action]] = {}
+    for action in REGISTRY.values():
+        grouped.setdefault(action.integration, []).append(action)
+    return grouped
+
+
+def _inside_project(value: str | None, info: ValidationInfo) -> str | None:
+    root = (info.context or {}).get("project_root")
+    if value is None or root is None:
+        return value
+    if "\x00" in value:
+        raise ValueError("must not contain NUL")
+    candidate = (Path(root) / value).resolve()
+    if os.path.commonpath([candidate, Path(root).resolve()]) != str(Path(root).resolve()):
+        raise ValueError(f"{value!r} is outside the project")
+    return value
+
+
+ProjectPath = Annotated[str, AfterValidator(_inside_project)]
+"""A path relative to the project root; validation refuses one that escapes it."""
+
+
+def project_path(root: Path, relative: str, field_name: str = "path") -> Path:
+    """*relative* resolved inside *root*; InvalidInput naming *field_name* if it escapes."""
+    candidate = (root / relative).resolve()
+    if os.path.commonpath([candidate, root.resolve()]) != str(root.resolve()):
+        raise InvalidInput({field_name: f"{relative!r} is outside the project"})
+    return candidate

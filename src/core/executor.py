@@ -1,0 +1,187 @@
+"""Background runs: a queue, a concurrency limit, pause/resume/drain, cancel, locks.
+
+A job is submitted as a run that is journaled ``queued`` at once; it starts
+when a slot is free and the executor is not paused. Two jobs with the same
+lock key never overlap: the second is refused with ``RunInProgress``. Cancel
+removes a queued run (recorded ``cancelled``) or asks a running one to stop;
+the tool runner then kills its whole process group. Thread-safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controlplane.core.errors import NotFound, RunInProgress
+from controlplane.core.events import EventBus
+from controlplane.core.run_tracker import ActiveRun, apply_result, running
+from controlplane.core.runs import RunStatus
+
+log = logging.getLogger(__name__)
+
+JobFn = Callable[[ActiveRun], Any]
+
+
+@dataclass
+class Job:
+    """A run waiting for, or holding, a slot."""
+
+    active: ActiveRun
+    fn: JobFn
+    lock_key: str
+    final: dict[str, Any] | None = None
+    result: Any = None
+    done: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+class Executor:
+    """Runs jobs in threads, at most ``limit`` at once."""
+
+    def __init__(self, bus: EventBus, limit: int = 4) -> None:
+        self.bus = bus
+        self.limit = max(1, int(limit))
+        self.paused = False
+        self._lock = threading.Condition()
+        self._queued: deque[Job] = deque()
+        self._running: dict[str, Job] = {}
+        self._locks: dict[str, str] = {}  # lock key -> run id
+        self._jobs: dict[str, Job] = {}  # run id -> job, until it is done and collected
+
+    # -- submitting ------------------------------------------------------
+
+    def submit(self, active: ActiveRun, fn: JobFn, lock_key: str) -> Job:
+        """Queue *active* to run ``fn(active)``; raises RunInProgress if the lock is held."""
+        with self._lock:
+            holder = self._locks.get(lock_key)
+            if holder is not None:
+                raise RunInProgress(holder, lock_key)
+            job = Job(active=active, fn=fn, lock_key=lock_key)
+            self._locks[lock_key] = active.run_id
+            self._jobs[active.run_id] = job
+            active.queue()
+            self._queued.append(job)
+            self._pump()
+        self._publish_state()
+        return job
+
+    def _pump(self) -> None:
+        """Start queued jobs while slots are free (caller holds the lock)."""
+        while not self.paused and self._queued and len(self._running) < self.limit:
+            job = self._queued.popleft()
+            self._running[job.active.run_id] = job
+            job.thread = threading.Thread(target=self._execute, args=(job,), daemon=True,
+                                          name=f"run-{job.active.run_id}")
+            job.thread.start()
+
+    def _execute(self, job: Job) -> None:
+        active = job.active
+        try:
+            with running(active):
+                job.result = job.fn(active)
+                status, _ = apply_result(active, job.result)
+                if status == RunStatus.FAILED:
+                    active.run.status = RunStatus.FAILED
+        except Exception:  # recorded as failed by running(); nothing more to do here
+            log.info("run %s raised", active.run_id, exc_info=True)
+        finally:
+            self._done(job)
+
+    def _done(self, job: Job) -> None:
+        job.final = job.active.run.to_dict()
+        with self._lock:
+            self._running.pop(job.active.run_id, None)
+            if self._locks.get(job.lock_key) == job.active.run_id:
+                del self._locks[job.lock_key]
+            self._pump()
+            self._lock.notify_all()
+        job.done.set()
+        self._publish_state()
+
+    # -- waiting and control ---------------------------------------------
+
+    def wait(self, run_id: str, timeout: float | None = None) -> Job:
+        """Block until the run is final; returns its job (``final`` set unless timed out)."""
+        job = self._jobs.get(run_id)
+        if job is None:
+            raise NotFound(f"no run {run_id} in this server's executor")
+        job.done.wait(timeout)
+        return job
+
+    def forget(self, run_id: str) -> None:
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is not None and job.done.is_set():
+                del self._jobs[run_id]
+
+    def cancel(self, run_id: str) -> str:
+        """Cancel a queued or running run; returns what was done."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is None or job.done.is_set():
+                raise NotFound(f"run {run_id} is not queued or running here")
+            if job in self._queued:
+                self._queued.remove(job)
+                queued = True
+            else:
+                queued = False
+                job.active.cancel_requested.set()
+        if queued:
+            job.active.cancel_requested.set()
+            job.active.finish(RunStatus.CANCELLED,
+                              {"code": "cancelled", "message": "cancelled before it started"})
+            self._done(job)
+            return "cancelled"
+        return "cancelling"
+
+    def pause(self) -> None:
+        with self._lock:
+            self.paused = True
+        self._publish_state()
+
+    def resume(self) -> None:
+        with self._lock:
+            self.paused = False
+            self._pump()
+        self._publish_state()
+
+    def drain(self, timeout: float) -> dict[str, Any]:
+        """Pause, then wait up to *timeout* s for running runs to end; returns what remains."""
+        self.pause()
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._lock:
+            self._lock.wait_for(lambda: not self._running, max(0.0, deadline - time.monotonic()))
+        return self.state()
+
+    def shutdown(self, graceful: bool = False, timeout: float = 30.0) -> None:
+        """Leave no run in flight: cancel queued ones; cancel (or, if graceful, await) running."""
+        with self._lock:
+            self.paused = True
+            queued = [job.active.run_id for job in self._queued]
+            running_ids = list(self._running)
+        for run_id in queued:
+            self.cancel(run_id)
+        if not graceful:
+            for run_id in running_ids:
+                with contextlib.suppress(NotFound):
+                    self.cancel(run_id)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._lock.wait_for(lambda: not self._running, max(0.0, deadline - time.monotonic()))
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "limit": self.limit, "paused": self.paused,
+                "running": [j.active.run_id for j in self._running.values()],
+                "queued": [j.active.run_id for j in self._queued],
+            }
+
+    def _publish_state(self) -> None:
+        self.bus.publish("executor:state", self.state())

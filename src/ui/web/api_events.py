@@ -1,0 +1,75 @@
+"""Live events: SSE at ``/api/events`` and a WebSocket at ``/ws/events``, the same envelopes.
+
+A client resumes with the last id it saw (``Last-Event-ID`` or
+``?last_event_id=``): it gets what it missed once, in order, or ``resync``
+when the id is of another epoch (the server restarted) or too old. A slow
+client is dropped from the bus (its queue is bounded) and told to resync; it
+never slows a run or another client. Each stream holds one server thread.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from controlplane.core.events import Subscription
+from controlplane.ui.web.state import state
+from flask import Flask, Response, current_app, request
+from flask_sock import Sock
+
+sock = Sock()
+
+HEARTBEAT_SECONDS = 15.0
+RETRY_MS = 2000
+
+
+def resume_id() -> str | None:
+    return (request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+            or None)
+
+
+def sse_frames(sub: Subscription, heartbeat: float) -> Iterator[str]:
+    """SSE text for each envelope, a comment when idle (so a dead client is noticed)."""
+    try:
+        yield f"retry: {RETRY_MS}\n: connected\n\n"
+        while True:
+            envelope = sub.get(timeout=heartbeat)
+            if envelope is None:
+                if sub.closed:
+                    return
+                yield ": heartbeat\n\n"
+                continue
+            yield f"id: {envelope['id']}\ndata: {json.dumps(envelope)}\n\n"
+            if envelope["type"] == "resync" and sub.overflowed:
+                return  # dropped for being slow: the client reconnects and reloads
+    finally:
+        sub.close()
+
+
+def events_sse() -> Response:
+    sub = state().bus.subscribe(resume_id())
+    heartbeat = current_app.config.get("SSE_HEARTBEAT", HEARTBEAT_SECONDS)
+    return Response(sse_frames(sub, heartbeat), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@sock.route("/ws/events")
+def events_ws(ws) -> None:
+    """The same envelopes over a WebSocket; resume with ``?last_event_id=``."""
+    heartbeat = current_app.config.get("SSE_HEARTBEAT", HEARTBEAT_SECONDS)
+    with state().bus.subscribe(resume_id()) as sub:
+        while ws.connected:
+            envelope = sub.get(timeout=heartbeat)
+            if envelope is None:
+                if sub.closed:
+                    return
+                continue
+            ws.send(json.dumps(envelope))
+            if envelope["type"] == "resync" and sub.overflowed:
+                return
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25})
+    app.add_url_rule("/api/events", "events_sse", events_sse)
+    sock.init_app(app)

@@ -1,0 +1,177 @@
+"""The runs API: recent, one run, its events, cancel, rerun, metrics, executor, health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.core.actions import REGISTRY
+from controlplane.core.errors import Conflict, InvalidInput, NotFound
+from controlplane.core.runs import RUN_TYPES, RunStatus, is_run_id
+from controlplane.ui.web.openapi import openapi_document
+from controlplane.ui.web.routes import answer, read_json_body, start_action
+from controlplane.ui.web.state import state
+from flask import Blueprint, Flask, Response, jsonify, request
+
+bp = Blueprint("api_runs", __name__)
+
+MAX_LIMIT = 500
+
+
+def query_int(name: str, default: int | None, low: int, high: int) -> int | None:
+    """An integer query parameter within bounds; aborts with 422 naming it otherwise."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput({name: "must be an integer"}) from None
+    if not low <= value <= high:
+        raise InvalidInput({name: f"must be between {low} and {high}"})
+    return value
+
+
+def query_choice(name: str, choices: tuple[str, ...] | list[str]) -> str | None:
+    """A query parameter from a fixed list; aborts with 422 naming it otherwise."""
+    value = request.args.get(name) or None
+    if value is not None and value not in choices:
+        raise InvalidInput({name: f"must be one of {', '.join(choices)}"})
+    return value
+
+
+def known_run(run_id: str) -> dict[str, Any]:
+    """The run, or 404 (a malformed id is simply not found)."""
+    run = state().ledger.get(run_id) if is_run_id(run_id) else None
+    if run is None:
+        raise NotFound(f"no run {run_id}")
+    return run
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify(ok=True)
+
+
+@bp.get("/api/runs/recent")
+def recent() -> Response:
+    limit = query_int("limit", 50, 1, MAX_LIMIT)
+    run_type = query_choice("type", RUN_TYPES)
+    status = query_choice("status", [s.value for s in RunStatus])
+    before = request.args.get("before") or None
+    if before is not None and not is_run_id(before):
+        raise InvalidInput({"before": "must be a run id"})
+    runs = state().ledger.recent(limit=limit, type=run_type, status=status, before=before)
+    next_cursor = runs[-1]["run_id"] if len(runs) == limit else None
+    return jsonify(runs=runs, next_before=next_cursor)
+
+
+@bp.get("/api/runs/search")
+def search() -> Response:
+    text = (request.args.get("q") or "")[:100]
+    limit = query_int("limit", 10, 1, 50)
+    plane = state()
+    plane.ledger.catch_up()
+    return jsonify(runs=plane.ledger.index.search(text, limit=limit))
+
+
+@bp.get("/api/runs/<run_id>")
+def one_run(run_id: str) -> Response:
+    run = known_run(run_id)
+    return jsonify(run=run, events=state().ledger.events(run_id))
+
+
+@bp.get("/api/runs/<run_id>/events")
+def run_events(run_id: str) -> Response:
+    run = known_run(run_id)
+    after = query_int("after", 0, 0, 2**62)
+    return jsonify(run_id=run_id, status=run.get("status"),
+                   events=state().ledger.events(run_id, after=after or 0))
+
+
+@bp.get("/api/runs/<run_id>/log")
+def raw_log(run_id: str) -> Response:
+    """The whole output as plain text (the ledger keeps head and tail; this keeps all)."""
+    known_run(run_id)
+    lines = [f"[{e['data'].get('stream', 'stdout')}] {e['data'].get('line', '')}\n"
+             for e in state().ledger.events(run_id, raw=True) if e.get("type") == "run:output"]
+    return Response(lines, mimetype="text/plain", headers={
+        "Content-Disposition": f'attachment; filename="{run_id}.log"'})
+
+
+@bp.post("/api/runs/<run_id>/cancel")
+def cancel(run_id: str) -> Response:
+    known_run(run_id)
+    outcome = state().executor.cancel(run_id)
+    return jsonify(run_id=run_id, outcome=outcome)
+
+
+@bp.post("/api/runs/<run_id>/rerun")
+def rerun(run_id: str) -> Response:
+    """A new run of the same action with the same parameters, naming what it reruns."""
+    read_json_body()
+    run = known_run(run_id)
+    action = REGISTRY.get(run.get("action") or "")
+    if action is None:
+        raise Conflict(f"run {run_id} was not started by an action of this server")
+    params = dict(run.get("params") or {})
+    secret = params.pop("_secret_fields", [])
+    if secret:
+        raise InvalidInput({name: "a secret is not stored: start a new run and enter it"
+                            for name in secret})
+    validated = action.validate(params, state().root)
+    path = action.path
+    for name in action.url_params:
+        path = path.replace(f"<{name}>", str(params.get(name, "")))
+    job = start_action(state(), action, validated, path, rerun_of=run_id)
+    return answer(state(), job)
+
+
+@bp.get("/api/metrics/summary")
+def metrics() -> Response:
+    minutes = query_int("minutes", None, 1, 60 * 24 * 366)
+    plane = state()
+    plane.ledger.catch_up()
+    return jsonify(plane.ledger.index.metrics(minutes))
+
+
+@bp.get("/api/executor")
+def executor_state() -> Response:
+    return jsonify(state().executor.state())
+
+
+@bp.post("/api/executor/<command>")
+def executor_command(command: str) -> Response:
+    executor = state().executor
+    body = read_json_body()
+    if command == "pause":
+        executor.pause()
+    elif command == "resume":
+        executor.resume()
+    elif command == "drain":
+        timeout = body.get("timeout", 30)
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) \
+                or not 0 <= timeout <= 3600:
+            raise InvalidInput({"timeout": "must be a number of seconds from 0 to 3600"})
+        return jsonify(executor.drain(float(timeout)))
+    else:
+        raise NotFound(f"no executor command {command!r}: pause, resume or drain")
+    return jsonify(executor.state())
+
+
+@bp.get("/api/actions")
+def actions() -> Response:
+    """Every declared action with its parameter schema (the dashboard builds forms from it)."""
+    return jsonify(actions=[
+        {"path": a.path, "subtype": a.subtype, "title": a.title, "integration": a.integration,
+         "destructive": a.destructive, "url_params": a.url_params,
+         "schema": a.params.model_json_schema(), "description": a.description}
+        for a in REGISTRY.values()])
+
+
+@bp.get("/api/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document(REGISTRY))
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

@@ -1,0 +1,68 @@
+"""``create_app``: the Flask app serving one project's control plane."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from controlplane.core import settings as settings_module
+from controlplane.core.actions import load_integrations
+from controlplane.core.events import default_bus
+from controlplane.core.executor import Executor
+from controlplane.core.ledger import Ledger
+from controlplane.core.ledger.feed import LedgerFeed
+from controlplane.core.run_tracker import set_default_project_root
+from controlplane.ui.web import api_events, api_runs, errors, pages, routes, security
+from controlplane.ui.web.state import ControlPlane
+from flask import Flask
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """The app for the repository ``config["REPO"]`` (default: the one holding the cwd).
+
+    Config keys: ``REPO``, ``TOKEN`` (default: the token file), ``TOOL_ENV`` (the
+    environment tools run with), ``SETTINGS`` (flag-level settings), ``FEED``
+    (follow other processes' runs; default True), ``TESTING``.
+    """
+    config = dict(config or {})
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
+    app.config.update({k: v for k, v in config.items() if k.isupper()})
+
+    ledger = Ledger.open(config.get("REPO"))
+    set_default_project_root(ledger.root)
+    loaded = settings_module.values(ledger.root, config.get("SETTINGS"))
+    bus = default_bus()
+    plane = ControlPlane(
+        ledger=ledger, bus=bus, executor=Executor(bus, limit=loaded["executor_limit"]),
+        settings=loaded, token=config.get("TOKEN") or security.load_or_create_token(ledger,
+                                                                                  loaded),
+        tool_env=config.get("TOOL_ENV"),
+    )
+    if config.get("FEED", True):
+        plane.feed = LedgerFeed(ledger, bus).start()
+    app.extensions["controlplane"] = plane
+
+    load_integrations()
+    errors.init_app(app)
+    security.init_app(app)
+    api_runs.init_app(app)
+    api_events.init_app(app)
+    routes.init_app(app)
+    pages.init_app(app)
+    return app
+
+
+def shutdown_app(app: Flask, graceful: bool = False) -> None:
+    """Record every in-flight run (cancelled, or finished if *graceful*) and stop the feed."""
+    plane: ControlPlane = app.extensions["controlplane"]
+    plane.executor.shutdown(graceful=graceful)
+    if plane.feed is not None:
+        plane.feed.stop()
+
+
+def repo_from_env() -> Path:
+    return Path(os.environ.get("CONTROLPLANE_REPO") or os.getcwd())

@@ -1,0 +1,44 @@
+"""One way to answer errors: JSON for API clients, short HTML for browsers, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from controlplane.core.errors import ControlPlaneError
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, code: str, message: str, **extra: object) -> Response:
+    """A JSON error answer: ``{"error": code, "message": message, ...}``."""
+    response = jsonify({"error": code, "message": message, **extra})
+    response.status_code = status
+    return response
+
+
+def wants_html() -> bool:
+    return (request.method == "GET" and not request.path.startswith("/api/")
+            and request.accept_mimetypes.best == "text/html")
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(ControlPlaneError)
+    def control_plane_error(exc: ControlPlaneError) -> Response:
+        response = jsonify(exc.to_dict())
+        response.status_code = exc.status
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response | tuple[str, int]:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        if wants_html():
+            return render_template("error.html", status=exc.code, message=exc.description), \
+                exc.code or 500
+        return error_response(exc.code or 500, code, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error (see the server log)")

@@ -1,0 +1,109 @@
+"""The route factory: every declared action becomes ``POST <path>`` in its integration's blueprint.
+
+Order of checks (auth and Host come first, in ``security``): parse the JSON
+body (400), validate it against the declaration's model (422 naming every bad
+field), confirmation for destructive actions (428), the lock (409), then the
+tracked run in the executor. Refusals record nothing. A started run answers
+200 with the result, ``run_id`` and ``status`` when it ends, or 202 with
+``Location`` at once under ``Prefer: respond-async``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.core.actions import REGISTRY, Action, ActionContext, stored_params
+from controlplane.core.errors import BadRequest, ConfirmationRequired
+from controlplane.core.executor import Job
+from controlplane.core.run_tracker import default_actor, open_run
+from controlplane.ui.web.state import ControlPlane, state
+from flask import Blueprint, Flask, Response, jsonify, request
+from pydantic import BaseModel
+
+
+def read_json_body() -> dict[str, Any]:
+    """The request's JSON object; aborts with 400 ``BadRequest`` if unreadable or not an object."""
+    if not request.data:
+        return {}
+    try:
+        body = request.get_json(force=True, silent=False)
+    except Exception:  # werkzeug raises BadRequest subclasses with HTML bodies: answer ours
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def start_action(plane: ControlPlane, action: Action, params: BaseModel, path: str, *,
+                 actor: dict[str, str] | None = None, rerun_of: str | None = None) -> Job:
+    """Submit a validated action to the executor as a queued run; raises RunInProgress."""
+    active = open_run(
+        action.run_type, action.subtype, summary=action.title, project_root=plane.root,
+        bus=plane.bus, params=stored_params(params), actor=actor or default_actor("web"),
+        rerun_of=rerun_of,
+    )
+    active.run.extra["action"] = action.path
+    context = ActionContext(project_root=plane.root, run=active, env=plane.tool_env,
+                            timeout=plane.settings.get("action_timeout"))
+
+    def call_service(run: Any) -> Any:
+        return action.service(context, params)
+
+    return plane.executor.submit(active, call_service, action.lock_for(params, path))
+
+
+def answer(plane: ControlPlane, job: Job) -> Response:
+    """202 + Location under ``Prefer: respond-async``, else wait and answer 200 with the result."""
+    run_id = job.active.run_id
+    if "respond-async" in request.headers.get("Prefer", ""):
+        response = jsonify({"run_id": run_id, "status": str(job.active.run.status),
+                            "location": f"/api/runs/{run_id}"})
+        response.status_code = 202
+        response.headers["Location"] = f"/api/runs/{run_id}"
+        return response
+    plane.executor.wait(run_id)
+    final = job.final or job.active.run.to_dict()
+    plane.executor.forget(run_id)
+    body = dict(final.get("result") or {})
+    body.update(run_id=run_id, status=final["status"])
+    if final.get("error"):
+        body["error"] = final["error"]
+    return jsonify(body)
+
+
+def make_view(action: Action):
+    """The view for one action."""
+
+    def view(**url_values: str) -> Response:
+        plane = state()
+        body = read_json_body()
+        confirmed = body.pop("confirm", False) is True
+        params = action.validate({**body, **url_values}, plane.root)
+        if action.destructive and not confirmed:
+            raise ConfirmationRequired(f"{action.path} is destructive: send \"confirm\": true")
+        actor = {"kind": "web" if request.cookies else "api",
+                 "name": request.environ.get("controlplane.user") or default_actor()["name"]}
+        job = start_action(plane, action, params, request.path, actor=actor)
+        return answer(plane, job)
+
+    view.__name__ = "action_" + action.path.strip("/").replace("/", "_").replace("<", "") \
+        .replace(">", "").replace("-", "_")
+    view.__doc__ = action.title
+    return view
+
+
+def build_blueprints(actions: dict[str, Action]) -> list[Blueprint]:
+    """One blueprint per integration, one POST route per action."""
+    blueprints: dict[str, Blueprint] = {}
+    for action in actions.values():
+        bp = blueprints.get(action.integration)
+        if bp is None:
+            bp = blueprints[action.integration] = Blueprint(f"actions_{action.integration}",
+                                                            __name__)
+        bp.add_url_rule(action.path, view_func=make_view(action), methods=["POST"])
+    return list(blueprints.values())
+
+
+def init_app(app: Flask) -> None:
+    for bp in build_blueprints(REGISTRY):
+        app.register_blueprint(bp)
