@@ -132,3 +132,16 @@ def bearer_client(app):
 @pytest.fixture
 def client(app):
     return bearer_client(app)
+
+
+@pytest.fixture
+def served(app):
+    """The app served for real on a free loopback port (werkzeug, threaded); yields its URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server")
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)

@@ -1,0 +1,139 @@
+"""The `controlplane` command as a person uses it in a shell."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from controlplane.core.ledger import Ledger
+from controlplane.core.runs import ledger_dir
+from tests.conftest import git
+
+
+def cli(*args: str, cwd: Path, env: dict | None = None, stdin: str | None = None
+        ) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "controlplane", *args], cwd=cwd,
+                          capture_output=True, text=True, env=env, input=stdin, timeout=120)
+
+
+def test_exec_wraps_a_command_as_a_run(repo: Path) -> None:
+    done = cli("exec", "test:nightly", "--", sys.executable, "-c",
+               "import sys; print('out line'); print('err line', file=sys.stderr); sys.exit(3)",
+               cwd=repo)
+    assert done.returncode == 3
+    assert "out line" in done.stdout and "err line" in done.stderr
+    run = Ledger.open(repo).recent()[0]
+    assert run["subtype"] == "test:nightly" and run["status"] == "failed"
+    assert run["error"]["code"] == "exit_status" and run["actor"]["kind"] == "cli"
+    assert run["result"]["exit_code"] == 3
+
+
+def test_exec_missing_tool_and_bad_subtype(repo: Path) -> None:
+    missing = cli("exec", "build:x", "--", "no-such-tool-here", cwd=repo)
+    assert missing.returncode == 127 and "no-such-tool-here is not installed" in missing.stderr
+    assert Ledger.open(repo).recent()[0]["error"]["code"] == "tool_missing"
+    bad = cli("exec", "launch:rocket", "--", "true", cwd=repo)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "controlplane: error: unknown run type 'launch'; expected one of install, build, "
+        "deploy, destroy, setup, plan, validate, format, test, scan, generate, backup, "
+        "restore, git, ci"]
+
+
+def test_outside_a_repository_is_one_line_exit_2(tmp_path: Path) -> None:
+    done = cli("runs", "list", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("controlplane: error: not a git repository")
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_runs_list_show(repo: Path) -> None:
+    for code in (0, 1):
+        cli("exec", "test:unit", "--", sys.executable, "-c", f"raise SystemExit({code})",
+            cwd=repo)
+    listed = json.loads(cli("runs", "list", "--json", cwd=repo).stdout)
+    assert [r["status"] for r in listed] == ["failed", "ok"]
+    failed_only = json.loads(cli("runs", "list", "--status", "failed", "--json", cwd=repo).stdout)
+    assert [r["run_id"] for r in failed_only] == [listed[0]["run_id"]]
+    table = cli("runs", "list", cwd=repo).stdout.splitlines()
+    assert table[0].startswith(listed[0]["run_id"]) and "failed" in table[0]
+    shown = json.loads(cli("runs", "show", listed[1]["run_id"], "--events", cwd=repo).stdout)
+    assert shown["status"] == "ok" and shown["events"][0]["type"] == "run:started"
+    assert cli("runs", "show", "nope", cwd=repo).returncode == 2
+
+
+FOLLOWED = """
+import sys
+from controlplane import tracked_run
+with tracked_run("test", "test:followed", project_root=sys.argv[1]) as run:
+    print(run.run_id, flush=True)
+    for line in sys.stdin:
+        run.output(line.strip())
+"""
+
+
+def test_runs_tail_follows_a_running_script(repo: Path) -> None:
+    script = subprocess.Popen([sys.executable, "-c", FOLLOWED, str(repo)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    run_id = script.stdout.readline().strip()
+    script.stdin.write("first line\n")
+    script.stdin.flush()
+    tail = subprocess.Popen([sys.executable, "-m", "controlplane", "runs", "tail", run_id],
+                            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert tail.stdout.readline().strip() == "first line"  # followed while running
+    listed = json.loads(cli("runs", "list", "--json", cwd=repo).stdout)
+    assert listed[0]["run_id"] == run_id and listed[0]["status"] == "running"
+    script.stdin.write("second line\n")
+    script.stdin.close()
+    assert tail.stdout.readline().strip() == "second line"
+    assert script.wait(timeout=60) == 0
+    assert tail.wait(timeout=60) == 0
+    assert f"run {run_id} ok" in tail.stderr.read()
+
+
+def test_doctor_reports_a_corrupted_run_and_repairs_tags(repo: Path) -> None:
+    cli("exec", "test:a", "--", "true", cwd=repo)
+    run_id = Ledger.open(repo).recent()[0]["run_id"]
+    git(repo, "update-ref", "-d", f"refs/scp/run/{run_id}")
+    healthy = cli("ledger", "doctor", cwd=repo)
+    assert healthy.returncode == 0, healthy.stdout
+    assert "git fsck: ok" in healthy.stdout and "run tags recreated: 1" in healthy.stdout
+    assert git(repo, "cat-file", "-t", f"refs/scp/run/{run_id}").strip() == "tag"
+    # corrupt a run.json in the ledger (a new commit on the branch, like a bad merge would)
+    work = repo.parent / "ledger-work"
+    git(repo, "worktree", "add", "-q", str(work), "scp-ledger")
+    (work / ledger_dir(run_id) / "run.json").write_text("{broken")
+    git(work, "commit", "-qam", "corrupt")
+    git(repo, "worktree", "remove", "--force", str(work))
+    sick = cli("ledger", "doctor", cwd=repo)
+    assert sick.returncode == 1 and f"{ledger_dir(run_id)}/run.json" in sick.stdout
+    assert json.loads(cli("runs", "list", "--json", cwd=repo).stdout) == []  # skipped, no crash
+
+
+def test_secrets_never_reach_ledger_or_events(repo: Path) -> None:
+    secret = "s3cr3t-value-for-the-test"
+    token = "ghp_" + "A1b2C3d4" * 5
+    env = {**os.environ, "DEPLOY_TOKEN": secret}
+    script = ("import os; print('token is', os.environ['DEPLOY_TOKEN']); "
+              f"print('and {token}')")
+    code = """
+import os, sys
+from controlplane import tracked_run
+from controlplane.core import redact
+from controlplane.core.tools import run_tool
+redact.register_env()
+with tracked_run("deploy", "deploy:demo", project_root=sys.argv[1],
+                 params={"api_token": os.environ["DEPLOY_TOKEN"]}) as run:
+    run_tool([sys.executable, "-c", sys.argv[2]], run=run)
+"""
+    done = subprocess.run([sys.executable, "-c", code, str(repo), script], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    dump = git(repo, "log", "-p", "scp-ledger") + "".join(
+        p.read_text() for p in (repo / ".scp-ledger").rglob("*") if p.is_file())
+    dump += "".join(p.read_text() for p in (repo / ".git" / "scp").rglob("*.jsonl"))
+    assert "token is ***" in dump and "and ***" in dump
+    assert secret not in dump and token not in dump
