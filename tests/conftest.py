@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from controlplane.core.ledger import Ledger
 
 GIT_ENV = {

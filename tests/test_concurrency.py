@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from controlplane.core.ledger import Ledger
-
 from tests.conftest import git
 
 WRITER = """

@@ -51,7 +51,6 @@ def test_unknown_epoch_or_too_old_gets_resync() -> None:
     for stale in ("feedface-1", f"{bus.epoch}-2", "garbage", f"{bus.epoch}-99"):
         with bus.subscribe(stale) as sub:
             assert sub.get(timeout=1)["type"] == "resync"
-    assert bus.since(f"{bus.epoch}-8") == list(bus._replay)[-2:][1:] + [] or True
     assert [e["data"]["done"] for e in bus.since(f"{bus.epoch}-8")] == [8, 9]
 
 

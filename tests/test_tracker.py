@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+
 from controlplane import Run, RunStatus, run_tracked, tracked_run
 from controlplane.core.events import default_bus
 from controlplane.core.ledger import Ledger, NotARepository
 from controlplane.core.runs import ledger_dir
-
 from tests.conftest import git
 
 

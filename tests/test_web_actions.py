@@ -180,7 +180,7 @@ class Nothing(BaseModel):
 def destructive_action():
     calls: list[str] = []
 
-    def service(ctx, params):  # noqa: ANN001, ANN202
+    def service(ctx, params):
         calls.append(params.name)
         return {"deleted": params.name}
 

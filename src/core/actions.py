@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+from pydantic import AfterValidator, BaseModel, SecretStr, ValidationError, ValidationInfo
+
 from controlplane.core.errors import InvalidInput
 from controlplane.core.runs import check_subtype, type_of
 from controlplane.core.tools import ToolResult, run_tool
-from pydantic import AfterValidator, BaseModel, SecretStr, ValidationError, ValidationInfo
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import blinker
+
 from controlplane.core.runs import iso, utc_now
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from controlplane.core.actions import project_path
 from controlplane.core.errors import Conflict
-from pydantic import BaseModel, Field
 
 
 class GenerateParams(BaseModel):

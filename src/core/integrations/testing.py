@@ -10,6 +10,9 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, StrictUndefined
+from pydantic import BaseModel, Field
+
 from controlplane.core.actions import (
     Action,
     ActionContext,
@@ -21,8 +24,6 @@ from controlplane.core.actions import (
 from controlplane.core.integrations._generated_files import GenerateParams, deliver
 from controlplane.core.integrations._python_tools import python_tool
 from controlplane.core.tools import ToolResult
-from jinja2 import Environment, StrictUndefined
-from pydantic import BaseModel, Field
 
 KEYWORD = r"^[A-Za-z0-9_ ().\[\]:-]{1,200}$"
 

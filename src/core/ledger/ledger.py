@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pygit2
+
 from controlplane.core.ledger.index import RunIndex
 from controlplane.core.ledger.journal import Journal, JournalEntry, kill_left_groups
 from controlplane.core.ledger.store import GitStore, LedgerWriteError

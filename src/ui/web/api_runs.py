@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Blueprint, Flask, Response, jsonify, request
+
 from controlplane.core.actions import REGISTRY
 from controlplane.core.errors import Conflict, InvalidInput, NotFound
 from controlplane.core.runs import RUN_TYPES, RunStatus, is_run_id
 from controlplane.ui.web.openapi import openapi_document
 from controlplane.ui.web.routes import answer, read_json_body, start_action
 from controlplane.ui.web.state import state
-from flask import Blueprint, Flask, Response, jsonify, request
 
 bp = Blueprint("api_runs", __name__)
 

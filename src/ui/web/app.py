@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from flask import Flask
+
 from controlplane.core import settings as settings_module
 from controlplane.core.actions import load_integrations
 from controlplane.core.events import default_bus
@@ -15,7 +17,6 @@ from controlplane.core.ledger.feed import LedgerFeed
 from controlplane.core.run_tracker import set_default_project_root
 from controlplane.ui.web import api_events, api_runs, errors, pages, routes, security
 from controlplane.ui.web.state import ControlPlane
-from flask import Flask
 
 MAX_BODY_BYTES = 1024 * 1024
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Blueprint, Flask, Response, jsonify, request
+from pydantic import BaseModel
+
 from controlplane.core.actions import REGISTRY, Action, ActionContext, stored_params
 from controlplane.core.errors import BadRequest, ConfirmationRequired
 from controlplane.core.executor import Job
 from controlplane.core.run_tracker import default_actor, open_run
 from controlplane.ui.web.state import ControlPlane, state
-from flask import Blueprint, Flask, Response, jsonify, request
-from pydantic import BaseModel
 
 
 def read_json_body() -> dict[str, Any]:
