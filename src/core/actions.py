@@ -26,10 +26,23 @@ from controlplane.core.tools import ToolResult, run_tool
 
 @dataclass(frozen=True, kw_only=True)
 class Example:
-    """A worked example: input, and what a test can expect to see."""
+    """A worked example, run by the test that walks every declaration.
+
+    The walk writes ``files`` into a fresh project, puts on PATH a fake ``tool``
+    that records its argv and prints ``tool_output``, posts ``params`` and checks
+    the answer holds ``expect`` (a subset) and the tool saw ``argv`` (``"*"``
+    matches any one item). ``invalid`` is a body that must get 422 naming
+    ``invalid_field``.
+    """
 
     params: dict[str, Any] = field(default_factory=dict)
+    tool: str | None = None  # the executable the service needs (tool_missing without it)
     argv: tuple[str, ...] | None = None  # the exact command the service runs, if it runs one
+    tool_output: str = ""  # what the fake tool prints (the real tool's machine-readable form)
+    files: dict[str, str] = field(default_factory=dict)  # project files the example needs
+    expect: dict[str, Any] = field(default_factory=dict)  # a subset of the expected result
+    invalid: dict[str, Any] | None = None
+    invalid_field: str | None = None
     note: str = ""
 
 
