@@ -146,3 +146,31 @@ def served(app):
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=10)
+
+
+BASIC_TOOLS = ("sh", "bash", "env", "git", "cat", "tar", "gzip", "ls", "mkdir", "rm", "sleep",
+               "touch", "true", "false", "echo", "head", "tail", "sed", "grep", "dirname",
+               "basename", "readlink", "uname", "id", "ssh")
+
+
+def isolated_path(directory: Path, *, exclude: tuple[str, ...] = (),
+                  first: Path | None = None) -> dict[str, str]:
+    """A tool environment whose PATH holds only basic tools and this Python's scripts.
+
+    Nothing from /usr/local/bin (kubectl, terraform, docker…) is there unless a
+    test puts a fake in *first*; names in *exclude* are left out entirely.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    import shutil as _shutil
+
+    for name in BASIC_TOOLS:
+        found = _shutil.which(name)
+        if found and name not in exclude and not (directory / name).exists():
+            (directory / name).symlink_to(found)
+    python_bin = Path(sys.executable).parent
+    for entry in python_bin.iterdir():
+        if entry.name not in exclude and not (directory / entry.name).exists():
+            (directory / entry.name).symlink_to(entry)
+    dirs = [str(first)] if first else []
+    return {**{k: v for k, v in os.environ.items() if k != "PATH"},
+            "PATH": os.pathsep.join([*dirs, str(directory)])}

@@ -80,6 +80,9 @@ class Action:
     destructive: bool = False
     example: Example = field(default_factory=Example)
     description: str = ""
+    # Checks that need the project (not just the body) and refuse before any run starts:
+    # raise a ControlPlaneError (e.g. Conflict → 409 "nothing to commit"); records nothing.
+    precheck: Callable[[Path, BaseModel], None] | None = None
 
     def __post_init__(self) -> None:
         check_subtype(self.subtype.partition(":")[0], self.subtype)

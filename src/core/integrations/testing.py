@@ -111,10 +111,11 @@ def run_coverage(ctx: ActionContext, params: TestRunParams) -> dict[str, Any]:
         if result.error and result.error["code"] == "tool_missing":
             return answer
         made = ctx.tool([*coverage, "json", "-o", str(report)], extra_env=env)
-        if made.ok:
+        if made.ok and report.exists():
             answer.update(coverage_summary(json.loads(report.read_text())))
         else:
-            answer.update(ok=False, error=made.error)
+            answer.update(ok=False, error=made.error or {
+                "code": "no_report", "message": "coverage json wrote no report"})
     return answer
 
 
@@ -184,19 +185,32 @@ def generate_test_template(ctx: ActionContext, params: TemplateParams) -> dict[s
             **deliver(ctx.project_root, output, content, params, "output")}
 
 
+SMOKE_SUITE = {"tests/test_smoke.py": "def test_one():\n    assert True\n\n"
+                                       "def test_two():\n    assert 2 > 1\n",
+               "calc.py": "def add(a, b):\n    return a + b\n"}
+
 register(
     Action(path="/testing/run", subtype="test:run", title="Execute tests", params=TestRunParams,
            service=run_tests, lock_key="testing:{path}",
            description="Runs the project's pytest; counts come from its JUnit report.",
-           example=Example(params={"path": "tests", "keyword": "smoke"},
-                           argv=("pytest", "-q", "-rfE", "--junitxml=<tmp>", "-p",
-                                 "no:cacheprovider", "-ksmoke", "--", "tests"))),
+           example=Example(params={"path": "tests", "keyword": "smoke"}, tool="pytest",
+                           files=SMOKE_SUITE, tool_output="..\n2 passed in 0.01s\n",
+                           argv=("-q", "-rfE", "*", "-p", "no:cacheprovider", "-ksmoke", "--",
+                                 "tests"),
+                           expect={"passed": 2, "exit_code": 0},
+                           invalid={"path": "../elsewhere"}, invalid_field="path")),
     Action(path="/testing/coverage", subtype="test:coverage", title="Run coverage",
            params=TestRunParams, service=run_coverage, lock_key="testing:{path}",
            description="pytest under coverage.py; the total and the least covered files.",
-           example=Example(params={"path": "tests"})),
+           example=Example(params={"path": "tests"}, files=SMOKE_SUITE,
+                           note="runs the real coverage and pytest",
+                           expect={"passed": 2, "failed": 0},
+                           invalid={"maxfail": -1}, invalid_field="maxfail")),
     Action(path="/testing/generate/template", subtype="generate:test_template",
            title="Generate test template", params=TemplateParams, service=generate_test_template,
            description="A pytest file with a test per public function and class of a module.",
-           example=Example(params={"module": "src/app.py", "write": False})),
+           example=Example(params={"module": "calc.py"}, files=SMOKE_SUITE,
+                           expect={"functions": ["add"], "written": False,
+                                   "path": "tests/test_calc.py"},
+                           invalid={"module": "/etc/passwd.py"}, invalid_field="module")),
 )

@@ -82,6 +82,8 @@ def make_view(action: Action):
         params = action.validate({**body, **url_values}, plane.root)
         if action.destructive and not confirmed:
             raise ConfirmationRequired(f"{action.path} is destructive: send \"confirm\": true")
+        if action.precheck is not None:
+            action.precheck(plane.root, params)
         actor = {"kind": "web" if request.cookies else "api",
                  "name": request.environ.get("controlplane.user") or default_actor()["name"]}
         job = start_action(plane, action, params, request.path, actor=actor)
