@@ -54,6 +54,7 @@ class ActionContext:
     run: Any  # the ActiveRun the service reports to
     env: Mapping[str, str] | None = None
     timeout: float | None = 900.0
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     def tool(self, argv: list[str], **options: Any) -> ToolResult:
         """Run a tool in the project root through the one tool runner, streaming into the run."""

@@ -74,7 +74,8 @@ class LedgerFeed:
         if head is None or head == self._head:
             return [], False
         with self.ledger.store.lock:
-            merged = len(self.ledger.store.repo[head].parents) > 1
+            merged = len(self.ledger.store.repo[head].parents) > 1 \
+                or self.ledger.is_synced(str(head))
         changed, _ = self.ledger.store.changed_run_dirs(self._head, head)
         self._head = head
         self.ledger.catch_up()

@@ -274,6 +274,23 @@ class Ledger:
         data = self.store.read_blob(None, f"{ledger_dir(run_id)}/events.jsonl")
         return _parse_jsonl(data or b"", after)
 
+    # -- sync ------------------------------------------------------------
+
+    @property
+    def _synced_path(self) -> Path:
+        return self.scp_dir / "synced-heads"
+
+    def mark_synced(self, head: str) -> None:
+        """Remember that *head* came from a pull, so feeds announce it once, not run by run."""
+        with open(self._synced_path, "a") as fh:
+            fh.write(head + "\n")
+
+    def is_synced(self, head: str) -> bool:
+        try:
+            return head in self._synced_path.read_text().split()[-1000:]
+        except OSError:
+            return False
+
     # -- upkeep ----------------------------------------------------------
 
     def gc_in_background(self) -> None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from controlplane.core.events import Subscription
-from controlplane.ui.web.state import state
 from flask import Flask, Response, current_app, request
 from flask_sock import Sock
+
+from controlplane.core.events import Subscription
+from controlplane.ui.web.state import state
 
 sock = Sock()
 

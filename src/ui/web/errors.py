@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from controlplane.core.errors import ControlPlaneError
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+
+from controlplane.core.errors import ControlPlaneError
 
 log = logging.getLogger(__name__)
 

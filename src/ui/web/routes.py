@@ -45,7 +45,8 @@ def start_action(plane: ControlPlane, action: Action, params: BaseModel, path: s
     )
     active.run.extra["action"] = action.path
     context = ActionContext(project_root=plane.root, run=active, env=plane.tool_env,
-                            timeout=plane.settings.get("action_timeout"))
+                            timeout=plane.settings.get("action_timeout"),
+                            settings=plane.settings)
 
     def call_service(run: Any) -> Any:
         return action.service(context, params)

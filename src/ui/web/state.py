@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flask import current_app
+
 from controlplane.core.events import EventBus
 from controlplane.core.executor import Executor
 from controlplane.core.ledger import Ledger
 from controlplane.core.ledger.feed import LedgerFeed
-from flask import current_app
 
 
 @dataclass

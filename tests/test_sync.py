@@ -1,0 +1,152 @@
+"""Two machines share runs through a remote: no conflict, nothing lost, no force."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from controlplane import tracked_run
+from controlplane.core.ledger import Ledger
+from controlplane.core.ledger.sync import LedgerSync, SyncError
+from tests.conftest import bearer_client, git, make_repo
+
+
+def record(repo: Path, count: int, label: str) -> None:
+    for n in range(count):
+        with tracked_run("test", "test:sync", summary=f"{label} {n}", project_root=repo):
+            pass
+
+
+@pytest.fixture
+def machines(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A bare remote holding the project's code, and two clones of it (machines A and B)."""
+    origin = make_repo(tmp_path / "seed")
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(origin), str(remote))
+    clones = []
+    for name in ("a", "b"):
+        git(tmp_path, "clone", "-q", str(remote), str(tmp_path / name))
+        git(tmp_path / name, "config", "user.name", f"machine {name}")
+        git(tmp_path / name, "config", "user.email", f"{name}@example.com")
+        clones.append(tmp_path / name)
+    return remote, clones[0], clones[1]
+
+
+def ledger_state(repo: Path) -> tuple[int, int]:
+    ledger = Ledger.open(repo)
+    ledger.catch_up()
+    tags = git(repo, "for-each-ref", "refs/scp/run").splitlines()
+    return ledger.index.count(), len(tags)
+
+
+def exchange(a: Path, b: Path, remote_name: str = "origin") -> None:
+    LedgerSync(Ledger.open(a), remote_name).push()
+    LedgerSync(Ledger.open(b), remote_name).pull()
+    LedgerSync(Ledger.open(b), remote_name).push()
+    LedgerSync(Ledger.open(a), remote_name).pull()
+
+
+def test_two_machines_merge_runs_without_conflict(machines) -> None:
+    remote, a, b = machines
+    record(a, 50, "A")
+    record(b, 50, "B")
+    exchange(a, b)
+    for clone in (a, b):
+        assert ledger_state(clone) == (100, 100)
+        git(clone, "fsck", "--no-dangling")
+        assert git(clone, "status", "--porcelain") == ""
+    assert git(a, "rev-parse", "scp-ledger") == git(b, "rev-parse", "scp-ledger")
+    assert len(git(remote, "for-each-ref", "refs/scp/run").splitlines()) == 100
+    git(remote, "fsck", "--no-dangling")
+    summaries = {r["summary"] for r in Ledger.open(a).index.recent(limit=200)}
+    assert {f"A {n}" for n in range(50)} | {f"B {n}" for n in range(50)} == summaries
+
+
+def test_push_holds_tags_of_unpublished_commits(machines) -> None:
+    remote, a, _ = machines
+    (a / "new.txt").write_text("not pushed yet\n")
+    git(a, "add", "new.txt")
+    git(a, "commit", "-q", "-m", "local only")
+    record(a, 2, "unpublished")
+    report = LedgerSync(Ledger.open(a)).push()
+    assert report.pushed and report.tags_pushed == 0 and len(report.tags_held) == 2
+    assert git(remote, "for-each-ref", "refs/scp/run") == ""
+    assert git(remote, "cat-file", "-t", git(a, "rev-parse", "HEAD").strip(),
+               check=False) == ""  # the commit was not published
+    git(a, "push", "-q", "origin", "main")
+    assert LedgerSync(Ledger.open(a)).push().tags_pushed == 2
+
+
+def test_a_rejecting_remote_fails_and_keeps_the_local_ledger(machines) -> None:
+    remote, a, _ = machines
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'pushes are closed today' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    record(a, 1, "kept")
+    head = git(a, "rev-parse", "scp-ledger")
+    with pytest.raises(SyncError) as failure:
+        LedgerSync(Ledger.open(a)).push()
+    assert failure.value.code == "remote_rejected"
+    assert "pushes are closed today" in str(failure.value)
+    assert git(a, "rev-parse", "scp-ledger") == head and ledger_state(a)[0] == 1
+
+
+def test_invalid_remote_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="invalid remote name"):
+        LedgerSync.__init__(object.__new__(LedgerSync), None, "--upload-pack=touch pwned")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def git_daemon(machines, tmp_path: Path):
+    remote, a, b = machines
+    (remote / "git-daemon-export-ok").touch()
+    port = free_port()
+    daemon = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", "--enable=receive-pack", "--listen=127.0.0.1",
+         f"--port={port}", f"--base-path={remote.parent}", "--informative-errors",
+         str(remote.parent)], stderr=subprocess.PIPE, text=True)
+    # ready when it accepts connections: git ls-remote answers
+    url = f"git://127.0.0.1:{port}/{remote.name}"
+    for clone in (a, b):
+        git(clone, "remote", "add", "daemon", url)
+    for _ in range(100):
+        if subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0:
+            break
+        if daemon.poll() is not None:
+            pytest.fail(f"git daemon died: {daemon.stderr.read()}")
+    yield a, b
+    daemon.terminate()
+    daemon.wait(timeout=10)
+
+
+def test_the_same_over_git_daemon(git_daemon) -> None:
+    a, b = git_daemon
+    record(a, 5, "A")
+    record(b, 5, "B")
+    exchange(a, b, "daemon")
+    assert ledger_state(a) == ledger_state(b) == (10, 10)
+
+
+def test_dashboard_actions_push_and_pull(machines, make_app) -> None:
+    remote, a, b = machines
+    record(b, 3, "B")
+    LedgerSync(Ledger.open(b)).push()
+    app = make_app(REPO=a)
+    client = bearer_client(app)
+    pulled = client.post("/git/ledger/pull", json={}).get_json()
+    assert pulled["status"] == "ok" and pulled["pulled_runs"] == 3
+    pushed = client.post("/git/ledger/push", json={"remote": "origin"}).get_json()
+    assert pushed["status"] == "ok" and pushed["pushed"] is True
+    stored = Ledger.open(a).get(pulled["run_id"])
+    assert stored["subtype"] == "git:ledger_pull" and stored["target"]["remote"] == "origin"
+    bad = client.post("/git/ledger/push", json={"remote": "--upload-pack=touch pwned"})
+    assert bad.status_code == 422 and "remote" in bad.get_json()["fields"]
