@@ -207,6 +207,11 @@ def ledger_dir(run_id: str) -> str:
     return f"ledger/runs/{run_id[0:4]}/{run_id[4:6]}/{run_id[6:8]}/{run_id}"
 
 
+def chat_dir(message_id: str) -> str:
+    """The ledger directory of a chat message: ``ledger/chat/<YYYY>/<MM>/<DD>/<id>``."""
+    return f"ledger/chat/{message_id[0:4]}/{message_id[4:6]}/{message_id[6:8]}/{message_id}"
+
+
 def process_start_time(pid: int) -> float | None:
     """A process's start time in clock ticks since boot (Linux), None if gone."""
     try:

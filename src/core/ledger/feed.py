@@ -76,14 +76,20 @@ class LedgerFeed:
         with self.ledger.store.lock:
             merged = len(self.ledger.store.repo[head].parents) > 1 \
                 or self.ledger.is_synced(str(head))
-        changed, _ = self.ledger.store.changed_run_dirs(self._head, head)
+        changed, _ = self.ledger.store.changed_entry_dirs(self._head, head)
         self._head = head
         self.ledger.catch_up()
         runs = []
+        mine = set(self.ledger.recorded_here)
         for directory in changed:
-            run = self.ledger.index.get(directory.rsplit("/", 1)[-1])
+            entry_id = directory.rsplit("/", 1)[-1]
+            run = self.ledger.index.get(entry_id)
             if run is not None:
                 runs.append(run)
+                continue
+            message = self.ledger.index.message(entry_id)
+            if message is not None and entry_id not in mine and not merged:
+                self.bus.publish("chat:message", message)
         return runs, merged
 
     def start(self) -> LedgerFeed:

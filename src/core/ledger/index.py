@@ -18,7 +18,7 @@ from typing import Any
 
 from controlplane.core.runs import iso, utc_now
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -29,6 +29,12 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_type ON runs (type, run_id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, run_id);
 CREATE INDEX IF NOT EXISTS runs_subtype ON runs (subtype, run_id);
+CREATE TABLE IF NOT EXISTS chat (
+    message_id TEXT PRIMARY KEY, dir TEXT, json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mentions (
+    run_id TEXT, message_id TEXT, PRIMARY KEY (run_id, message_id)
+);
 """
 
 
@@ -49,6 +55,8 @@ class RunIndex:
             version = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if version is None or version[0] != SCHEMA_VERSION:
                 db.execute("DELETE FROM runs")
+                db.execute("DELETE FROM chat")
+                db.execute("DELETE FROM mentions")
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
                 db.execute("DELETE FROM meta WHERE key='head'")
 
@@ -67,7 +75,8 @@ class RunIndex:
         return row[0] if row else None
 
     def apply(self, expected_head: str | None, new_head: str,
-              upserts: Iterable[tuple[dict[str, Any], str]], removed: Iterable[str]) -> bool:
+              upserts: Iterable[tuple[dict[str, Any], str]], removed: Iterable[str],
+              messages: Iterable[tuple[dict[str, Any], str]] = ()) -> bool:
         """Move from *expected_head* to *new_head*; False (nothing done) if the head differs."""
         with self._db() as db:
             current = db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
@@ -75,13 +84,25 @@ class RunIndex:
                 return False
             db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)",
                            [_row(run, directory) for run, directory in upserts])
-            db.executemany("DELETE FROM runs WHERE dir = ?", [(d,) for d in removed])
+            removed = [(d,) for d in removed]
+            db.executemany("DELETE FROM runs WHERE dir = ?", removed)
+            db.executemany("DELETE FROM mentions WHERE message_id IN "
+                           "(SELECT message_id FROM chat WHERE dir = ?)", removed)
+            db.executemany("DELETE FROM chat WHERE dir = ?", removed)
+            for message, directory in messages:
+                db.execute("INSERT OR REPLACE INTO chat VALUES (?,?,?)",
+                           (message["message_id"], directory, json.dumps(message)))
+                db.executemany("INSERT OR IGNORE INTO mentions VALUES (?,?)",
+                               [(r, message["message_id"]) for r in message.get("mentions", [])
+                                if isinstance(r, str)])
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (new_head,))
             return True
 
     def clear(self) -> None:
         with self._db() as db:
             db.execute("DELETE FROM runs")
+            db.execute("DELETE FROM chat")
+            db.execute("DELETE FROM mentions")
             db.execute("DELETE FROM meta WHERE key='head'")
 
     def count(self) -> int:
@@ -119,6 +140,29 @@ class RunIndex:
             (prefix, like, like, int(limit)),
         )
         return [json.loads(r[0]) for r in rows]
+
+    def message(self, message_id: str) -> dict[str, Any] | None:
+        row = self._db().conn.execute("SELECT json FROM chat WHERE message_id=?",
+                                      (message_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def messages(self, limit: int = 50, before: str | None = None,
+                 mentioning: str | None = None) -> list[dict[str, Any]]:
+        """Chat messages, newest first; only those mentioning a run if *mentioning*."""
+        sql, args = "SELECT chat.json FROM chat", []
+        where = []
+        if mentioning:
+            sql += " JOIN mentions ON mentions.message_id = chat.message_id"
+            where.append("mentions.run_id = ?")
+            args.append(mentioning)
+        if before:
+            where.append("chat.message_id < ?")
+            args.append(before)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY chat.message_id DESC LIMIT ?"
+        args.append(max(0, int(limit)))
+        return [json.loads(r[0]) for r in self._db().conn.execute(sql, args)]
 
     def metrics(self, minutes: int | None = None) -> dict[str, Any]:
         """Totals, success rate, durations and breakdowns, over the last *minutes* if given."""

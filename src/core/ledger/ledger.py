@@ -21,9 +21,9 @@ import pygit2
 
 from controlplane.core.ledger.index import RunIndex
 from controlplane.core.ledger.journal import Journal, JournalEntry, kill_left_groups
-from controlplane.core.ledger.store import GitStore, LedgerWriteError
+from controlplane.core.ledger.store import RUNS_DIR, GitStore, LedgerWriteError
 from controlplane.core.ledger.view import VIEW_DIR, LedgerView, exclude_from_status
-from controlplane.core.runs import Run, RunStatus, ledger_dir
+from controlplane.core.runs import Run, RunStatus, chat_dir, ledger_dir
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +124,24 @@ class Ledger:
             self.gc_in_background()
         return str(commit)
 
-    def _advance(self, parent, commit, directory, files, run_dict) -> None:
+    def record_message(self, message: dict[str, Any]) -> str:
+        """Record a chat message in one commit (``ledger/chat/YYYY/MM/DD/<id>/message.json``)."""
+        directory = chat_dir(message["message_id"])
+        files = {"message.json": dumps(message)}
+        parent, commit = self.store.commit_files(directory, files, "chat message",
+                                                 author=(message.get("author") or {}).get("name"))
+        self.recorded_here.append(message["message_id"])
+        self._advance(parent, commit, directory, files, message=message)
+        return str(commit)
+
+    def _advance(self, parent, commit, directory, files, run=None, message=None) -> None:
         """Bring view and index to *commit*: directly when they were at *parent*, else by diff."""
         parent_text = str(parent) if parent is not None else None
         if not self.view.apply(parent_text, str(commit), [(directory, files)], []):
             self._catch_up_view(commit)
-        if not self.index.apply(parent_text, str(commit), [(run_dict, directory)], []):
+        runs = [(run, directory)] if run is not None else []
+        messages = [(message, directory)] if message is not None else []
+        if not self.index.apply(parent_text, str(commit), runs, [], messages):
             self._catch_up_index(commit)
 
     def catch_up(self) -> list[dict[str, Any]]:
@@ -140,20 +152,11 @@ class Ledger:
         self._catch_up_view(head)
         return self._catch_up_index(head)
 
-    def _read_run_dir(self, commit, directory: str) -> dict[str, bytes]:
-        files = {}
-        for name in ("run.json", "events.jsonl"):
-            data = self.store.read_blob(commit, f"{directory}/{name}")
-            if data is not None:
-                files[name] = data
-        return files
-
     def _catch_up_view(self, head) -> None:
         for _ in range(20):
             current = self.view.head()
-            old = self._known_commit(current)
-            changed, removed = self.store.changed_run_dirs(old, head)
-            upserts = [(d, self._read_run_dir(head, d)) for d in changed]
+            changed, removed = self.store.changed_entry_dirs(self._known_commit(current), head)
+            upserts = [(d, self.store.read_dir(head, d)) for d in changed]
             if self.view.apply(current, str(head), upserts, removed):
                 return
 
@@ -166,19 +169,31 @@ class Ledger:
             if old is None and current is not None:
                 self.index.clear()
                 current = None
-            changed, removed = self.store.changed_run_dirs(old, head)
-            upserts = []
+            changed, removed = self.store.changed_entry_dirs(old, head)
+            runs, messages = [], []
             for directory in changed:
-                raw = self.store.read_blob(head, f"{directory}/run.json")
-                try:
-                    run = Run.from_dict(json.loads(raw or b"null")).to_dict()
-                except ValueError:
-                    log.warning("skipping unreadable run.json in %s", directory)
-                    continue
-                upserts.append((run, directory))
-            if self.index.apply(current, str(head), upserts, removed):
-                return [run for run, _ in upserts]
+                entry = self._read_entry(head, directory)
+                if entry is not None:
+                    (runs if directory.startswith(RUNS_DIR) else messages).append(
+                        (entry, directory))
+            if self.index.apply(current, str(head), runs, removed, messages):
+                return [run for run, _ in runs]
         return []
+
+    def _read_entry(self, head, directory: str) -> dict[str, Any] | None:
+        """The run.json or message.json of an entry directory; None (logged) if unreadable."""
+        is_run = directory.startswith(RUNS_DIR)
+        raw = self.store.read_blob(head, f"{directory}/{'run' if is_run else 'message'}.json")
+        try:
+            data = json.loads(raw or b"null")
+            if is_run:
+                return Run.from_dict(data).to_dict()
+            if not isinstance(data, dict) or not isinstance(data.get("message_id"), str):
+                raise ValueError("no message_id")
+            return data
+        except ValueError:
+            log.warning("skipping unreadable entry in %s", directory)
+            return None
 
     def _known_commit(self, text: str | None) -> pygit2.Oid | None:
         if not text:

@@ -21,6 +21,9 @@ from pygit2.enums import FileMode, ObjectType
 BRANCH = "scp-ledger"
 BRANCH_REF = f"refs/heads/{BRANCH}"
 TAG_PREFIX = "refs/scp/run/"
+ENTRY_KINDS = ("runs", "chat")
+RUNS_DIR = "ledger/runs/"
+CHAT_DIR = "ledger/chat/"
 
 _RETRIES = 200
 
@@ -163,9 +166,9 @@ class GitStore:
                 return False
             return True
 
-    def changed_run_dirs(self, old: pygit2.Oid | None, new: pygit2.Oid | None
-                         ) -> tuple[list[str], list[str]]:
-        """Run directories added/changed and removed between two ledger commits.
+    def changed_entry_dirs(self, old: pygit2.Oid | None, new: pygit2.Oid | None
+                           ) -> tuple[list[str], list[str]]:
+        """Entry directories (runs, chat messages) added/changed and removed between commits.
 
         Recurses only into subtrees whose ids differ, so the cost follows the
         change, not the ledger.
@@ -180,11 +183,11 @@ class GitStore:
             return changed, removed
 
     def _diff(self, old, new, prefix, depth, changed, removed):
-        # depth 5 is the run directory: ledger/runs/YYYY/MM/DD/<run_id>
+        # depth 5 is an entry directory: ledger/{runs,chat}/YYYY/MM/DD/<id>
         old_entries = {e.name: e for e in old} if old is not None else {}
         new_entries = {e.name: e for e in new} if new is not None else {}
         for name in old_entries.keys() | new_entries.keys():
-            if (depth == 0 and name != "ledger") or (depth == 1 and name != "runs"):
+            if (depth == 0 and name != "ledger") or (depth == 1 and name not in ENTRY_KINDS):
                 continue
             a, b = old_entries.get(name), new_entries.get(name)
             if a is not None and b is not None and a.id == b.id:
@@ -199,5 +202,16 @@ class GitStore:
 
     def walk_run_dirs(self, commit: pygit2.Oid | None) -> Iterator[str]:
         """Every run directory in a ledger commit."""
-        changed, _ = self.changed_run_dirs(None, commit)
-        yield from changed
+        changed, _ = self.changed_entry_dirs(None, commit)
+        yield from (d for d in changed if d.startswith(RUNS_DIR))
+
+    def read_dir(self, commit: pygit2.Oid | None, directory: str) -> dict[str, bytes]:
+        """The files of one entry directory at *commit*."""
+        with self.lock:
+            if commit is None:
+                return {}
+            try:
+                tree = self.repo[commit].peel(pygit2.Tree)[directory]
+            except KeyError:
+                return {}
+            return {e.name: e.data for e in self.repo[tree.id] if e.type == ObjectType.BLOB}

@@ -78,7 +78,9 @@ def search() -> Response:
 @bp.get("/api/runs/<run_id>")
 def one_run(run_id: str) -> Response:
     run = known_run(run_id)
-    return jsonify(run=run, events=state().ledger.events(run_id))
+    ledger = state().ledger
+    return jsonify(run=run, events=ledger.events(run_id),
+                   mentions=ledger.index.messages(limit=50, mentioning=run_id))
 
 
 @bp.get("/api/runs/<run_id>/events")

@@ -15,7 +15,7 @@ from controlplane.core.executor import Executor
 from controlplane.core.ledger import Ledger
 from controlplane.core.ledger.feed import LedgerFeed
 from controlplane.core.run_tracker import set_default_project_root
-from controlplane.ui.web import api_events, api_runs, errors, pages, routes, security
+from controlplane.ui.web import api_chat, api_events, api_runs, errors, pages, routes, security
 from controlplane.ui.web.state import ControlPlane
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -51,6 +51,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     api_runs.init_app(app)
+    api_chat.init_app(app)
     api_events.init_app(app)
     routes.init_app(app)
     pages.init_app(app)

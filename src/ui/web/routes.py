@@ -35,6 +35,13 @@ def read_json_body() -> dict[str, Any]:
     return body
 
 
+def request_actor() -> dict[str, str]:
+    """Who asks: ``web`` for a logged-in browser, ``api`` for a Bearer client."""
+    kind = "web" if request.environ.get("controlplane.auth") == "cookie" else "api"
+    return {"kind": kind,
+            "name": request.environ.get("controlplane.user") or default_actor()["name"]}
+
+
 def start_action(plane: ControlPlane, action: Action, params: BaseModel, path: str, *,
                  actor: dict[str, str] | None = None, rerun_of: str | None = None) -> Job:
     """Submit a validated action to the executor as a queued run; raises RunInProgress."""
@@ -85,9 +92,7 @@ def make_view(action: Action):
             raise ConfirmationRequired(f"{action.path} is destructive: send \"confirm\": true")
         if action.precheck is not None:
             action.precheck(plane.root, params)
-        actor = {"kind": "web" if request.cookies else "api",
-                 "name": request.environ.get("controlplane.user") or default_actor()["name"]}
-        job = start_action(plane, action, params, request.path, actor=actor)
+        job = start_action(plane, action, params, request.path, actor=request_actor())
         return answer(plane, job)
 
     view.__name__ = "action_" + action.path.strip("/").replace("/", "_").replace("<", "") \
