@@ -15,7 +15,7 @@ import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, SecretStr, ValidationError, ValidationInfo
 
@@ -64,6 +64,7 @@ class ActionContext:
         return run_tool(argv, run=self.run, **options)
 
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
 Service = Callable[[ActionContext, BaseModel], dict[str, Any]]
 
 
@@ -103,14 +104,7 @@ class Action:
 
         *project_root* lets ``ProjectPath`` fields refuse paths outside the project.
         """
-        try:
-            return self.params.model_validate(dict(data), context={"project_root": project_root})
-        except ValidationError as exc:
-            fields: dict[str, str] = {}
-            for error in exc.errors():
-                name = ".".join(str(p) for p in error["loc"]) or "body"
-                fields.setdefault(name, error["msg"])
-            raise InvalidInput(fields) from None
+        return validate_model(self.params, data, {"project_root": project_root})
 
     def lock_for(self, params: BaseModel, path: str) -> str:
         """The lock key: runs with the same key never overlap (default: the route)."""
@@ -118,6 +112,19 @@ class Action:
         names = {n for _, n, _, _ in string.Formatter().parse(self.lock_key) if n}
         values.update({"path": path})
         return self.lock_key.format(**{n: values.get(n, "") for n in names})
+
+
+def validate_model(model: type[ModelT], data: Mapping[str, Any],
+                   context: dict[str, Any] | None = None) -> ModelT:
+    """*data* as *model*; InvalidInput naming every bad field (dotted paths for nested ones)."""
+    try:
+        return model.model_validate(dict(data), context=context)
+    except ValidationError as exc:
+        fields: dict[str, str] = {}
+        for error in exc.errors():
+            name = ".".join(str(p) for p in error["loc"]) or "body"
+            fields.setdefault(name, error["msg"])
+        raise InvalidInput(fields) from None
 
 
 def stored_params(params: BaseModel) -> dict[str, Any]:

@@ -111,7 +111,7 @@ class Ledger:
         parent, commit = self.store.commit_files(directory, files, message,
                                                  author=run.actor.get("name"))
         self.recorded_here.append(run.run_id)
-        code_commit = (run.code_ref or {}).get("commit")
+        code_commit = self.store.resolve_commit((run.code_ref or {}).get("commit"))
         if code_commit:
             try:
                 self.store.tag_run(run.run_id, code_commit, f"{run.subtype} {run.status}",

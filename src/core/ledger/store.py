@@ -121,6 +121,16 @@ class GitStore:
             builder.insert(name, self._with_subtree(child, parts[1:], leaf), FileMode.TREE)
         return builder.write()
 
+    def resolve_commit(self, text: str | None) -> str | None:
+        """The full id of commit *text* (a full or short hex id) if this repository has it."""
+        if not text:
+            return None
+        with self.lock:
+            try:
+                return str(self.repo.revparse_single(text).peel(pygit2.Commit).id)
+            except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+                return None
+
     def tag_run(self, run_id: str, commit: str, message: str, tagger: str | None = None) -> bool:
         """Create the annotated tag object ``scp/run/<id>`` on *commit*; False if it exists."""
         with self.lock:

@@ -6,8 +6,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
-from controlplane.core.actions import REGISTRY
+from controlplane.core.actions import REGISTRY, validate_model
 from controlplane.core.errors import Conflict, InvalidInput, NotFound
+from controlplane.core.ingest import IngestedRun, ingest
 from controlplane.core.runs import RUN_TYPES, RunStatus, is_run_id
 from controlplane.ui.web.openapi import openapi_document
 from controlplane.ui.web.routes import answer, read_json_body, start_action
@@ -127,6 +128,15 @@ def rerun(run_id: str) -> Response:
         path = path.replace(f"<{name}>", str(params.get(name, "")))
     job = start_action(state(), action, validated, path, rerun_of=run_id)
     return answer(state(), job)
+
+
+@bp.post("/api/runs/ingest")
+def ingest_run() -> tuple[Response, int]:
+    """Record a run that happened elsewhere (CI) as ``ci:<pipeline>``; the ingest token suffices."""
+    body = read_json_body()
+    report = validate_model(IngestedRun, body)
+    plane = state()
+    return jsonify(ingest(plane.ledger, plane.bus, report)), 201
 
 
 @bp.get("/api/metrics/summary")

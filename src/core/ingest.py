@@ -1,0 +1,66 @@
+"""Ingest: record a run that happened elsewhere (a CI job, another tool) as a ``ci:*`` run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, HttpUrl, model_validator
+
+from controlplane.core import redact
+from controlplane.core.events import EventBus
+from controlplane.core.ledger import Ledger
+from controlplane.core.runs import Run, RunStatus, iso, new_run_id
+
+DETAIL = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+class IngestedRun(BaseModel):
+    """What a CI job reports about itself."""
+
+    model_config = {"extra": "forbid"}
+
+    pipeline: str = Field(..., pattern=DETAIL, description="becomes the subtype ci:<pipeline>")
+    status: Literal["ok", "failed", "cancelled"]
+    started_at: datetime | None = Field(None, description="ISO 8601; default: now minus duration")
+    finished_at: datetime | None = Field(None, description="ISO 8601; default: now")
+    duration_ms: int | None = Field(None, ge=0, le=30 * 24 * 3600 * 1000)
+    branch: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+    commit: str | None = Field(None, pattern=r"^[0-9a-f]{7,64}$")
+    actor: str | None = Field(None, max_length=100, pattern=r"^[\w .@-]+$")
+    url: HttpUrl | None = None
+    summary: str = Field("", max_length=300)
+
+    @model_validator(mode="after")
+    def _times(self) -> IngestedRun:
+        for name in ("started_at", "finished_at"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                setattr(self, name, value.replace(tzinfo=UTC))
+        if self.started_at and self.finished_at and self.finished_at < self.started_at:
+            raise ValueError("finished_at is before started_at")
+        return self
+
+
+def ingest(ledger: Ledger, bus: EventBus, report: IngestedRun) -> dict[str, Any]:
+    """Record *report* as a finished ``ci:<pipeline>`` run; returns its run.json."""
+    finished = report.finished_at or datetime.now(UTC)
+    started = report.started_at or (
+        finished - timedelta(milliseconds=report.duration_ms or 0))
+    duration = report.duration_ms if report.duration_ms is not None else int(
+        (finished - started).total_seconds() * 1000)
+    run = Run.new(f"ci:{report.pipeline}", run_id=new_run_id(started.timestamp()),
+                  summary=redact.redact(report.summary or f"{report.pipeline} {report.status}"),
+                  actor={"kind": "ingest", "name": report.actor or "ci"},
+                  code_ref={"commit": report.commit, "branch": report.branch, "dirty": False},
+                  target={"url": str(report.url)} if report.url else {})
+    run.status = RunStatus(report.status)
+    run.ended_at, run.duration_ms = iso(finished), duration
+    if report.status != "ok":
+        run.error = {"code": f"ci_{report.status}",
+                     "message": f"the CI job reported {report.status}"}
+    ledger.record(run, [{"seq": 1, "type": "run:ingested", "at": iso(finished),
+                         "data": {"url": str(report.url) if report.url else None}}])
+    final = run.to_dict()
+    bus.publish("run:completed", final, run_id=run.run_id)
+    return final
