@@ -57,17 +57,7 @@ def load(project_root: str | os.PathLike[str] | None = None,
          environ: dict[str, str] | None = None) -> dict[str, tuple[Any, str]]:
     """Every setting as ``name -> (value, source)``."""
     environ = dict(os.environ if environ is None else environ)
-    file_values: dict[str, Any] = {}
-    if project_root is not None:
-        path = Path(project_root) / PROJECT_FILE
-        if path.exists():
-            try:
-                loaded = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise SettingsError(f"{path}: not valid YAML: {exc}") from None
-            if not isinstance(loaded, dict):
-                raise SettingsError(f"{path}: expected a mapping of settings")
-            file_values = loaded
+    file_values = read_project_file(project_root) if project_root is not None else {}
     result: dict[str, tuple[Any, str]] = {}
     for setting in SETTINGS:
         if flags and flags.get(setting.name) is not None:
@@ -83,6 +73,20 @@ def load(project_root: str | os.PathLike[str] | None = None,
             value, source = setting.default, "default"
         result[setting.name] = (_convert(setting, value), source)
     return result
+
+
+def read_project_file(project_root: str | os.PathLike[str]) -> dict[str, Any]:
+    """The project's ``.controlplane.yaml`` as a mapping ({} when absent)."""
+    path = Path(project_root) / PROJECT_FILE
+    if not path.exists():
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise SettingsError(f"{path}: expected a mapping of settings")
+    return loaded
 
 
 def values(project_root: str | os.PathLike[str] | None = None,

@@ -10,6 +10,7 @@ from flask import Flask
 
 from controlplane.core import settings as settings_module
 from controlplane.core.actions import load_integrations
+from controlplane.core.alerts import Alerter, load_alerts
 from controlplane.core.events import default_bus
 from controlplane.core.executor import Executor
 from controlplane.core.ledger import Ledger
@@ -45,6 +46,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     if config.get("FEED", True):
         plane.feed = LedgerFeed(ledger, bus).start()
+    alerts = load_alerts(settings_module.read_project_file(ledger.root))
+    if alerts is not None:
+        plane.extra["alerter"] = Alerter(alerts, bus)
     app.extensions["controlplane"] = plane
 
     load_integrations()
@@ -64,6 +68,8 @@ def shutdown_app(app: Flask, graceful: bool = False) -> None:
     plane.executor.shutdown(graceful=graceful)
     if plane.feed is not None:
         plane.feed.stop()
+    if "alerter" in plane.extra:
+        plane.extra.pop("alerter").close()
 
 
 def repo_from_env() -> Path:
