@@ -184,3 +184,23 @@ def test_big_output_keeps_head_and_tail_and_raw_log(repo: Path) -> None:
     assert marker["data"]["omitted_events"] == 5_002 - 2_000
     raw = Ledger.open(repo).events(run.run_id, raw=True)
     assert len([e for e in raw if e["type"] == "run:output"]) == 5_000
+
+
+def test_run_tags_can_live_under_refs_tags(repo: Path) -> None:
+    (repo / ".controlplane.yaml").write_text("tag_namespace: refs/tags/scp/run/\n")
+    with tracked_run("test", "test:tags", project_root=repo) as run:
+        pass
+    assert git(repo, "tag").strip() == f"scp/run/{run.run_id}"
+
+
+def test_raw_logs_are_pruned_to_the_retention(repo: Path) -> None:
+    (repo / ".controlplane.yaml").write_text("logs_retention: 3\n")
+    ids = []
+    for _ in range(5):
+        with tracked_run("test", "test:logs", project_root=repo) as run:
+            run.output("x")
+        ids.append(run.run_id)
+    ledger = Ledger.open(repo)
+    assert ledger.prune_logs() == 2
+    kept = sorted(p.name.split(".")[0] for p in ledger.logs_dir.glob("*.events.jsonl"))
+    assert kept == ids[2:]

@@ -19,6 +19,7 @@ from typing import Any
 
 import pygit2
 
+from controlplane.core import settings
 from controlplane.core.ledger.index import RunIndex
 from controlplane.core.ledger.journal import Journal, JournalEntry, kill_left_groups
 from controlplane.core.ledger.store import RUNS_DIR, GitStore, LedgerWriteError
@@ -28,6 +29,7 @@ from controlplane.core.runs import Run, RunStatus, chat_dir, ledger_dir
 log = logging.getLogger(__name__)
 
 GC_EVERY = 500  # records between background `git gc --auto` checks
+TAG_NAMESPACES = ("refs/scp/run/", "refs/tags/scp/run/")
 
 
 class NotARepository(Exception):
@@ -70,7 +72,12 @@ class Ledger:
         self.scp_dir = git_dir / "scp"
         self.scp_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir = self.scp_dir / "logs"
-        self.store = GitStore(git_dir)
+        configured = settings.values(root)
+        namespace = configured["tag_namespace"]
+        if namespace not in TAG_NAMESPACES:
+            raise settings.SettingsError(f"tag_namespace must be one of {TAG_NAMESPACES}")
+        self.logs_retention = max(1, int(configured["logs_retention"]))
+        self.store = GitStore(git_dir, tag_prefix=namespace)
         self.journal = Journal(self.scp_dir / "journal")
         self.index = RunIndex(self.scp_dir / "index.sqlite")
         self.view = LedgerView(root / VIEW_DIR, self.scp_dir / "view.lock")
@@ -122,6 +129,8 @@ class Ledger:
         self._records += 1
         if self._records % GC_EVERY == 0:
             self.gc_in_background()
+        if self._records % 100 == 0:
+            self.prune_logs()
         return str(commit)
 
     def record_message(self, message: dict[str, Any]) -> str:
@@ -307,6 +316,14 @@ class Ledger:
             return False
 
     # -- upkeep ----------------------------------------------------------
+
+    def prune_logs(self) -> int:
+        """Keep the newest ``logs_retention`` raw logs (run ids sort by time); returns removed."""
+        logs = sorted(self.logs_dir.glob("*.events.jsonl")) if self.logs_dir.exists() else []
+        stale = logs[: max(0, len(logs) - self.logs_retention)]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
 
     def gc_in_background(self) -> None:
         """Let git pack loose objects, outside any run (libgit2 never does)."""
