@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import queue
 import secrets
 import threading
@@ -131,23 +132,33 @@ class Subscription:
     """A bounded queue of envelopes for one consumer (an SSE or WebSocket client).
 
     Iterate it, or call ``get(timeout)``; use it as a context manager so it is
-    disconnected when the consumer goes away. Thread-safe.
+    disconnected when the consumer goes away. An envelope whose ``seq`` it has
+    already passed is dropped, so a replay racing the live feed never duplicates.
+    Thread-safe.
     """
 
     def __init__(self, bus: EventBus, maxsize: int) -> None:
         self._bus = bus
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=maxsize)
+        self._last_seq = -1
+        self._order = threading.Lock()
         self.overflowed = False
         self.closed = False
 
     def _deliver(self, envelope: dict[str, Any]) -> None:
         if self.overflowed:
             return
-        try:
-            self._queue.put_nowait(envelope)
-        except queue.Full:
-            self.overflowed = True
-            self._bus._disconnect(self)
+        with self._order:
+            parsed = parse_event_id(envelope["id"])
+            if envelope["type"] != "resync" and parsed is not None:
+                if parsed[1] <= self._last_seq:
+                    return
+                self._last_seq = parsed[1]
+            try:
+                self._queue.put_nowait(envelope)
+            except queue.Full:
+                self.overflowed = True
+                self._bus._disconnect(self)
 
     def get(self, timeout: float | None = None) -> dict[str, Any] | None:
         """The next envelope, a ``resync`` if this consumer fell behind, or None on timeout."""
@@ -176,57 +187,96 @@ class Subscription:
                 yield envelope
 
 
-class EventBus:
-    """Numbers, keeps and delivers events. Thread-safe."""
+class MemoryBackend:
+    """Numbers events in this process and keeps a bounded replay buffer (the default)."""
 
-    def __init__(self, replay_size: int = 10_000, queue_size: int = 2_000) -> None:
+    def __init__(self, replay_size: int = 10_000) -> None:
         self.epoch = new_epoch()
-        self.queue_size = queue_size
-        self._seq = 0
-        self._lock = threading.Lock()
+        self.seq = 0
         self._replay: deque[dict[str, Any]] = deque(maxlen=replay_size)
+
+    def append(self, envelope: dict[str, Any]) -> dict[str, Any]:
+        """Number *envelope* (caller holds the bus lock) and keep it for replay."""
+        self.seq += 1
+        envelope["id"] = f"{self.epoch}-{self.seq}"
+        self._replay.append(envelope)
+        return envelope
+
+    def since(self, seq: int) -> list[dict[str, Any]] | None:
+        first = self.seq - len(self._replay) + 1  # seq of the oldest kept event
+        if seq + 1 < first:
+            return None  # fell out of the replay buffer
+        return list(self._replay)[seq + 1 - first :]
+
+    def last_seq(self) -> int:
+        return self.seq
+
+    def start(self, deliver: Callable[[dict[str, Any]], None]) -> bool:
+        """Backends that deliver from elsewhere start a reader; this one delivers inline."""
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class EventBus:
+    """Numbers, keeps and delivers events. Thread-safe.
+
+    The backend numbers and keeps events: ``MemoryBackend`` in this process, or
+    ``controlplane.core.bus_redis.RedisBackend`` shared by several processes.
+    """
+
+    def __init__(self, replay_size: int = 10_000, queue_size: int = 2_000,
+                 backend: Any = None) -> None:
+        self.backend = backend or MemoryBackend(replay_size)
+        self.queue_size = queue_size
+        self._lock = threading.Lock()
         self._signal = blinker.Signal("controlplane.events")
+        self._remote = self.backend.start(self._fanout_locked)
+
+    @property
+    def epoch(self) -> str:
+        return self.backend.epoch
 
     @property
     def last_id(self) -> str:
-        return f"{self.epoch}-{self._seq}"
+        return f"{self.epoch}-{self.backend.last_seq()}"
 
     def make_envelope(self, kind: str, data: dict[str, Any], run_id: str | None = None) -> dict:
         """An envelope outside the sequence (for ``resync`` and heartbeats)."""
-        return {"id": f"{self.epoch}-{self._seq}", "type": kind, "run_id": run_id,
-                "at": iso(utc_now()), "data": data}
+        return {"id": self.last_id, "type": kind, "run_id": run_id, "at": iso(utc_now()),
+                "data": data}
 
     def publish(self, kind: str, data: dict[str, Any], run_id: str | None = None) -> dict:
         """Number and deliver one event; raises ValueError for an unregistered type."""
         check_event(kind, data)
+        envelope = {"id": "", "type": kind, "run_id": run_id, "at": iso(utc_now()), "data": data}
         with self._lock:
-            self._seq += 1
-            envelope = {"id": f"{self.epoch}-{self._seq}", "type": kind, "run_id": run_id,
-                        "at": iso(utc_now()), "data": data}
-            self._replay.append(envelope)
-            for receiver in list(self._signal.receivers_for(blinker.ANY)):
-                try:
-                    receiver(envelope)
-                except Exception:  # one bad receiver must not stop the run or the others
-                    log.exception("event receiver failed")
+            envelope = self.backend.append(envelope)
+            if not self._remote:
+                self._fanout(envelope)
         return envelope
+
+    def _fanout_locked(self, envelope: dict[str, Any]) -> None:
+        """Deliver an event read from a shared backend (never while a subscriber is joining)."""
+        with self._lock:
+            self._fanout(envelope)
+
+    def _fanout(self, envelope: dict[str, Any]) -> None:
+        for receiver in list(self._signal.receivers_for(blinker.ANY)):
+            try:
+                receiver(envelope)
+            except Exception:  # one bad receiver must not stop the run or the others
+                log.exception("event receiver failed")
 
     def since(self, event_id: str | None) -> list[dict[str, Any]] | None:
         """Events after *event_id*, or None when they cannot be replayed (resync)."""
-        with self._lock:
-            return self._since_locked(event_id)
-
-    def _since_locked(self, event_id: str | None) -> list[dict[str, Any]] | None:
         if not event_id:
             return []
         parsed = parse_event_id(event_id)
-        if parsed is None or parsed[0] != self.epoch or parsed[1] > self._seq:
+        if parsed is None or parsed[0] != self.epoch or parsed[1] > self.backend.last_seq():
             return None
-        seq = parsed[1]
-        first = self._seq - len(self._replay) + 1  # seq of the oldest kept event
-        if seq + 1 < first:
-            return None  # fell out of the replay buffer
-        return list(self._replay)[seq + 1 - first :]
+        return self.backend.since(parsed[1])
 
     def subscribe(self, last_event_id: str | None = None, maxsize: int | None = None
                   ) -> Subscription:
@@ -235,8 +285,8 @@ class EventBus:
         An id from another epoch, or one too old to replay, yields ``resync`` first.
         """
         sub = Subscription(self, maxsize or self.queue_size)
-        with self._lock:
-            missed = self._since_locked(last_event_id)
+        with self._lock:  # no delivery while joining; a shared backend's reader may repeat
+            missed = self.since(last_event_id)  # what the replay gave: the subscription dedupes
             if missed is None:
                 sub._deliver(self.make_envelope("resync", {"reason": "unknown_event_id"}))
             else:
@@ -257,15 +307,29 @@ class EventBus:
     def subscriber_count(self) -> int:
         return len(self._signal.receivers)
 
+    def close(self) -> None:
+        self.backend.close()
+
 
 _default_bus: EventBus | None = None
 _default_lock = threading.Lock()
 
 
 def default_bus() -> EventBus:
-    """The process-wide bus that tracked runs publish to."""
+    """The process-wide bus that tracked runs publish to (``CONTROLPLANE_BUS`` picks Redis)."""
     global _default_bus
     with _default_lock:
         if _default_bus is None:
-            _default_bus = EventBus()
+            _default_bus = bus_from_url(os.environ.get("CONTROLPLANE_BUS"))
         return _default_bus
+
+
+def bus_from_url(url: str | None) -> EventBus:
+    """An in-process bus for None or ``memory``; a Redis-backed one for ``redis://…``."""
+    if not url or url == "memory":
+        return EventBus()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from controlplane.core.bus_redis import RedisBackend
+
+        return EventBus(backend=RedisBackend(url))
+    raise ValueError(f"unknown bus {url!r}: use memory or redis://host:port/db")
