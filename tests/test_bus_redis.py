@@ -84,3 +84,35 @@ def test_trimmed_history_gets_resync(redis_url: str) -> None:
             assert sub.get(timeout=5)["type"] == "resync"
     finally:
         bus.close()
+
+
+def test_lock_and_limit_hold_across_workers(redis_url: str, repo: Path) -> None:
+    """Two executors (as two workers would) share the 409 lock and the concurrency limit."""
+    import threading
+
+    from controlplane.core.coordination import RedisCoordinator
+    from controlplane.core.errors import RunInProgress
+    from controlplane.core.executor import Executor
+    from controlplane.core.run_tracker import open_run
+
+    bus = EventBus()
+    workers = [Executor(bus, limit=1, coordinator=RedisCoordinator(redis_url, limit=1),
+                        refresh_seconds=0.05) for _ in range(2)]
+    release = threading.Event()
+    try:
+        first = workers[0].submit(open_run("test", "test:a", project_root=repo),
+                                  lambda run: release.wait(30) and {"ok": True}, "shared-key")
+        with pytest.raises(RunInProgress) as refused:
+            workers[1].submit(open_run("test", "test:b", project_root=repo),
+                              lambda run: {"ok": True}, "shared-key")
+        assert refused.value.run_id == first.active.run_id
+        second = workers[1].submit(open_run("test", "test:c", project_root=repo),
+                                   lambda run: {"ok": True}, "other-key")
+        assert workers[1].state()["queued"] == [second.active.run_id]  # the one slot is taken
+        release.set()
+        assert workers[0].wait(first.active.run_id, 30).final["status"] == "ok"
+        assert workers[1].wait(second.active.run_id, 30).final["status"] == "ok"
+    finally:
+        release.set()
+        for worker in workers:
+            worker.shutdown()

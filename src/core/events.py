@@ -227,7 +227,8 @@ class EventBus:
     """
 
     def __init__(self, replay_size: int = 10_000, queue_size: int = 2_000,
-                 backend: Any = None) -> None:
+                 backend: Any = None, url: str = "memory") -> None:
+        self.url = url
         self.backend = backend or MemoryBackend(replay_size)
         self.queue_size = queue_size
         self._lock = threading.Lock()
@@ -324,6 +325,17 @@ def default_bus() -> EventBus:
         return _default_bus
 
 
+def use_bus(url: str | None) -> EventBus:
+    """Make the process-wide bus the one *url* names (the server's ``bus`` setting)."""
+    global _default_bus
+    with _default_lock:
+        wanted = url or "memory"
+        current = _default_bus
+        if current is None or current.url != wanted:
+            _default_bus = bus_from_url(url)
+        return _default_bus
+
+
 def bus_from_url(url: str | None) -> EventBus:
     """An in-process bus for None or ``memory``; a Redis-backed one for ``redis://…``."""
     if not url or url == "memory":
@@ -331,5 +343,5 @@ def bus_from_url(url: str | None) -> EventBus:
     if url.startswith(("redis://", "rediss://", "unix://")):
         from controlplane.core.bus_redis import RedisBackend
 
-        return EventBus(backend=RedisBackend(url))
+        return EventBus(backend=RedisBackend(url), url=url)
     raise ValueError(f"unknown bus {url!r}: use memory or redis://host:port/db")

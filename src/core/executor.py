@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from controlplane.core.coordination import LocalCoordinator
 from controlplane.core.errors import NotFound, RunInProgress
 from controlplane.core.events import EventBus
 from controlplane.core.run_tracker import ActiveRun, apply_result, running
@@ -44,26 +45,45 @@ class Job:
 class Executor:
     """Runs jobs in threads, at most ``limit`` at once."""
 
-    def __init__(self, bus: EventBus, limit: int = 4) -> None:
+    def __init__(self, bus: EventBus, limit: int = 4, coordinator: Any = None,
+                 refresh_seconds: float = 5.0) -> None:
         self.bus = bus
         self.limit = max(1, int(limit))
+        self.coordinator = coordinator or LocalCoordinator(self.limit)
         self.paused = False
         self._lock = threading.Condition()
         self._queued: deque[Job] = deque()
         self._running: dict[str, Job] = {}
-        self._locks: dict[str, str] = {}  # lock key -> run id
         self._jobs: dict[str, Job] = {}  # run id -> job, until it is done and collected
+        self._stop = threading.Event()
+        self._refresher = None
+        if not isinstance(self.coordinator, LocalCoordinator):
+            self._refresher = threading.Thread(target=self._refresh, args=(refresh_seconds,),
+                                               name="scp-executor-refresh", daemon=True)
+            self._refresher.start()
+
+    def _refresh(self, seconds: float) -> None:
+        """Keep shared locks and slots alive; start queued runs when another worker freed one."""
+        while not self._stop.wait(seconds):
+            with self._lock:
+                held = {j.lock_key: j.active.run_id for j in self._jobs.values()
+                        if not j.done.is_set()}
+                running = list(self._running)
+                try:
+                    self.coordinator.refresh(held, running)
+                    self._pump()
+                except Exception:  # the shared store is down: retry at the next tick
+                    log.warning("could not refresh shared locks and slots", exc_info=True)
 
     # -- submitting ------------------------------------------------------
 
     def submit(self, active: ActiveRun, fn: JobFn, lock_key: str) -> Job:
         """Queue *active* to run ``fn(active)``; raises RunInProgress if the lock is held."""
         with self._lock:
-            holder = self._locks.get(lock_key)
+            holder = self.coordinator.lock(lock_key, active.run_id)
             if holder is not None:
                 raise RunInProgress(holder, lock_key)
             job = Job(active=active, fn=fn, lock_key=lock_key)
-            self._locks[lock_key] = active.run_id
             self._jobs[active.run_id] = job
             active.queue()
             self._queued.append(job)
@@ -74,6 +94,8 @@ class Executor:
     def _pump(self) -> None:
         """Start queued jobs while slots are free (caller holds the lock)."""
         while not self.paused and self._queued and len(self._running) < self.limit:
+            if not self.coordinator.claim_slot(self._queued[0].active.run_id):
+                return  # every slot is taken (maybe by another worker)
             job = self._queued.popleft()
             self._running[job.active.run_id] = job
             job.thread = threading.Thread(target=self._execute, args=(job,), daemon=True,
@@ -97,8 +119,8 @@ class Executor:
         job.final = job.active.run.to_dict()
         with self._lock:
             self._running.pop(job.active.run_id, None)
-            if self._locks.get(job.lock_key) == job.active.run_id:
-                del self._locks[job.lock_key]
+            self.coordinator.release_slot(job.active.run_id)
+            self.coordinator.unlock(job.lock_key, job.active.run_id)
             self._pump()
             self._lock.notify_all()
         job.done.set()
@@ -174,6 +196,10 @@ class Executor:
         deadline = time.monotonic() + timeout
         with self._lock:
             self._lock.wait_for(lambda: not self._running, max(0.0, deadline - time.monotonic()))
+        self._stop.set()
+        if self._refresher is not None:
+            self._refresher.join(timeout=10)
+        self.coordinator.close()
 
     def state(self) -> dict[str, Any]:
         with self._lock:

@@ -11,7 +11,8 @@ from flask import Flask
 from controlplane.core import settings as settings_module
 from controlplane.core.actions import load_integrations
 from controlplane.core.alerts import Alerter, load_alerts
-from controlplane.core.events import default_bus
+from controlplane.core.coordination import coordinator_for
+from controlplane.core.events import default_bus, use_bus
 from controlplane.core.executor import Executor
 from controlplane.core.ledger import Ledger
 from controlplane.core.ledger.feed import LedgerFeed
@@ -37,9 +38,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     ledger = Ledger.open(config.get("REPO"))
     set_default_project_root(ledger.root)
     loaded = settings_module.values(ledger.root, config.get("SETTINGS"))
-    bus = default_bus()
+    bus = use_bus(loaded["bus"]) if loaded["bus"] != "memory" else default_bus()
+    coordinator = coordinator_for(loaded["bus"], loaded["executor_limit"])
     plane = ControlPlane(
-        ledger=ledger, bus=bus, executor=Executor(bus, limit=loaded["executor_limit"]),
+        ledger=ledger, bus=bus,
+        executor=Executor(bus, limit=loaded["executor_limit"], coordinator=coordinator),
         settings=loaded, token=config.get("TOKEN") or security.load_or_create_token(ledger,
                                                                                   loaded),
         tool_env=config.get("TOOL_ENV"),

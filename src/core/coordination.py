@@ -1,0 +1,134 @@
+"""Locks and run slots for the executor: in one process, or shared by workers through Redis.
+
+- A **lock** keeps two runs with the same lock key from overlapping (the 409).
+- A **slot** is one of the ``limit`` runs allowed to execute at once.
+
+``LocalCoordinator`` keeps both in this process. ``RedisCoordinator`` keeps them
+in Redis so the 409 and the concurrency limit hold across gunicorn workers; each
+entry has a time-to-live that the holder refreshes, so a worker that dies
+frees its locks and slots within ``ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+CLAIM_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+  return 1
+end
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[4]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class LocalCoordinator:
+    """Locks and slots for one process. Thread-safe."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._locks: dict[str, str] = {}
+        self._slots: set[str] = set()
+
+    def lock(self, key: str, run_id: str) -> str | None:
+        """Take *key* for *run_id*; returns the holder's run id if someone else has it."""
+        with self._lock:
+            holder = self._locks.get(key)
+            if holder is not None and holder != run_id:
+                return holder
+            self._locks[key] = run_id
+            return None
+
+    def unlock(self, key: str, run_id: str) -> None:
+        with self._lock:
+            if self._locks.get(key) == run_id:
+                del self._locks[key]
+
+    def claim_slot(self, run_id: str) -> bool:
+        with self._lock:
+            if run_id in self._slots or len(self._slots) < self.limit:
+                self._slots.add(run_id)
+                return True
+            return False
+
+    def release_slot(self, run_id: str) -> None:
+        with self._lock:
+            self._slots.discard(run_id)
+
+    def refresh(self, held: dict[str, str], running: list[str]) -> None:
+        """Nothing expires in one process."""
+
+    def close(self) -> None:
+        pass
+
+
+class RedisCoordinator:
+    """Locks and slots in Redis, shared by every worker that uses the same URL and prefix."""
+
+    def __init__(self, url: str, limit: int, prefix: str = "controlplane", ttl: float = 30.0
+                 ) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url)
+        self.limit, self.prefix, self.ttl = limit, prefix, ttl
+        self.slots_key = f"{prefix}:slots"
+        self._claim = self.client.register_script(CLAIM_SLOT)
+        self._release = self.client.register_script(RELEASE_LOCK)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}:lock:{key}"
+
+    def lock(self, key: str, run_id: str) -> str | None:
+        if self.client.set(self._key(key), run_id, nx=True, px=int(self.ttl * 1000)):
+            return None
+        holder = self.client.get(self._key(key))
+        if holder is None:
+            return self.lock(key, run_id)  # it expired meanwhile: try again
+        holder_id = holder.decode()
+        return None if holder_id == run_id else holder_id
+
+    def unlock(self, key: str, run_id: str) -> None:
+        self._release(keys=[self._key(key)], args=[run_id])
+
+    def claim_slot(self, run_id: str) -> bool:
+        now = time.time()
+        return bool(self._claim(keys=[self.slots_key],
+                                args=[now, now + self.ttl, run_id, self.limit]))
+
+    def release_slot(self, run_id: str) -> None:
+        self.client.zrem(self.slots_key, run_id)
+
+    def refresh(self, held: dict[str, str], running: list[str]) -> None:
+        """Extend the time-to-live of this worker's locks and slots."""
+        pipe = self.client.pipeline()
+        for key in held:
+            pipe.pexpire(self._key(key), int(self.ttl * 1000))
+        expiry = time.time() + self.ttl
+        for run_id in running:
+            pipe.zadd(self.slots_key, {run_id: expiry}, xx=True)
+        pipe.execute()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def coordinator_for(bus_url: str | None, limit: int) -> Any:
+    """Redis-backed when the bus is Redis (several workers), else local."""
+    if bus_url and bus_url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisCoordinator(bus_url, limit)
+    return LocalCoordinator(limit)
