@@ -52,6 +52,10 @@ def prepare(repo: Path, action: Action) -> None:
     if action.example.files:
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", "example files")
+    if action.example.remote:
+        bare = repo.parent / f"{action.example.remote}.git"
+        git(repo.parent, "clone", "-q", "--bare", str(repo), str(bare))
+        git(repo, "remote", "add", action.example.remote, str(bare))
 
 
 def matches(expected: tuple[str, ...], seen: list[str]) -> bool:

@@ -43,6 +43,7 @@ class Example:
     expect: dict[str, Any] = field(default_factory=dict)  # a subset of the expected result
     invalid: dict[str, Any] | None = None
     invalid_field: str | None = None
+    remote: str | None = None  # a bare remote of this name the example needs (e.g. "origin")
     note: str = ""
 
 
