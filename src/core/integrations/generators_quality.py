@@ -1,0 +1,173 @@
+"""Quality tool configuration: ruff, mypy and pytest for Python; ESLint and Prettier for Node.
+
+Python settings go into ``pyproject.toml`` (sections appended, the rest of
+the file kept byte for byte; existing sections replaced only with
+``overwrite``) or into ``ruff.toml``, ``mypy.ini`` and ``pytest.ini``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from controlplane.core.actions import ActionContext, Example, ProjectPath, project_path, register
+from controlplane.core.integrations._generated_files import GenerateParams
+from controlplane.core.integrations._project_facts import ProjectFacts, project_facts
+from controlplane.core.integrations.generators_common import (
+    FLASK_EXAMPLE,
+    deliver_all,
+    generator,
+    output_field,
+    render_facts,
+    unsupported,
+)
+
+Tool = Literal["ruff", "mypy", "pytest"]
+TABLES = {"ruff": "tool.ruff", "mypy": "tool.mypy", "pytest": "tool.pytest.ini_options"}
+SEPARATE = {"ruff": "ruff.toml", "mypy": "mypy.ini", "pytest": "pytest.ini"}
+NODE_FILES = {"eslint": "eslint.config.mjs", "prettier": ".prettierrc.json"}
+HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+
+
+class QualityConfigParams(GenerateParams):
+    directory: ProjectPath = output_field(".", "where the config goes (the project root)")
+    target: Literal["pyproject", "separate"] = Field(
+        "pyproject", description="Python: sections of pyproject.toml, or separate files")
+    tools: list[Tool] = Field(["ruff", "mypy", "pytest"], min_length=1, max_length=3,
+                              description="Python tools to configure")
+    line_length: int = Field(100, ge=60, le=200, description="maximum line length")
+    strict: bool = Field(False, description="mypy strict mode")
+
+
+def table_of(tool: str, data: dict[str, Any]) -> bool:
+    node: Any = data
+    for part in TABLES[tool].split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def strip_tables(text: str, names: list[str]) -> str:
+    """*text* without the TOML tables *names* (and their sub-tables)."""
+    kept, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        header = HEADER.match(line)
+        if header:
+            table = header.group(1)
+            skipping = any(table == n or table.startswith(n + ".") for n in names)
+        if not skipping:
+            kept.append(line)
+    return "".join(kept)
+
+
+def python_values(facts: ProjectFacts, params: QualityConfigParams) -> dict[str, Any]:
+    src = ["src", "tests"] if (facts.root / "src").is_dir() else []
+    test_dir = "test" if (facts.root / "test").is_dir() and not (facts.root / "tests").is_dir() \
+        else "tests"
+    return {"tools": params.tools, "line_length": params.line_length, "strict": params.strict,
+            "src": src, "test_dir": test_dir}
+
+
+def pyproject_sections(root: Path, params: QualityConfigParams) -> tuple[str, str, list[str]]:
+    """pyproject.toml's path and text, and the tools whose sections it already has.
+
+    Raises ``tomllib.TOMLDecodeError`` if the file is not valid TOML.
+    """
+    relative = str(Path(params.directory) / "pyproject.toml")
+    path = project_path(root, relative, "directory")
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    data = tomllib.loads(text)
+    return relative, text, [t for t in params.tools if table_of(t, data)]
+
+
+def merged_pyproject(facts: ProjectFacts, params: QualityConfigParams, text: str,
+                     present: list[str]) -> str:
+    """*text* plus the missing sections (present ones replaced only with ``overwrite``)."""
+    replaced = present if params.overwrite else []
+    added = [t for t in params.tools if t in replaced or t not in present]
+    body = strip_tables(text, [TABLES[t] for t in replaced])
+    body = body.rstrip("\n") + "\n" if body.strip() else ""
+    values = {**python_values(facts, params), "tools": added}
+    content = (body + render_facts("quality_pyproject.toml.j2", facts, **values)).lstrip("\n")
+    tomllib.loads(content)  # the merged file must still be valid TOML
+    return content
+
+
+def conflicts(root: Path, params: QualityConfigParams) -> list[str]:
+    """What a write would replace: existing separate files, or sections of pyproject.toml."""
+    language = project_facts(root).language
+    if language == "node":
+        files: list[str] = list(NODE_FILES.values())
+    elif language == "python" and params.target == "separate":
+        files = [SEPARATE[t] for t in params.tools]
+    elif language == "python":
+        try:
+            relative, _, present = pyproject_sections(root, params)
+        except tomllib.TOMLDecodeError:
+            return []  # the run reports it
+        return [f"{relative} [{TABLES[t]}]" for t in present]
+    else:
+        return []
+    paths = [str(Path(params.directory) / name) for name in files]
+    return [p for p in paths if project_path(root, p, "directory").exists()]
+
+
+def node_files(facts: ProjectFacts, params: QualityConfigParams) -> list[tuple[str, str]]:
+    entry = facts.root / (facts.entry_point or "index.js")
+    code = entry.read_text(encoding="utf-8", errors="replace") if entry.is_file() else ""
+    values = {"line_length": params.line_length, "single_quote": code.count("'") > code.count('"'),
+              "typescript": facts.depends_on("typescript"),
+              "browser": facts.depends_on("react", "vue", "svelte")}
+    return [(str(Path(params.directory) / NODE_FILES[kind]),
+             render_facts(f"quality_{NODE_FILES[kind].lstrip('.')}.j2", facts, **values))
+            for kind in NODE_FILES]
+
+
+def generate_quality_config(ctx: ActionContext, params: QualityConfigParams) -> dict[str, Any]:
+    """ruff, mypy and pytest settings (pyproject.toml sections or separate files) for a Python
+    project; ESLint and Prettier for a Node project.
+    """
+    facts = project_facts(ctx.project_root)
+    kept: list[str] = []
+    if facts.language == "node":
+        files, tools = node_files(facts, params), list(NODE_FILES)
+    elif facts.language != "python":
+        return unsupported(facts, "quality configuration")
+    elif params.target == "separate":
+        values = python_values(facts, params)
+        files = [(str(Path(params.directory) / SEPARATE[t]),
+                  render_facts(f"quality_{SEPARATE[t]}.j2", facts, **values))
+                 for t in params.tools]
+        tools = list(params.tools)
+    else:
+        try:
+            relative, text, present = pyproject_sections(ctx.project_root, params)
+        except tomllib.TOMLDecodeError as exc:
+            return {"ok": False, "error": {"code": "invalid_toml",
+                                           "message": f"pyproject.toml: {exc}"}}
+        kept = [] if params.overwrite else present
+        files = [(relative, merged_pyproject(facts, params, text, present))]
+        tools = [t for t in params.tools if t not in kept]
+        # adding sections replaces nothing; the precheck refused replacing without overwrite
+        params = params.model_copy(update={"overwrite": True})
+    return {"ok": True, "language": facts.language, "tools": tools, "kept_sections": kept,
+            "files": deliver_all(ctx.project_root, files, params)}
+
+
+register(
+    generator(path="/quality/generate/config", subtype="generate:quality_config",
+              title="Generate tool config", params=QualityConfigParams,
+              service=generate_quality_config, lock_key="generate:quality:{directory}",
+              conflicts=conflicts,
+              example=Example(params={"write": True, "strict": True},
+                              files={**FLASK_EXAMPLE, "pyproject.toml": "[project]\nname = \"fx\"\n"
+                                     "requires-python = \">=3.11\"\n"},
+                              expect={"language": "python", "tools": ["ruff", "mypy", "pytest"],
+                                      "kept_sections": []},
+                              invalid={"tools": ["pylint"]}, invalid_field="tools.0")),
+)
