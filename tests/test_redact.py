@@ -8,10 +8,11 @@ import threading
 from urllib.parse import quote, quote_plus
 
 import pytest
-from controlplane.core import redact
-from controlplane.core.redact import Redactor
 from hypothesis import assume, given
 from hypothesis import strategies as st
+
+from controlplane.core import redact
+from controlplane.core.redact import Redactor
 
 GITHUB_TOKEN = "ghp_" + "Zx9" * 12
 PEM = (
@@ -43,6 +44,10 @@ def r() -> Redactor:
         ("-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAA", "***"),
         ("cfg -----BEGIN PRIVATE KEY-----", "cfg ***"),
         ("db password=hunter22 host=x", "db password=*** host=x"),
+        ("id-token: write", "id-token: write"),
+        ("def login(token: str) -> None:", "def login(token: str) -> None:"),
+        ("MYSQL_ALLOW_EMPTY_PASSWORD=yes", "MYSQL_ALLOW_EMPTY_PASSWORD=yes"),
+        ("password: hunter22", "password: ***"),
         ("passwd=abc&user=bob", "passwd=***&user=bob"),
         ("https://x/?token=abc123&page=2", "https://x/?token=***&page=2"),
         ("SECRET=top", "SECRET=***"),
@@ -134,7 +139,7 @@ def test_overlapping_and_adjacent_matches_are_merged(r: Redactor) -> None:
     assert r.redact("abcdefghefghijkl") == "***"
     r.register("verysecretvalue")
     assert r.redact("password=verysecretvalue rest") == "password=*** rest"
-    assert r.redact("x-verysecretvalue-token: abc") == "x-***-token: ***"
+    assert r.redact("x-verysecretvalue-token: abc123xyz") == "x-***-token: ***"
     assert r.redact(f"{GITHUB_TOKEN}abcdefgh") == "***"
 
 

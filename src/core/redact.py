@@ -36,7 +36,10 @@ MIN_SECRET_LENGTH = 6
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|_KEY$|_KEY_ID$", re.IGNORECASE)
 
 # Each shape redacts its first participating group, or the whole match if it has none.
-_ASSIGN_VALUE = r"""(?:"([^"\n]+)"|'([^'\n]+)'|([^\s"'&;,]+))"""
+_NOT_A_VALUE = r"(?!(?i:yes|no|true|false|none|null)\b)"  # flags, not secrets
+_ASSIGN_VALUE = r"""(?:"([^"\n]+)"|'([^'\n]+)'|""" + _NOT_A_VALUE + r"""([^\s"'&;,]+))"""
+# After ':' (YAML, JSON, type hints) an unquoted value must look like a secret: 6+ characters.
+_COLON_VALUE = r"""(?:"([^"\n]+)"|'([^'\n]+)'|([^\s"'&;,()\[\]]{6,}))"""
 _SHAPES: tuple[str, ...] = (
     r"gh[pousr]_[A-Za-z0-9]{36,}",
     r"github_pat_[A-Za-z0-9_]{22,}",
@@ -45,7 +48,8 @@ _SHAPES: tuple[str, ...] = (
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
     r"(?i:authorization)[\"']?[ \t]*[:=][ \t]*[\"']?(?i:bearer|basic|token)[ \t]+([^\s\"',;]+)",
     r"(?i:\bbearer)[ \t]+([A-Za-z0-9._~+/-]{16,}=*)",
-    r"(?i:password|passwd|token|secret)[A-Za-z0-9_.-]*[\"']?[ \t]*[=:][ \t]*" + _ASSIGN_VALUE,
+    r"(?i:password|passwd|token|secret)[A-Za-z0-9_.-]*[\"']?[ \t]*=[ \t]*" + _ASSIGN_VALUE,
+    r"(?i:password|passwd|token|secret)[A-Za-z0-9_.-]*[\"']?[ \t]*:[ \t]*" + _COLON_VALUE,
 )
 _SHAPE_RES = tuple(re.compile(shape) for shape in _SHAPES)
 # Cheap tests that every shape needs to pass, so that a clean line costs about a microsecond.

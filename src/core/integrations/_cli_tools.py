@@ -12,16 +12,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from controlplane.core.actions import ActionContext
+from controlplane.core.actions import ActionContext, project_path
 from controlplane.core.tools import ToolResult, tool_version
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
@@ -33,8 +37,15 @@ DNSName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
                                description="a DNS-1123 label: lowercase letters, digits, '-'")]
 """A Kubernetes namespace, release or resource name."""
 
-RefName = Annotated[str, Field(pattern=r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$",
-                               description="a git ref name (branch or tag), not starting with '-'")]
+def _plain_ref(value: str) -> str:
+    if ".." in value or "//" in value or value.endswith(("/", ".lock", ".")):
+        raise ValueError("not a valid ref name ('..', '//', or a bad ending)")
+    return value
+
+
+RefName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$",
+                               description="a git ref name (branch or tag), not starting with '-'"),
+                    AfterValidator(_plain_ref)]
 
 ImageRef = Annotated[str, Field(
     pattern=r"^[a-z0-9][a-z0-9._/-]{0,199}(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?"
@@ -131,3 +142,79 @@ def json_documents(text: str) -> list[Any]:
 def flag_values(flag: str, values: Iterable[str]) -> list[str]:
     """``["--set=a", "--set=b"]``: options glued to their values, so none reads as a flag."""
     return [f"{flag}={value}" for value in values]
+
+
+def with_env(ctx: ActionContext, **variables: str) -> ActionContext:
+    """A copy of *ctx* whose tools also see *variables* (``TF_WORKSPACE``, ``TF_VAR_x``…)."""
+    base = dict(os.environ if ctx.env is None else ctx.env)
+    return dataclasses.replace(ctx, env={**base, **variables})
+
+
+def call_cli(ctx: ActionContext, argv: list[str], *,
+             parse: Callable[[str], dict[str, Any]] | None = None,
+             exit_codes: tuple[int, ...] = (0,), parse_failure: bool = False,
+             stdin: str | None = None, **target: Any) -> tuple[dict[str, Any], ToolResult]:
+    """``run_cli`` that also answers the raw ToolResult.
+
+    Exit codes in *exit_codes* count as success (terraform ``-detailed-exitcode`` 2: changes
+    present); with *parse_failure* the output of a tool that exited non-zero is parsed too
+    (``terraform validate -json`` exits 1 with its diagnostics), and *parse* may then
+    replace the generic ``error`` with a precise one.
+    """
+    tool_target(ctx, argv[0], **target)
+    result = ctx.tool(argv, stdin_data=stdin)
+    accepted = result.exit_code == 0 and (result.error or {}).get("code") in (
+        None, "exit_status")
+    error = None if accepted else classify(argv[0], result)
+    answer: dict[str, Any] = {"ok": error is None, "exit_code": result.exit_code, "argv": argv}
+    if error is not None:
+        answer["error"] = error
+    parsable = error is None or (parse_failure and error["code"] == "exit_status")
+    if parse is None or not parsable:
+        return answer, result
+    try:
+        answer.update(parse(result.stdout))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        if error is None:
+            answer.update(ok=False, error={"code": "unparseable_output",
+                                           "message": f"{argv[0]} output not understood: {exc}"})
+    return answer, result
+
+
+def project_operand(root: Path, relative: str, field_name: str = "path") -> str:
+    """*relative* (inside *root*) as the tool should see it from *root*: normalised, and
+    prefixed with ``./`` where it would otherwise start with ``-``."""
+    resolved = project_path(root, relative, field_name)
+    inside = resolved.relative_to(root.resolve()).as_posix()
+    if inside == ".":
+        return "."
+    return f"./{inside}" if inside.startswith("-") else inside
+
+
+def file_sha256(path: Path) -> str | None:
+    """The SHA-256 of *path*'s bytes, None if there is no such file."""
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def tail(text: str, limit: int = 20_000) -> str:
+    """The last *limit* characters of *text* (what a result keeps of a command's output)."""
+    return text if len(text) <= limit else text[-limit:]
+
+
+def switches(params: Any, **flags: str) -> list[str]:
+    """The flags of *params*' true fields, in order: ``switches(p, force="--force")``."""
+    return [flag for name, flag in flags.items() if getattr(params, name)]
+
+
+def option(flag: str, value: Any) -> list[str]:
+    """``[f"{flag}={value}"]``, or nothing when *value* is None or empty."""
+    return [] if value is None or value == "" else [f"{flag}={value}"]
+
+
+def nonblank_lines(text: str) -> list[str]:
+    """The lines of *text* that hold something, stripped."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
