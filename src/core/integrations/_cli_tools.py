@@ -163,7 +163,7 @@ def call_cli(ctx: ActionContext, argv: list[str], *,
     """
     tool_target(ctx, argv[0], **target)
     result = ctx.tool(argv, stdin_data=stdin)
-    accepted = result.exit_code == 0 and (result.error or {}).get("code") in (
+    accepted = result.exit_code in exit_codes and (result.error or {}).get("code") in (
         None, "exit_status")
     error = None if accepted else classify(argv[0], result)
     answer: dict[str, Any] = {"ok": error is None, "exit_code": result.exit_code, "argv": argv}
