@@ -65,7 +65,7 @@ def webhook_sink():
     arrived = threading.Event()
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             arrived.set()
             self.send_response(204)
@@ -112,7 +112,7 @@ def test_unreachable_target_is_retried_then_logged(repo: Path) -> None:
     done = threading.Event()
     original = alerter._deliver
 
-    def deliver(*args):  # noqa: ANN002, ANN202
+    def deliver(*args):
         original(*args)
         done.set()
 

@@ -14,8 +14,8 @@ pytest.importorskip("redis")
 if shutil.which("redis-server") is None:
     pytest.skip("redis-server is not installed (.ci/run installs it)", allow_module_level=True)
 
-from controlplane.core.bus_redis import RedisBackend, wait_for_redis  # noqa: E402
-from controlplane.core.events import EventBus, bus_from_url  # noqa: E402
+from controlplane.core.bus_redis import RedisBackend, wait_for_redis
+from controlplane.core.events import EventBus, bus_from_url
 
 
 @pytest.fixture

@@ -137,7 +137,7 @@ def test_the_same_over_git_daemon(git_daemon) -> None:
 
 
 def test_dashboard_actions_push_and_pull(machines, make_app) -> None:
-    remote, a, b = machines
+    _, a, b = machines
     record(b, 3, "B")
     LedgerSync(Ledger.open(b)).push()
     app = make_app(REPO=a)

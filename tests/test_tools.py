@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from controlplane.core import redact
 from controlplane.core import tools as tools_module
 from controlplane.core.context import reset_current_run, set_current_run
