@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import click
+
 from controlplane.core.ledger import Ledger, LedgerWriteError, NotARepository
 from controlplane.core.runs import RUN_TYPES, RunStatus
 
@@ -176,3 +177,85 @@ def ledger_doctor(repo: str | None) -> None:
         click.echo(line)
     if not report.healthy:
         sys.exit(1)
+
+
+# -- serve and config ------------------------------------------------------
+
+
+def _repo_root(repo: str | None) -> tuple[Any, Any]:
+    """(work tree, git dir) of *repo* without opening its ledger; Fail outside a repository."""
+    from controlplane.core.ledger import find_git_dir
+
+    try:
+        return find_git_dir(repo)
+    except EXPECTED_ERRORS as exc:
+        raise Fail(str(exc)) from None
+
+
+def _read_token_file(path: str) -> str:
+    try:
+        token = open(path, encoding="utf-8").read().strip()  # noqa: SIM115 - read and closed
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Fail(f"cannot read the token file {path}: {exc}") from None
+    if not token:
+        raise Fail(f"the token file {path} is empty")
+    return token
+
+
+@main.command("serve")
+@click.option("--host", default=None, help="Address to listen on (default: 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default: 8000).")
+@click.option("--threads", type=int, default=None,
+              help="Server threads: the cap on open streams plus requests (default: 512).")
+@click.option("--token-file", type=click.Path(dir_okay=False), default=None,
+              help="Read the access token from this file (like CONTROLPLANE_TOKEN).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the login URL in a browser.")
+@click.option("--graceful", is_flag=True,
+              help="On stop, let in-flight runs finish (else they are cancelled).")
+@repo_option
+def serve(host: str | None, port: int | None, threads: int | None, token_file: str | None,
+          open_browser: bool, graceful: bool, repo: str | None) -> None:
+    """Serve the dashboard and API (gunicorn, one worker); prints the login URL."""
+    from controlplane.core import settings as settings_module
+    from controlplane.ui.web import server
+    from controlplane.ui.web.security import TOKEN_FILE, token_from_file
+
+    root, git_dir = _repo_root(repo)
+    flags = {"host": host, "port": port, "threads": threads}
+    explicit = _read_token_file(token_file) if token_file else None
+    try:
+        values = settings_module.values(root, {**flags, "token": explicit})
+    except settings_module.SettingsError as exc:
+        raise Fail(str(exc)) from None
+    host, port, threads = values["host"], values["port"], values["threads"]
+    if not 1 <= port <= 65535:
+        raise Fail(f"port {port} is not between 1 and 65535")
+    if threads < 1:
+        raise Fail(f"threads must be at least 1, not {threads}")
+    token = values["token"]
+    if not server.is_loopback(host) and not token:
+        raise Fail(f"refusing to listen on {host} (not loopback) without an explicit token: "
+                   "set CONTROLPLANE_TOKEN or pass --token-file")
+    try:
+        token = token or token_from_file(git_dir / "scp" / TOKEN_FILE)
+        server.check_bindable(host, port)
+    except OSError as exc:
+        raise Fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    server.serve(server.ServeOptions(
+        root=root, host=host, port=port, threads=threads, token=token, graceful=graceful,
+        settings={k: v for k, v in flags.items() if v is not None}, open_browser=open_browser))
+
+
+@main.command("config")
+@repo_option
+def config_command(repo: str | None) -> None:
+    """Print the effective settings and where each came from (secrets masked)."""
+    from controlplane.core import settings as settings_module
+
+    root, _ = _repo_root(repo)
+    try:
+        lines = settings_module.describe(settings_module.load(root))
+    except settings_module.SettingsError as exc:
+        raise Fail(str(exc)) from None
+    for line in lines:
+        click.echo(line)

@@ -1,0 +1,350 @@
+"""Who may talk to the control plane: Host allow-list, token login, CSRF, security headers.
+
+Every request passes, in this order:
+
+1. the Host allow-list (DNS rebinding): loopback names, the ``host`` setting and
+   ``allowed_hosts``, any port; else 403 ``forbidden_host``;
+2. the open routes: ``GET /healthz`` and the login exchange ``GET /login``;
+3. authentication: ``Authorization: Bearer <token>`` or a login cookie; else 401.
+   The ``ingest_token`` may only ``POST /api/runs/ingest`` (else 403);
+4. WebSocket upgrades (``/ws/…``) need a same-origin ``Origin`` (a Bearer client
+   may send none); cookie-authenticated unsafe methods need the session's
+   ``X-CSRF-Token`` and a same-origin ``Origin`` (or ``Sec-Fetch-Site:
+   same-origin``); else 403.
+
+Every response carries the security headers (CSP without inline script) and
+never a CORS header. Login sessions live in the app state
+(``state().extra["sessions"]``), so ``POST /logout`` ends one for good.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import os
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from flask import Blueprint, Flask, Response, g, redirect, request
+from werkzeug.wrappers import Response as BaseResponse
+
+from controlplane.ui.web.errors import error_response, wants_html
+from controlplane.ui.web.state import ControlPlane, state
+
+TOKEN_FILE = "token"
+COOKIE_PREFIX = "controlplane_session"
+INGEST_PATH = "/api/runs/ingest"
+OPEN_PATHS = frozenset({"/healthz", "/login"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+MAX_SESSIONS = 1000  # the oldest login is dropped beyond this
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+bp = Blueprint("security", __name__)
+
+
+# -- the token -----------------------------------------------------------------
+
+
+def load_or_create_token(ledger: Any, settings: dict[str, Any]) -> str:
+    """The ``token`` setting if set, else the token kept in ``<git dir>/scp/token``."""
+    return settings.get("token") or token_from_file(Path(ledger.scp_dir) / TOKEN_FILE)
+
+
+def token_from_file(path: Path) -> str:
+    """The token stored at *path*; creates it (random, mode 0600) if missing. Process-safe."""
+    existing = _read_token(path)
+    if existing:
+        if path.stat().st_mode & 0o077:  # someone loosened it: the token is for us alone
+            path.chmod(0o600)
+        return existing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    spare = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, (secrets.token_urlsafe(32) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(spare, path)  # atomic and exclusive: of two racing processes, one token wins
+    except FileExistsError:
+        if not _read_token(path):  # an empty file left by a crash
+            os.replace(spare, path)
+    finally:
+        spare.unlink(missing_ok=True)
+    return _read_token(path)
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def matches(given: str, expected: str | None) -> bool:
+    """Constant-time comparison of a presented secret with the expected one."""
+    if not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
+
+
+def login_url(host: str, port: int, token: str) -> str:
+    """The URL that logs a browser on this machine in (a wildcard bind is reached on loopback)."""
+    name = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    if ":" in name and not name.startswith("["):
+        name = f"[{name}]"
+    return f"http://{name}:{port}/login?token={quote(token, safe='')}"
+
+
+# -- login sessions ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Session:
+    """One browser login: the cookie's value and the CSRF token that goes with it."""
+
+    session_id: str
+    csrf: str
+
+
+class Sessions:
+    """The login sessions of one app, by id. Thread-safe."""
+
+    def __init__(self, limit: int = MAX_SESSIONS) -> None:
+        self.limit = limit
+        self._by_id: OrderedDict[str, Session] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def create(self) -> Session:
+        session = Session(session_id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32))
+        with self._lock:
+            self._by_id[session.session_id] = session
+            while len(self._by_id) > self.limit:
+                self._by_id.popitem(last=False)
+        return session
+
+    def get(self, session_id: str) -> Session | None:
+        with self._lock:
+            return self._by_id.get(session_id)
+
+    def end(self, session_id: str) -> bool:
+        """Forget a session; a cookie holding its id is refused from now on."""
+        with self._lock:
+            return self._by_id.pop(session_id, None) is not None
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+def sessions(plane: ControlPlane | None = None) -> Sessions:
+    """The app's login sessions."""
+    plane = plane or state()
+    return plane.extra.setdefault("sessions", Sessions())
+
+
+def cookie_name() -> str:
+    """The login cookie's name; cookies ignore ports, so two servers on one host keep theirs."""
+    return f"{COOKIE_PREFIX}_{request.environ.get('SERVER_PORT', '')}"
+
+
+def current_session() -> Session | None:
+    """The login session of this request (None for Bearer or open requests)."""
+    return g.get("controlplane_session")
+
+
+def csrf_token() -> str:
+    """This request's CSRF token, for ``<meta name="csrf-token">`` ('' without a login cookie)."""
+    session = current_session()
+    return session.csrf if session else ""
+
+
+# -- the checks ----------------------------------------------------------------
+
+
+def host_name(host: str) -> str:
+    """The name part of a Host header: lower-case, without port or IPv6 brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[1:end] if end > 0 else host
+    if host.count(":") == 1:
+        return host.partition(":")[0]
+    return host  # no port, or a bare IPv6 address such as ::1
+
+
+def allowed_host_names(settings: dict[str, Any]) -> set[str]:
+    """Loopback names, the ``host`` setting and the ``allowed_hosts`` names."""
+    names = set(LOOPBACK_NAMES)
+    extra = str(settings.get("allowed_hosts") or "").split(",")
+    for name in [str(settings.get("host") or ""), *extra]:
+        if name.strip():
+            names.add(host_name(name))
+    return names
+
+
+def own_origin() -> str:
+    """``scheme://host[:port]`` of this request, as a browser's Origin header spells it."""
+    return f"{request.scheme}://{request.host}".lower()
+
+
+def same_origin() -> bool:
+    """True if the request comes from a page of this server (Origin, else Sec-Fetch-Site)."""
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return origin.lower() == own_origin()
+    return request.headers.get("Sec-Fetch-Site") == "same-origin"
+
+
+def websocket_origin_ok(kind: str) -> bool:
+    """A same-origin Origin; none at all only from a Bearer client (a script, not a browser)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return kind == "bearer"
+    return origin.lower() == own_origin()
+
+
+def _page(status: int, title: str, message: str) -> Response:
+    """A minimal HTML answer (no script, no style: the CSP allows neither inline)."""
+    body = (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title></head>\n<body><h1>{html.escape(title)}</h1>"
+            f"<p>{html.escape(message)}</p></body></html>\n")
+    return Response(body, status=status, mimetype="text/html")
+
+
+LOGIN_HELP = ("Open the login URL that `controlplane serve` printed when it started "
+              "(http://…/login?token=…); scripts send `Authorization: Bearer <token>`.")
+
+
+def unauthorized() -> Response:
+    """401: a short page for a browser asking for a page, JSON for everything else."""
+    if wants_html():
+        response = _page(401, "Not logged in", LOGIN_HELP)
+    else:
+        response = error_response(401, "unauthorized", LOGIN_HELP)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="controlplane"'
+    return response
+
+
+def authenticate(plane: ControlPlane) -> str | None:
+    """``"bearer"``, ``"ingest"`` or ``"cookie"`` (setting ``g.controlplane_session``), or None."""
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        credential = credential.strip()
+        if matches(credential, plane.token):
+            return "bearer"
+        if matches(credential, plane.settings.get("ingest_token")):
+            return "ingest"
+        return None  # a wrong token is refused even next to a valid cookie
+    session_id = request.cookies.get(cookie_name())
+    session = sessions(plane).get(session_id) if session_id else None
+    if session is None:
+        return None
+    g.controlplane_session = session
+    return "cookie"
+
+
+def check_request() -> Response | None:
+    """The ``before_request`` gate (see the module docstring for the order)."""
+    plane = state()
+    g.controlplane_session = g.controlplane_auth = None
+    if host_name(request.host) not in allowed_host_names(plane.settings):
+        return error_response(403, "forbidden_host",
+                              "this Host is not allowed (add it to allowed_hosts)")
+    if request.method in ("GET", "HEAD") and request.path in OPEN_PATHS:
+        return None
+    kind = authenticate(plane)
+    if kind is None:
+        return unauthorized()
+    g.controlplane_auth = kind
+    request.environ["controlplane.auth"] = kind
+    if kind == "ingest" and not (request.method == "POST" and request.path == INGEST_PATH):
+        return error_response(403, "forbidden", f"the ingest token may only POST {INGEST_PATH}")
+    if request.path.startswith("/ws/") and not websocket_origin_ok(kind):
+        return error_response(403, "forbidden_origin",
+                              "a WebSocket must be opened by a page of this server")
+    if kind == "cookie" and request.method not in SAFE_METHODS:
+        session = current_session()
+        given = request.headers.get("X-CSRF-Token", "")
+        if session is None or not given or not matches(given, session.csrf) \
+                or not same_origin():
+            return error_response(403, "csrf", "send X-CSRF-Token from a page of this server")
+    return None
+
+
+def add_security_headers(response: Response) -> Response:
+    """The ``after_request`` hook: CSP and friends on every answer, no-store on JSON, no CORS."""
+    for name in {k for k, _ in response.headers.items() if k.lower().startswith("access-control-")}:
+        del response.headers[name]
+    response.headers.update(SECURITY_HEADERS)
+    if response.mimetype == "application/json" or request.path.startswith("/api/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+# -- login and logout ----------------------------------------------------------
+
+
+def safe_next(target: str | None) -> str:
+    """*target* if it is a path on this server (not ``//x``, ``/\\x``, ``x:…``), else ``/``."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return target
+
+
+@bp.get("/login")
+def login() -> BaseResponse:
+    """Exchange the token for a login cookie and redirect (303) so it leaves the address bar."""
+    plane = state()
+    if not matches(request.args.get("token", ""), plane.token):
+        return unauthorized()
+    session = sessions(plane).create()
+    response = redirect(safe_next(request.args.get("next")), code=303)
+    response.set_cookie(cookie_name(), session.session_id, path="/", httponly=True,
+                        samesite="Strict")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    """End this login session (a cookie holding it is refused from now on); 204."""
+    session = current_session()
+    if session is not None:
+        sessions().end(session.session_id)
+    response = Response(status=204)
+    response.delete_cookie(cookie_name(), path="/", httponly=True, samesite="Strict")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Install the gate, the headers, ``csrf_token()`` in templates, login and logout."""
+    plane = app.extensions.get("controlplane")
+    if plane is not None:
+        sessions(plane)
+    app.before_request(check_request)
+    app.after_request(add_security_headers)
+    app.context_processor(lambda: {"csrf_token": csrf_token})
+    app.register_blueprint(bp)
