@@ -179,6 +179,105 @@ def ledger_doctor(repo: str | None) -> None:
         sys.exit(1)
 
 
+# -- ledger sync, chat, demo ---------------------------------------------
+
+
+def _tracked_sync(repo: str | None, subtype: str, work) -> dict:
+    """Run a ledger sync as a Run of *subtype* (a person asked for it); Fail on errors."""
+    from controlplane.core.ledger.sync import SyncError
+    from controlplane.core.run_tracker import default_actor, tracked_run
+
+    ledger = open_ledger(repo)
+    with tracked_run("git", subtype, summary=subtype.replace("git:", "").replace("_", " "),
+                     project_root=ledger.root, actor=default_actor("cli")) as run:
+        try:
+            report = work(ledger).to_dict()
+        except (SyncError, ValueError) as exc:
+            run.fail(getattr(exc, "code", "invalid_input"), str(exc))
+            report = None
+        else:
+            run.result = report
+    if report is None:
+        raise Fail(run.run.error["message"])
+    return report
+
+
+@ledger_group.command("push")
+@click.argument("remote", required=False)
+@click.option("--include-unpublished", is_flag=True,
+              help="Also push run tags whose code commit is not on the remote (publishes it).")
+@repo_option
+def ledger_push(remote: str | None, include_unpublished: bool, repo: str | None) -> None:
+    """Push the ledger and run tags to REMOTE (default: the ledger_remote setting)."""
+    from controlplane.core.ledger.sync import LedgerSync
+
+    def work(ledger: Ledger):
+        sync = LedgerSync(ledger, remote or _setting(ledger, "ledger_remote"))
+        return sync.push(include_unpublished=include_unpublished)
+
+    report = _tracked_sync(repo, "git:ledger_push", work)
+    click.echo(f"pushed to {report['remote']}: {report['tags_pushed']} run tags; "
+               f"{report['tags_held_count']} held (their commits are not on the remote); "
+               f"{report['pulled_runs']} runs pulled first")
+
+
+@ledger_group.command("pull")
+@click.argument("remote", required=False)
+@repo_option
+def ledger_pull(remote: str | None, repo: str | None) -> None:
+    """Fetch and merge the ledger of REMOTE: a pull never drops a local run."""
+    from controlplane.core.ledger.sync import LedgerSync
+
+    def work(ledger: Ledger):
+        return LedgerSync(ledger, remote or _setting(ledger, "ledger_remote")).pull()
+
+    report = _tracked_sync(repo, "git:ledger_pull", work)
+    click.echo(f"pulled from {report['remote']}: {report['pulled_runs']} new runs"
+               + (" (merged)" if report["merged"] else ""))
+
+
+def _setting(ledger: Ledger, name: str):
+    from controlplane.core import settings as settings_module
+
+    return settings_module.values(ledger.root)[name]
+
+
+@main.group()
+def chat() -> None:
+    """Post to the chat (messages live in the ledger, like runs)."""
+
+
+@chat.command("post")
+@click.argument("text")
+@repo_option
+def chat_post(text: str, repo: str | None) -> None:
+    """Post TEXT; mention runs as @run:<run_id>."""
+    from controlplane.core.chat import post_message
+    from controlplane.core.errors import InvalidInput
+    from controlplane.core.events import default_bus
+    from controlplane.core.run_tracker import default_actor
+
+    ledger = open_ledger(repo)
+    try:
+        message = post_message(ledger, default_bus(), text, default_actor("cli"))
+    except InvalidInput as exc:
+        raise Fail("; ".join(f"{k}: {v}" for k, v in exc.fields.items())) from None
+    click.echo(message["message_id"])
+
+
+@main.command("demo")
+@click.option("--runs", type=click.IntRange(1, 100_000), default=200)
+@click.option("--days", type=click.IntRange(1, 3650), default=42)
+@repo_option
+def demo(runs: int, days: int, repo: str | None) -> None:
+    """Fill this (throwaway) repository's ledger with realistic runs over past weeks."""
+    from controlplane.core.demo import fill
+
+    ledger = open_ledger(repo)
+    recorded = fill(ledger, runs=runs, days=days)
+    click.echo(f"recorded {len(recorded)} demo runs in {ledger.root}")
+
+
 # -- serve and config ------------------------------------------------------
 
 

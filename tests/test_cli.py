@@ -137,3 +137,11 @@ with tracked_run("deploy", "deploy:demo", project_root=sys.argv[1],
     dump += "".join(p.read_text() for p in (repo / ".git" / "scp").rglob("*.jsonl"))
     assert "token is ***" in dump and "and ***" in dump
     assert secret not in dump and token not in dump
+
+
+def test_demo_fills_the_ledger(repo: Path) -> None:
+    done = cli("demo", "--runs", "25", cwd=repo)
+    assert done.returncode == 0 and "recorded 25 demo runs" in done.stdout
+    runs = json.loads(cli("runs", "list", "--limit", "100", "--json", cwd=repo).stdout)
+    assert len(runs) == 25 and {r["status"] for r in runs} <= {"ok", "failed"}
+    assert len({r["run_id"][:8] for r in runs}) > 5  # spread over many days

@@ -150,3 +150,26 @@ def test_dashboard_actions_push_and_pull(machines, make_app) -> None:
     assert stored["subtype"] == "git:ledger_pull" and stored["target"]["remote"] == "origin"
     bad = client.post("/git/ledger/push", json={"remote": "--upload-pack=touch pwned"})
     assert bad.status_code == 422 and "remote" in bad.get_json()["fields"]
+
+
+def test_cli_push_and_pull_are_recorded_runs(machines) -> None:
+    import sys
+
+    _, a, b = machines
+    record(a, 2, "A")
+
+    def cli(repo: Path, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "controlplane", "ledger", *args], cwd=repo,
+                              capture_output=True, text=True, timeout=120)
+
+    pushed = cli(a, "push")
+    assert pushed.returncode == 0, pushed.stderr
+    assert "pushed to origin: 2 run tags" in pushed.stdout
+    pulled = cli(b, "pull", "origin")
+    # A's push run is recorded after its push: it travels with the next one
+    assert pulled.returncode == 0 and "2 new runs" in pulled.stdout
+    kinds = [r["subtype"] for r in Ledger.open(b).recent(limit=10)]
+    assert kinds.count("git:ledger_pull") == 1 and kinds.count("test:sync") == 2
+    assert [r["subtype"] for r in Ledger.open(a).recent(limit=1)] == ["git:ledger_push"]
+    bad = cli(a, "push", "--upload-pack=touch pwned")
+    assert bad.returncode != 0 and not (a / "pwned").exists()

@@ -196,6 +196,12 @@ class Executor:
         deadline = time.monotonic() + timeout
         with self._lock:
             self._lock.wait_for(lambda: not self._running, max(0.0, deadline - time.monotonic()))
+            overdue = list(self._running)
+        for run_id in overdue:  # graceful, but past the timeout: cancel what is left
+            with contextlib.suppress(NotFound):
+                self.cancel(run_id)
+        with self._lock:
+            self._lock.wait_for(lambda: not self._running, 30.0)
         self._stop.set()
         if self._refresher is not None:
             self._refresher.join(timeout=10)

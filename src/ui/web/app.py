@@ -69,6 +69,7 @@ def shutdown_app(app: Flask, graceful: bool = False) -> None:
     """Record every in-flight run (cancelled, or finished if *graceful*) and stop the feed."""
     plane: ControlPlane = app.extensions["controlplane"]
     plane.executor.shutdown(graceful=graceful)
+    set_default_project_root(None)
     if plane.feed is not None:
         plane.feed.stop()
     if "alerter" in plane.extra:
