@@ -311,16 +311,22 @@ def _read_token_file(path: str) -> str:
 @click.option("--open", "open_browser", is_flag=True, help="Open the login URL in a browser.")
 @click.option("--graceful", is_flag=True,
               help="On stop, let in-flight runs finish (else they are cancelled).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1,
+              help="Worker processes; more than one needs --bus redis://… (shared bus).")
+@click.option("--bus", default=None, help="Event bus: memory (default) or redis://host:port/db.")
+@click.option("--auto", "auto_sync", type=click.IntRange(0, 86_400), default=None,
+              help="Pull the ledger from its remote every N seconds (not recorded as runs).")
 @repo_option
 def serve(host: str | None, port: int | None, threads: int | None, token_file: str | None,
-          open_browser: bool, graceful: bool, repo: str | None) -> None:
+          open_browser: bool, graceful: bool, workers: int, bus: str | None,
+          auto_sync: int | None, repo: str | None) -> None:
     """Serve the dashboard and API (gunicorn, one worker); prints the login URL."""
     from controlplane.core import settings as settings_module
     from controlplane.ui.web import server
     from controlplane.ui.web.security import TOKEN_FILE, token_from_file
 
     root, git_dir = _repo_root(repo)
-    flags = {"host": host, "port": port, "threads": threads}
+    flags = {"host": host, "port": port, "threads": threads, "bus": bus, "auto_sync": auto_sync}
     explicit = _read_token_file(token_file) if token_file else None
     try:
         values = settings_module.values(root, {**flags, "token": explicit})
@@ -331,6 +337,9 @@ def serve(host: str | None, port: int | None, threads: int | None, token_file: s
         raise Fail(f"port {port} is not between 1 and 65535")
     if threads < 1:
         raise Fail(f"threads must be at least 1, not {threads}")
+    if workers > 1 and values["bus"] == "memory":
+        raise Fail("--workers above 1 needs a shared bus: --bus redis://127.0.0.1:6379/0 "
+                   "(or CONTROLPLANE_BUS)")
     token = values["token"]
     if not server.is_loopback(host) and not token:
         raise Fail(f"refusing to listen on {host} (not loopback) without an explicit token: "
@@ -342,6 +351,7 @@ def serve(host: str | None, port: int | None, threads: int | None, token_file: s
         raise Fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     server.serve(server.ServeOptions(
         root=root, host=host, port=port, threads=threads, token=token, graceful=graceful,
+        workers=workers,
         settings={k: v for k, v in flags.items() if v is not None}, open_browser=open_browser))
 
 

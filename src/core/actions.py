@@ -66,7 +66,7 @@ class ActionContext:
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-Service = Callable[[ActionContext, BaseModel], dict[str, Any]]
+Service = Callable[..., dict[str, Any]]  # (ActionContext, its params model) -> result
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,13 +129,13 @@ def validate_model(model: type[ModelT], data: Mapping[str, Any],
 
 
 def stored_params(params: BaseModel) -> dict[str, Any]:
-    """Parameters fit for the ledger: secret fields dropped, named in ``_secret_fields``."""
+    """Parameters fit for the ledger: secret fields dropped, named in ``_withheld_fields``."""
     data = params.model_dump(mode="json")
     secret = [name for name, value in params if isinstance(value, SecretStr)]
     for name in secret:
         data.pop(name, None)
     if secret:
-        data["_secret_fields"] = secret
+        data["_withheld_fields"] = secret
     return data
 
 

@@ -44,6 +44,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tag_namespace", "refs/scp/run/", "where run tags live (or refs/tags/scp/run/)"),
     Setting("logs_retention", 1000, "raw run logs kept under .git/scp/logs", int),
     Setting("bus", "memory", "event bus backend"),
+    Setting("auto_sync", 0, "pull the ledger from ledger_remote every N seconds (0: off)", int),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 

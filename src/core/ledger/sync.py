@@ -14,7 +14,9 @@ the merge commit and the ref move (compare-and-swap) go through pygit2.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,8 @@ import pygit2
 from controlplane.core.ledger.ledger import Ledger
 from controlplane.core.ledger.store import BRANCH, BRANCH_REF
 from controlplane.core.tools import ToolResult, run_tool
+
+log = logging.getLogger(__name__)
 
 REMOTE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 OUTBOX = "refs/scp/outbox/"
@@ -206,3 +210,30 @@ class LedgerSync:
             repo = self.ledger.store.repo
             for ref_name in [r for r in repo.references if r.startswith(OUTBOX)]:
                 repo.references.delete(ref_name)
+
+
+class AutoSync:
+    """Pull the ledger every *interval* seconds in a thread (``serve --auto``); not recorded."""
+
+    def __init__(self, ledger: Ledger, remote: str, interval: float) -> None:
+        self.sync = LedgerSync(ledger, remote)
+        self.interval = interval
+        self.last: dict[str, Any] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="scp-auto-sync", daemon=True)
+
+    def start(self) -> AutoSync:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.last = self.sync.pull().to_dict()
+            except (SyncError, OSError) as exc:
+                self.last = {"error": str(exc)}
+                log.warning("automatic ledger pull failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

@@ -118,7 +118,7 @@ def rerun(run_id: str) -> Response:
     if action is None:
         raise Conflict(f"run {run_id} was not started by an action of this server")
     params = dict(run.get("params") or {})
-    secret = params.pop("_secret_fields", [])
+    secret = params.pop("_withheld_fields", [])
     if secret:
         raise InvalidInput({name: "a secret is not stored: start a new run and enter it"
                             for name in secret})

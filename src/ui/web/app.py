@@ -16,6 +16,7 @@ from controlplane.core.events import default_bus, use_bus
 from controlplane.core.executor import Executor
 from controlplane.core.ledger import Ledger
 from controlplane.core.ledger.feed import LedgerFeed
+from controlplane.core.ledger.sync import AutoSync
 from controlplane.core.run_tracker import set_default_project_root
 from controlplane.ui.web import api_chat, api_events, api_runs, errors, pages, routes, security
 from controlplane.ui.web.state import ControlPlane
@@ -49,6 +50,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     if config.get("FEED", True):
         plane.feed = LedgerFeed(ledger, bus).start()
+    if loaded["auto_sync"] > 0:
+        plane.extra["auto_sync"] = AutoSync(ledger, loaded["ledger_remote"],
+                                            loaded["auto_sync"]).start()
     alerts = load_alerts(settings_module.read_project_file(ledger.root))
     if alerts is not None:
         plane.extra["alerter"] = Alerter(alerts, bus)
@@ -72,6 +76,8 @@ def shutdown_app(app: Flask, graceful: bool = False) -> None:
     set_default_project_root(None)
     if plane.feed is not None:
         plane.feed.stop()
+    if "auto_sync" in plane.extra:
+        plane.extra.pop("auto_sync").stop()
     if "alerter" in plane.extra:
         plane.extra.pop("alerter").close()
 

@@ -51,6 +51,7 @@ class ServeOptions:
     port: int
     threads: int
     token: str
+    workers: int = 1  # more than one needs a shared bus (CONTROLPLANE_BUS=redis://…)
     settings: dict[str, Any] = field(default_factory=dict)  # flag-level settings for the app
     graceful: bool = False
     open_browser: bool = False
@@ -190,7 +191,7 @@ class ControlPlaneServer(BaseApplication):
         runs_stop = RUN_STOP_SECONDS * (2 if opts.graceful else 1)
         return {
             "bind": [opts.bind],
-            "workers": 1,  # the bus and the executor are in-process
+            "workers": opts.workers,  # >1 only with a shared (Redis) bus, locks and slots
             "worker_class": Worker,
             "threads": opts.threads,
             "worker_connections": max(1000, 2 * opts.threads),
