@@ -1,0 +1,81 @@
+"""The dashboard's pages: server-rendered shells that small ES modules fill in from the APIs.
+
+Every page is escaped Jinja (never ``|safe`` on user text) plus
+``static/js/<page>.js``; the modules fetch the JSON APIs and follow the live
+events (one EventSource per tab, ``static/js/live.js``). No inline script or
+style: the CSP allows only what ``static/`` serves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, abort, render_template
+
+from controlplane.core.actions import by_integration
+from controlplane.core.runs import RUN_TYPES, RunStatus, is_run_id
+from controlplane.ui.web.state import state
+
+bp = Blueprint("pages", __name__)
+
+METRICS_DAYS = 14
+
+
+def integration_names() -> list[str]:
+    """Every integration with at least one registered action, sorted."""
+    return sorted(by_integration())
+
+
+@bp.app_context_processor
+def navigation() -> dict[str, Any]:
+    return {"nav_integrations": integration_names()}
+
+
+@bp.get("/")
+def runs_page() -> str:
+    return render_template("runs.html", page="runs", run_types=RUN_TYPES,
+                           statuses=[s.value for s in RunStatus])
+
+
+@bp.get("/metrics")
+def metrics_page() -> str:
+    return render_template("metrics.html", page="metrics", days=METRICS_DAYS)
+
+
+def known_run_or_404(run_id: str) -> dict[str, Any]:
+    """The run, or abort with 404 (an HTML page for a browser)."""
+    run = state().ledger.get(run_id) if is_run_id(run_id) else None
+    if run is None:
+        abort(404, f"There is no run {run_id} in this project.")
+    return run
+
+
+@bp.get("/runs/<run_id>")
+def run_page(run_id: str) -> str:
+    run = known_run_or_404(run_id)
+    return render_template("run.html", page="run", run_id=run["run_id"],
+                           subtype=run.get("subtype", ""))
+
+
+@bp.get("/integrations")
+def integrations_page() -> str:
+    grouped = by_integration()
+    overview = [{"name": name, "actions": sorted(a.title for a in grouped[name])}
+                for name in sorted(grouped)]
+    return render_template("integrations.html", page="integrations", integrations=overview)
+
+
+@bp.get("/integrations/<name>")
+def integration_page(name: str) -> str:
+    actions = by_integration().get(name)
+    if not actions:
+        abort(404, f"There is no integration called {name}.")
+    # The order fields were declared in: /api/actions answers with sorted JSON keys.
+    field_order = {a.path: list(a.params.model_json_schema().get("properties", {}))
+                   for a in actions}
+    return render_template("integration.html", page="integration", integration=name,
+                           action_count=len(actions), field_order=field_order)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

@@ -1,0 +1,26 @@
+// What every page has: the live connection and its indicator, auto-refresh, help, toasts.
+
+import { initAutoRefresh } from './autorefresh.js';
+import { initBanner } from './banner.js';
+import { initConnectionIndicator } from './connection.js';
+import { initHelp } from './help.js';
+import { start } from './live.js';
+import { initWatch } from './watch.js';
+
+let done = false;
+
+export function initCommon() {
+  if (done) return;
+  done = true;
+  initBanner();
+  initHelp();
+  initAutoRefresh();
+  initConnectionIndicator();
+  initWatch();
+  start();
+  // On a phone the integrations row scrolls sideways: show the current one.
+  const current = document.querySelector('.subnav [aria-current="page"]');
+  if (current && current.parentElement.parentElement.scrollWidth > window.innerWidth) {
+    current.scrollIntoView({ block: 'nearest', inline: 'center' });
+  }
+}

@@ -1,0 +1,3 @@
+import { initCommon } from '../common.js';
+
+initCommon();

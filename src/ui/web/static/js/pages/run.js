@@ -1,0 +1,97 @@
+// The run page: header, live output, progress, Cancel and Rerun.
+
+import { api } from '../api.js';
+import { hideBanner, showError } from '../banner.js';
+import { initCommon } from '../common.js';
+import { $, runHref } from '../dom.js';
+import { isFinal } from '../format.js';
+import { OutputView } from '../output.js';
+import { followRun } from '../run-follower.js';
+import { renderRun, tickDuration } from '../run-details.js';
+import { noteRun, watchRun } from '../watch.js';
+
+initCommon();
+
+const root = $('[data-run-page]');
+const runId = root.dataset.runId;
+const cancelButton = $('[data-run-cancel]', root);
+const rerunButton = $('[data-run-rerun]', root);
+const progress = $('[data-run-progress]', root);
+const output = new OutputView({
+  box: $('[data-output]', root),
+  note: $('[data-output-note]', root),
+  jump: $('[data-output-jump]', root),
+  follow: $('[data-output-follow]', root),
+  empty: $('[data-output-empty]', root),
+}, { maxLines: 2000, logHref: $('[data-run-log]', root).getAttribute('href') });
+
+let watching = false;
+let cancelling = false;
+
+function showControls(run) {
+  const active = !isFinal(run.status);
+  cancelButton.hidden = !active;
+  cancelButton.disabled = cancelling;
+  cancelButton.textContent = cancelling ? 'Cancelling…' : 'Cancel run';
+  rerunButton.hidden = active || !run.action;
+}
+
+const follower = followRun(runId, {
+  onRun(run) {
+    renderRun(root, run);
+    if (isFinal(run.status)) {
+      cancelling = false;
+      noteRun(run);
+    } else if (!watching) {
+      watching = true;
+      watchRun(runId);
+    }
+    showControls(run);
+    document.title = `${run.subtype} ${run.status} · Control plane`;
+  },
+  onEvents(events) {
+    output.add(events);
+  },
+  onProgress({ done, total }) {
+    progress.hidden = false;
+    const bar = $('progress', progress);
+    bar.max = Math.max(1, total);
+    bar.value = Math.min(done, bar.max);
+    $('[data-run-progress-text]', progress).textContent = `${done} of ${total}`;
+  },
+  onError(error) {
+    showError(error, { source: 'run' });
+  },
+});
+
+setInterval(() => {
+  const run = follower.run();
+  if (run && run.status === 'running') tickDuration(root, run);
+}, 1000);
+
+cancelButton.addEventListener('click', async () => {
+  cancelling = true;
+  showControls(follower.run() || { status: 'running' });
+  try {
+    await api(`/api/runs/${encodeURIComponent(runId)}/cancel`, { method: 'POST' });
+    hideBanner('run');
+  } catch (error) {
+    cancelling = false;
+    showControls(follower.run() || { status: 'running' });
+    showError(error, { source: 'run' });
+  }
+});
+
+rerunButton.addEventListener('click', async () => {
+  rerunButton.disabled = true;
+  try {
+    const answer = await api(`/api/runs/${encodeURIComponent(runId)}/rerun`,
+      { method: 'POST', async: true });
+    watchRun(answer.run_id);
+    window.location.assign(runHref(answer.run_id));
+  } catch (error) {
+    showError(error, { source: 'run' });
+  } finally {
+    rerunButton.disabled = false;
+  }
+});

@@ -1,0 +1,202 @@
+// The live runs table on "/": filters, "load more", rows that appear and change live.
+
+import { api } from './api.js';
+import { onRefresh } from './autorefresh.js';
+import { setBadge } from './badge.js';
+import { showError } from './banner.js';
+import { $, h, runHref } from './dom.js';
+import { formatDuration, formatFullTime, formatTime, runDuration, statusRank } from './format.js';
+import { on } from './live.js';
+
+const PAGE_SIZE = 50;
+
+export class RunsTable {
+  constructor(root) {
+    this.body = $('[data-runs-body]', root);
+    this.empty = $('[data-runs-empty]', root);
+    this.loading = $('[data-runs-loading]', root);
+    this.more = $('[data-load-more]', root);
+    this.form = $('[data-filters]', root);
+    this.rows = new Map(); // run id -> {run, tr, cells}
+    this.nextBefore = null;
+    this.generation = 0; // bumps on each reload, so a stale answer is dropped
+    this.buffer = null;
+  }
+
+  start() {
+    const params = new URLSearchParams(window.location.search);
+    for (const name of ['type', 'status']) this.form.elements[name].value = params.get(name) || '';
+    this.form.addEventListener('change', () => {
+      this.saveFilters();
+      this.reload();
+    });
+    this.form.addEventListener('submit', (event) => event.preventDefault());
+    this.more.addEventListener('click', () => this.loadMore());
+    for (const type of ['run:queued', 'run:started', 'run:completed']) {
+      on(type, (envelope) => {
+        if (this.buffer) this.buffer.push(envelope.data);
+        this.upsert(envelope.data, { live: true });
+      });
+    }
+    on('resync', () => this.reload());
+    onRefresh(() => this.refresh());
+    setInterval(() => this.tick(), 1000);
+    return this.reload();
+  }
+
+  get filters() {
+    return { type: this.form.elements.type.value, status: this.form.elements.status.value };
+  }
+
+  saveFilters() {
+    const url = new URL(window.location.href);
+    for (const [name, value] of Object.entries(this.filters)) {
+      if (value) url.searchParams.set(name, value);
+      else url.searchParams.delete(name);
+    }
+    window.history.replaceState(null, '', url);
+  }
+
+  query(before) {
+    const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+    for (const [name, value] of Object.entries(this.filters)) if (value) params.set(name, value);
+    if (before) params.set('before', before);
+    return `/api/runs/recent?${params}`;
+  }
+
+  async fetchPage(before) {
+    const generation = this.generation;
+    try {
+      const page = await api(this.query(before));
+      return generation === this.generation ? page : null;
+    } catch (error) {
+      showError(error, { source: 'runs' });
+      return null;
+    } finally {
+      this.loading.hidden = true;
+    }
+  }
+
+  async reload() {
+    this.generation += 1;
+    this.loading.hidden = false;
+    this.buffer = []; // live runs seen while the page loads, replayed over it
+    const page = await this.fetchPage(null);
+    if (!page) return;
+    const seen = this.buffer;
+    this.buffer = null;
+    this.body.replaceChildren();
+    this.rows.clear();
+    this.addPage(page);
+    for (const run of seen) this.upsert(run, { live: true });
+  }
+
+  /** Merge the newest page without dropping rows loaded with "load more". */
+  async refresh() {
+    const page = await this.fetchPage(null);
+    if (!page) return;
+    for (const run of page.runs) this.upsert(run);
+    this.updateEmpty();
+  }
+
+  async loadMore() {
+    if (!this.nextBefore) return;
+    this.more.disabled = true;
+    const page = await this.fetchPage(this.nextBefore);
+    this.more.disabled = false;
+    if (page) this.addPage(page);
+  }
+
+  addPage(page) {
+    for (const run of page.runs) this.upsert(run);
+    this.nextBefore = page.next_before;
+    this.more.hidden = !this.nextBefore;
+    this.updateEmpty();
+  }
+
+  matches(run) {
+    const { type, status } = this.filters;
+    return (!type || run.type === type) && (!status || run.status === status);
+  }
+
+  /** Add or update a run's row; a run never moves back (a late snapshot loses to an event). */
+  upsert(run, { live = false } = {}) {
+    if (!run || !run.run_id) return;
+    const known = this.rows.get(run.run_id);
+    if (known) {
+      if (statusRank(run.status) < statusRank(known.run.status)) return;
+      if (!this.matches(run)) {
+        known.tr.remove();
+        this.rows.delete(run.run_id);
+        this.updateEmpty();
+        return;
+      }
+      known.run = { ...known.run, ...run };
+      this.fill(known);
+      return;
+    }
+    if (!this.matches(run)) return;
+    const oldest = this.body.lastElementChild;
+    // A run older than every shown row belongs to a page not loaded yet.
+    if (live && this.nextBefore && oldest && run.run_id < oldest.dataset.runId) return;
+    const entry = this.makeRow(run);
+    if (live) entry.tr.classList.add('row--new');
+    this.rows.set(run.run_id, entry);
+    let before = null;
+    for (const tr of this.body.children) {
+      if (tr.dataset.runId < run.run_id) {
+        before = tr;
+        break;
+      }
+    }
+    this.body.insertBefore(entry.tr, before);
+    this.updateEmpty();
+  }
+
+  makeRow(run) {
+    const cells = {
+      status: h('span'),
+      link: h('a', { href: runHref(run.run_id) }),
+      summary: h('td', { class: 'runs__summary', 'data-label': 'Summary' }),
+      started: h('time'),
+      duration: h('td', { class: 'runs__duration num', 'data-label': 'Duration' }),
+      actor: h('td', { class: 'runs__actor', 'data-label': 'By' }),
+    };
+    const tr = h('tr', { dataset: { runId: run.run_id } },
+      h('td', { class: 'runs__status', 'data-label': 'Status' }, cells.status),
+      h('td', { class: 'runs__run', 'data-label': 'Run' }, cells.link),
+      cells.summary,
+      h('td', { class: 'runs__started', 'data-label': 'Started' }, cells.started),
+      cells.duration,
+      cells.actor);
+    const entry = { run, tr, cells };
+    this.fill(entry);
+    return entry;
+  }
+
+  fill({ run, tr, cells }) {
+    setBadge(cells.status, run.status);
+    tr.dataset.status = run.status;
+    cells.link.textContent = run.subtype || run.run_id;
+    cells.link.title = run.run_id;
+    cells.summary.textContent = run.summary || '';
+    cells.started.textContent = formatTime(run.started_at);
+    cells.started.dateTime = run.started_at || '';
+    cells.started.title = formatFullTime(run.started_at);
+    cells.duration.textContent = formatDuration(runDuration(run));
+    const actor = run.actor || {};
+    cells.actor.textContent = [actor.name, actor.kind && `(${actor.kind})`]
+      .filter(Boolean).join(' ');
+  }
+
+  tick() {
+    const now = Date.now();
+    for (const { run, cells } of this.rows.values()) {
+      if (run.status === 'running') cells.duration.textContent = formatDuration(runDuration(run, now));
+    }
+  }
+
+  updateEmpty() {
+    this.empty.hidden = this.rows.size > 0 || !this.loading.hidden;
+  }
+}
