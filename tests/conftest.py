@@ -92,9 +92,17 @@ def no_leaks():
 TOKEN = "test-token-0123456789"
 
 
+def python_script_dirs() -> list[str]:
+    """Where this Python's console scripts (pytest, ruff, coverage…) are installed."""
+    import sysconfig
+
+    found = [sysconfig.get_path("scripts"), str(Path(sys.executable).parent)]
+    return list(dict.fromkeys(d for d in found if d and Path(d).is_dir()))
+
+
 def tool_env(*dirs: Path) -> dict[str, str]:
     """An environment whose PATH is only *dirs* plus what git and python need."""
-    base = [str(d) for d in dirs] + [str(Path(sys.executable).parent), "/usr/bin", "/bin"]
+    base = [str(d) for d in dirs] + [*python_script_dirs(), "/usr/bin", "/bin"]
     return {**{k: v for k, v in os.environ.items() if k != "PATH"}, "PATH": os.pathsep.join(base)}
 
 
@@ -167,10 +175,10 @@ def isolated_path(directory: Path, *, exclude: tuple[str, ...] = (),
         found = _shutil.which(name)
         if found and name not in exclude and not (directory / name).exists():
             (directory / name).symlink_to(found)
-    python_bin = Path(sys.executable).parent
-    for entry in python_bin.iterdir():
-        if entry.name not in exclude and not (directory / entry.name).exists():
-            (directory / entry.name).symlink_to(entry)
+    for scripts in python_script_dirs():
+        for entry in Path(scripts).iterdir():
+            if entry.name not in exclude and not (directory / entry.name).exists():
+                (directory / entry.name).symlink_to(entry)
     dirs = [str(first)] if first else []
     return {**{k: v for k, v in os.environ.items() if k != "PATH"},
             "PATH": os.pathsep.join([*dirs, str(directory)])}
