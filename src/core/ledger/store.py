@@ -27,6 +27,10 @@ CHAT_DIR = "ledger/chat/"
 
 _RETRIES = 200
 
+# libgit2 caches no tree above 4 kB by default; a busy day's tree (thousands of runs) is
+# larger and would be re-read and re-parsed for every entry a catch-up reads from it.
+pygit2.settings.cache_object_limit(ObjectType.TREE, 4 * 1024 * 1024)
+
 
 class LedgerWriteError(RuntimeError):
     """The ledger could not be written (disk full, permissions, endless contention)."""
