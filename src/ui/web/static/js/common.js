@@ -1,7 +1,8 @@
-// What every page has: the live connection and its indicator, auto-refresh, help, toasts.
+// What every page has: the live connection and its indicator, auto-refresh, help, toasts, chat.
 
 import { initAutoRefresh } from './autorefresh.js';
 import { initBanner } from './banner.js';
+import { initChat } from './chat.js';
 import { initConnectionIndicator } from './connection.js';
 import { initHelp } from './help.js';
 import { start } from './live.js';
@@ -17,6 +18,7 @@ export function initCommon() {
   initAutoRefresh();
   initConnectionIndicator();
   initWatch();
+  initChat();
   start();
   // On a phone the integrations row scrolls sideways: show the current one.
   const current = document.querySelector('.subnav [aria-current="page"]');

@@ -1,0 +1,223 @@
+// The chat panel on every page: messages live (chat:message), @run: autocomplete (ARIA combobox).
+
+import { api } from './api.js';
+import { badge } from './badge.js';
+import { $, append, h, replaceChildren, runHref } from './dom.js';
+import { on } from './live.js';
+
+const MENTION = /@run:(\d{8}T\d{9}Z-[0-9a-f]{8})/g;
+const TRIGGER = /@run:([\w:.-]*)$/;
+const shown = new Set();
+
+/** Message text as nodes: plain text, and each known @run:<id> as a link with its badge. */
+export function messageBody(message) {
+  const body = h('p', { class: 'chatmsg__text' });
+  const text = message.text || '';
+  let last = 0;
+  for (const match of text.matchAll(MENTION)) {
+    append(body, text.slice(last, match.index));
+    const run = (message.runs || {})[match[1]];
+    if (run) {
+      append(body, h('a', { class: 'mention', href: runHref(match[1]) },
+        badge(run.status), ` ${run.subtype}: ${run.summary || match[1]}`));
+    } else {
+      append(body, match[0]);
+    }
+    last = match.index + match[0].length;
+  }
+  return append(body, text.slice(last));
+}
+
+function messageItem(message) {
+  const when = new Date(message.at);
+  return h('li', { class: 'chatmsg', dataset: { messageId: message.message_id } },
+    h('p', { class: 'chatmsg__meta' },
+      h('span', { class: 'chatmsg__author', text: (message.author || {}).name || 'someone' }),
+      ' · ',
+      h('time', { datetime: message.at, text: when.toLocaleTimeString() })),
+    messageBody(message));
+}
+
+function addMessage(log, message, { newest = true } = {}) {
+  if (shown.has(message.message_id)) return;
+  shown.add(message.message_id);
+  const item = messageItem(message);
+  if (newest) log.append(item);
+  else log.prepend(item);
+  log.scrollTop = log.scrollHeight;
+}
+
+class RunCombobox {
+  /** @run: autocomplete on a text input: arrows move, Enter inserts, Escape closes. */
+  constructor(input, list) {
+    this.input = input;
+    this.list = list;
+    this.options = [];
+    this.active = -1;
+    this.query = null;
+    input.addEventListener('input', () => this.update());
+    input.addEventListener('keydown', (event) => this.key(event));
+    input.addEventListener('blur', () => setTimeout(() => this.close(), 150));
+  }
+
+  token() {
+    const before = this.input.value.slice(0, this.input.selectionStart ?? this.input.value.length);
+    const match = before.match(TRIGGER);
+    return match ? { text: match[1], start: before.length - match[0].length } : null;
+  }
+
+  async update() {
+    const token = this.token();
+    if (!token) return this.close();
+    this.query = token.text;
+    let runs = [];
+    try {
+      const answer = await api(`/api/runs/search?q=${encodeURIComponent(token.text)}&limit=8`);
+      runs = answer.runs;
+    } catch {
+      runs = [];
+    }
+    if (this.query !== token.text) return undefined; // a newer keystroke won
+    this.render(runs);
+    return undefined;
+  }
+
+  render(runs) {
+    this.options = runs;
+    this.active = runs.length ? 0 : -1;
+    replaceChildren(this.list, runs.map((run, index) => h('li', {
+      id: `chat-option-${index}`, role: 'option', class: 'chatopt',
+      'aria-selected': index === this.active ? 'true' : 'false',
+      onmousedown: (event) => { event.preventDefault(); this.choose(index); },
+    }, badge(run.status), h('code', { text: run.run_id }), ` ${run.subtype} — ${run.summary || ''}`)));
+    if (!runs.length) {
+      append(this.list, h('li', { class: 'chatopt chatopt--none', role: 'option',
+        'aria-disabled': 'true', text: 'No run matches' }));
+    }
+    this.list.hidden = false;
+    this.input.setAttribute('aria-expanded', 'true');
+    this.highlight();
+  }
+
+  highlight() {
+    this.list.querySelectorAll('[role="option"]').forEach((node, index) => {
+      node.setAttribute('aria-selected', index === this.active ? 'true' : 'false');
+    });
+    if (this.active >= 0) {
+      this.input.setAttribute('aria-activedescendant', `chat-option-${this.active}`);
+      const node = $(`#chat-option-${this.active}`);
+      if (node) node.scrollIntoView({ block: 'nearest' });
+    } else {
+      this.input.removeAttribute('aria-activedescendant');
+    }
+  }
+
+  key(event) {
+    if (this.list.hidden) return;
+    if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
+      event.preventDefault();
+      const step = event.key === 'ArrowDown' ? 1 : -1;
+      const count = this.options.length;
+      if (count) this.active = (this.active + step + count) % count;
+      this.highlight();
+    } else if (event.key === 'Enter' && this.active >= 0) {
+      event.preventDefault();
+      event.stopPropagation();
+      this.choose(this.active);
+    } else if (event.key === 'Escape') {
+      event.preventDefault();
+      this.close();
+    }
+  }
+
+  choose(index) {
+    const run = this.options[index];
+    const token = this.token();
+    if (!run || !token) return this.close();
+    const value = this.input.value;
+    const end = token.start + '@run:'.length + token.text.length;
+    const inserted = `@run:${run.run_id} `;
+    this.input.value = value.slice(0, token.start) + inserted + value.slice(end);
+    const caret = token.start + inserted.length;
+    this.input.setSelectionRange(caret, caret);
+    this.close();
+    this.input.focus();
+    return undefined;
+  }
+
+  close() {
+    this.list.hidden = true;
+    this.options = [];
+    this.active = -1;
+    this.input.setAttribute('aria-expanded', 'false');
+    this.input.removeAttribute('aria-activedescendant');
+  }
+}
+
+function panel() {
+  const log = h('ol', { class: 'chatlog', 'aria-live': 'polite', 'aria-label': 'Messages' });
+  const input = h('input', {
+    id: 'chat-input', type: 'text', class: 'chatform__input', autocomplete: 'off',
+    role: 'combobox', 'aria-autocomplete': 'list', 'aria-expanded': 'false',
+    'aria-controls': 'chat-suggestions', maxlength: '4000',
+    placeholder: 'Message — type @run: to mention a run',
+  });
+  const list = h('ul', { id: 'chat-suggestions', role: 'listbox', class: 'chatopts',
+    'aria-label': 'Runs to mention', hidden: true });
+  const status = h('p', { class: 'chatform__status', role: 'status' });
+  const form = h('form', { class: 'chatform', novalidate: true },
+    h('label', { for: 'chat-input', text: 'Message' }),
+    h('div', { class: 'chatform__row' }, input,
+      h('button', { type: 'submit', class: 'btn', text: 'Send' })),
+    list, status);
+  const body = h('div', { id: 'chat-body', class: 'chatpanel__body', hidden: true }, log, form);
+  const toggle = h('button', { type: 'button', class: 'btn btn--quiet chatpanel__toggle',
+    'aria-expanded': 'false', 'aria-controls': 'chat-body', text: 'Chat' });
+  const aside = h('aside', { class: 'chatpanel', 'aria-label': 'Chat' }, toggle, body);
+  return { aside, toggle, body, log, input, list, form, status };
+}
+
+/** Add the chat panel to this page and keep it live. */
+export function initChat() {
+  if ($('.chatpanel')) return;
+  const ui = panel();
+  document.body.append(ui.aside);
+  new RunCombobox(ui.input, ui.list);
+  let loaded = false;
+  const open = async (wanted) => {
+    ui.body.hidden = !wanted;
+    ui.toggle.setAttribute('aria-expanded', String(wanted));
+    ui.aside.classList.toggle('chatpanel--open', wanted);
+    if (wanted && !loaded) {
+      loaded = true;
+      try {
+        const answer = await api('/api/chat?limit=50');
+        answer.messages.reverse().forEach((m) => addMessage(ui.log, m));
+      } catch (error) {
+        ui.status.textContent = error.message;
+      }
+    }
+    if (wanted) ui.input.focus();
+  };
+  ui.toggle.addEventListener('click', () => open(ui.body.hidden));
+  ui.form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const text = ui.input.value.trim();
+    if (!text) {
+      ui.status.textContent = 'Write a message first.';
+      return;
+    }
+    try {
+      addMessage(ui.log, await api('/api/chat', { method: 'POST', body: { text } }));
+      ui.input.value = '';
+      ui.status.textContent = '';
+    } catch (error) {
+      ui.status.textContent = (error.body && error.body.fields && error.body.fields.text)
+        || error.message;
+    }
+  });
+  on('chat:message', (envelope) => {
+    if (loaded) addMessage(ui.log, envelope.data);
+    else ui.toggle.classList.add('chatpanel__toggle--unread');
+  });
+}

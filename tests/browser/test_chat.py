@@ -1,0 +1,71 @@
+"""Chat in the browser: @run: autocomplete narrows and inserts; messages show live in two tabs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from controlplane import Run, RunStatus, tracked_run
+from controlplane.core.ledger import Ledger
+from controlplane.core.runs import new_run_id
+from tests.browser.test_dashboard import open_page
+
+pytestmark = pytest.mark.browser
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+
+def test_mention_a_run_with_autocomplete_seen_in_two_tabs(server: Any, context: Any) -> None:
+    with tracked_run("deploy", "deploy:web", summary="deploy the web tier",
+                     project_root=server.repo) as wanted:
+        pass
+    old = Run.new("test:other", run_id=new_run_id(datetime(2019, 5, 1, tzinfo=UTC).timestamp()),
+                  summary="an old run")
+    old.finish(RunStatus.OK)
+    Ledger.open(server.repo).record(old, [])
+    writer, reader = open_page(context, "/"), open_page(context, "/")
+    for page in (writer, reader):
+        page.get_by_role("button", name="Chat").click()
+    box = writer.get_by_role("combobox", name="Message")
+    box.fill("look at @run:")
+    options = writer.get_by_role("listbox", name="Runs to mention").get_by_role("option")
+    expect(options).to_have_count(2)
+    box.press_sequentially(wanted.run_id[:4])  # by id prefix (ids start with the date)
+    expect(options).to_have_count(1)
+    expect(options.first).to_contain_text(wanted.run_id)
+    box.press("Backspace")
+    box.press("Backspace")
+    box.press("Backspace")
+    box.press("Backspace")
+    expect(options).to_have_count(2)
+    box.press_sequentially("deploy")  # by subtype
+    expect(options).to_have_count(1)
+    box.press("ArrowDown")
+    box.press("Enter")
+    expect(box).to_have_value(f"look at @run:{wanted.run_id} ")
+    expect(writer.get_by_role("listbox")).to_be_hidden()
+    box.press_sequentially("please")
+    box.press("Enter")
+    for page in (writer, reader):
+        message = page.locator(".chatmsg").filter(has_text="please")
+        link = message.get_by_role("link")
+        expect(link).to_have_attribute("href", f"/runs/{wanted.run_id}")
+        expect(link).to_contain_text("ok")
+        expect(link).to_contain_text("deploy the web tier")
+
+
+def test_message_text_is_never_html(server: Any, context: Any) -> None:
+    page = open_page(context, "/")
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Chat").click()
+    box = page.get_by_role("combobox", name="Message")
+    box.fill("<img src=x onerror=alert(1)> @run:20200101T000000000Z-00000000")
+    box.press("Enter")
+    message = page.locator(".chatmsg").last
+    expect(message).to_contain_text("<img src=x onerror=alert(1)>")
+    expect(message.locator("img")).to_have_count(0)
+    expect(message.get_by_role("link")).to_have_count(0)  # an unknown id is shown plain
+    assert dialogs == []
