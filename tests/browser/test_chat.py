@@ -69,3 +69,19 @@ def test_message_text_is_never_html(server: Any, context: Any) -> None:
     expect(message.locator("img")).to_have_count(0)
     expect(message.get_by_role("link")).to_have_count(0)  # an unknown id is shown plain
     assert dialogs == []
+
+
+def test_a_run_page_lists_the_messages_that_mention_it(server: Any, context: Any) -> None:
+    with tracked_run("build", "build:wheel", project_root=server.repo) as run:
+        pass
+    page = open_page(context, f"/runs/{run.run_id}")
+    mentions = page.locator("[data-run-mentions]")
+    expect(page.locator("[data-run-mentions-empty]")).to_be_visible()
+    from controlplane.core.chat import post_message
+    from controlplane.core.events import default_bus
+
+    post_message(Ledger.open(server.repo), default_bus(), f"built @run:{run.run_id}",
+                 {"kind": "script", "name": "test"})
+    expect(mentions.locator(".chatmsg")).to_have_count(1)
+    expect(mentions).to_contain_text("built")
+    expect(page.locator("[data-run-mentions-empty]")).to_be_hidden()

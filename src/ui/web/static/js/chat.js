@@ -7,7 +7,6 @@ import { on } from './live.js';
 
 const MENTION = /@run:(\d{8}T\d{9}Z-[0-9a-f]{8})/g;
 const TRIGGER = /@run:([\w:.-]*)$/;
-const shown = new Set();
 
 /** Message text as nodes: plain text, and each known @run:<id> as a link with its badge. */
 export function messageBody(message) {
@@ -39,8 +38,7 @@ function messageItem(message) {
 }
 
 function addMessage(log, message, { newest = true } = {}) {
-  if (shown.has(message.message_id)) return;
-  shown.add(message.message_id);
+  if (log.querySelector(`[data-message-id="${CSS.escape(message.message_id)}"]`)) return;
   const item = messageItem(message);
   if (newest) log.append(item);
   else log.prepend(item);
@@ -175,6 +173,22 @@ function panel() {
     'aria-expanded': 'false', 'aria-controls': 'chat-body', text: 'Chat' });
   const aside = h('aside', { class: 'chatpanel', 'aria-label': 'Chat' }, toggle, body);
   return { aside, toggle, body, log, input, list, form, status };
+}
+
+/** List the messages that mention *runId* in *log*, new ones as they arrive. */
+export async function followMentions(log, empty, runId) {
+  const show = (message) => {
+    if (!(message.mentions || []).includes(runId)) return;
+    addMessage(log, message);
+    empty.hidden = true;
+  };
+  on('chat:message', (envelope) => show(envelope.data));
+  try {
+    const answer = await api(`/api/chat?run_id=${encodeURIComponent(runId)}&limit=100`);
+    answer.messages.reverse().forEach(show);
+  } catch {
+    // the chat is an extra on this page: the run itself still shows
+  }
 }
 
 /** Add the chat panel to this page and keep it live. */

@@ -2,6 +2,7 @@
 
 import { api } from '../api.js';
 import { hideBanner, showError } from '../banner.js';
+import { followMentions } from '../chat.js';
 import { initCommon } from '../common.js';
 import { $, runHref } from '../dom.js';
 import { isFinal } from '../format.js';
@@ -14,6 +15,7 @@ initCommon();
 
 const root = $('[data-run-page]');
 const runId = root.dataset.runId;
+followMentions($('[data-run-mentions]', root), $('[data-run-mentions-empty]', root), runId);
 const cancelButton = $('[data-run-cancel]', root);
 const rerunButton = $('[data-run-rerun]', root);
 const progress = $('[data-run-progress]', root);
