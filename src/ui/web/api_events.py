@@ -24,6 +24,21 @@ HEARTBEAT_SECONDS = 15.0
 RETRY_MS = 2000
 
 
+_frames: dict[str, str] = {}  # envelope id -> its JSON, encoded once for every client
+
+
+def encoded(envelope: dict) -> str:
+    """The envelope as JSON, encoded once however many clients send it (bounded cache)."""
+    key = envelope["id"] + envelope["type"]
+    text = _frames.get(key)
+    if text is None:
+        text = json.dumps(envelope)
+        if len(_frames) > 1024:
+            _frames.clear()
+        _frames[key] = text
+    return text
+
+
 def resume_id() -> str | None:
     return (request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
             or None)
@@ -40,7 +55,7 @@ def sse_frames(sub: Subscription, heartbeat: float) -> Iterator[str]:
                     return
                 yield ": heartbeat\n\n"
                 continue
-            yield f"id: {envelope['id']}\ndata: {json.dumps(envelope)}\n\n"
+            yield f"id: {envelope['id']}\ndata: {encoded(envelope)}\n\n"
             if envelope["type"] == "resync" and sub.overflowed:
                 return  # dropped for being slow: the client reconnects and reloads
     finally:
@@ -65,7 +80,7 @@ def events_ws(ws) -> None:
                 if sub.closed:
                     return
                 continue
-            ws.send(json.dumps(envelope))
+            ws.send(encoded(envelope))
             if envelope["type"] == "resync" and sub.overflowed:
                 return
 
