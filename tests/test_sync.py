@@ -9,15 +9,20 @@ from pathlib import Path
 import pytest
 
 from controlplane import tracked_run
+from controlplane.core.chat import post_message
+from controlplane.core.events import default_bus
 from controlplane.core.ledger import Ledger
 from controlplane.core.ledger.sync import LedgerSync, SyncError
 from tests.conftest import bearer_client, git, make_repo
 
 
-def record(repo: Path, count: int, label: str) -> None:
+def record(repo: Path, count: int, label: str, messages: int = 0) -> None:
     for n in range(count):
         with tracked_run("test", "test:sync", summary=f"{label} {n}", project_root=repo):
             pass
+    for n in range(messages):
+        post_message(Ledger.open(repo), default_bus(), f"{label} says {n}",
+                     {"kind": "script", "name": label})
 
 
 @pytest.fixture
@@ -51,11 +56,13 @@ def exchange(a: Path, b: Path, remote_name: str = "origin") -> None:
 
 def test_two_machines_merge_runs_without_conflict(machines) -> None:
     remote, a, b = machines
-    record(a, 50, "A")
-    record(b, 50, "B")
+    record(a, 50, "A", messages=5)
+    record(b, 50, "B", messages=5)
     exchange(a, b)
     for clone in (a, b):
         assert ledger_state(clone) == (100, 100)
+        texts = {m["text"] for m in Ledger.open(clone).index.messages(limit=100)}
+        assert texts == {f"{who} says {n}" for who in "AB" for n in range(5)}
         git(clone, "fsck", "--no-dangling")
         assert git(clone, "status", "--porcelain") == ""
     assert git(a, "rev-parse", "scp-ledger") == git(b, "rev-parse", "scp-ledger")
@@ -173,3 +180,21 @@ def test_cli_push_and_pull_are_recorded_runs(machines) -> None:
     assert [r["subtype"] for r in Ledger.open(a).recent(limit=1)] == ["git:ledger_push"]
     bad = cli(a, "push", "--upload-pack=touch pwned")
     assert bad.returncode != 0 and not (a / "pwned").exists()
+
+
+def test_auto_sync_pulls_in_the_background_and_announces_once(machines, make_app) -> None:
+    _, a, b = machines
+    record(b, 3, "B")
+    LedgerSync(Ledger.open(b)).push()
+    with default_bus().subscribe(default_bus().last_id) as sub:
+        app = make_app(REPO=a, FEED=True, SETTINGS={"auto_sync": 1})
+        seen = []
+        while True:
+            envelope = sub.get(timeout=30)
+            assert envelope is not None, "no ledger:synced within 30 s"
+            seen.append(envelope["type"])
+            if envelope["type"] == "ledger:synced":
+                break
+    assert envelope["data"]["runs"] == 3 and "run:completed" not in seen
+    assert app.extensions["controlplane"].ledger.index.count() == 3
+    assert [r["subtype"] for r in Ledger.open(a).recent()] == ["test:sync"] * 3  # not recorded
