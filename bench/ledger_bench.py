@@ -32,6 +32,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -439,7 +440,9 @@ def ledger_counts(repo: Path) -> dict[str, int]:
 
 def concurrent(repo: Path, processes: int, runs: int) -> dict[str, Any]:
     """*processes* subprocesses record *runs* each at once; wall time and checks."""
+    t_counts = time.perf_counter()
     before = ledger_counts(repo)
+    counts_s = time.perf_counter() - t_counts
     env = {**os.environ, **GIT_ENV}
     package_parent = str(Path(controlplane.__file__).parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
@@ -461,7 +464,9 @@ def concurrent(repo: Path, processes: int, runs: int) -> dict[str, Any]:
     codes = [proc.returncode for proc in procs]
     reports = [json.loads(out.strip().splitlines()[-1]) for out in outputs if out.strip()]
     latencies = [x for r in reports for x in r["latencies"]]
+    t_counts = time.perf_counter()
     after = ledger_counts(repo)
+    counts_s += time.perf_counter() - t_counts
     delta = {key: after[key] - before[key] for key in after}
     t1 = time.perf_counter()
     fsck = git(repo, "fsck", "--no-dangling", check=False)
@@ -473,7 +478,7 @@ def concurrent(repo: Path, processes: int, runs: int) -> dict[str, Any]:
     return {"processes": processes, "runs_each": runs, "wall_s": wall,
             "runs_per_s": expected / wall, "latency": stats(latencies), "exit_codes": codes,
             "before": before, "after": after, "recorded": delta,
-            "fsck_ok": fsck.returncode == 0, "fsck_s": fsck_s,
+            "fsck_ok": fsck.returncode == 0, "fsck_s": fsck_s, "counts_s": counts_s,
             "fsck_output": (fsck.stdout + fsck.stderr).strip()[-500:],
             "journal_left": len(journal), "ok": ok}
 
@@ -481,27 +486,29 @@ def concurrent(repo: Path, processes: int, runs: int) -> dict[str, Any]:
 # -- the benchmark ------------------------------------------------------------
 
 
-def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """All scenarios in order; returns the results dict.
+def run_benchmark(args: argparse.Namespace, work: Path, res: dict[str, Any],
+                  checkpoint: Callable[[], None]) -> None:
+    """All scenarios in order, filling *res*; *checkpoint* saves it after each phase.
 
     Nothing is deleted before the last timing (see ``prefill``): the rebuild,
     which rewrites the view, comes last.
     """
     n, samples, warmup = args.runs, args.samples, args.warmup
     naive_samples = args.naive_samples or max(10, samples // 2)
-    res: dict[str, Any] = {"record": {}, "prefill": {}, "index": {}, "concurrent": {}}
 
     say("1. record cost at 0 runs (fresh repo, one commit)")
     empty = work / "ours-0"
     make_repo(empty)
     res["record"]["ours@0"] = stats(series(Recorder(empty), samples, warmup))
 
+    checkpoint()
     say("4a. naive baseline at 0 runs")
     naive_empty = work / "naive-0"
     commit = make_repo(naive_empty)
     res["record"]["naive@0"] = stats(
         series(NaiveRecorder(naive_empty, commit), naive_samples, warmup, args.naive_budget))
 
+    checkpoint()
     say(f"2. prefill {n:,} runs spread over 365 days (ours and naive)")
     big, naive_big = work / "ours-n", work / "naive-n"
     code_commit = make_repo(big)
@@ -529,13 +536,16 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         f"{res['prefill']['naive_repo_s']:.1f}s naive repo, "
         f"{res['prefill']['first_open_catch_up_s']:.1f}s first open (index+view)")
 
+    checkpoint()
     say(f"2. record cost at {n:,} runs")
     res["record"]["ours@N"] = stats(series(Recorder(big), samples, warmup))
 
+    checkpoint()
     say(f"4b. naive baseline at {n:,} runs")
     res["record"]["naive@N"] = stats(
         series(NaiveRecorder(naive_big, code_commit), naive_samples, warmup, args.naive_budget))
 
+    checkpoint()
     say(f"6. index at {n:,} runs: recent(50), index-only rebuild")
     res["index"]["recent50_facade"] = stats(series(lambda: ledger.recent(50), samples, warmup))
     res["index"]["recent50_sql"] = stats(series(lambda: ledger.index.recent(50), samples, warmup))
@@ -545,15 +555,18 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         ledger.index.clear()
         ledger._catch_up_index(head)  # the index half of rebuild_index(), without the view
 
-    res["index"]["index_only_rebuild"] = stats(series(index_only, 3, 0))
+    res["index"]["index_only_rebuild"] = stats(series(index_only, 3 if n <= 20_000 else 1, 0))
 
+    checkpoint()
     say(f"5. {args.procs} processes x {args.proc_runs} runs at once, at 0 runs (fresh repo)")
     fresh = work / "ours-concurrent-0"
     make_repo(fresh)
     res["concurrent"]["@0"] = concurrent(fresh, args.procs, args.proc_runs)
+    checkpoint()
     say(f"5. {args.procs} processes x {args.proc_runs} runs at once, at {n:,} runs")
     res["concurrent"]["@N"] = concurrent(big, args.procs, args.proc_runs)
 
+    checkpoint()
     say(f"3. burst of {args.burst:,} runs into today, then record cost into that day")
     day_start = now // DAY * DAY
     burst_ids = spread_ids(random.Random(args.seed + 1), args.burst, day_start,
@@ -572,6 +585,7 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     res["burst"]["timed_runs_in_burst_day"] = sum(
         1 for i in recorder.ids[warmup:] if ledger_dir(i).startswith(day + "/"))
 
+    checkpoint()
     say(f"6. rebuild_index() at {n:,} runs (drops and rewrites index and view)")
     t0 = time.perf_counter()
     res["index"]["rebuild_count"] = ledger.rebuild_index()
@@ -584,7 +598,6 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "ours@N_over_ours@0": rec["ours@N"]["median_ms"] / rec["ours@0"]["median_ms"],
         "ours@burst_over_ours@0": rec["ours@burst"]["median_ms"] / rec["ours@0"]["median_ms"],
     }
-    return res
 
 
 def table(res: dict[str, Any], n: int, burst: int) -> str:
@@ -668,6 +681,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # run the clean-up and save what was measured
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (1 when a correctness check failed)."""
     argv = sys.argv[1:] if argv is None else argv
@@ -675,14 +692,34 @@ def main(argv: list[str] | None = None) -> int:
         worker(argv[1], int(argv[2]), argv[3])
         return 0
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     if args.wait_idle > 0:
         wait_for_quiet(args.wait_idle, 1.0)
     work = Path(tempfile.mkdtemp(prefix="scp-bench-", dir=args.workdir))
     say(f"ledger benchmark: N={args.runs:,}, samples={args.samples}, warmup={args.warmup}, "
         f"in {work}" + ("" if args.runs <= 20_000 else " (large N: the prefill takes minutes)"))
     started = time.time()
+    res: dict[str, Any] = {"complete": False, "record": {}, "prefill": {}, "index": {},
+                           "concurrent": {}}
+
+    def checkpoint() -> None:
+        res["meta"] = {
+            "started_at": iso(datetime.fromtimestamp(started, UTC)),
+            "duration_s": time.time() - started, "runs": args.runs, "samples": args.samples,
+            "warmup": args.warmup, "burst": args.burst, "quick": args.quick, "seed": args.seed,
+            "python": platform.python_version(), "pygit2": pygit2.__version__,
+            "libgit2": pygit2.LIBGIT2_VERSION,
+            "git": subprocess.run(["git", "--version"], capture_output=True,
+                                  text=True).stdout.strip(),
+            "platform": platform.platform(), "cpus": os.cpu_count(), "load_by_phase": LOAD,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=1, default=str) + "\n")
+
     try:
-        res = run_benchmark(args, work)
+        run_benchmark(args, work, res, checkpoint)
+        res["checks_ok"] = all(c["ok"] for c in res["concurrent"].values())
+        res["complete"] = True
     finally:
         Ledger.forget_instances()
         if args.keep:
@@ -690,20 +727,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             say(f"removing {work}")
             shutil.rmtree(work, ignore_errors=True)
-    res["meta"] = {
-        "started_at": iso(datetime.fromtimestamp(started, UTC)),
-        "duration_s": time.time() - started, "runs": args.runs, "samples": args.samples,
-        "warmup": args.warmup, "burst": args.burst, "quick": args.quick, "seed": args.seed,
-        "python": platform.python_version(), "pygit2": pygit2.__version__,
-        "libgit2": pygit2.LIBGIT2_VERSION,
-        "git": subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip(),
-        "platform": platform.platform(), "cpus": os.cpu_count(),
-        "load_by_phase": LOAD,
-    }
-    ok = all(c["ok"] for c in res["concurrent"].values())
-    res["checks_ok"] = ok
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1, default=str) + "\n")
+        checkpoint()
     print()
     print(f"prefill: {res['prefill']['method']}")
     print()
@@ -714,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
               "the run; other work skews these timings (see --wait-idle)")
     print()
     say(f"results written to {args.out}")
-    return 0 if ok else 1
+    return 0 if res["checks_ok"] else 1
 
 
 if __name__ == "__main__":

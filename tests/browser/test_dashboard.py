@@ -234,9 +234,15 @@ def test_the_output_follows_until_the_reader_scrolls_up(server, context):
         }""")
 
 
-def test_the_connection_comes_back_and_catches_up(server, context):
+@pytest.mark.parametrize("seen_events", [True, False], ids=["replayed", "reloaded"])
+def test_the_connection_comes_back_and_catches_up(server, context, seen_events):
+    """With an event id the server replays what was missed; without one the page reloads."""
     page = open_page(context, "/")
     indicator = page.locator("[data-conn]")
+    if seen_events:
+        with tracked_run("test", "test:seen", project_root=server.repo) as seen:
+            pass
+        expect(page.locator(f'tr[data-run-id="{seen.run_id}"] .badge')).to_have_text("ok")
 
     context.set_offline(True)
     expect(indicator).to_have_attribute("data-state", "offline")

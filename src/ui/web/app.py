@@ -33,7 +33,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """
     config = dict(config or {})
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
+    app.json.sort_keys = False  # keep declaration order (forms show fields as declared)
     app.config.update({k: v for k, v in config.items() if k.isupper()})
 
     ledger = Ledger.open(config.get("REPO"))

@@ -13,6 +13,7 @@ let state = 'connecting';
 let lastId = null;
 let failures = 0;
 let retryTimer = null;
+let dropped = false; // lost the connection since the last open
 const GIVE_UP_AFTER = 3; // failed attempts in a row before we say 'offline'
 
 function setState(next) {
@@ -47,6 +48,11 @@ function connect() {
   source.addEventListener('open', () => {
     failures = 0;
     setState('connected');
+    // Without an event id the server cannot replay what we missed: reload instead.
+    if (dropped && !lastId) {
+      dispatch({ type: 'resync', run_id: null, data: { reason: 'no_event_id' } });
+    }
+    dropped = false;
   });
   source.addEventListener('message', (event) => {
     let envelope;
@@ -59,6 +65,7 @@ function connect() {
     dispatch(envelope);
   });
   source.addEventListener('error', () => {
+    dropped = true;
     failures += 1;
     const down = failures > GIVE_UP_AFTER || !navigator.onLine;
     setState(down ? 'offline' : 'reconnecting');
@@ -70,10 +77,16 @@ function connect() {
 export function start() {
   if (source) return;
   connect();
+  // The browser knows the network is gone: the stream is dead, reconnect when it is back.
+  window.addEventListener('offline', () => {
+    dropped = true;
+    clearTimeout(retryTimer);
+    source.close();
+    setState('offline');
+  });
   window.addEventListener('online', () => {
     if (state !== 'connected') connect();
   });
-  window.addEventListener('offline', () => setState('offline'));
 }
 
 /** Listen to envelopes of one type ('*': all); returns the function that stops listening. */
