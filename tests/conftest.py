@@ -73,20 +73,25 @@ def python_script(body: str) -> str:
     return f"#!{sys.executable}\n" + textwrap.dedent(body)
 
 
-@pytest.fixture(autouse=True)
-def no_leaks():
-    """Fail a test that leaves a run running in this process or a thread behind."""
-    before = {t.ident for t in threading.enumerate()}
-    yield
+def check_no_leaks(threads_before: set[int | None], allowed=lambda thread: False) -> None:
+    """Fail if a run of this process is still in flight or a new thread is still alive."""
     leaked_runs = []
     for ledger in list(Ledger._instances.values()):
         leaked_runs += [e.run["run_id"] for e in ledger.journal.entries()
                         if e.pid == os.getpid()]
     Ledger.forget_instances()
     assert not leaked_runs, f"runs left running: {leaked_runs}"
-    extra = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()
-             and not t.daemon]
+    extra = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()
+             and not t.daemon and not allowed(t)]
     assert not extra, f"threads left running: {extra}"
+
+
+@pytest.fixture(autouse=True)
+def no_leaks():
+    """Fail a test that leaves a run running in this process or a thread behind."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    check_no_leaks(before)
 
 
 TOKEN = "test-token-0123456789"

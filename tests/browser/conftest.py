@@ -7,7 +7,6 @@ waits for a ``gate`` file, so a test decides when a run ends (or cancels it).
 
 from __future__ import annotations
 
-import os
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
@@ -19,8 +18,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from controlplane.core.actions import REGISTRY, Action, ActionContext, register
-from controlplane.core.ledger import Ledger
-from tests.conftest import TOKEN, git, tool_env
+from tests.conftest import TOKEN, check_no_leaks, git, tool_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_MS = 20_000  # a real pytest run on a busy two-core CI machine takes seconds
@@ -196,12 +194,4 @@ def no_leaks():
     """
     before = {t.ident for t in threading.enumerate()}
     yield
-    leaked_runs = []
-    for ledger in list(Ledger._instances.values()):
-        leaked_runs += [e.run["run_id"] for e in ledger.journal.entries()
-                        if e.pid == os.getpid()]
-    Ledger.forget_instances()
-    assert not leaked_runs, f"runs left running: {leaked_runs}"
-    extra = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()
-             and not t.daemon and not t.name.startswith("asyncio_")]
-    assert not extra, f"threads left running: {extra}"
+    check_no_leaks(before, allowed=lambda thread: thread.name.startswith("asyncio_"))
