@@ -227,9 +227,15 @@ def start_slow_run(server: Server) -> tuple[str, Events]:
     return run_id, events
 
 
-def gone(pid: int) -> bool:
+def gone(pid: int, timeout: float = 30.0) -> bool:
+    """True once *pid* has exited (a zombie counts): waits for it, up to *timeout* seconds."""
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        process = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return True
+    _, alive = psutil.wait_procs([process], timeout=timeout)
+    try:
+        return not alive or process.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
 

@@ -66,7 +66,7 @@ def parse_runs(stdout: str) -> dict[str, Any]:
 def dispatch(ctx: ActionContext, params: DispatchParams) -> dict[str, Any]:
     """``gh workflow run`` with raw-string inputs, then the newest dispatched run's URL."""
     where = option("--repo", params.repo)
-    inputs = flag_values("--raw-field", [f"{k}={v}" for k, v in params.inputs.items()])
+    inputs = flag_values("--raw-field", [f"{k}={v}" for k, v in sorted(params.inputs.items())])
     argv = ["gh", "workflow", "run", *where, *option("--ref", params.ref), *inputs, "--",
             params.workflow]
     answer, _ = call_cli(ctx, argv, repo=params.repo)
