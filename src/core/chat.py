@@ -29,7 +29,8 @@ def post_message(ledger: Ledger, bus: EventBus, text: Any, author: dict[str, str
     message_id = new_run_id()
     clean = redact.redact(text.strip())
     message = {"schema": 1, "message_id": message_id, "text": clean, "author": author,
-               "at": iso(run_id_time(message_id)), "mentions": mentions(clean)}
+               "at": iso(run_id_time(message_id)), "mentions": mentions(clean),
+               "bus_epoch": bus.epoch}
     ledger.record_message(message)
     bus.publish("chat:message", with_runs(ledger, [message])[0])
     return message

@@ -66,6 +66,8 @@ class ActiveRun:
         self.run_id = run.run_id
         self.ledger = ledger
         self.bus = bus
+        # which bus announced it live: feeds on a shared bus must not announce it again
+        run.extra.setdefault("bus_epoch", bus.epoch)
         self.cancel_requested = threading.Event()
         self._lock = threading.Lock()
         self._events: list[dict[str, Any]] = []

@@ -34,7 +34,7 @@ class LedgerFeed:
         """Publish what changed since the last poll."""
         current: dict[str, dict[str, Any]] = {}
         for entry in self.ledger.journal.entries():
-            if entry.pid == os.getpid() or not entry.alive:
+            if entry.pid == os.getpid() or not entry.alive or self._announced(entry.run):
                 continue
             run_id = entry.run.get("run_id")
             if run_id:
@@ -57,7 +57,7 @@ class LedgerFeed:
             new_runs = [r for r in new_runs if r["run_id"] in self._seen]
         for run in new_runs:
             self._seen.pop(run["run_id"], None)
-            if run["run_id"] not in mine:
+            if run["run_id"] not in mine and not self._announced(run):
                 self.bus.publish("run:completed", run, run_id=run["run_id"])
         for run_id in [r for r in self._seen if r not in current]:
             if self.ledger.index.get(run_id) is None and run_id not in mine:
@@ -88,9 +88,14 @@ class LedgerFeed:
                 runs.append(run)
                 continue
             message = self.ledger.index.message(entry_id)
-            if message is not None and entry_id not in mine and not merged:
+            if message is not None and entry_id not in mine and not merged \
+                    and not self._announced(message):
                 self.bus.publish("chat:message", message)
         return runs, merged
+
+    def _announced(self, entry: dict[str, Any]) -> bool:
+        """Already on this bus: published live by a process sharing it (another worker)."""
+        return entry.get("bus_epoch") == self.bus.epoch
 
     def start(self) -> LedgerFeed:
         self._thread = threading.Thread(target=self._loop, name="scp-ledger-feed", daemon=True)

@@ -144,12 +144,17 @@ def kill_left_groups(groups: dict[str, float | None]) -> list[dict[str, Any]]:
     report = []
     for pgid_text, start in groups.items():
         pgid = int(pgid_text)
-        if not process_alive(pgid, start):
-            report.append({"pgid": pgid, "state": "gone"})
+        leader_start = process_start_time(pgid)
+        if leader_start is not None and start is not None and leader_start != start:
+            report.append({"pgid": pgid, "state": "gone (its id now names another process)"})
             continue
+        # The leader may have died while children of its group live on; a group id is not
+        # reused while the group has members, so killing the group is safe.
         try:
             os.killpg(pgid, signal.SIGKILL)
             report.append({"pgid": pgid, "state": "killed"})
-        except (ProcessLookupError, PermissionError) as exc:
+        except ProcessLookupError:
+            report.append({"pgid": pgid, "state": "gone"})
+        except PermissionError as exc:
             report.append({"pgid": pgid, "state": f"not killed: {exc}"})
     return report

@@ -60,6 +60,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["controlplane"] = plane
 
     load_integrations()
+    app.after_request(_name_the_worker)
     errors.init_app(app)
     security.init_app(app)
     api_runs.init_app(app)
@@ -68,6 +69,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     routes.init_app(app)
     pages.init_app(app)
     return app
+
+
+def _name_the_worker(response):
+    """Say which worker process answered (with ``--workers N`` there are several)."""
+    response.headers["X-Controlplane-Worker"] = str(os.getpid())
+    return response
 
 
 def shutdown_app(app: Flask, graceful: bool = False) -> None:
