@@ -373,7 +373,8 @@ def test_secrets_in_output_are_redacted(tools: Tools, fresh_redactor) -> None:
     )
     run = FakeRun()
     result = run_tool(["kubectl", "get", "secret"], env=tools.env, run=run)
-    assert run.lines == [("stdout", "password is *** ok"), ("stderr", "token ***")]
+    # two streams, two reader threads: the order between them is not defined
+    assert sorted(run.lines) == [("stderr", "token ***"), ("stdout", "password is *** ok")]
     assert result.stdout == "password is *** ok\n"
     assert result.stderr == "token ***\n"
     assert result.error["message"] == "kubectl exited with status 1: token ***"
