@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from controlplane.core import redact
 from controlplane.core.ledger import Ledger
 
 GIT_ENV = {
@@ -80,6 +81,7 @@ def check_no_leaks(threads_before: set[int | None], allowed=lambda thread: False
         leaked_runs += [e.run["run_id"] for e in ledger.journal.entries()
                         if e.pid == os.getpid()]
     Ledger.forget_instances()
+    redact.redactor.clear()  # secrets one test registered must not redact another's output
     assert not leaked_runs, f"runs left running: {leaked_runs}"
     extra = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()
              and not t.daemon and not allowed(t)]
