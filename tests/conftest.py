@@ -98,6 +98,14 @@ def no_leaks():
 
 TOKEN = "test-token-0123456789"
 
+LONG = os.environ.get("CONTROLPLANE_LONG_TESTS") == "1"
+"""``CONTROLPLANE_LONG_TESTS=1``: the ``slow`` tests run their long form (CI runs the short one)."""
+
+
+def scaled(short: int, long: int) -> int:
+    """*long* when the long campaign was asked for, else *short* (what CI runs)."""
+    return long if LONG else short
+
 
 def python_script_dirs() -> list[str]:
     """Where this Python's console scripts (pytest, ruff, coverage…) are installed."""
