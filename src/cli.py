@@ -368,3 +368,12 @@ def config_command(repo: str | None) -> None:
         raise Fail(str(exc)) from None
     for line in lines:
         click.echo(line)
+
+
+def _add_subcommands() -> None:
+    from controlplane.cli_users import users_group
+
+    main.add_command(users_group)
+
+
+_add_subcommands()

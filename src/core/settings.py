@@ -37,6 +37,8 @@ SETTINGS: tuple[Setting, ...] = (
             secret=True),
     Setting("ingest_token", None, "token that may only ingest CI runs", secret=True),
     Setting("allowed_hosts", "", "extra Host names to accept, comma-separated"),
+    Setting("users_file", "", "people's tokens (default: .git/scp/users.json)"),
+    Setting("trusted_proxies", "", "proxy addresses whose X-Forwarded-Proto is believed"),
     Setting("threads", 512, "server threads: the cap on open streams and requests", int),
     Setting("executor_limit", 4, "runs executed at once; the rest wait queued", int),
     Setting("action_timeout", 900.0, "default seconds before an action's tool is killed", float),

@@ -5,7 +5,9 @@ Every request passes, in this order:
 1. the Host allow-list (DNS rebinding): loopback names, the ``host`` setting and
    ``allowed_hosts``, any port; else 403 ``forbidden_host``;
 2. the open routes: ``GET /healthz`` and the login exchange ``GET /login``;
-3. authentication: ``Authorization: Bearer <token>`` or a login cookie; else 401.
+3. authentication: ``Authorization: Bearer <token>`` (the server's token or a
+   user's, see :mod:`controlplane.core.users`) or a login cookie; else 401.
+   A user's token records them as the actor of the runs they start.
    The ``ingest_token`` may only ``POST /api/runs/ingest`` (else 403);
 4. WebSocket upgrades (``/ws/…``) need a same-origin ``Origin`` (a Bearer client
    may send none); cookie-authenticated unsafe methods need the session's
@@ -13,7 +15,9 @@ Every request passes, in this order:
    same-origin``); else 403.
 
 Every response carries the security headers (CSP without inline script) and
-never a CORS header. Login sessions live in the app state
+never a CORS header. Behind a TLS proxy listed in ``trusted_proxies``, its
+``X-Forwarded-Proto`` gives the scheme (so Origin checks and the cookie's
+``Secure`` flag follow the browser's https). Login sessions live in the app state
 (``state().extra["sessions"]``), so ``POST /logout`` ends one for good.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import hmac
 import html
+import logging
 import os
 import secrets
 import threading
@@ -33,6 +38,7 @@ from urllib.parse import quote, urlsplit
 from flask import Blueprint, Flask, Response, g, redirect, request
 from werkzeug.wrappers import Response as BaseResponse
 
+from controlplane.core.users import Users, UsersError, users_for
 from controlplane.ui.web.errors import error_response, wants_html
 from controlplane.ui.web.state import ControlPlane, state
 
@@ -57,6 +63,7 @@ SECURITY_HEADERS = {
 }
 
 bp = Blueprint("security", __name__)
+logger = logging.getLogger(__name__)
 
 
 # -- the token -----------------------------------------------------------------
@@ -123,6 +130,7 @@ class Session:
 
     session_id: str
     csrf: str
+    user: str | None = None  # who logged in with their own token (None: the server's token)
 
 
 class Sessions:
@@ -133,8 +141,9 @@ class Sessions:
         self._by_id: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
 
-    def create(self) -> Session:
-        session = Session(session_id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32))
+    def create(self, user: str | None = None) -> Session:
+        session = Session(session_id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32),
+                          user=user)
         with self._lock:
             self._by_id[session.session_id] = session
             while len(self._by_id) > self.limit:
@@ -243,12 +252,39 @@ def unauthorized() -> Response:
     return response
 
 
+def users(plane: ControlPlane | None = None) -> Users:
+    """The app's users file (people's own tokens)."""
+    plane = plane or state()
+    found = plane.extra.get("users")
+    if found is None:
+        found = plane.extra["users"] = users_for(plane.ledger.scp_dir, plane.settings)
+    return found
+
+
+def token_owner(plane: ControlPlane, token: str) -> tuple[bool, str | None]:
+    """(valid, user): the server's token (user None) or a user's own token."""
+    if matches(token, plane.token):
+        return True, None
+    try:
+        user = users(plane).user_for(token)
+    except UsersError as exc:  # a broken users file locks its users out, not the server's token
+        logger.warning("%s", exc)
+        return False, None
+    return user is not None, user
+
+
 def authenticate(plane: ControlPlane) -> str | None:
-    """``"bearer"``, ``"ingest"`` or ``"cookie"`` (setting ``g.controlplane_session``), or None."""
+    """``"bearer"``, ``"ingest"`` or ``"cookie"`` (setting ``g.controlplane_session``), or None.
+
+    A user's token or login puts their name in ``environ["controlplane.user"]``.
+    """
     scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":
         credential = credential.strip()
-        if matches(credential, plane.token):
+        valid, user = token_owner(plane, credential)
+        if valid:
+            if user:
+                request.environ["controlplane.user"] = user
             return "bearer"
         if matches(credential, plane.settings.get("ingest_token")):
             return "ingest"
@@ -257,6 +293,11 @@ def authenticate(plane: ControlPlane) -> str | None:
     session = sessions(plane).get(session_id) if session_id else None
     if session is None:
         return None
+    if session.user:
+        if session.user not in users(plane).entries():  # removed since: logged out
+            sessions(plane).end(session.session_id)
+            return None
+        request.environ["controlplane.user"] = session.user
     g.controlplane_session = session
     return "cookie"
 
@@ -318,12 +359,13 @@ def safe_next(target: str | None) -> str:
 def login() -> BaseResponse:
     """Exchange the token for a login cookie and redirect (303) so it leaves the address bar."""
     plane = state()
-    if not matches(request.args.get("token", ""), plane.token):
+    valid, user = token_owner(plane, request.args.get("token", ""))
+    if not valid:
         return unauthorized()
-    session = sessions(plane).create()
+    session = sessions(plane).create(user)
     response = redirect(safe_next(request.args.get("next")), code=303)
     response.set_cookie(cookie_name(), session.session_id, path="/", httponly=True,
-                        samesite="Strict")
+                        samesite="Strict", secure=request.is_secure)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -335,8 +377,28 @@ def logout() -> Response:
     if session is not None:
         sessions().end(session.session_id)
     response = Response(status=204)
-    response.delete_cookie(cookie_name(), path="/", httponly=True, samesite="Strict")
+    response.delete_cookie(cookie_name(), path="/", httponly=True, samesite="Strict",
+                           secure=request.is_secure)
     return response
+
+
+class TrustedProxy:
+    """WSGI middleware: the scheme from ``X-Forwarded-Proto``, only from listed proxy addresses.
+
+    Anyone else's header is ignored: a client could claim https and pass the
+    Origin check of a plain-http page otherwise.
+    """
+
+    def __init__(self, app: Any, proxies: str) -> None:
+        self.app = app
+        self.proxies = frozenset(p.strip() for p in proxies.split(",") if p.strip())
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("REMOTE_ADDR") in self.proxies:
+            claimed = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[-1].strip().lower()
+            if claimed in ("http", "https"):
+                environ["wsgi.url_scheme"] = claimed
+        return self.app(environ, start_response)
 
 
 def init_app(app: Flask) -> None:
@@ -344,6 +406,8 @@ def init_app(app: Flask) -> None:
     plane = app.extensions.get("controlplane")
     if plane is not None:
         sessions(plane)
+        if plane.settings.get("trusted_proxies"):
+            app.wsgi_app = TrustedProxy(app.wsgi_app, plane.settings["trusted_proxies"])
     app.before_request(check_request)
     app.after_request(add_security_headers)
     app.context_processor(lambda: {"csrf_token": csrf_token})

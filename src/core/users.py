@@ -1,0 +1,133 @@
+"""People's tokens: one per user, so the runs they start record who they are.
+
+The users file (default ``<git dir>/scp/users.json``, mode 0600) maps a user
+name to the SHA-256 of their token; the token itself is shown once, when it is
+created, and stored nowhere. The server reads the file again when it changes,
+so adding or removing a user needs no restart and a removed user's token is
+refused from the next request on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+USERS_FILE = "users.json"
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+
+class UsersError(ValueError):
+    """A user name that cannot be used, or a users file that cannot be read."""
+
+
+def token_digest(token: str) -> str:
+    """The SHA-256 hex digest a token is stored and compared as."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def check_name(name: str) -> str:
+    """*name* if it is a valid user name (letters, digits, ``._@-``; up to 64), else UsersError."""
+    if not isinstance(name, str) or not USER_NAME.match(name):
+        raise UsersError(f"user name {name!r}: use letters, digits and . _ @ - (at most 64)")
+    return name
+
+
+class Users:
+    """The users file of one project: add, remove, list, and match a presented token."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._cache: tuple[tuple[int, int] | None, dict[str, dict[str, Any]]] = (None, {})
+
+    # -- reading -------------------------------------------------------------
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """``name -> {"token_sha256", "created"}``, read again only when the file changed."""
+        stamp = self._stamp()
+        with self._lock:
+            if stamp == self._cache[0]:
+                return self._cache[1]
+            entries = self._read() if stamp else {}
+            self._cache = (stamp, entries)
+            return entries
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UsersError(f"{self.path}: cannot read the users file: {exc}") from None
+        users = data.get("users") if isinstance(data, dict) else None
+        if not isinstance(users, dict):
+            raise UsersError(f"{self.path}: expected {{\"users\": {{name: …}}}}")
+        return {name: entry for name, entry in users.items()
+                if isinstance(entry, dict) and isinstance(entry.get("token_sha256"), str)}
+
+    def names(self) -> list[str]:
+        return sorted(self.entries())
+
+    def user_for(self, token: str) -> str | None:
+        """The user whose token this is, or None. Compares digests in constant time."""
+        if not token:
+            return None
+        digest = token_digest(token)
+        found = None
+        for name, entry in self.entries().items():
+            if hmac.compare_digest(digest, entry["token_sha256"]):
+                found = name
+        return found
+
+    # -- writing -------------------------------------------------------------
+
+    def add(self, name: str) -> str:
+        """Create *name* with a fresh token and return the token (shown once, stored hashed)."""
+        check_name(name)
+        users = dict(self.entries())
+        if name in users:
+            raise UsersError(f"user {name!r} exists: remove it first to give a new token")
+        token = secrets.token_urlsafe(32)
+        users[name] = {"token_sha256": token_digest(token),
+                       "created": datetime.now(UTC).isoformat(timespec="seconds")}
+        self._write(users)
+        return token
+
+    def remove(self, name: str) -> None:
+        """Forget *name*; their token is refused from the next request on."""
+        users = dict(self.entries())
+        if users.pop(name, None) is None:
+            raise UsersError(f"no user {name!r}")
+        self._write(users)
+
+    def _write(self, users: dict[str, dict[str, Any]]) -> None:
+        """Replace the file atomically, mode 0600."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        spare = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, (json.dumps({"users": users}, indent=2, sort_keys=True) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(spare, self.path)
+
+
+def users_for(scp_dir: str | os.PathLike[str], settings: dict[str, Any]) -> Users:
+    """The project's users: the ``users_file`` setting, else ``<git dir>/scp/users.json``."""
+    return Users(settings.get("users_file") or Path(scp_dir) / USERS_FILE)
