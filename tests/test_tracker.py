@@ -186,6 +186,34 @@ def test_big_output_keeps_head_and_tail_and_raw_log(repo: Path) -> None:
     assert len([e for e in raw if e["type"] == "run:output"]) == 5_000
 
 
+def test_reading_after_a_seq_inside_the_omitted_range_still_marks_the_gap(repo: Path) -> None:
+    with tracked_run("test", "test:loud", project_root=repo) as run:
+        for n in range(5_000):
+            run.output(f"line {n}")
+    ledger = Ledger.open(repo)
+    (ledger.logs_dir / f"{run.run_id}.events.jsonl").unlink()  # another machine: no raw log
+    after = ledger.events(run.run_id, after=3_000)
+    marker, first_kept = after[0], after[1]
+    assert marker["type"] == "run:truncated" and marker["seq"] == 3_001
+    assert marker["data"]["omitted_events"] == first_kept["seq"] - 3_001
+    tail = range(first_kept["seq"], first_kept["seq"] + 1_000)
+    assert [e["seq"] for e in after[1:]] == list(tail)
+    past_the_gap = ledger.events(run.run_id, after=first_kept["seq"])
+    assert all(e["type"] != "run:truncated" for e in past_the_gap)
+
+
+def test_catching_up_gives_the_newest_events_and_marks_what_it_left_out(client, app) -> None:
+    repo = app.extensions["controlplane"].ledger.root
+    with tracked_run("test", "test:loud", project_root=repo) as run:
+        for n in range(5_000):
+            run.output(f"line {n}")
+    caught_up = client.get(f"/api/runs/{run.run_id}/events?after=100").json["events"]
+    assert caught_up[0]["type"] == "run:truncated" and caught_up[0]["seq"] == 101
+    lines = [e["data"]["line"] for e in caught_up if e["type"] == "run:output"]
+    assert lines[-1] == "line 4999" and len(lines) >= 1_990  # the raw log's newest, not a gap
+    assert caught_up[0]["data"]["omitted_events"] + len(caught_up) - 1 == 5_002 - 100
+
+
 def test_run_tags_can_live_under_refs_tags(repo: Path) -> None:
     (repo / ".controlplane.yaml").write_text("tag_namespace: refs/tags/scp/run/\n")
     with tracked_run("test", "test:tags", project_root=repo) as run:

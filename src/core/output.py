@@ -32,6 +32,37 @@ def cap_events(events: list[dict[str, Any]], head: int = HEAD_EVENTS, tail: int 
     return [*events[:head], marker, *events[-tail:]], omitted
 
 
+def event_seq(event: Any) -> int | None:
+    """The event's per-run number, or None for something that is not a numbered event."""
+    if not isinstance(event, dict):
+        return None
+    seq = event.get("seq")
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+
+
+def events_after(events: list[Any], after: int) -> list[dict[str, Any]]:
+    """The numbered events above *after*; a truncation marker that still hides some is kept.
+
+    A reader that saw lines inside the omitted range must still be told of the
+    gap that follows them: the marker is renumbered to ``after + 1`` with the
+    count of what it hides from there.
+    """
+    kept = []
+    for event in events:
+        seq = event_seq(event)
+        if seq is None:
+            continue
+        if seq > after:
+            kept.append(event)
+            continue
+        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        last = data.get("last_omitted_seq")
+        if event.get("type") == "run:truncated" and isinstance(last, int) and last > after:
+            kept.append({**event, "seq": after + 1, "data": {
+                **data, "first_omitted_seq": after + 1, "omitted_events": last - after}})
+    return kept
+
+
 def bound_result(result: dict[str, Any], limit: int = MAX_RESULT_BYTES) -> dict[str, Any]:
     """*result* if its JSON fits in *limit* bytes, else a preview that says it was cut."""
     text = json.dumps(result, ensure_ascii=False, default=str)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controlplane.core.output import event_seq
 from controlplane.core.runs import process_alive, process_start_time
 
 
@@ -111,7 +112,8 @@ class Journal:
                 event = json.loads(line)
             except ValueError:
                 continue  # a line cut short by a crash
-            if isinstance(event, dict) and event.get("seq", 0) > after:
+            seq = event_seq(event)
+            if seq is not None and seq > after:
                 events.append(event)
         return events
 

@@ -24,6 +24,7 @@ from controlplane.core.ledger.index import RunIndex
 from controlplane.core.ledger.journal import Journal, JournalEntry, kill_left_groups
 from controlplane.core.ledger.store import RUNS_DIR, GitStore, LedgerWriteError
 from controlplane.core.ledger.view import VIEW_DIR, LedgerView, exclude_from_status
+from controlplane.core.output import events_after
 from controlplane.core.runs import Run, RunStatus, chat_dir, ledger_dir
 
 log = logging.getLogger(__name__)
@@ -340,12 +341,11 @@ class Ledger:
 
 
 def _parse_jsonl(data: bytes, after: int) -> list[dict[str, Any]]:
+    """The numbered events above *after* in a JSON-lines log (unreadable lines skipped)."""
     events = []
     for line in data.splitlines():
         try:
-            event = json.loads(line)
+            events.append(json.loads(line))
         except ValueError:
             continue
-        if isinstance(event, dict) and event.get("seq", 0) > after:
-            events.append(event)
-    return events
+    return events_after(events, after)

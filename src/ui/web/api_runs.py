@@ -9,6 +9,7 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from controlplane.core.actions import REGISTRY, validate_model
 from controlplane.core.errors import Conflict, InvalidInput, NotFound
 from controlplane.core.ingest import IngestedRun, ingest
+from controlplane.core.output import HEAD_EVENTS, TAIL_EVENTS, cap_events
 from controlplane.core.runs import RUN_TYPES, RunStatus, is_run_id
 from controlplane.ui.web.openapi import openapi_document
 from controlplane.ui.web.routes import answer, read_json_body, start_action
@@ -17,6 +18,7 @@ from controlplane.ui.web.state import state
 bp = Blueprint("api_runs", __name__)
 
 MAX_LIMIT = 500
+CATCH_UP_EVENTS = 2_000  # what the run page keeps: more would be built and dropped at once
 
 
 def query_int(name: str, default: int | None, low: int, high: int) -> int | None:
@@ -80,7 +82,10 @@ def search() -> Response:
 def one_run(run_id: str) -> Response:
     run = known_run(run_id)
     ledger = state().ledger
-    return jsonify(run=run, events=ledger.events(run_id),
+    events = ledger.events(run_id)
+    if len(events) > HEAD_EVENTS + TAIL_EVENTS + 1:  # a running run's spool: not capped yet
+        events, _ = cap_events(events)
+    return jsonify(run=run, events=events,
                    mentions=ledger.index.messages(limit=50, mentioning=run_id))
 
 
@@ -88,8 +93,10 @@ def one_run(run_id: str) -> Response:
 def run_events(run_id: str) -> Response:
     run = known_run(run_id)
     after = query_int("after", 0, 0, 2**62)
-    return jsonify(run_id=run_id, status=run.get("status"),
-                   events=state().ledger.events(run_id, after=after or 0))
+    # Catching up after a gap: the newest events only (what a page keeps), the rest marked.
+    events, _ = cap_events(state().ledger.events(run_id, after=after, raw=True),
+                           head=0, tail=CATCH_UP_EVENTS)
+    return jsonify(run_id=run_id, status=run.get("status"), events=events)
 
 
 @bp.get("/api/runs/<run_id>/log")
