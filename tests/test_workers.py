@@ -4,7 +4,9 @@
   either worker, sees all 200 events (run:started and run:completed), in the
   same order, none twice;
 - the same action sent to both workers at the same moment runs once: the
-  other answer is 409.
+  other answer is 409;
+- the executor's limit is global, and a cancel sent to one worker stops the
+  run that another worker executes.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ if shutil.which("redis-server") is None:
     pytest.skip("redis-server is not installed (.ci/run installs it)", allow_module_level=True)
 
 from controlplane.core.bus_redis import wait_for_redis
-from tests.test_serve import BEARER, SLOW_PYTEST, Server, gone, server_env
+from tests.test_serve import BEARER, SLOW_PYTEST, Events, Server, gone, server_env
 
 RUNS = 100
 ACTION = "/security/generate/gitignore"
@@ -157,16 +159,26 @@ def test_runs_started_through_both_workers_reach_every_client_in_order(
     assert len({tuple(c.seen) for c in clients}) == 1  # everyone saw the same sequence
 
 
-def test_the_same_action_sent_to_both_workers_at_once_runs_once(
-        repo: Path, tmp_path: Path, redis_url: str) -> None:
+@pytest.fixture
+def slow_tests(repo: Path, tmp_path: Path) -> Path:
+    """A `pytest` on PATH that runs until killed; returns the file holding its sleeper's pid."""
     (repo / "tests").mkdir()
     (repo / "tests" / "test_x.py").write_text("def test_x():\n    pass\n")
     bin_dir, pidfile = tmp_path / "bin", tmp_path / "sleep.pid"
     bin_dir.mkdir()
     (bin_dir / "pytest").write_text(SLOW_PYTEST.format(pidfile=pidfile))
     (bin_dir / "pytest").chmod(0o755)
-    env = server_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    server = Server(repo, tmp_path, "--workers", "2", "--bus", redis_url, env=env)
+    return pidfile
+
+
+def slow_env(pidfile: Path, **extra: str) -> dict[str, str]:
+    return server_env(PATH=f"{pidfile.parent / 'bin'}{os.pathsep}{os.environ['PATH']}", **extra)
+
+
+def test_the_same_action_sent_to_both_workers_at_once_runs_once(
+        repo: Path, tmp_path: Path, redis_url: str, slow_tests: Path) -> None:
+    pidfile = slow_tests
+    server = Server(repo, tmp_path, "--workers", "2", "--bus", redis_url, env=slow_env(pidfile))
     connections: tuple[WorkerConnection, ...] = ()
     try:
         connections = both_workers(server.port)
@@ -198,3 +210,37 @@ def test_the_same_action_sent_to_both_workers_at_once_runs_once(
         server.stop()
         server.kill()
     assert gone(int(pidfile.read_text()))
+
+
+def test_the_executor_limit_holds_across_workers(repo: Path, tmp_path: Path, redis_url: str,
+                                                 slow_tests: Path) -> None:
+    env = slow_env(slow_tests, CONTROLPLANE_EXECUTOR_LIMIT="1")
+    server = Server(repo, tmp_path, "--workers", "2", "--bus", redis_url, env=env)
+    connections: tuple[WorkerConnection, ...] = ()
+    events = Events(server)
+    try:
+        connections = both_workers(server.port)
+        async_ = {"Prefer": "respond-async"}
+        status, _, slow = connections[0].call("POST", "/testing/run", {}, headers=async_)
+        assert status == 202, slow
+        events.wait_for(lambda e: e["type"] == "run:output" and e["run_id"] == slow["run_id"])
+        status, _, fast = connections[1].call("POST", ACTION, {}, headers=async_)
+        assert status == 202 and fast["status"] == "queued", fast
+        events.wait_for(lambda e: e["type"] == "run:queued" and e["run_id"] == fast["run_id"])
+        status, _, cancel = connections[1].call("POST", f"/api/runs/{slow['run_id']}/cancel", {})
+        assert (status, cancel["outcome"]) == (200, "requested")  # it runs on the other worker
+        order = []
+        while len(order) < 2:  # the waiting run starts only once the slot is free
+            seen = events.wait_for(lambda e: e["type"] in ("run:started", "run:completed"))
+            if (seen["type"], seen["run_id"]) in (("run:completed", slow["run_id"]),
+                                                  ("run:started", fast["run_id"])):
+                order.append((seen["type"], seen["run_id"]))
+        assert order == [("run:completed", slow["run_id"]), ("run:started", fast["run_id"])]
+        events.wait_for(lambda e: e["type"] == "run:completed" and e["run_id"] == fast["run_id"])
+    finally:
+        events.close()
+        for connection in connections:
+            connection.close()
+        server.stop()
+        server.kill()
+    assert gone(int(slow_tests.read_text()))

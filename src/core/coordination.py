@@ -2,6 +2,9 @@
 
 - A **lock** keeps two runs with the same lock key from overlapping (the 409).
 - A **slot** is one of the ``limit`` runs allowed to execute at once.
+- A **cancel request** reaches the worker that executes the run, whichever
+  worker the request came to; a **freed slot** wakes the workers whose runs
+  wait for one.
 
 ``LocalCoordinator`` keeps both in this process. ``RedisCoordinator`` keeps them
 in Redis so the 409 and the concurrency limit hold across gunicorn workers; each
@@ -11,9 +14,13 @@ frees its locks and slots within ``ttl`` seconds.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 CLAIM_SLOT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -73,6 +80,13 @@ class LocalCoordinator:
     def refresh(self, held: dict[str, str], running: list[str]) -> None:
         """Nothing expires in one process."""
 
+    def listen(self, cancel: Callable[[str], None], slot_freed: Callable[[], None]) -> None:
+        """One process holds every run: nothing to hear from elsewhere."""
+
+    def request_cancel(self, run_id: str) -> bool:
+        """No other worker could hold *run_id*: False."""
+        return False
+
     def close(self) -> None:
         pass
 
@@ -87,6 +101,10 @@ class RedisCoordinator:
         self.client = redis.Redis.from_url(url)
         self.limit, self.prefix, self.ttl = limit, prefix, ttl
         self.slots_key = f"{prefix}:slots"
+        self.cancel_channel = f"{prefix}:cancel"
+        self.freed_channel = f"{prefix}:slot-freed"
+        self._listener: Any = None
+        self._closing = threading.Event()
         self._claim = self.client.register_script(CLAIM_SLOT)
         self._release = self.client.register_script(RELEASE_LOCK)
 
@@ -111,7 +129,8 @@ class RedisCoordinator:
                                 args=[now, now + self.ttl, run_id, self.limit]))
 
     def release_slot(self, run_id: str) -> None:
-        self.client.zrem(self.slots_key, run_id)
+        if self.client.zrem(self.slots_key, run_id):
+            self.client.publish(self.freed_channel, run_id)
 
     def refresh(self, held: dict[str, str], running: list[str]) -> None:
         """Extend the time-to-live of this worker's locks and slots."""
@@ -123,7 +142,29 @@ class RedisCoordinator:
             pipe.zadd(self.slots_key, {run_id: expiry}, xx=True)
         pipe.execute()
 
+    def listen(self, cancel: Callable[[str], None], slot_freed: Callable[[], None]) -> None:
+        """Call ``cancel(run_id)`` for cancel requests, ``slot_freed()`` when any worker frees
+        a slot (from a listener thread)."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(**{self.cancel_channel: lambda m: cancel(m["data"].decode()),
+                            self.freed_channel: lambda m: slot_freed()})
+        self._listener = pubsub.run_in_thread(sleep_time=0.2, daemon=True,
+                                              exception_handler=self._listener_failed)
+
+    def _listener_failed(self, exc: BaseException, pubsub: Any, thread: Any) -> None:
+        """Redis went away: say so and retry after a pause (the loop calls get_message again)."""
+        log.warning("cancel requests from other workers are not heard: %s", exc)
+        self._closing.wait(1.0)
+
+    def request_cancel(self, run_id: str) -> bool:
+        """Ask every worker to cancel *run_id*; True if some worker listens."""
+        return bool(self.client.publish(self.cancel_channel, run_id))
+
     def close(self) -> None:
+        self._closing.set()
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener.join(timeout=5)  # it closes its connection on the way out
         self.client.close()
 
 

@@ -57,6 +57,7 @@ class Executor:
         self._jobs: dict[str, Job] = {}  # run id -> job, until it is done and collected
         self._stop = threading.Event()
         self._refresher = None
+        self.coordinator.listen(cancel=self._cancel_requested, slot_freed=self._slot_freed)
         if not isinstance(self.coordinator, LocalCoordinator):
             self._refresher = threading.Thread(target=self._refresh, args=(refresh_seconds,),
                                                name="scp-executor-refresh", daemon=True)
@@ -142,11 +143,17 @@ class Executor:
             if job is not None and job.done.is_set():
                 del self._jobs[run_id]
 
-    def cancel(self, run_id: str) -> str:
-        """Cancel a queued or running run; returns what was done."""
+    def cancel(self, run_id: str, elsewhere: bool = False) -> str:
+        """Cancel a queued or running run; returns what was done.
+
+        With *elsewhere*, a run this worker does not hold is asked of the other
+        workers (``"requested"``); NotFound if none listens.
+        """
         with self._lock:
             job = self._jobs.get(run_id)
             if job is None or job.done.is_set():
+                if elsewhere and job is None and self.coordinator.request_cancel(run_id):
+                    return "requested"
                 raise NotFound(f"run {run_id} is not queued or running here")
             if job in self._queued:
                 self._queued.remove(job)
@@ -161,6 +168,19 @@ class Executor:
             self._done(job)
             return "cancelled"
         return "cancelling"
+
+    def _cancel_requested(self, run_id: str) -> None:
+        """A cancel request that reached another worker: act if the run is ours."""
+        with contextlib.suppress(NotFound):
+            self.cancel(run_id)
+
+    def _slot_freed(self) -> None:
+        """Another worker freed a slot: a run waiting here may take it now."""
+        with self._lock:
+            try:
+                self._pump()
+            except Exception:  # the shared store is down: the refresher retries
+                log.warning("could not claim a freed slot", exc_info=True)
 
     def pause(self) -> None:
         with self._lock:

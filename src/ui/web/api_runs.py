@@ -111,8 +111,9 @@ def raw_log(run_id: str) -> Response:
 
 @bp.post("/api/runs/<run_id>/cancel")
 def cancel(run_id: str) -> Response:
-    known_run(run_id)
-    outcome = state().executor.cancel(run_id)
+    run = known_run(run_id)
+    in_flight = run.get("status") in (RunStatus.QUEUED, RunStatus.RUNNING)
+    outcome = state().executor.cancel(run_id, elsewhere=in_flight)  # another worker may hold it
     return jsonify(run_id=run_id, outcome=outcome)
 
 
