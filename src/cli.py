@@ -78,6 +78,8 @@ def exec_command(subtype: str, command: tuple[str, ...], summary: str | None,
                 run.fail(result.error["code"], result.error["message"])
     except ValueError as exc:
         raise Fail(str(exc)) from None
+    except LedgerWriteError as exc:  # the run ended but its record could not be written
+        raise Fail(f"run {run.run_id} {run.run.status}, not recorded: {exc}") from None
     except KeyboardInterrupt:
         click.echo(f"controlplane: run {run.run_id} cancelled", err=True)
         sys.exit(130)
@@ -188,15 +190,18 @@ def _tracked_sync(repo: str | None, subtype: str, work) -> dict:
     from controlplane.core.run_tracker import default_actor, tracked_run
 
     ledger = open_ledger(repo)
-    with tracked_run("git", subtype, summary=subtype.replace("git:", "").replace("_", " "),
-                     project_root=ledger.root, actor=default_actor("cli")) as run:
-        try:
-            report = work(ledger).to_dict()
-        except (SyncError, ValueError) as exc:
-            run.fail(getattr(exc, "code", "invalid_input"), str(exc))
-            report = None
-        else:
-            run.result = report
+    try:
+        with tracked_run("git", subtype, summary=subtype.replace("git:", "").replace("_", " "),
+                         project_root=ledger.root, actor=default_actor("cli")) as run:
+            try:
+                report = work(ledger).to_dict()
+            except (SyncError, ValueError) as exc:
+                run.fail(getattr(exc, "code", "invalid_input"), str(exc))
+                report = None
+            else:
+                run.result = report
+    except LedgerWriteError as exc:
+        raise Fail(f"run {run.run_id} {run.run.status}, not recorded: {exc}") from None
     if report is None:
         raise Fail(run.run.error["message"])
     return report

@@ -79,7 +79,7 @@ class Action:
     params: type[BaseModel]
     service: Service
     integration: str = ""
-    lock_key: str = "{path}"
+    lock_key: str = "{route}"  # may name params ("testing:{path}" is the tests' path)
     destructive: bool = False
     example: Example = field(default_factory=Example)
     description: str = ""
@@ -108,10 +108,14 @@ class Action:
         return validate_model(self.params, data, {"project_root": project_root})
 
     def lock_for(self, params: BaseModel, path: str) -> str:
-        """The lock key: runs with the same key never overlap (default: the route)."""
+        """The lock key: runs with the same key never overlap (default: the route).
+
+        ``{route}`` is the request's route; ``{path}`` is the route too unless the
+        params have a ``path`` field (the route must not override it).
+        """
         values = {k: v for k, v in params.model_dump().items() if not isinstance(v, SecretStr)}
         names = {n for _, n, _, _ in string.Formatter().parse(self.lock_key) if n}
-        values.update({"path": path})
+        values = {"path": path, **values, "route": path}
         return self.lock_key.format(**{n: values.get(n, "") for n in names})
 
 

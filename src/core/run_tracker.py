@@ -29,7 +29,7 @@ from typing import Any
 from controlplane.core import redact
 from controlplane.core.context import current_run, reset_current_run, set_current_run
 from controlplane.core.events import EventBus, default_bus
-from controlplane.core.ledger import Ledger
+from controlplane.core.ledger import Ledger, LedgerWriteError
 from controlplane.core.output import bound_result, cap_events, clip_line
 from controlplane.core.runs import Run, RunStatus, check_subtype, iso, process_start_time, utc_now
 
@@ -170,7 +170,12 @@ class ActiveRun:
                 self._spool.close()
                 self._spool = None
             events, _ = cap_events(self._events)
-        self.ledger.record(run, events)
+        try:
+            self.ledger.record(run, events)
+        except LedgerWriteError:  # kept in memory (and journaled): recorded at the next open
+            self.ledger.unrecorded[self.run_id] = (run, events)
+            self.bus.publish("run:completed", run.to_dict(), run_id=self.run_id)
+            raise
         self.ledger.journal.finish(
             self.run_id, keep_events_at=self.ledger.logs_dir / f"{self.run_id}.events.jsonl")
         final = run.to_dict()

@@ -39,7 +39,7 @@ RUN_TYPES: tuple[str, ...] = (
 ACTOR_KINDS = ("web", "script", "cli", "ingest", "api")
 
 _SUBTYPE_DETAIL = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{9}Z-[0-9a-f]{8}$")
+RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{9}Z-[0-9a-f]{8}$", re.ASCII)  # \d: 0-9 only
 
 
 class RunStatus(StrEnum):
@@ -193,6 +193,11 @@ class Run:
         missing = [k for k in ("run_id", "type", "subtype") if not isinstance(values.get(k), str)]
         if missing:
             raise ValueError(f"run.json lacks {', '.join(missing)}")
+        wrong = [k for k, kinds in _FIELD_KINDS.items()
+                 if k in values and (not isinstance(values[k], kinds)
+                                     or isinstance(values[k], bool))]
+        if wrong:  # the index, the pages and the API rely on these kinds
+            raise ValueError(f"run.json has fields of the wrong kind: {', '.join(wrong)}")
         try:
             values["status"] = RunStatus(values.get("status", "running"))
         except ValueError:
@@ -200,6 +205,15 @@ class Run:
         run = cls(**values)
         run.extra = {k: v for k, v in data.items() if k not in known}
         return run
+
+
+_FIELD_KINDS: dict[str, tuple[type, ...]] = {
+    "summary": (str,), "host": (str,), "started_at": (str, type(None)),
+    "ended_at": (str, type(None)), "parent_run_id": (str, type(None)),
+    "rerun_of": (str, type(None)), "duration_ms": (int, type(None)), "events": (int,),
+    "schema": (int,), "actor": (dict,), "code_ref": (dict,), "target": (dict,),
+    "params": (dict,), "result": (dict,), "error": (dict, type(None)), "artifacts": (list,),
+}
 
 
 def ledger_dir(run_id: str) -> str:

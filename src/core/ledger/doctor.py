@@ -7,6 +7,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from controlplane.core.ledger.ledger import Ledger
+from controlplane.core.ledger.locks import clear_stale_locks
 from controlplane.core.runs import Run
 
 
@@ -18,13 +19,16 @@ class DoctorReport:
     interrupted: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     tags_recreated: list[str] = field(default_factory=list)
+    stale_locks: list[str] = field(default_factory=list)  # removed: their git process died
 
     @property
     def healthy(self) -> bool:
         return self.fsck_ok and not self.unreadable
 
     def lines(self) -> list[str]:
-        out = [f"git fsck: {'ok' if self.fsck_ok else 'FAILED'}"]
+        out = [f"stale git locks removed: {len(self.stale_locks)}"]
+        out += [f"  {path}" for path in self.stale_locks]
+        out.append(f"git fsck: {'ok' if self.fsck_ok else 'FAILED'}")
         if not self.fsck_ok:
             out += ["  " + line for line in self.fsck_output.splitlines()[:20]]
         out.append(f"runs in the ledger: {self.runs} (index rebuilt)")
@@ -39,6 +43,7 @@ class DoctorReport:
 def diagnose(ledger: Ledger) -> DoctorReport:
     """Run every check; the index and view are rebuilt from the ledger."""
     report = DoctorReport()
+    report.stale_locks = clear_stale_locks(ledger.git_dir, ledger.root)  # before any write
     fsck = subprocess.run(["git", "--git-dir", str(ledger.git_dir), "fsck", "--no-dangling"],
                           capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
     report.fsck_ok = fsck.returncode == 0

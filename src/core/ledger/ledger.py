@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import subprocess
 import threading
 from collections import deque
@@ -86,6 +87,8 @@ class Ledger:
         self.recorded_here: deque[str] = deque(maxlen=10_000)  # for the cross-process feed
         self._records = 0
         self.interrupted: list[dict[str, Any]] = []
+        # runs that ended here but could not be recorded (disk full…): retried at each open
+        self.unrecorded: dict[str, tuple[Run, list[dict[str, Any]]]] = {}
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, recover: bool = True) -> Ledger:
@@ -96,6 +99,7 @@ class Ledger:
             if ledger is None:
                 ledger = cls._instances[git_dir] = cls(root, git_dir)
         if recover:
+            ledger.retry_unrecorded()
             ledger.interrupted.extend(ledger.recover())
             ledger.catch_up()
         return ledger
@@ -146,6 +150,12 @@ class Ledger:
 
     def _advance(self, parent, commit, directory, files, run=None, message=None) -> None:
         """Bring view and index to *commit*: directly when they were at *parent*, else by diff."""
+        try:
+            self._advance_caches(parent, commit, directory, files, run, message)
+        except (OSError, sqlite3.Error) as exc:  # the commit is the truth: caches catch up later
+            log.warning("recorded, but view and index are behind: %s", exc)
+
+    def _advance_caches(self, parent, commit, directory, files, run, message) -> None:
         parent_text = str(parent) if parent is not None else None
         if not self.view.apply(parent_text, str(commit), [(directory, files)], []):
             self._catch_up_view(commit)
@@ -159,8 +169,15 @@ class Ledger:
         head = self.store.head()
         if head is None:
             return []
-        self._catch_up_view(head)
-        return self._catch_up_index(head)
+        try:  # a full disk must not fail a read: view and index are caches
+            self._catch_up_view(head)
+        except OSError as exc:
+            log.warning("could not bring the view up to date: %s", exc)
+        try:
+            return self._catch_up_index(head)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("could not bring the index up to date: %s", exc)
+            return []
 
     def _catch_up_view(self, head) -> None:
         for _ in range(20):
@@ -221,6 +238,22 @@ class Ledger:
         self.catch_up()
         return self.index.count()
 
+    def retry_unrecorded(self) -> list[str]:
+        """Record the runs of this process whose record failed earlier; returns those done."""
+        done = []
+        for run_id in list(self.unrecorded):
+            pending = self.unrecorded.pop(run_id, None)  # atomic: one thread records it
+            if pending is None:
+                continue
+            try:
+                self.record(*pending)
+            except LedgerWriteError:
+                self.unrecorded[run_id] = pending  # still failing: kept for the next try
+                break
+            self.journal.finish(run_id, keep_events_at=self.logs_dir / f"{run_id}.events.jsonl")
+            done.append(run_id)
+        return done
+
     # -- dead processes --------------------------------------------------
 
     def recover(self) -> list[dict[str, Any]]:
@@ -259,8 +292,13 @@ class Ledger:
     # -- reading ---------------------------------------------------------
 
     def active(self) -> list[dict[str, Any]]:
-        """Runs in flight in any process of this clone (from the journal)."""
-        return [e.run for e in self.journal.entries() if e.alive]
+        """Runs in flight in any process of this clone (from the journal).
+
+        A run of this process that ended but awaits its record shows its final state.
+        """
+        return [self.unrecorded[e.run["run_id"]][0].to_dict()
+                if e.run.get("run_id") in self.unrecorded else e.run
+                for e in self.journal.entries() if e.alive]
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         """A run, finished (index) or in flight (journal)."""

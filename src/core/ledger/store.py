@@ -18,6 +18,8 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FileMode, ObjectType
 
+from controlplane.core.ledger.locks import clear_stale_locks
+
 BRANCH = "scp-ledger"
 BRANCH_REF = f"refs/heads/{BRANCH}"
 TAG_PREFIX = "refs/scp/run/"
@@ -109,6 +111,14 @@ class GitStore:
                 return parent, commit
             except (pygit2.GitError, OSError, pygit2.AlreadyExistsError):
                 time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))  # back off, retry
+        lock = Path(repo.path) / f"{BRANCH_REF}.lock"
+        if clear_stale_locks(Path(repo.path), Path(repo.workdir) if repo.workdir else None,
+                             candidates=[lock]):
+            return self._commit_files(directory, files, message, author)  # a dead git's lock
+        if lock.exists():
+            raise LedgerWriteError(f"the ledger branch is locked by {lock} (a git process "
+                                   "writes it, or one died: `controlplane ledger doctor` "
+                                   "removes a stale lock)")
         raise LedgerWriteError("the ledger branch kept moving; gave up after retries")
 
     def _with_subtree(self, tree: pygit2.Tree | None, parts: list[str], leaf: pygit2.Oid

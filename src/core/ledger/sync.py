@@ -32,6 +32,18 @@ REMOTE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 OUTBOX = "refs/scp/outbox/"
 
 
+def rejection_reason(stderr: str) -> str:
+    """What the remote said (its ``remote:`` lines, e.g. a hook's reason), then git's verdict.
+
+    With many refs pushed, git's per-ref lines would push the reason out of a plain tail.
+    """
+    lines = stderr.strip().splitlines()
+    said = [line for line in lines if line.startswith("remote:")][:10]
+    if not said:
+        return stderr.strip()[-500:]
+    return "\n".join([*(line[:200] for line in said), lines[-1][:200]])
+
+
 class SyncError(RuntimeError):
     """A sync step failed; ``code`` says which (``remote_rejected``, ``fetch_failed``…)."""
 
@@ -159,7 +171,7 @@ class LedgerSync:
                 report.pushed, report.tags_pushed = True, len(published)
                 return report
             if "fetch first" not in pushed.stderr and "non-fast-forward" not in pushed.stderr:
-                raise SyncError("remote_rejected", pushed.stderr.strip()[-500:] or
+                raise SyncError("remote_rejected", rejection_reason(pushed.stderr) or
                                 pushed.error["message"])
             more = self.pull()  # the remote moved meanwhile: merge and try again
             report.pulled_runs += more.pulled_runs
