@@ -14,8 +14,11 @@ from typing import Any
 
 from controlplane.core.events import EventBus
 from controlplane.core.ledger.ledger import Ledger
+from controlplane.core.ledger.store import RUNS_DIR
 
 log = logging.getLogger(__name__)
+
+COMPLETED_KEPT = 1_000  # completed run ids remembered (their journal entries go within ms)
 
 
 class LedgerFeed:
@@ -26,6 +29,9 @@ class LedgerFeed:
         self.bus = bus
         self.interval = interval
         self._seen: dict[str, int] = {}  # foreign in-flight run id -> last output seq published
+        # runs announced completed: a writer removes its journal entry just after it commits,
+        # so a later poll may still list it; it must not be announced started again
+        self._completed: dict[str, None] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._head = ledger.store.head()  # the ledger tip this feed has announced up to
@@ -37,7 +43,7 @@ class LedgerFeed:
             if entry.pid == os.getpid() or not entry.alive or self._announced(entry.run):
                 continue
             run_id = entry.run.get("run_id")
-            if run_id:
+            if run_id and run_id not in self._completed:
                 current[run_id] = entry.run
         for run_id, run in current.items():
             if run_id not in self._seen:
@@ -57,6 +63,9 @@ class LedgerFeed:
             new_runs = [r for r in new_runs if r["run_id"] in self._seen]
         for run in new_runs:
             self._seen.pop(run["run_id"], None)
+            self._completed[run["run_id"]] = None
+            if len(self._completed) > COMPLETED_KEPT:
+                del self._completed[next(iter(self._completed))]
             if run["run_id"] not in mine and not self._announced(run):
                 self.bus.publish("run:completed", run, run_id=run["run_id"])
         for run_id in [r for r in self._seen if r not in current]:
@@ -84,6 +93,8 @@ class LedgerFeed:
         for directory in changed:
             entry_id = directory.rsplit("/", 1)[-1]
             run = self.ledger.index.get(entry_id)
+            if run is None and directory.startswith(RUNS_DIR):  # the index lags (busy): git
+                run = self.ledger._read_entry(head, directory)
             if run is not None:
                 runs.append(run)
                 continue

@@ -182,6 +182,8 @@ class Ledger:
     def _catch_up_view(self, head) -> None:
         for _ in range(20):
             current = self.view.head()
+            if self._ahead_of(current, head):
+                return
             changed, removed = self.store.changed_entry_dirs(self._known_commit(current), head)
             upserts = [(d, self.store.read_dir(head, d)) for d in changed]
             if self.view.apply(current, str(head), upserts, removed):
@@ -190,7 +192,7 @@ class Ledger:
     def _catch_up_index(self, head) -> list[dict[str, Any]]:
         for _ in range(20):
             current = self.index.head()
-            if current == str(head):
+            if current == str(head) or self._ahead_of(current, head):
                 return []
             old = self._known_commit(current)
             if old is None and current is not None:
@@ -221,6 +223,21 @@ class Ledger:
         except ValueError:
             log.warning("skipping unreadable entry in %s", directory)
             return None
+
+    def _ahead_of(self, current: str | None, head) -> bool:
+        """True if a cache at *current* reflects a descendant of *head* still on the branch.
+
+        A writer whose commit was overtaken catches up to its own, older commit:
+        diffing back from the newer state would drop the newer runs from the cache.
+        (A branch reset to an older commit by hand is followed back, as before.)
+        """
+        known = self._known_commit(current)
+        if known is None or known == head:
+            return False
+        with self.store.lock:
+            repo, tip = self.store.repo, self.store.head()
+            return repo.descendant_of(known, head) and tip is not None \
+                and (tip == known or repo.descendant_of(tip, known))
 
     def _known_commit(self, text: str | None) -> pygit2.Oid | None:
         if not text:
