@@ -10,11 +10,11 @@ temporary project whose ledger is prefilled with N runs (default 10,000), then:
 2. load: S SSE clients (`/api/events`, default 200) and W WebSocket clients
    (`/ws/events`, default 20) connected, while P processes (default 4) record
    R runs each (default 250) with `tracked_run` against the same repository.
-   The server's cross-process feed announces them (`run:started` when it sees
-   a run in flight, `run:output`, `run:completed`). Checked: every client got
-   the same envelopes, ids contiguous and increasing (none lost, none
-   duplicated, same order everywhere), one `run:completed` for each of the
-   P x R runs, any `run:started` once and before its completion; the ledger
+   The server's cross-process feed announces them (`run:started`, also for a
+   run over between two polls, `run:output`, `run:completed`). Checked: every
+   client got the same envelopes, ids contiguous and increasing (none lost,
+   none duplicated, same order everywhere), one `run:started` and then one
+   `run:completed` for each of the P x R runs (2 x P x R events); the ledger
    holds every run (index and `refs/scp/run/…`), `git fsck` is clean.
    Measured: publish -> client latency (envelope `at` to receive time) over all
    clients, the server's peak RSS and threads (master + worker) during the
@@ -349,7 +349,7 @@ def spread(name: str, values: list[float]) -> dict[str, float | None]:
 
 
 def run_order_problems(name: str, envelopes: list[dict], written: set[str]) -> list[str]:
-    """One completion per written run, nothing else completed, a start once and before it."""
+    """Per written run one start, then one completion; nothing else started or completed."""
     problems: list[str] = []
     started: dict[str, int] = {}
     completed: dict[str, int] = {}
@@ -364,6 +364,9 @@ def run_order_problems(name: str, envelopes: list[dict], written: set[str]) -> l
                 problems.append(f"{name}: run:completed for {run_id} twice")
             completed[run_id] = position
     missing, extra = written - set(completed), set(completed) - written
+    unstarted = written - set(started)
+    if unstarted:
+        problems.append(f"{name}: no run:started for {len(unstarted)} runs, e.g. {min(unstarted)}")
     if missing:
         problems.append(f"{name}: no run:completed for {len(missing)} runs, e.g. {min(missing)}")
     if extra:

@@ -51,19 +51,21 @@ def client(frames: list[bytes]) -> SSEStream:
 
 def test_the_delivery_check_catches_loss_duplicates_and_disorder() -> None:
     good = [envelope(1, "run:started", "a"), envelope(2, "run:completed", "a"),
-            envelope(3, "run:completed", "b")]
-    lost = [good[0], good[2]]
-    duplicated = [good[0], good[1], good[1], good[2]]
-    reordered = [good[1], good[0], good[2]]
+            envelope(3, "run:started", "b"), envelope(4, "run:completed", "b")]
+    lost = [good[0], good[1], good[3]]
+    duplicated = [good[0], good[1], good[1], good[2], good[3]]
+    reordered = [good[1], good[0], good[2], good[3]]
     started_late = [envelope(1, "run:completed", "a"), envelope(2, "run:started", "a"),
-                    envelope(3, "run:completed", "b")]
+                    good[2], good[3]]
+    never_started = [envelope(1, "run:started", "a"), envelope(2, "run:completed", "a"),
+                     envelope(3, "run:completed", "b")]
 
     def problems(*frame_lists: list[bytes]) -> list[str]:
         outcome = LoadOutcome([client(f) for f in frame_lists], ["a", "b"], "e-0", 1.0, 1.0)
         return check_delivery(outcome, 2)[0]
 
     assert problems(good, good) == []
-    for bad in (lost, duplicated, reordered, started_late):
+    for bad in (lost, duplicated, reordered, started_late, never_started):
         assert problems(good, bad), bad
     assert problems(good[:2], good[:2])  # run b never completed anywhere
 
@@ -101,6 +103,34 @@ def test_feed_never_announces_a_completed_run_as_started(repo: Path) -> None:
         writer.kill() if writer.poll() is None else None
     assert [(e["type"], e["run_id"]) for e in received] == [
         ("run:started", run_id), ("run:completed", run_id)]
+
+
+QUICK = """
+import sys
+from controlplane import tracked_run
+with tracked_run("test", "test:quick", project_root=sys.argv[1], summary="over at once") as run:
+    run.output("done")
+print(run.run_id, flush=True)
+"""
+
+
+def test_feed_announces_the_start_of_a_run_over_between_two_polls(repo: Path) -> None:
+    bus = EventBus()
+    feed = LedgerFeed(Ledger.open(repo), bus)
+    received: list[dict] = []
+    disconnect = bus.connect(received.append)
+    try:
+        done = subprocess.run([sys.executable, "-c", QUICK, str(repo)], capture_output=True,
+                              text=True, timeout=60, check=True)
+        feed.poll_once()
+    finally:
+        disconnect()
+    run_id = done.stdout.strip()
+    assert [(e["type"], e["run_id"]) for e in received] == [
+        ("run:started", run_id), ("run:completed", run_id)]
+    started, completed = received[0]["data"], received[1]["data"]
+    assert started["status"] == "running" and started["ended_at"] is None
+    assert completed["status"] == "ok" and started["started_at"] == completed["started_at"]
 
 
 def finished(summary: str) -> Run:

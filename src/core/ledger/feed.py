@@ -21,6 +21,12 @@ log = logging.getLogger(__name__)
 COMPLETED_KEPT = 1_000  # completed run ids remembered (their journal entries go within ms)
 
 
+def as_started(run: dict[str, Any]) -> dict[str, Any]:
+    """The run.json of a finished run as it was while running (no end, result or error)."""
+    return {**run, "status": "running", "ended_at": None, "duration_ms": None,
+            "result": {}, "error": None}
+
+
 class LedgerFeed:
     """Polls the journal and the ledger head; ``poll_once`` is the whole job."""
 
@@ -62,11 +68,13 @@ class LedgerFeed:
             self.bus.publish("ledger:synced", {"runs": len(new_runs)})
             new_runs = [r for r in new_runs if r["run_id"] in self._seen]
         for run in new_runs:
-            self._seen.pop(run["run_id"], None)
+            announced_start = self._seen.pop(run["run_id"], None) is not None
             self._completed[run["run_id"]] = None
             if len(self._completed) > COMPLETED_KEPT:
                 del self._completed[next(iter(self._completed))]
             if run["run_id"] not in mine and not self._announced(run):
+                if not announced_start:  # over between two polls: its start is told first
+                    self.bus.publish("run:started", as_started(run), run_id=run["run_id"])
                 self.bus.publish("run:completed", run, run_id=run["run_id"])
         for run_id in [r for r in self._seen if r not in current]:
             if self.ledger.index.get(run_id) is None and run_id not in mine:
