@@ -71,9 +71,11 @@ def tool_env(
     env: Mapping[str, str] | None = None, extra_env: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """The environment a tool runs with: *env* (default ``os.environ``) plus *extra_env*,
-    made non-interactive."""
+    made non-interactive. Its secret-looking values (``*_TOKEN``, ``*PASSWORD*``…) are
+    registered for redaction: a tool may print them."""
     result = dict(os.environ if env is None else env)
     result.update(extra_env or {})
+    _redact.register_env(result)
     result["GIT_TERMINAL_PROMPT"] = "0"
     result.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
     result["PYTHONUNBUFFERED"] = "1"
