@@ -228,10 +228,17 @@ def ledger_push(remote: str | None, include_unpublished: bool, repo: str | None)
 
 @ledger_group.command("pull")
 @click.argument("remote", required=False)
+@click.option("--auto", "every", type=click.IntRange(1, 86_400), default=None, metavar="N",
+              help="Keep pulling every N seconds until Ctrl-C (not recorded as runs).")
 @repo_option
-def ledger_pull(remote: str | None, repo: str | None) -> None:
+def ledger_pull(remote: str | None, every: int | None, repo: str | None) -> None:
     """Fetch and merge the ledger of REMOTE: a pull never drops a local run."""
     from controlplane.core.ledger.sync import LedgerSync
+
+    if every:
+        ledger = open_ledger(repo)
+        _pull_every(LedgerSync(ledger, remote or _setting(ledger, "ledger_remote")), every)
+        return
 
     def work(ledger: Ledger):
         return LedgerSync(ledger, remote or _setting(ledger, "ledger_remote")).pull()
@@ -239,6 +246,26 @@ def ledger_pull(remote: str | None, repo: str | None) -> None:
     report = _tracked_sync(repo, "git:ledger_pull", work)
     click.echo(f"pulled from {report['remote']}: {report['pulled_runs']} new runs"
                + (" (merged)" if report["merged"] else ""))
+
+
+def _pull_every(sync: Any, seconds: int) -> None:
+    """Pull now and every *seconds* until Ctrl-C; one line per pull that brought runs."""
+    from controlplane.core.ledger.sync import SyncError
+
+    click.echo(f"pulling the ledger from {sync.remote} every {seconds} s (Ctrl-C stops)")
+    try:
+        while True:
+            try:
+                report = sync.pull().to_dict()
+            except (SyncError, OSError) as exc:
+                click.echo(f"controlplane: pull failed: {exc}", err=True)
+            else:
+                if report["pulled_runs"] or report["merged"]:
+                    click.echo(f"{time.strftime('%H:%M:%S')} pulled {report['pulled_runs']} "
+                               f"new runs from {report['remote']}")
+            time.sleep(seconds)
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
 
 
 def _setting(ledger: Ledger, name: str):

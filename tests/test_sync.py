@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -198,3 +200,22 @@ def test_auto_sync_pulls_in_the_background_and_announces_once(machines, make_app
     assert envelope["data"]["runs"] == 3 and "run:completed" not in seen
     assert app.extensions["controlplane"].ledger.index.count() == 3
     assert [r["subtype"] for r in Ledger.open(a).recent()] == ["test:sync"] * 3  # not recorded
+
+
+def test_cli_pull_auto_keeps_pulling_until_ctrl_c(machines) -> None:
+    _, a, b = machines
+    puller = subprocess.Popen([sys.executable, "-m", "controlplane", "ledger", "pull", "--auto",
+                               "1"], cwd=b, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        assert puller.stdout.readline().startswith("pulling the ledger from origin every 1 s")
+        record(a, 3, "from a")
+        LedgerSync(Ledger.open(a), "origin").push()
+        assert "pulled 3 new runs from origin" in puller.stdout.readline()  # waits for it
+        puller.send_signal(signal.SIGINT)
+        assert puller.wait(timeout=30) == 0
+    finally:
+        puller.kill() if puller.poll() is None else None
+        puller.stdout.close()
+        puller.stderr.close()
+    assert ledger_state(b) == (3, 3)  # the pulled runs, and no run for the pulls themselves
