@@ -11,7 +11,7 @@ from controlplane.core.events import EventBus
 from controlplane.core.ledger import Ledger
 from controlplane.core.runs import iso, new_run_id, run_id_time
 
-MENTION = re.compile(r"@run:(\d{8}T\d{9}Z-[0-9a-f]{8})")
+MENTION = re.compile(r"@run:(\d{8}T\d{9}Z-[0-9a-f]{8})", re.ASCII)  # \d: 0-9 only
 MAX_TEXT = 4_000
 
 

@@ -125,7 +125,8 @@ def parse_event_id(event_id: str | None) -> tuple[str, int] | None:
     if not event_id or "-" not in event_id:
         return None
     epoch, _, seq = event_id.rpartition("-")
-    return (epoch, int(seq)) if seq.isdigit() and epoch else None
+    # isdigit alone lets through '²', which int() refuses: ASCII digits only
+    return (epoch, int(seq)) if seq.isascii() and seq.isdigit() and epoch else None
 
 
 class Subscription:

@@ -6,6 +6,7 @@ so a run.json written by a newer version survives a round trip through this one.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import socket
@@ -198,6 +199,13 @@ class Run:
                                      or isinstance(values[k], bool))]
         if wrong:  # the index, the pages and the API rely on these kinds
             raise ValueError(f"run.json has fields of the wrong kind: {', '.join(wrong)}")
+        huge = [k for k in ("duration_ms", "events", "schema")
+                if isinstance(values.get(k), int) and not -(2**63) <= values[k] < 2**63]
+        if huge:  # the index keeps them as SQLite (64-bit) integers
+            raise ValueError(f"run.json has integers out of range: {', '.join(huge)}")
+        # the index and the view write it back as UTF-8: a lone surrogate (JSON "\ud800")
+        # raises UnicodeEncodeError, a ValueError, here rather than in every later catch-up
+        json.dumps(data, ensure_ascii=False).encode()
         try:
             values["status"] = RunStatus(values.get("status", "running"))
         except ValueError:

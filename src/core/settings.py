@@ -84,8 +84,8 @@ def read_project_file(project_root: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
+        loaded = yaml.safe_load(path.read_bytes()) or {}  # bytes: YAML detects UTF-8/16
+    except (yaml.YAMLError, RecursionError) as exc:  # nesting deeper than the stack
         raise SettingsError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(loaded, dict):
         raise SettingsError(f"{path}: expected a mapping of settings")
@@ -109,10 +109,14 @@ def describe(loaded: dict[str, tuple[Any, str]]) -> list[str]:
 
 
 def _convert(setting: Setting, value: Any) -> Any:
-    if value is None or setting.kind is str:
+    if value is None or (setting.kind is str and isinstance(value, str)):
         return value
+    if setting.kind is str:  # YAML gives numbers for "port-like" text; never a list or a map
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise SettingsError(f"{setting.name}: expected text, got {value!r}")
     try:
         return setting.kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # int(.inf) overflows
         raise SettingsError(f"{setting.name}: expected {setting.kind.__name__}, "
                             f"got {value!r}") from None

@@ -193,7 +193,8 @@ def read_manifest(tar: tarfile.TarFile, member: tarfile.TarInfo | None) -> dict[
             raise ArchiveRefused(f"{MANIFEST}: not a {FORMAT} v{VERSION} manifest")
         entries = [Entry(safe_relative(f["path"]), int(f["size"]), str(f["sha256"]),
                          int(f.get("mode", 0o644)) & 0o777) for f in doc["files"]]
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError,
+            OverflowError, RecursionError):  # "size": 1e999 is inf; [[[… deeper than the stack
         raise ArchiveRefused(f"{MANIFEST} is unreadable") from None
     by_path = {e.path: e for e in entries}
     if len(by_path) != len(entries):

@@ -108,6 +108,10 @@ def classify(tool: str, result: ToolResult) -> dict[str, str] | None:
     return {"code": code, "message": message}
 
 
+UNPARSEABLE = (ValueError, LookupError, TypeError, AttributeError)
+"""What a parser raises on output it does not understand (a missing document is an IndexError)."""
+
+
 def run_cli(ctx: ActionContext, argv: list[str], *,
             parse: Callable[[str], dict[str, Any]] | None = None,
             stdin: str | None = None, **target: Any) -> dict[str, Any]:
@@ -122,7 +126,7 @@ def run_cli(ctx: ActionContext, argv: list[str], *,
     elif parse is not None:
         try:
             answer.update(parse(result.stdout))
-        except (ValueError, KeyError, TypeError) as exc:
+        except UNPARSEABLE as exc:
             answer.update(ok=False, error={"code": "unparseable_output",
                                            "message": f"{tool} output not understood: {exc}"})
     return answer
@@ -174,7 +178,7 @@ def call_cli(ctx: ActionContext, argv: list[str], *,
         return answer, result
     try:
         answer.update(parse(result.stdout))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except UNPARSEABLE as exc:
         if error is None:
             answer.update(ok=False, error={"code": "unparseable_output",
                                            "message": f"{argv[0]} output not understood: {exc}"})

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from controlplane.core.actions import project_path
-from controlplane.core.errors import Conflict
+from controlplane.core.errors import Conflict, InvalidInput
 
 
 class GenerateParams(BaseModel):
@@ -35,6 +35,9 @@ def deliver(root: Path, relative: str, content: str, params: GenerateParams,
                               "sha256": digest, "written": False, "exists": target.exists()}
     if not params.write:
         return result
+    if target.is_dir():  # the root or a directory: its temp file would land beside it
+        problem = f"{relative!r} is a directory, not a file"
+        raise InvalidInput({field_name: problem}, f"{field_name}: {problem}")
     if target.exists() and not params.overwrite:
         raise Conflict(f"{result['path']} exists: send \"overwrite\": true to replace it",
                        path=result["path"])

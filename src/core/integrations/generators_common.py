@@ -10,6 +10,7 @@ meanwhile).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,7 +34,18 @@ TEMPLATES = Environment(
     undefined=StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
     lstrip_blocks=True, autoescape=False,
 )
-TEMPLATES.filters["quote"] = lambda value: json.dumps(value, ensure_ascii=False)
+# Characters a JSON string may hold raw but YAML (non-printable, or a line break that folds),
+# TOML (DEL, C1 controls) or an encoder (lone surrogates) refuses: written as \u escapes.
+RAW_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
+
+
+def quote(value: Any) -> str:
+    """*value* as a JSON literal that is also a valid YAML, TOML and JavaScript literal."""
+    return RAW_UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}",
+                          json.dumps(value, ensure_ascii=False))
+
+
+TEMPLATES.filters["quote"] = quote
 
 
 def render(template: str, **values: Any) -> str:

@@ -42,7 +42,7 @@ class WizardParams(GenerateParams):
     ingress_host: HostName | None = Field(None, description="host name for an Ingress (optional)")
     service_type: ServiceType = Field("ClusterIP", description="Service type")
     namespace: DNSName | None = Field(None, description="namespace to put in the manifests")
-    output: ProjectPath | None = Field(None, max_length=300,
+    output: ProjectPath | None = Field(None, min_length=1, max_length=300,
                                        description="file to write (default k8s/<name>.yaml)")
 
     @model_validator(mode="after")

@@ -23,6 +23,7 @@ from controlplane.core.actions import (
     project_path,
     register,
 )
+from controlplane.core.integrations._cli_tools import UNPARSEABLE
 from controlplane.core.integrations._python_tools import project_python, python_tool
 from controlplane.core.integrations.testing import SMOKE_SUITE, TestRunParams, run_tests
 from controlplane.core.tools import ToolResult
@@ -79,17 +80,28 @@ def _outcome(error: dict[str, str] | None, counted: int, code: str, what: str,
     return {"ok": error is None, **fields, **({"error": error} if error else {})}
 
 
+def _unparseable(module: str, exc: Exception, result: ToolResult) -> dict[str, Any]:
+    """The failed result for output *module* printed that is not what it documents."""
+    return _outcome({"code": "unparseable_output",
+                     "message": f"{module} output not understood: {exc}"}, 0, "", "",
+                    exit_code=result.exit_code)
+
+
 def lint(ctx: ActionContext, params: QualityParams) -> dict[str, Any]:
     """``ruff check --output-format=json``: findings counted by rule, the first ones listed."""
     result, error = run_python_tool(ctx, "ruff", ["check", "--output-format=json",
                                                   *operands(ctx, params.paths)])
     if error:
         return _outcome(error, 0, "", "", exit_code=result.exit_code)
-    items = json.loads(result.stdout or "[]")
-    by_rule = Counter(item.get("code") or "syntax-error" for item in items)
-    findings = [{"file": relative(ctx, item["filename"]), "line": item["location"]["row"],
-                 "column": item["location"]["column"], "code": item.get("code") or "syntax-error",
-                 "message": item["message"]} for item in items[:params.max_findings]]
+    try:
+        items = json.loads(result.stdout or "[]")
+        by_rule = Counter(item.get("code") or "syntax-error" for item in items)
+        findings = [{"file": relative(ctx, item["filename"]), "line": item["location"]["row"],
+                     "column": item["location"]["column"],
+                     "code": item.get("code") or "syntax-error",
+                     "message": item["message"]} for item in items[:params.max_findings]]
+    except UNPARSEABLE as exc:
+        return _unparseable("ruff", exc, result)
     return _outcome(None, len(items), "lint_findings", "lint findings",
                     exit_code=result.exit_code, findings_count=len(items),
                     fixable=sum(bool(item.get("fix")) for item in items),
@@ -104,8 +116,12 @@ def format_code(ctx: ActionContext, params: FormatParams) -> dict[str, Any]:
                                                   *args])
     if error:
         return _outcome(error, 0, "", "", exit_code=result.exit_code)
-    files = sorted({relative(ctx, item["filename"]) for item in json.loads(result.stdout or "[]")
-                    if item.get("code") == "unformatted"})
+    try:
+        files = sorted({relative(ctx, item["filename"])
+                        for item in json.loads(result.stdout or "[]")
+                        if item.get("code") == "unformatted"})
+    except UNPARSEABLE as exc:
+        return _unparseable("ruff", exc, result)
     if params.check:
         return _outcome(None, len(files), "unformatted", "files would be reformatted",
                         exit_code=result.exit_code, files_count=len(files), files=files)
@@ -140,13 +156,17 @@ def typecheck(ctx: ActionContext, params: QualityParams) -> dict[str, Any]:
                                                       "--no-error-summary", *args])
     if error:
         return _outcome(error, 0, "", "", exit_code=result.exit_code)
-    messages = parse_mypy(result.stdout)
-    errors = [m for m in messages if m.get("severity") == "error"]
-    listed = [{"file": relative(ctx, m["file"]), "line": m["line"], "code": m.get("code"),
-               "message": m["message"]} for m in errors[:params.max_findings]]
+    try:
+        messages = parse_mypy(result.stdout)
+        errors = [m for m in messages if m.get("severity") == "error"]
+        listed = [{"file": relative(ctx, m["file"]), "line": m["line"], "code": m.get("code"),
+                   "message": m["message"]} for m in errors[:params.max_findings]]
+        files_with_errors = len({m["file"] for m in errors})
+    except UNPARSEABLE as exc:
+        return _unparseable("mypy", exc, result)
     return _outcome(None, len(errors), "type_errors", "type errors", exit_code=result.exit_code,
                     errors=len(errors), notes=len(messages) - len(errors),
-                    files_with_errors=len({m["file"] for m in errors}),
+                    files_with_errors=files_with_errors,
                     by_code=dict(Counter(m.get("code") or "misc" for m in errors).most_common()),
                     findings=listed)
 
