@@ -94,3 +94,35 @@ def test_websocket_same_envelopes_and_resume(served) -> None:
     resumed.close()
     assert [e["data"]["done"] for e in got] == [2, 3, 4]
     assert set(got[0]) == {"id", "type", "run_id", "at", "data"}
+
+
+def test_a_client_behind_a_burst_gets_it_in_few_writes_in_order() -> None:
+    from controlplane.core.events import EventBus
+    from controlplane.ui.web.api_events import MAX_BATCH, sse_frames
+
+    bus = EventBus()
+    sub = bus.subscribe(maxsize=1000)
+    published = [bus.publish("chat:message", {"message_id": str(n), "text": str(n)})["id"]
+                 for n in range(150)]
+    frames = sse_frames(sub, heartbeat=0.01)
+    assert next(frames).startswith("retry:")
+    writes = [next(frames) for _ in range(3)]
+    frames.close()
+    assert [w.count("\nid: ") + w.startswith("id: ") for w in writes] == [MAX_BATCH, MAX_BATCH, 22]
+    ids = [line[4:] for w in writes for line in w.splitlines() if line.startswith("id: ")]
+    assert ids == published
+
+
+def test_a_slow_client_ends_its_stream_with_resync_after_what_it_had() -> None:
+    from controlplane.core.events import EventBus
+    from controlplane.ui.web.api_events import sse_frames
+
+    bus = EventBus()
+    sub = bus.subscribe(maxsize=5)
+    for n in range(8):  # three more than it can hold: dropped from the bus
+        bus.publish("chat:message", {"message_id": str(n), "text": str(n)})
+    frames = sse_frames(sub, heartbeat=0.01)
+    next(frames)
+    last = next(frames)
+    assert last.count("data: ") == 6 and '"type": "resync"' in last.rsplit("data: ", 1)[1]
+    assert next(frames, None) is None  # the stream ends: the client reconnects and reloads
