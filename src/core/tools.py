@@ -245,11 +245,11 @@ def _execute(
     attached = False
     exited_alone = False  # True once the tool exited by itself (no timeout, cancel or error)
     try:
+        if sink is not None:  # journaled before any output is read: a crash from here on
+            sink.attach_process(process.pid, pgid)  # leaves a group that recovery can kill
+            attached = True
         for thread in threads:
             thread.start()
-        if sink is not None:
-            sink.attach_process(process.pid, pgid)
-            attached = True
         deadline = None if timeout is None else started + timeout
         outcome = _wait(process, pgid, deadline, cancel, grace_period)
         exited_alone = outcome is None
