@@ -68,6 +68,29 @@ def test_init_default_then_refuses_to_replace(client, project: Path) -> None:
     assert outside.status_code == 422 and "segments.0.source" in outside.json["fields"]
 
 
+HOSTILE_SOURCES = ["../..", "/etc", "docs/../../..", "docs\x00", "outside-link"]  # not "~/x": a plain name here
+HOSTILE_NAMES = ["-rf", "--upload-pack=touch pwned", "a;touch pwned", "$(touch pwned)", "../x",
+                 "a b", "a\nb", "<img src=x onerror=alert(1)>"]
+
+
+def test_nested_segments_refuse_hostile_values_naming_the_nested_field(
+        client, project: Path, tmp_path: Path) -> None:
+    (tmp_path / "outside").mkdir()
+    (project / "outside-link").symlink_to(tmp_path / "outside")
+    for source in HOSTILE_SOURCES:
+        answer = client.post("/pages/init", json={
+            "segments": [{"name": "docs", "source": "docs"}, {"name": "x", "source": source}]})
+        assert answer.status_code == 422, (source, answer.json)
+        assert list(answer.json["fields"]) == ["segments.1.source"], source
+    for name in HOSTILE_NAMES:
+        answer = client.post("/pages/init", json={"segments": [{"name": name, "source": "docs"}]})
+        assert answer.status_code == 422, (name, answer.json)
+        assert list(answer.json["fields"]) == ["segments.0.name"], name
+    assert not (project / CONFIG).exists()  # nothing written by any of them
+    assert not list(project.rglob("pwned")) and not list(tmp_path.rglob("pwned"))
+    assert client.get("/api/runs/recent").json["runs"] == []  # refused before any run
+
+
 def test_init_finds_a_root_mkdocs_project(client, project: Path) -> None:
     (project / "mkdocs.yml").write_text("site_name: Demo\n")
     made = client.post("/pages/init", json={}).json
