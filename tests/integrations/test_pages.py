@@ -68,7 +68,8 @@ def test_init_default_then_refuses_to_replace(client, project: Path) -> None:
     assert outside.status_code == 422 and "segments.0.source" in outside.json["fields"]
 
 
-HOSTILE_SOURCES = ["../..", "/etc", "docs/../../..", "docs\x00", "outside-link"]  # not "~/x": a plain name here
+# not "~/x": a plain name inside the project
+HOSTILE_SOURCES = ["../..", "/etc", "docs/../../..", "docs\x00", "outside-link"]
 HOSTILE_NAMES = ["-rf", "--upload-pack=touch pwned", "a;touch pwned", "$(touch pwned)", "../x",
                  "a b", "a\nb", "<img src=x onerror=alert(1)>"]
 
