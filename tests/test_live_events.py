@@ -90,8 +90,13 @@ def test_websocket_same_envelopes_and_resume(served) -> None:
     ws.close()
     publish(3, start=2)
     resumed = ws_connect(served, seen[-1]["id"])
-    got = [json.loads(resumed.receive(timeout=10)) for _ in range(3)]
-    resumed.close()
+    try:
+        got = [resumed.receive(timeout=10) for _ in range(3)]
+    finally:
+        resumed.close()
+    bus = default_bus()  # what the server had, should a message not have come
+    assert None not in got, (got, seen[-1]["id"], bus.last_id, bus.subscriber_count)
+    got = [json.loads(message) for message in got]
     assert [e["data"]["done"] for e in got] == [2, 3, 4]
     assert set(got[0]) == {"id", "type", "run_id", "at", "data"}
 
