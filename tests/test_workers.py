@@ -180,6 +180,7 @@ def test_the_same_action_sent_to_both_workers_at_once_runs_once(
     pidfile = slow_tests
     server = Server(repo, tmp_path, "--workers", "2", "--bus", redis_url, env=slow_env(pidfile))
     connections: tuple[WorkerConnection, ...] = ()
+    events = Events(server)
     try:
         connections = both_workers(server.port)
         gate = threading.Barrier(2)
@@ -202,9 +203,12 @@ def test_the_same_action_sent_to_both_workers_at_once_runs_once(
         running = next(body for status, _, body in answers if status == 202)
         assert refused["error"] == "run_already_in_progress", refused
         assert running["run_id"] in json.dumps(refused)  # the 409 names the run that holds it
+        # its tool has started (and written its sleeper's pid) before it is cancelled
+        events.wait_for(lambda e: e["type"] == "run:output" and e["run_id"] == running["run_id"])
         status, _, _ = connections[0].call("POST", f"/api/runs/{running['run_id']}/cancel", {})
         assert status in (200, 202)
     finally:
+        events.close()
         for connection in connections:
             connection.close()
         server.stop()
