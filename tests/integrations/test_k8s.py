@@ -254,6 +254,18 @@ def test_helm_template_lists_the_rendered_resources(project: Path, make_app, fak
                                                                     ("ConfigMap", "web-config")]
 
 
+@pytest.mark.parametrize("printed", ["kind: [unclosed\n", "a\x0eb\n"],
+                         ids=["broken-yaml", "control-character"])
+def test_helm_template_output_that_is_not_yaml_fails_the_run_clearly(
+        project: Path, make_app, fake_bin, tmp_path: Path, printed: str) -> None:
+    scripted(fake_bin, "helm", {"template": (printed, "", 0)})
+    client = bearer_client(make_app(TOOL_ENV=isolated_path(tmp_path / "bin",
+                                                           first=fake_bin.dir)))
+    body = client.post("/k8s/helm/template", json={"release": "web", "chart": "./chart/"}
+                       ).get_json()
+    assert body["status"] == "failed" and body["error"]["code"] == "unparseable_output", body
+
+
 @pytest.mark.skipif(HELM is None, reason="helm is not installed")
 def test_real_helm_template_of_a_local_chart(project: Path, make_app, tmp_path: Path) -> None:
     tools = tmp_path / "tools"

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
+import yaml
 from pydantic import AfterValidator, Field
 
 from controlplane.core.actions import ActionContext, project_path
@@ -108,7 +109,7 @@ def classify(tool: str, result: ToolResult) -> dict[str, str] | None:
     return {"code": code, "message": message}
 
 
-UNPARSEABLE = (ValueError, LookupError, TypeError, AttributeError)
+UNPARSEABLE = (ValueError, LookupError, TypeError, AttributeError, yaml.YAMLError)
 """What a parser raises on output it does not understand (a missing document is an IndexError)."""
 
 
