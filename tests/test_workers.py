@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -18,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -175,14 +177,28 @@ def slow_env(pidfile: Path, **extra: str) -> dict[str, str]:
     return server_env(PATH=f"{pidfile.parent / 'bin'}{os.pathsep}{os.environ['PATH']}", **extra)
 
 
-def test_the_same_action_sent_to_both_workers_at_once_runs_once(
-        repo: Path, tmp_path: Path, redis_url: str, slow_tests: Path) -> None:
-    pidfile = slow_tests
-    server = Server(repo, tmp_path, "--workers", "2", "--bus", redis_url, env=slow_env(pidfile))
+@contextlib.contextmanager
+def two_workers(repo: Path, tmp_path: Path, redis_url: str, env: dict[str, str]
+                ) -> Iterator[tuple[tuple[WorkerConnection, ...], Events]]:
+    """A 2-worker server: a connection to each worker and an event stream; all stopped after."""
+    server = Server(repo, tmp_path, "--workers", "2", "--bus", redis_url, env=env)
     connections: tuple[WorkerConnection, ...] = ()
     events = Events(server)
     try:
         connections = both_workers(server.port)
+        yield connections, events
+    finally:
+        events.close()
+        for connection in connections:
+            connection.close()
+        server.stop()
+        server.kill()
+
+
+def test_the_same_action_sent_to_both_workers_at_once_runs_once(
+        repo: Path, tmp_path: Path, redis_url: str, slow_tests: Path) -> None:
+    pidfile = slow_tests
+    with two_workers(repo, tmp_path, redis_url, slow_env(pidfile)) as (connections, events):
         gate = threading.Barrier(2)
         answers: list[tuple[int, str, dict]] = []
 
@@ -207,23 +223,13 @@ def test_the_same_action_sent_to_both_workers_at_once_runs_once(
         events.wait_for(lambda e: e["type"] == "run:output" and e["run_id"] == running["run_id"])
         status, _, _ = connections[0].call("POST", f"/api/runs/{running['run_id']}/cancel", {})
         assert status in (200, 202)
-    finally:
-        events.close()
-        for connection in connections:
-            connection.close()
-        server.stop()
-        server.kill()
     assert gone(int(pidfile.read_text()))
 
 
 def test_the_executor_limit_holds_across_workers(repo: Path, tmp_path: Path, redis_url: str,
                                                  slow_tests: Path) -> None:
     env = slow_env(slow_tests, CONTROLPLANE_EXECUTOR_LIMIT="1")
-    server = Server(repo, tmp_path, "--workers", "2", "--bus", redis_url, env=env)
-    connections: tuple[WorkerConnection, ...] = ()
-    events = Events(server)
-    try:
-        connections = both_workers(server.port)
+    with two_workers(repo, tmp_path, redis_url, env) as (connections, events):
         async_ = {"Prefer": "respond-async"}
         status, _, slow = connections[0].call("POST", "/testing/run", {}, headers=async_)
         assert status == 202, slow
@@ -241,10 +247,4 @@ def test_the_executor_limit_holds_across_workers(repo: Path, tmp_path: Path, red
                 order.append((seen["type"], seen["run_id"]))
         assert order == [("run:completed", slow["run_id"]), ("run:started", fast["run_id"])]
         events.wait_for(lambda e: e["type"] == "run:completed" and e["run_id"] == fast["run_id"])
-    finally:
-        events.close()
-        for connection in connections:
-            connection.close()
-        server.stop()
-        server.kill()
     assert gone(int(slow_tests.read_text()))
