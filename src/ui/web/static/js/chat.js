@@ -221,11 +221,13 @@ export function initChat() {
       ui.status.textContent = 'Write a message first.';
       return;
     }
+    // Cleared at once: what is typed while the message is on its way is the next one.
+    ui.input.value = '';
     try {
       addMessage(ui.log, await api('/api/chat', { method: 'POST', body: { text } }));
-      ui.input.value = '';
       ui.status.textContent = '';
     } catch (error) {
+      if (!ui.input.value) ui.input.value = text; // not sent: give it back to correct
       ui.status.textContent = (error.body && error.body.fields && error.body.fields.text)
         || error.message;
     }
