@@ -90,8 +90,8 @@ def test_websocket_same_envelopes_and_resume(served) -> None:
     ws.close()
     publish(3, start=2)
     resumed = ws_connect(served, seen[-1]["id"])
-    try:
-        got = [resumed.receive(timeout=10) for _ in range(3)]
+    try:  # 60 s: under CI load the replay has twice come ~20 s late (known issue, unexplained)
+        got = [resumed.receive(timeout=60) for _ in range(3)]
     finally:
         resumed.close()
     bus = default_bus()  # what the server had, should a message not have come
