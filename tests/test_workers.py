@@ -16,8 +16,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,26 +26,12 @@ pytest.importorskip("redis")
 if shutil.which("redis-server") is None:
     pytest.skip("redis-server is not installed (.ci/run installs it)", allow_module_level=True)
 
-from controlplane.core.bus_redis import wait_for_redis
+from tests import test_bus_redis
 from tests.test_serve import BEARER, SLOW_PYTEST, Events, Server, gone, server_env
 
+redis_url = test_bus_redis.redis_url  # the fixture: a real redis-server on a free port
 RUNS = 100
 ACTION = "/security/generate/gitignore"
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                               "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-                              stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_for_redis(url)
-    yield url
-    server.terminate()
-    server.wait(timeout=10)
 
 
 class WorkerConnection:
