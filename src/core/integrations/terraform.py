@@ -173,11 +173,14 @@ def plan_counts(plan: dict[str, Any]) -> dict[str, Any]:
 def plan(ctx: ActionContext, params: PlanParams) -> dict[str, Any]:
     """``terraform plan -out`` to a saved plan (kept as the run's artifact), then counted."""
     plans = find_git_dir(ctx.project_root)[1] / "scp" / "plans"
-    plans.mkdir(parents=True, exist_ok=True)
+    plans.mkdir(mode=0o700, parents=True, exist_ok=True)
+    plans.chmod(0o700)  # saved plans hold sensitive values: the owner's alone
     plan_file = plans / f"{getattr(ctx.run, 'run_id', None) or int(time.time())}.tfplan"
     args = ["plan", "-input=false", "-no-color", f"-out={plan_file}", "-detailed-exitcode"]
     args += switches(params, destroy="-destroy") + var_file_flags(ctx, params)
     answer, result = tf_call(ctx, params, args, exit_codes=(0, 2))
+    if plan_file.exists():
+        plan_file.chmod(0o600)
     if not answer["ok"]:
         return answer
     shown, _ = tf_call(ctx, params, ["show", "-json", "-no-color", str(plan_file)],
