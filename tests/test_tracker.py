@@ -103,7 +103,8 @@ def test_events_published_on_the_bus(repo: Path) -> None:
 
 
 def test_decorator_on_plain_function(repo: Path) -> None:
-    @run_tracked("generate", "generate:readme", summary_fn=lambda name: f"readme for {name}")
+    @run_tracked("generate", "generate:readme",
+                 summary_fn=lambda result: f"readme for {result['name']}")
     def generate(name: str) -> dict:
         return {"ok": name != "bad", "name": name}
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 import functools
 import getpass
 import json
+import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +35,7 @@ from controlplane.core.ledger import Ledger, LedgerWriteError
 from controlplane.core.output import bound_result, cap_events, clip_line
 from controlplane.core.runs import Run, RunStatus, check_subtype, iso, process_start_time, utc_now
 
+log = logging.getLogger(__name__)
 _RUN_FIELDS = ("params", "target", "actor", "rerun_of", "parent_run_id", "artifacts")
 _default_root: ContextVar[str | None] = ContextVar("controlplane_project_root", default=None)
 
@@ -83,6 +86,27 @@ class ActiveRun:
     @summary.setter
     def summary(self, text: str) -> None:
         self.run.summary = redact.redact(str(text))
+
+    @property
+    def status(self) -> RunStatus:
+        """``running`` inside the block; set ``"ok"``/``"failed"`` (or a final RunStatus)
+        to choose the status recorded when the block ends without an exception."""
+        return self.run.status
+
+    @status.setter
+    def status(self, value: RunStatus | str) -> None:
+        try:
+            status = RunStatus(value)
+        except ValueError:
+            status = None
+        if status is None or not status.is_final or status == RunStatus.INTERRUPTED:
+            raise ValueError(f"run.status must be 'ok', 'failed' or 'cancelled', not {value!r}")
+        self.run.status = status
+        if status == RunStatus.OK:
+            self.run.error = None
+        elif self.run.error is None:
+            self.run.error = {"code": str(status),
+                              "message": f"the run set its own status to {status}"}
 
     @property
     def result(self) -> dict[str, Any]:
@@ -192,7 +216,8 @@ def open_run(run_type: str, subtype: str, *, summary: str = "",
              **metadata: Any) -> ActiveRun:
     """Create (not start) a run: checks the type, reads the code ref, redacts params."""
     check_subtype(run_type, subtype)
-    ledger = Ledger.open(project_root or _default_root.get() or _process_root)
+    ledger = Ledger.open(project_root or _flask_project_root() or _default_root.get()
+                         or _process_root)
     parent = current_run()
     values: dict[str, Any] = {k: metadata.pop(k) for k in _RUN_FIELDS if k in metadata}
     values.setdefault("actor", default_actor())
@@ -232,17 +257,49 @@ def running(active: ActiveRun) -> Iterator[ActiveRun]:
         active.finish(status, error)
 
 
+def _flask_project_root() -> str | None:
+    """``current_app.config["PROJECT_ROOT"]`` inside a Flask app context (Flask not imported)."""
+    flask = sys.modules.get("flask")
+    if flask is None or not flask.has_app_context():
+        return None
+    root = flask.current_app.config.get("PROJECT_ROOT")
+    return str(root) if root else None
+
+
+def _call_shape(args: tuple[Any, ...], summary: str,
+                project_root: str | os.PathLike[str] | None
+                ) -> tuple[str, str, str, str | os.PathLike[str] | None]:
+    """(run_type, subtype, summary, project_root) from either documented call shape."""
+    if len(args) == 2:
+        return str(args[0]), str(args[1]), summary, project_root
+    if len(args) in (3, 4):
+        if project_root is not None:
+            raise TypeError("tracked_run() got project_root both positionally and by keyword")
+        if len(args) == 4:
+            if summary:
+                raise TypeError("tracked_run() got summary both positionally and by keyword")
+            summary = str(args[3])
+        return str(args[1]), str(args[2]), summary, args[0]
+    raise TypeError("tracked_run() takes (run_type, subtype) or "
+                    f"(project_root, run_type, subtype[, summary]), got {len(args)} arguments")
+
+
 @contextmanager
-def tracked_run(run_type: str, subtype: str, *, summary: str = "",
+def tracked_run(*args: Any, summary: str = "",
                 project_root: str | os.PathLike[str] | None = None,
                 **metadata: Any) -> Iterator[ActiveRun]:
-    """Run the block as a recorded Run of *subtype*; see the module docstring."""
+    """Run the block as a recorded Run; see the module docstring.
+
+    Call as ``tracked_run(run_type, subtype, ...)`` or
+    ``tracked_run(project_root, run_type, subtype[, summary], **metadata)``.
+    """
+    run_type, subtype, summary, project_root = _call_shape(args, summary, project_root)
     active = open_run(run_type, subtype, summary=summary, project_root=project_root, **metadata)
     with running(active):
         yield active
 
 
-def apply_result(active: ActiveRun, value: Any) -> tuple[RunStatus, Any]:
+def apply_result(active: ActiveRun, value: Any, ok_key: str = "ok") -> tuple[RunStatus, Any]:
     """Status and result from what a tracked function returned (dict, tuple, response-like).
 
     A dict with ``ok: False``, an ``error`` or a 4xx/5xx status means failed. JSON
@@ -259,7 +316,7 @@ def apply_result(active: ActiveRun, value: Any) -> tuple[RunStatus, Any]:
         data = body
     failed = code is not None and code >= 400
     if isinstance(data, dict):
-        failed = failed or data.get("ok") is False
+        failed = failed or data.get(ok_key) is False
         active.result = {k: v for k, v in data.items() if k not in ("run_id", "status")}
         error = data.get("error")
         if failed and active.run.error is None:
@@ -275,22 +332,49 @@ def apply_result(active: ActiveRun, value: Any) -> tuple[RunStatus, Any]:
     return (RunStatus.FAILED if failed else RunStatus.OK), (body, code, rest, data, response_like)
 
 
-def run_tracked(run_type: str, subtype: str, *, summary_fn: Callable[..., str] | None = None
+def _final_summary(data: Any, summary_fn: Callable[[dict[str, Any]], Any] | None,
+                   summary_key: str) -> str | None:
+    """The summary from the result: ``summary_fn(result)``, else ``result[summary_key]``."""
+    result = data if isinstance(data, dict) else {}
+    if summary_fn is not None:
+        try:
+            text = summary_fn(result)
+        except Exception as exc:  # the default summary stays; the run's own status is kept
+            log.warning("summary_fn raised %s: %s; the default summary is kept",
+                        type(exc).__name__, exc)
+            return None
+        return None if text is None else str(text)
+    text = result.get(summary_key)
+    return text if isinstance(text, str) and text else None
+
+
+def run_tracked(run_type: str, subtype: str, *,
+                summary_fn: Callable[[dict[str, Any]], Any] | None = None,
+                summary_key: str = "summary", ok_key: str = "ok", summary: str | None = None
                 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a function or a Flask view so each call is a recorded Run.
 
-    The run's status follows what it returns (see ``apply_result``); a JSON body
-    gets the ``run_id`` and ``status``.
+    - The run's status follows what it returns (see ``apply_result``): ``result[ok_key]``
+      false, an ``error`` or a 4xx/5xx status mean ``failed``.
+    - ``run:started`` carries *summary* (default: the function's name); at the end the
+      summary becomes ``summary_fn(result)``, else ``result[summary_key]`` when present.
+    - Inside a Flask app, runs go to ``current_app.config["PROJECT_ROOT"]`` when set.
+    - A JSON body gets the ``run_id`` and ``status``.
     """
     check_subtype(run_type, subtype)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        default_summary = summary if summary is not None else fn.__name__.replace("_", " ")
+
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            summary = summary_fn(*args, **kwargs) if summary_fn else fn.__name__.replace("_", " ")
-            with tracked_run(run_type, subtype, summary=summary) as active:
+            with tracked_run(run_type, subtype, summary=default_summary) as active:
                 value = fn(*args, **kwargs)
-                status, (body, code, rest, data, response_like) = apply_result(active, value)
+                status, (body, code, rest, data, response_like) = apply_result(
+                    active, value, ok_key)
+                final_summary = _final_summary(data, summary_fn, summary_key)
+                if final_summary is not None:
+                    active.summary = final_summary
                 if status == RunStatus.FAILED:
                     active.run.status = RunStatus.FAILED
             final_status = str(active.run.status)
