@@ -216,8 +216,16 @@ def open_run(run_type: str, subtype: str, *, summary: str = "",
              **metadata: Any) -> ActiveRun:
     """Create (not start) a run: checks the type, reads the code ref, redacts params."""
     check_subtype(run_type, subtype)
-    ledger = Ledger.open(project_root or _flask_project_root() or _default_root.get()
-                         or _process_root)
+    from controlplane.core.runtime import current_runtime, runtime_for
+
+    runtime = current_runtime()
+    ledger = Ledger.open(project_root or _flask_project_root()
+                         or (runtime.root if runtime is not None else None)
+                         or _default_root.get() or _process_root)
+    if bus is None:  # the bus of the runtime serving this project, if one is open here
+        owner = runtime if runtime is not None and runtime.root == ledger.root \
+            else runtime_for(ledger.root)
+        bus = owner.bus if owner is not None else None
     parent = current_run()
     values: dict[str, Any] = {k: metadata.pop(k) for k in _RUN_FIELDS if k in metadata}
     values.setdefault("actor", default_actor())

@@ -15,11 +15,12 @@ from typing import Any
 from flask import Blueprint, Flask, Response, jsonify, request
 from pydantic import BaseModel
 
-from controlplane.core.actions import REGISTRY, Action, ActionContext, stored_params
-from controlplane.core.errors import BadRequest, ConfirmationRequired
+from controlplane.core.actions import Action
+from controlplane.core.errors import BadRequest
 from controlplane.core.executor import Job
-from controlplane.core.run_tracker import default_actor, open_run
-from controlplane.ui.web.state import ControlPlane, state
+from controlplane.core.run_tracker import default_actor
+from controlplane.core.runtime import Runtime
+from controlplane.ui.web.state import state
 
 
 def read_json_body() -> dict[str, Any]:
@@ -42,26 +43,16 @@ def request_actor() -> dict[str, str]:
             "name": request.environ.get("controlplane.user") or default_actor()["name"]}
 
 
-def start_action(plane: ControlPlane, action: Action, params: BaseModel, path: str, *,
-                 actor: dict[str, str] | None = None, rerun_of: str | None = None) -> Job:
-    """Submit a validated action to the executor as a queued run; raises RunInProgress."""
-    active = open_run(
-        action.run_type, action.subtype, summary=action.title, project_root=plane.root,
-        bus=plane.bus, params=stored_params(params), actor=actor or default_actor("web"),
-        rerun_of=rerun_of,
-    )
-    active.run.extra["action"] = action.path
-    context = ActionContext(project_root=plane.root, run=active, env=plane.tool_env,
-                            timeout=plane.settings.get("action_timeout"),
-                            settings=plane.settings)
-
-    def call_service(run: Any) -> Any:
-        return action.service(context, params)
-
-    return plane.executor.submit(active, call_service, action.lock_for(params, path))
+def start_action(plane: Runtime, action: Action, params: BaseModel | dict[str, Any],
+                 path: str, *, actor: dict[str, str] | None = None,
+                 rerun_of: str | None = None, confirm: bool = False) -> Job:
+    """Submit an action through the runtime's one start path (``Runtime.submit``)."""
+    data = params.model_dump() if isinstance(params, BaseModel) else params
+    return plane.submit(action, data, actor=actor or default_actor("web"), confirm=confirm,
+                        rerun_of=rerun_of, route=path)
 
 
-def answer(plane: ControlPlane, job: Job) -> Response:
+def answer(plane: Runtime, job: Job) -> Response:
     """202 + Location under ``Prefer: respond-async``, else wait and answer 200 with the result."""
     run_id = job.active.run_id
     if "respond-async" in request.headers.get("Prefer", ""):
@@ -87,12 +78,8 @@ def make_view(action: Action):
         plane = state()
         body = read_json_body()
         confirmed = body.pop("confirm", False) is True
-        params = action.validate({**body, **url_values}, plane.root)
-        if action.destructive and not confirmed:
-            raise ConfirmationRequired(f"{action.path} is destructive: send \"confirm\": true")
-        if action.precheck is not None:
-            action.precheck(plane.root, params)
-        job = start_action(plane, action, params, request.path, actor=request_actor())
+        job = plane.submit(action, {**body, **url_values}, actor=request_actor(),
+                           confirm=confirmed, route=request.path)
         return answer(plane, job)
 
     view.__name__ = "action_" + action.path.strip("/").replace("/", "_").replace("<", "") \
@@ -114,5 +101,8 @@ def build_blueprints(actions: dict[str, Action]) -> list[Blueprint]:
 
 
 def init_app(app: Flask) -> None:
-    for bp in build_blueprints(REGISTRY):
+    """Serve the runtime's actions (its table is final from here on)."""
+    plane: Runtime = app.extensions["controlplane"]
+    for bp in build_blueprints(dict(plane.actions)):
         app.register_blueprint(bp)
+    plane.set_up = True
