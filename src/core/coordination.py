@@ -14,10 +14,14 @@ frees its locks and slots within ``ttl`` seconds.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -44,12 +48,19 @@ return 0
 
 
 class LocalCoordinator:
-    """Locks and slots for one process. Thread-safe."""
+    """Locks and slots for one process; with *lock_dir*, locks also hold across processes.
 
-    def __init__(self, limit: int) -> None:
+    A cross-process lock is an ``flock`` on ``<lock_dir>/<sha256 of key>.lock`` holding
+    the run id: the CLI beside a running server gets the same 409, and the kernel
+    frees the lock of a process that dies. Thread-safe.
+    """
+
+    def __init__(self, limit: int, lock_dir: Path | None = None) -> None:
         self.limit = limit
+        self.lock_dir = lock_dir
         self._lock = threading.Lock()
         self._locks: dict[str, str] = {}
+        self._files: dict[str, int] = {}
         self._slots: set[str] = set()
 
     def lock(self, key: str, run_id: str) -> str | None:
@@ -58,13 +69,38 @@ class LocalCoordinator:
             holder = self._locks.get(key)
             if holder is not None and holder != run_id:
                 return holder
+            if holder is None and self.lock_dir is not None:
+                holder = self._lock_file(key, run_id)
+                if holder is not None:
+                    return holder
             self._locks[key] = run_id
             return None
+
+    def _lock_file(self, key: str, run_id: str) -> str | None:
+        """flock the key's file for *run_id*; the other process's run id if it holds it."""
+        assert self.lock_dir is not None
+        self.lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.lock_dir / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            os.close(fd)
+            return holder or "a run of another process"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, run_id.encode(), 0)
+        self._files[key] = fd
+        return None
 
     def unlock(self, key: str, run_id: str) -> None:
         with self._lock:
             if self._locks.get(key) == run_id:
                 del self._locks[key]
+                fd = self._files.pop(key, None)
+                if fd is not None:
+                    os.ftruncate(fd, 0)
+                    os.close(fd)  # closing the descriptor releases the flock
 
     def claim_slot(self, run_id: str) -> bool:
         with self._lock:
@@ -168,8 +204,9 @@ class RedisCoordinator:
         self.client.close()
 
 
-def coordinator_for(bus_url: str | None, limit: int) -> Any:
-    """Redis-backed when the bus is Redis (several workers), else local."""
+def coordinator_for(bus_url: str | None, limit: int, lock_dir: Path | None = None) -> Any:
+    """Redis-backed when the bus is Redis (several workers), else local (locks in
+    *lock_dir* shared with the project's other processes)."""
     if bus_url and bus_url.startswith(("redis://", "rediss://", "unix://")):
         return RedisCoordinator(bus_url, limit)
-    return LocalCoordinator(limit)
+    return LocalCoordinator(limit, lock_dir)

@@ -106,7 +106,8 @@ class Runtime:
         from controlplane.core.coordination import coordinator_for
 
         executor = Executor(bus, limit=loaded["executor_limit"],
-                            coordinator=coordinator_for(loaded["bus"], loaded["executor_limit"]))
+                            coordinator=coordinator_for(loaded["bus"], loaded["executor_limit"],
+                                                    ledger.scp_dir / "locks"))
         runtime = cls(ledger=ledger, bus=bus, executor=executor, settings=loaded,
                       actions=select_actions(actions), tool_env=tool_env)
         if feed:
