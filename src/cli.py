@@ -364,6 +364,7 @@ def serve(host: str | None, port: int | None, threads: int | None, token_file: s
         values = settings_module.values(root, {**flags, "token": explicit})
     except settings_module.SettingsError as exc:
         raise Fail(str(exc)) from None
+    _warn_refused_settings(root)
     host, port, threads = values["host"], values["port"], values["threads"]
     if not 1 <= port <= 65535:
         raise Fail(f"port {port} is not between 1 and 65535")
@@ -400,6 +401,15 @@ def config_command(repo: str | None) -> None:
         raise Fail(str(exc)) from None
     for line in lines:
         click.echo(line)
+    _warn_refused_settings(root)
+
+
+def _warn_refused_settings(root: Any) -> None:
+    """One stderr line per setting refused from the project file."""
+    from controlplane.core import settings as settings_module
+
+    for warning in settings_module.warnings(root):
+        click.echo(f"controlplane: warning: {warning}", err=True)
 
 
 def _add_subcommands() -> None:

@@ -84,10 +84,14 @@ def webhook_sink():
 
 
 def test_failed_run_alerts_by_email_and_webhook(repo: Path, smtp_sink, webhook_sink,
-                                                make_app) -> None:
+                                                make_app, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     url, hooks, arrived = webhook_sink
-    (repo / ".controlplane.yaml").write_text(yaml.safe_dump({"alerts": {
-        "types": ["deploy"],
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    user_file = tmp_path / "config" / "controlplane" / "config.yaml"  # targets: not committed
+    user_file.parent.mkdir(parents=True)
+    (repo / ".controlplane.yaml").write_text("alerts: {types: [deploy]}\n")  # a project fact
+    user_file.write_text(yaml.safe_dump({"alerts": {
         "email": {"host": "127.0.0.1", "port": smtp_sink.server_address[1], "starttls": False,
                   "from": "cp@example.com", "to": ["team@example.com"]},
         "webhook": {"url": url}}}))

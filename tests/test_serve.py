@@ -369,15 +369,16 @@ def test_the_token_file_stays_the_same_across_starts(start, repo: Path) -> None:
     assert second.stop() == 0
 
 
-def test_config_prints_settings_with_their_source(repo: Path) -> None:
-    (repo / ".controlplane.yaml").write_text("threads: 64\n")
-    env = server_env(CONTROLPLANE_PORT="9001", CONTROLPLANE_TOKEN="secret-value-123")
+def test_config_prints_settings_with_their_source(repo: Path, tmp_path: Path) -> None:
+    (repo / ".controlplane.yaml").write_text("action_timeout: 64\n")  # a project fact
+    env = server_env(CONTROLPLANE_PORT="9001", CONTROLPLANE_TOKEN="secret-value-123",
+                     XDG_CONFIG_HOME=str(tmp_path / "xdg"))
     done = subprocess.run([sys.executable, "-m", "controlplane", "config", "--repo", str(repo)],
                           capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "port = 9001  [env CONTROLPLANE_PORT]" in lines
-    assert "threads = 64  [.controlplane.yaml]" in lines
+    assert "action_timeout = 64.0  [.controlplane.yaml]" in lines
     assert "host = 127.0.0.1  [default]" in lines
     assert "token = ***  [env CONTROLPLANE_TOKEN]" in lines
     assert "secret-value-123" not in done.stdout

@@ -215,15 +215,16 @@ def test_catching_up_gives_the_newest_events_and_marks_what_it_left_out(client, 
     assert caught_up[0]["data"]["omitted_events"] + len(caught_up) - 1 == 5_002 - 100
 
 
-def test_run_tags_can_live_under_refs_tags(repo: Path) -> None:
-    (repo / ".controlplane.yaml").write_text("tag_namespace: refs/tags/scp/run/\n")
+def test_run_tags_can_live_under_refs_tags(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONTROLPLANE_TAG_NAMESPACE", "refs/tags/scp/run/")  # not the project's
     with tracked_run("test", "test:tags", project_root=repo) as run:
         pass
     assert git(repo, "tag").strip() == f"scp/run/{run.run_id}"
 
 
-def test_raw_logs_are_pruned_to_the_retention(repo: Path) -> None:
-    (repo / ".controlplane.yaml").write_text("logs_retention: 3\n")
+def test_raw_logs_are_pruned_to_the_retention(repo: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONTROLPLANE_LOGS_RETENTION", "3")  # the operator's disk, not the project's
     ids = []
     for _ in range(5):
         with tracked_run("test", "test:logs", project_root=repo) as run:

@@ -1,6 +1,8 @@
 """Failure alerts: e-mail over SMTP and/or a JSON webhook when a run fails.
 
-Configured under ``alerts:`` in ``.controlplane.yaml``::
+Configured under ``alerts:`` in the user file ``~/.config/controlplane/config.yaml``
+(targets decide where data goes: the committed ``.controlplane.yaml`` may only
+choose ``types`` and ``subtypes``, see :mod:`controlplane.core.settings`)::
 
     alerts:
       types: [deploy, test]          # optional: only these run types
@@ -31,7 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, HttpUrl
 
-from controlplane.core import redact
+from controlplane.core import redact, settings
 from controlplane.core.events import EventBus
 
 log = logging.getLogger(__name__)
@@ -168,8 +170,14 @@ class Alerter:
 
 
 def load_alerts(file_values: dict[str, Any]) -> AlertConfig | None:
-    """The ``alerts`` section of the project file, validated; None if absent."""
+    """The ``alerts`` section of *file_values*, validated; None if absent."""
     section = file_values.get("alerts")
     if not section:
         return None
     return AlertConfig.model_validate(section)
+
+
+def alerts_for(project_root: Any) -> AlertConfig | None:
+    """The alerts of *project_root*: targets from the user file, types from either file."""
+    config = load_alerts({"alerts": settings.section("alerts", project_root)})
+    return config if config and (config.email or config.webhook) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from flask import Flask
 
 from controlplane.core import settings as settings_module
 from controlplane.core.actions import load_integrations
-from controlplane.core.alerts import Alerter, load_alerts
+from controlplane.core.alerts import Alerter, alerts_for
 from controlplane.core.coordination import coordinator_for
 from controlplane.core.events import default_bus, use_bus
 from controlplane.core.executor import Executor
@@ -22,6 +23,7 @@ from controlplane.ui.web import api_chat, api_events, api_runs, errors, pages, r
 from controlplane.ui.web.state import ControlPlane
 
 MAX_BODY_BYTES = 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -40,6 +42,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     ledger = Ledger.open(config.get("REPO"))
     set_default_project_root(ledger.root)
     loaded = settings_module.values(ledger.root, config.get("SETTINGS"))
+    for warning in settings_module.warnings(ledger.root):
+        log.warning("%s", warning)
     bus = use_bus(loaded["bus"]) if loaded["bus"] != "memory" else default_bus()
     coordinator = coordinator_for(loaded["bus"], loaded["executor_limit"])
     plane = ControlPlane(
@@ -54,7 +58,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if loaded["auto_sync"] > 0:
         plane.extra["auto_sync"] = AutoSync(ledger, loaded["ledger_remote"],
                                             loaded["auto_sync"]).start()
-    alerts = load_alerts(settings_module.read_project_file(ledger.root))
+    alerts = alerts_for(ledger.root)
     if alerts is not None:
         plane.extra["alerter"] = Alerter(alerts, bus)
     app.extensions["controlplane"] = plane
