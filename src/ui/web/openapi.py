@@ -77,8 +77,50 @@ def _query(name: str, kind: str = "string") -> dict[str, Any]:
 RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-def openapi_document(actions: dict[str, Action]) -> dict[str, Any]:
-    """The whole document: every action route plus the runs, metrics and executor APIs."""
+# What the URL map cannot say about the hand-written routes: their query parameters.
+QUERY_PARAMS: dict[str, list[dict[str, Any]]] = {
+    "/api/runs/recent": [_query("limit", "integer"), _query("type"), _query("status"),
+                         _query("before")],
+    "/api/runs/search": [_query("q"), _query("limit", "integer")],
+    "/api/runs/{run_id}/events": [_query("after", "integer")],
+    "/api/metrics/summary": [_query("minutes", "integer")],
+    "/api/chat": [_query("limit", "integer"), _query("before")],
+    "/api/events": [_query("last_event_id")],
+    "/api/ws": [_query("last_event_id")],
+    "/login": [_query("token"), _query("next")],
+}
+OPEN_ROUTES = {"/healthz", "/login", "/static/{filename}"}
+RULE_PARAM = re.compile(r"<(?:[^:<>]+:)?(\w+)>")
+
+
+def openapi_path(rule: str) -> str:
+    """A werkzeug rule (``/api/runs/<run_id>``) as an OpenAPI path (``/api/runs/{run_id}``)."""
+    return RULE_PARAM.sub(r"{\1}", rule)
+
+
+def _route_operation(path: str, method: str, view: Any) -> dict[str, Any]:
+    doc = (getattr(view, "__doc__", None) or "").strip().splitlines()
+    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+              for n in re.findall(r"{(\w+)}", path)]
+    params += QUERY_PARAMS.get(path, []) if method == "get" else []
+    codes = (401, 403, 404, 422) if method == "get" else (400, 401, 403, 404, 409, 422)
+    page = not (path.startswith("/api/") or path == "/healthz")
+    operation: dict[str, Any] = {
+        "summary": doc[0] if doc else path, "parameters": params,
+        "tags": ["pages" if page else "api"],
+        "responses": {"200": {"description": "ok"}, **_errors(*codes)}}
+    if path in OPEN_ROUTES:
+        operation["security"] = []
+    return operation
+
+
+def openapi_document(actions: dict[str, Action], url_map: Any = None,
+                     view_functions: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole document: every action route plus every other rule the app serves.
+
+    With *url_map* (``app.url_map``) the paths are exactly the served rules; the
+    action routes get their schemas from the declarations.
+    """
     components: dict[str, Any] = {
         "Error": {"type": "object", "required": ["error"], "properties": {
             "error": {"type": "string"}, "message": {"type": "string"},
@@ -90,26 +132,20 @@ def openapi_document(actions: dict[str, Action]) -> dict[str, Any]:
     }
     paths: dict[str, Any] = {}
     for action in actions.values():
-        openapi_path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", action.path)
-        paths[openapi_path] = {"post": _action_operation(action, components)}
-    paths.update({
-        "/healthz": _get("health (no token needed)"),
-        "/api/runs/recent": _get("recent runs, newest first", [
-            _query("limit", "integer"), _query("type"), _query("status"), _query("before")]),
-        "/api/runs/search": _get("runs matching text", [_query("q"), _query("limit", "integer")]),
-        "/api/runs/{run_id}": {"get": {**_get("one run and its events")["get"],
-                                       "parameters": [RUN_ID]}},
-        "/api/runs/{run_id}/events": {"get": {**_get("a run's events after a seq")["get"],
-                                              "parameters": [RUN_ID, _query("after", "integer")]}},
-        "/api/runs/{run_id}/cancel": {"post": {**_post("cancel a run")["post"],
-                                               "parameters": [RUN_ID]}},
-        "/api/runs/{run_id}/rerun": {"post": {**_post("rerun with the same params")["post"],
-                                              "parameters": [RUN_ID]}},
-        "/api/metrics/summary": _get("metrics", [_query("minutes", "integer")]),
-        "/api/executor": _get("executor state"),
-        "/api/actions": _get("action declarations with their schemas"),
-        "/api/events": _get("server-sent events (text/event-stream)"),
-    })
+        paths[openapi_path(action.path)] = {"post": _action_operation(action, components)}
+    if url_map is None:
+        return _document(components, paths)
+    for rule in url_map.iter_rules():
+        path = openapi_path(rule.rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            operations = paths.setdefault(path, {})
+            if method.lower() not in operations:
+                view = (view_functions or {}).get(rule.endpoint)
+                operations[method.lower()] = _route_operation(path, method.lower(), view)
+    return _document(components, paths)
+
+
+def _document(components: dict[str, Any], paths: dict[str, Any]) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Solution Control Plane", "version": __version__},
