@@ -21,11 +21,18 @@ def mentions(text: str) -> list[str]:
 
 
 def post_message(ledger: Ledger, bus: EventBus, text: Any, author: dict[str, str]) -> dict:
-    """Record a message in the ledger, publish ``chat:message``; InvalidInput if empty or long."""
+    """Record a message in the ledger, publish ``chat:message``.
+
+    InvalidInput (naming ``text``) if it is empty, too long or not valid Unicode.
+    """
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput({"text": "write a message"})
     if len(text) > MAX_TEXT:
         raise InvalidInput({"text": f"at most {MAX_TEXT} characters"})
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON) cannot be stored
+        raise InvalidInput({"text": "not valid Unicode text (a lone surrogate)"}) from None
     message_id = new_run_id()
     clean = redact.redact(text.strip())
     message = {"schema": 1, "message_id": message_id, "text": clean, "author": author,
