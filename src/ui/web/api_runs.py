@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from controlplane.core.actions import REGISTRY, validate_model
 from controlplane.core.errors import Conflict, InvalidInput, NotFound
@@ -12,7 +12,7 @@ from controlplane.core.ingest import IngestedRun, ingest
 from controlplane.core.output import HEAD_EVENTS, TAIL_EVENTS, cap_events
 from controlplane.core.runs import RUN_TYPES, RunStatus, is_run_id
 from controlplane.ui.web.openapi import openapi_document
-from controlplane.ui.web.routes import answer, read_json_body, start_action
+from controlplane.ui.web.routes import answer, read_json_body, request_actor, start_action
 from controlplane.ui.web.state import state
 
 bp = Blueprint("api_runs", __name__)
@@ -119,8 +119,13 @@ def cancel(run_id: str) -> Response:
 
 @bp.post("/api/runs/<run_id>/rerun")
 def rerun(run_id: str) -> Response:
-    """A new run of the same action with the same parameters, naming what it reruns."""
-    read_json_body()
+    """A new run of the same action with the same parameters, naming what it reruns.
+
+    It goes through the one start path, checked like the action itself: a destructive
+    action needs ``{"confirm": true}`` (else 428) and its precheck runs; the asker is
+    the new run's actor.
+    """
+    confirmed = read_json_body().get("confirm", False) is True
     run = known_run(run_id)
     action = REGISTRY.get(run.get("action") or "")
     if action is None:
@@ -130,12 +135,13 @@ def rerun(run_id: str) -> Response:
     if secret:
         raise InvalidInput({name: "a secret is not stored: start a new run and enter it"
                             for name in secret})
-    validated = action.validate(params, state().root)
+    plane = state()
     path = action.path
     for name in action.url_params:
         path = path.replace(f"<{name}>", str(params.get(name, "")))
-    job = start_action(state(), action, validated, path, rerun_of=run_id)
-    return answer(state(), job)
+    job = start_action(plane, action, params, path, actor=request_actor(), rerun_of=run_id,
+                       confirm=confirmed)
+    return answer(plane, job)
 
 
 @bp.post("/api/runs/ingest")
@@ -186,12 +192,14 @@ def actions() -> Response:
         {"path": a.path, "subtype": a.subtype, "title": a.title, "integration": a.integration,
          "destructive": a.destructive, "url_params": a.url_params,
          "schema": a.params.model_json_schema(), "description": a.description}
-        for a in REGISTRY.values()])
+        for a in state().actions.values()])
 
 
 @bp.get("/api/openapi.json")
 def openapi() -> Response:
-    return jsonify(openapi_document(REGISTRY))
+    """The OpenAPI document of every route this app serves."""
+    return jsonify(openapi_document(dict(state().actions), current_app.url_map,
+                                    current_app.view_functions))
 
 
 def init_app(app: Flask) -> None:
