@@ -2,9 +2,9 @@
 
 The users file (default ``<git dir>/scp/users.json``, mode 0600) maps a user
 name to the SHA-256 of their token; the token itself is shown once, when it is
-created, and stored nowhere. The server reads the file again when it changes,
-so adding or removing a user needs no restart and a removed user's token is
-refused from the next request on.
+created, and stored nowhere. The server reads the file on every request and
+parses it again when its bytes changed, so adding or removing a user needs no
+restart and a removed user's token is refused from the next request on.
 """
 
 from __future__ import annotations
@@ -46,33 +46,33 @@ class Users:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._cache: tuple[tuple[int, int] | None, dict[str, dict[str, Any]]] = (None, {})
+        self._cache: tuple[bytes | None, dict[str, dict[str, Any]]] = (None, {})
 
     # -- reading -------------------------------------------------------------
 
-    def _stamp(self) -> tuple[int, int] | None:
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:
-            return None
-        return (stat.st_mtime_ns, stat.st_size)
-
     def entries(self) -> dict[str, dict[str, Any]]:
-        """``name -> {"token_sha256", "created"}``, read again only when the file changed."""
-        stamp = self._stamp()
+        """``name -> {"token_sha256", "created"}``, parsed again only when the bytes changed.
+
+        The bytes are compared, not the file's mtime and size: a token rotated twice
+        within one tick of a coarse file clock keeps both, and the old token would live on.
+        """
+        try:
+            raw: bytes | None = self.path.read_bytes()
+        except FileNotFoundError:
+            raw = None
+        except OSError as exc:
+            raise UsersError(f"{self.path}: cannot read the users file: {exc}") from None
         with self._lock:
-            if stamp == self._cache[0]:
+            if raw == self._cache[0]:
                 return self._cache[1]
-            entries = self._read() if stamp else {}
-            self._cache = (stamp, entries)
+            entries = self._parse(raw) if raw is not None else {}
+            self._cache = (raw, entries)
             return entries
 
-    def _read(self) -> dict[str, dict[str, Any]]:
+    def _parse(self, raw: bytes) -> dict[str, dict[str, Any]]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UsersError(f"{self.path}: cannot read the users file: {exc}") from None
         users = data.get("users") if isinstance(data, dict) else None
         if not isinstance(users, dict):

@@ -17,8 +17,11 @@ Every request passes, in this order:
 Every response carries the security headers (CSP without inline script) and
 never a CORS header. Behind a TLS proxy listed in ``trusted_proxies``, its
 ``X-Forwarded-Proto`` gives the scheme (so Origin checks and the cookie's
-``Secure`` flag follow the browser's https). Login sessions live in the app state
-(``state().extra["sessions"]``), so ``POST /logout`` ends one for good.
+``Secure`` flag follow the browser's https). Logins are stored under
+``<git dir>/scp/logins/`` (see :mod:`.logins`) with the SHA-256 of the token they
+were made from: they survive a restart, and end on ``POST /logout`` or once that
+token is removed or replaced (checked on every request). ``GET /login`` refuses
+a browser another site or port sent there (``Sec-Fetch-Site``: login CSRF).
 """
 
 from __future__ import annotations
@@ -28,9 +31,6 @@ import html
 import logging
 import os
 import secrets
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -38,8 +38,9 @@ from urllib.parse import quote, urlsplit
 from flask import Blueprint, Flask, Response, g, redirect, request
 from werkzeug.wrappers import Response as BaseResponse
 
-from controlplane.core.users import Users, UsersError, users_for
+from controlplane.core.users import Users, UsersError, token_digest, users_for
 from controlplane.ui.web.errors import error_response, wants_html
+from controlplane.ui.web.logins import LOGINS_DIR, MAX_LOGINS_PER_TOKEN, Session, Sessions
 from controlplane.ui.web.state import ControlPlane, state
 
 TOKEN_FILE = "token"
@@ -48,7 +49,8 @@ INGEST_PATH = "/api/runs/ingest"
 OPEN_PATHS = frozenset({"/healthz", "/login"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
-MAX_SESSIONS = 1000  # the oldest login is dropped beyond this
+MAX_SESSIONS = MAX_LOGINS_PER_TOKEN  # per token: the token's oldest login is dropped beyond
+LOGIN_SITES = frozenset({"none", "same-origin"})  # Sec-Fetch-Site values /login accepts
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -124,49 +126,13 @@ def login_url(host: str, port: int, token: str) -> str:
 # -- login sessions ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Session:
-    """One browser login: the cookie's value and the CSRF token that goes with it."""
-
-    session_id: str
-    csrf: str
-    user: str | None = None  # who logged in with their own token (None: the server's token)
-
-
-class Sessions:
-    """The login sessions of one app, by id. Thread-safe."""
-
-    def __init__(self, limit: int = MAX_SESSIONS) -> None:
-        self.limit = limit
-        self._by_id: OrderedDict[str, Session] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def create(self, user: str | None = None) -> Session:
-        session = Session(session_id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32),
-                          user=user)
-        with self._lock:
-            self._by_id[session.session_id] = session
-            while len(self._by_id) > self.limit:
-                self._by_id.popitem(last=False)
-        return session
-
-    def get(self, session_id: str) -> Session | None:
-        with self._lock:
-            return self._by_id.get(session_id)
-
-    def end(self, session_id: str) -> bool:
-        """Forget a session; a cookie holding its id is refused from now on."""
-        with self._lock:
-            return self._by_id.pop(session_id, None) is not None
-
-    def __len__(self) -> int:
-        return len(self._by_id)
-
-
 def sessions(plane: ControlPlane | None = None) -> Sessions:
-    """The app's login sessions."""
+    """The app's login sessions (stored under ``<git dir>/scp/logins/``)."""
     plane = plane or state()
-    return plane.extra.setdefault("sessions", Sessions())
+    found = plane.extra.get("sessions")
+    if found is None:
+        found = plane.extra["sessions"] = Sessions(Path(plane.ledger.scp_dir) / LOGINS_DIR)
+    return found
 
 
 def cookie_name() -> str:
@@ -293,13 +259,32 @@ def authenticate(plane: ControlPlane) -> str | None:
     session = sessions(plane).get(session_id) if session_id else None
     if session is None:
         return None
-    if session.user:
-        if session.user not in users(plane).entries():  # removed since: logged out
+    valid = login_still_valid(plane, session.user, session.token_sha256)
+    if not valid:
+        if valid is False:  # its token was removed or replaced: logged out for good
             sessions(plane).end(session.session_id)
-            return None
+        return None
+    if session.user:
         request.environ["controlplane.user"] = session.user
     g.controlplane_session = session
     return "cookie"
+
+
+def login_still_valid(plane: ControlPlane, user: str | None, digest: str | None) -> bool | None:
+    """True if the token a login was made from still works; None if the users file is broken.
+
+    The server's token for a login without a user; else the user's current token.
+    """
+    if not isinstance(digest, str):
+        return False
+    if user is None:
+        return hmac.compare_digest(digest, token_digest(plane.token))
+    try:
+        entry = users(plane).entries().get(user)
+    except UsersError as exc:  # locks this user out until the file is fixed, ends nothing
+        logger.warning("%s", exc)
+        return None
+    return entry is not None and hmac.compare_digest(digest, entry["token_sha256"])
 
 
 def check_request() -> Response | None:
@@ -355,14 +340,35 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+LOGIN_REFUSED = ("a login link opened from another site or another port is refused (it could "
+                 "log you in as someone else): open the URL `controlplane serve` printed yourself")
+
+
+def login_refused() -> Response:
+    """403 for a login another page sent the browser to (login CSRF)."""
+    if wants_html():
+        return _page(403, "Login refused", LOGIN_REFUSED)
+    return error_response(403, "cross_site_login", LOGIN_REFUSED)
+
+
 @bp.get("/login")
 def login() -> BaseResponse:
-    """Exchange the token for a login cookie and redirect (303) so it leaves the address bar."""
+    """Exchange the token for a login cookie and redirect (303) so it leaves the address bar.
+
+    Refused (403) when ``Sec-Fetch-Site`` says another site or port sent the browser here.
+    """
     plane = state()
-    valid, user = token_owner(plane, request.args.get("token", ""))
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site.strip().lower() not in LOGIN_SITES:
+        return login_refused()
+    token = request.args.get("token", "")
+    valid, user = token_owner(plane, token)
     if not valid:
         return unauthorized()
-    session = sessions(plane).create(user)
+    session = sessions(plane).create(
+        user, token_digest(token),
+        still_valid=lambda login: login_still_valid(
+            plane, login.get("user"), login.get("token_sha256")) is not False)
     response = redirect(safe_next(request.args.get("next")), code=303)
     response.set_cookie(cookie_name(), session.session_id, path="/", httponly=True,
                         samesite="Strict", secure=request.is_secure)
