@@ -13,10 +13,12 @@ See docs/serving.md.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
 import re
+import resource
 import signal
 import socket
 import sys
@@ -30,9 +32,9 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 from gunicorn.workers import base
-from gunicorn.workers.gthread import ThreadWorker
 
 from controlplane.ui.web.security import login_url
+from controlplane.ui.web.worker import BufferingThreadWorker
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ DRAIN_SECONDS = 5  # a stopping worker lets answers in progress finish this long
 RUN_STOP_SECONDS = 30  # the executor's own wait for running runs on shutdown
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT, signal.SIGTERM})
 TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']+", re.IGNORECASE)
+FD_RESERVE = 256  # descriptors kept for files, pipes, git and SQLite beside the connections
+MAX_CONNECTIONS = 10_000  # open connections per worker, at most (each may buffer 64 KiB)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,8 +121,8 @@ def block_stop_signals() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
 
-class Worker(ThreadWorker):
-    """gunicorn's gthread worker; its stop signals record in-flight runs before it exits.
+class Worker(BufferingThreadWorker):
+    """The buffering gthread worker; its stop signals record in-flight runs before it exits.
 
     SIGTERM stops accepting and records the runs from the main loop while answers
     drain; SIGINT (Ctrl-C) and SIGQUIT record them in ``worker_int`` and exit. A
@@ -194,7 +198,7 @@ class ControlPlaneServer(BaseApplication):
             "workers": opts.workers,  # >1 only with a shared (Redis) bus, locks and slots
             "worker_class": Worker,
             "threads": opts.threads,
-            "worker_connections": max(1000, 2 * opts.threads),
+            "worker_connections": worker_connections(opts.threads),
             "keepalive": 5,
             "timeout": 0,  # gthread's timeout is a heartbeat; never restart a worker with streams
             "graceful_timeout": runs_stop + DRAIN_SECONDS + 10,  # the master's wait, then SIGKILL
@@ -263,6 +267,22 @@ class ControlPlaneServer(BaseApplication):
             log.exception("could not check for interrupted runs")
 
 
+def raise_fd_limit() -> int:
+    """Soft RLIMIT_NOFILE up to the hard limit (held connections need a descriptor each)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):  # some systems refuse an infinite one
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def worker_connections(threads: int) -> int:
+    """Open connections a worker accepts: what its descriptors allow, up to MAX_CONNECTIONS."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    allowed = MAX_CONNECTIONS if soft == resource.RLIM_INFINITY else soft - FD_RESERVE
+    return max(threads + 64, min(MAX_CONNECTIONS, allowed))
+
+
 def configure_logging() -> None:
     """Warnings and errors of the app on stderr, tokens masked."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
@@ -275,4 +295,8 @@ def configure_logging() -> None:
 def serve(options: ServeOptions) -> None:
     """Serve until SIGTERM or Ctrl-C, in this process (gunicorn master) and one worker."""
     configure_logging()
+    descriptors = raise_fd_limit()
+    if descriptors < 1024 + FD_RESERVE:
+        log.warning("only %d file descriptors: fewer than 1,024 connections can be held open; "
+                    "raise the hard limit (ulimit -Hn)", descriptors)
     ControlPlaneServer(options).run()
