@@ -35,6 +35,16 @@ _POLL_INTERVAL = 0.05  # how often a running tool is checked for a cancel or its
 _DRAIN_TIMEOUT = 5.0  # how long output may still arrive after the tool has exited
 _LINE_LIMIT = 1 << 20  # a longer line is passed on in pieces of this size
 
+# A run's tool starts as this shell, in a session of its own, which waits for "go" on its stdin
+# before it becomes the tool (``exec``, same pid and group). The group is journaled first: a
+# crash before "go" closes the pipe, the shell reads EOF and exits, the tool never runs. With
+# no stdin data the tool then gets /dev/null, else the rest of the pipe (the data).
+_SHELL = "/bin/sh"
+_GATE_SCRIPT = """IFS= read -r go && [ "$go" = go ] || exit 125
+[ "$0" = stdin ] || exec </dev/null
+exec "$@"
+"""
+
 
 @dataclass
 class ToolResult:
@@ -217,13 +227,14 @@ def _execute(
         return result("failed", None, "tool_missing", missing_message(tool))
     if cancel is not None and cancel.is_set():
         return result("cancelled", None, "cancelled", f"{tool} was cancelled before it started")
+    gated = sink is not None  # a run's tool waits until its group is journaled
     try:
         process = subprocess.Popen(
-            argv,
-            executable=executable,
+            _gated(argv, executable, stdin_data is not None) if gated else argv,
+            executable=_SHELL if gated else executable,
             cwd=cwd,
             env=env,
-            stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
+            stdin=subprocess.PIPE if gated or stdin_data is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -238,6 +249,7 @@ def _execute(
         threading.Thread(target=_pump, args=(process.stdout, "stdout", out, emit), daemon=True),
         threading.Thread(target=_pump, args=(process.stderr, "stderr", err, emit), daemon=True),
     ]
+    data = None
     if stdin_data is not None:
         data = stdin_data.encode() if isinstance(stdin_data, str) else stdin_data
         threads.append(threading.Thread(target=_feed, args=(process.stdin, data), daemon=True))
@@ -245,9 +257,10 @@ def _execute(
     attached = False
     exited_alone = False  # True once the tool exited by itself (no timeout, cancel or error)
     try:
-        if sink is not None:  # journaled before any output is read: a crash from here on
-            sink.attach_process(process.pid, pgid)  # leaves a group that recovery can kill
+        if sink is not None:  # journaled before the tool runs: a crash from here on leaves
+            sink.attach_process(process.pid, pgid)  # a group that recovery can kill
             attached = True
+            _open_gate(process, keep_stdin=data is not None)
         for thread in threads:
             thread.start()
         deadline = None if timeout is None else started + timeout
@@ -322,6 +335,25 @@ def _escalate(
             pass
     _signal_group(pgid, signal.SIGKILL)
     process.wait()
+
+
+def _gated(argv: list[str], executable: str, keep_stdin: bool) -> list[str]:
+    """The gate's argv: the shell, its script, then the tool's argv as ``"$@"``."""
+    tool = argv if not argv[0].startswith("-") else [executable, *argv[1:]]  # not an option
+    return ["sh", "-c", _GATE_SCRIPT, "stdin" if keep_stdin else "devnull", *tool]
+
+
+def _open_gate(process: subprocess.Popen[bytes], keep_stdin: bool) -> None:
+    """Let the gated tool run (its group is journaled); stdin stays open for its data."""
+    assert process.stdin is not None
+    try:
+        process.stdin.write(b"go\n")
+        process.stdin.flush()
+    except OSError:  # the shell died (killed from outside): nothing runs
+        pass
+    if not keep_stdin:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
 
 
 def _signal_group(pgid: int, sig: int) -> None:

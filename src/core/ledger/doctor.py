@@ -20,10 +20,11 @@ class DoctorReport:
     unreadable: list[str] = field(default_factory=list)
     tags_recreated: list[str] = field(default_factory=list)
     stale_locks: list[str] = field(default_factory=list)  # removed: their git process died
+    unrecorded: list[str] = field(default_factory=list)  # runs of dead processes still unrecorded
 
     @property
     def healthy(self) -> bool:
-        return self.fsck_ok and not self.unreadable
+        return self.fsck_ok and not self.unreadable and not self.unrecorded
 
     def lines(self) -> list[str]:
         out = [f"stale git locks removed: {len(self.stale_locks)}"]
@@ -34,6 +35,9 @@ class DoctorReport:
         out.append(f"runs in the ledger: {self.runs} (index rebuilt)")
         out.append(f"interrupted runs recorded: {len(self.interrupted)}")
         out += [f"  {run_id}" for run_id in self.interrupted]
+        out.append(f"runs of dead processes not recorded: {len(self.unrecorded)}")
+        out += [f"  {run_id} (see the errors above; run doctor again)"
+                for run_id in self.unrecorded]
         out.append(f"unreadable run files: {len(self.unreadable)}")
         out += [f"  {path}" for path in self.unreadable]
         out.append(f"run tags recreated: {len(self.tags_recreated)}")
@@ -50,6 +54,7 @@ def diagnose(ledger: Ledger) -> DoctorReport:
     report.fsck_output = (fsck.stdout + fsck.stderr).strip()
     report.interrupted = [r["run_id"] for r in ledger.interrupted + ledger.recover()]
     ledger.interrupted.clear()
+    report.unrecorded = ledger.journal.stranded()
     head = ledger.store.head()
     for directory in ledger.store.walk_run_dirs(head):
         raw = ledger.store.read_blob(head, f"{directory}/run.json")

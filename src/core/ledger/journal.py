@@ -4,11 +4,15 @@ Under ``.git/scp/journal/`` each running run has ``<run_id>.json`` (the run as
 it started, host, pid, process start time, the process groups it spawned)
 and ``<run_id>.events.jsonl`` (its events, appended as they happen). Other
 processes read them to show the run live; the next process to open the
-ledger finds runs whose process died and records them ``interrupted``.
+ledger finds runs whose process died and records them ``interrupted``, one at a
+time: kill the groups it left, claim the entry (an ``flock`` the kernel drops if the
+recoverer dies too), record it, remove it. Every step may be repeated by the next
+recoverer, so a crash during recovery loses nothing.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -74,8 +78,8 @@ class Journal:
         pid = os.getpid()
         entry = JournalEntry(run=run, host=socket.gethostname(), pid=pid,
                              pid_start=process_start_time(pid))
+        write_atomic(self.meta_path(run["run_id"]), entry.to_json())  # first: no orphan spool
         self.events_path(run["run_id"]).touch()
-        write_atomic(self.meta_path(run["run_id"]), entry.to_json())
         return entry
 
     def update(self, entry: JournalEntry) -> None:
@@ -87,7 +91,7 @@ class Journal:
         if keep_events_at is not None and events.exists():
             keep_events_at.parent.mkdir(parents=True, exist_ok=True)
             os.replace(events, keep_events_at)
-        for path in (self.meta_path(run_id), events):
+        for path in (events, self.meta_path(run_id)):  # the entry last: a spool never outlives it
             path.unlink(missing_ok=True)
 
     def entries(self) -> list[JournalEntry]:
@@ -117,28 +121,85 @@ class Journal:
                 events.append(event)
         return events
 
-    def claim_dead(self) -> list[tuple[JournalEntry, Path]]:
-        """Take over the entries of this host whose process died.
-
-        The rename makes the claim exclusive when several processes open the
-        ledger at once; returns each entry with its claimed path.
-        """
-        claimed = []
+    def dead_entries(self) -> list[tuple[JournalEntry, Path]]:
+        """The readable entries of this host whose process died, oldest run first."""
         host = socket.gethostname()
+        found = []
         for path in sorted(self.dir.glob("*.json")):
             try:
                 entry = JournalEntry.from_json(path.read_bytes())
             except (OSError, ValueError, KeyError):
                 continue
-            if entry.host != host or entry.alive:
-                continue
-            target = path.with_name(path.name + f".claimed-{os.getpid()}")
+            if entry.host == host and not entry.alive:
+                found.append((entry, path))
+        return found
+
+    def claim(self, path: Path) -> Claim | None:
+        """Take over the entry at *path* (its process died); None if another process has it.
+
+        The claim is an exclusive ``flock`` on the entry file: the kernel drops it when
+        the claimer dies, so a claim never outlives its claimer (no pid to reuse).
+        """
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None  # recorded and removed meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            opened, current = os.fstat(fd), os.stat(path)
+            if (opened.st_dev, opened.st_ino) != (current.st_dev, current.st_ino):
+                raise FileNotFoundError(path)  # removed (and the name reused) meanwhile
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                entry = JournalEntry.from_json(fh.read())
+        except (OSError, ValueError, KeyError):
+            os.close(fd)
+            return None
+        return Claim(entry, path, fd)
+
+    def sweep(self) -> None:
+        """Remove what dead writers left: spools without an entry, ``.<name>.<pid>.tmp``."""
+        for path in self.dir.glob("*.events.jsonl"):
+            if not self.meta_path(path.name.removesuffix(".events.jsonl")).exists():
+                path.unlink(missing_ok=True)  # a spool is created after its entry
+        for path in self.dir.glob(".*.tmp"):
+            pid_text = path.name.rsplit(".", 2)[-2]
+            if pid_text.isascii() and pid_text.isdigit() and not process_alive(int(pid_text),
+                                                                                 None):
+                path.unlink(missing_ok=True)
+
+    def restore_legacy_claims(self) -> list[str]:
+        """Give back ``<id>.json.claimed-<pid>`` files of dead claimers (older versions)."""
+        restored = []
+        for path in sorted(self.dir.glob("*.json.claimed-*")):
+            pid_text = path.name.rpartition("-")[2]
+            if pid_text.isascii() and pid_text.isdigit() and process_alive(int(pid_text), None):
+                continue  # its claimer may still be recording it
+            target = path.with_name(path.name.partition(".claimed-")[0])
             try:
                 os.rename(path, target)
             except OSError:
-                continue  # another process claimed it first
-            claimed.append((entry, target))
-        return claimed
+                continue
+            restored.append(target.stem)
+        return restored
+
+    def stranded(self) -> list[str]:
+        """Run ids whose process died and that are still unrecorded (for ``ledger doctor``)."""
+        ids = [entry.run.get("run_id", path.stem) for entry, path in self.dead_entries()]
+        return ids + [p.name for p in sorted(self.dir.glob("*.json.claimed-*"))]
+
+
+@dataclass
+class Claim:
+    """An entry of a dead process, held by this process until ``release``."""
+
+    entry: JournalEntry
+    path: Path
+    fd: int
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def kill_left_groups(groups: dict[str, float | None]) -> list[dict[str, Any]]:

@@ -274,23 +274,37 @@ class Ledger:
     # -- dead processes --------------------------------------------------
 
     def recover(self) -> list[dict[str, Any]]:
-        """Record runs whose process died as ``interrupted``; kill what they left running."""
+        """Record runs whose process died as ``interrupted``; kill what they left running.
+
+        Crash-safe and idempotent, one entry at a time: its process groups are killed,
+        then it is claimed (a lock the kernel releases if this process dies), recorded
+        unless already in the ledger, and only then removed from the journal.
+        """
+        self.journal.restore_legacy_claims()
+        self.journal.sweep()
         found = []
-        for entry, claimed in self.journal.claim_dead():
-            run_id = entry.run.get("run_id", "")
+        for entry, path in self.journal.dead_entries():
+            killed = kill_left_groups(entry.groups)  # first: a tool must not outlive a crash here
+            claim = self.journal.claim(path)
+            if claim is None:
+                continue  # another live process is recording it, or it is done
+            run_id = claim.entry.run.get("run_id", "")
             try:
-                found.append(self._record_interrupted(entry))
+                report = self._record_interrupted(claim.entry, killed)
+                self.journal.finish(run_id,
+                                    keep_events_at=self.logs_dir / f"{run_id}.events.jsonl")
+                found.append(report)
             except (ValueError, LedgerWriteError) as exc:
-                log.error("could not record interrupted run %s: %s", run_id, exc)
-                os.replace(claimed, self.journal.meta_path(run_id))  # leave it for next time
-                continue
-            claimed.unlink(missing_ok=True)
-            self.journal.finish(run_id, keep_events_at=self.logs_dir / f"{run_id}.events.jsonl")
+                log.error("could not record interrupted run %s (kept for the next open): %s",
+                          run_id, exc)
+            finally:
+                claim.release()
         return found
 
-    def _record_interrupted(self, entry: JournalEntry) -> dict[str, Any]:
+    def _record_interrupted(self, entry: JournalEntry,
+                            killed: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         run = Run.from_dict(entry.run)
-        groups = kill_left_groups(entry.groups)
+        groups = _merge_kills(killed or [], kill_left_groups(entry.groups))
         report = {"run_id": run.run_id, "pid": entry.pid, "groups": groups}
         if self.store.has_path(self.store.head(), f"{ledger_dir(run.run_id)}/run.json"):
             return report | {"already_recorded": True}  # died after recording, before cleanup
@@ -393,6 +407,13 @@ class Ledger:
                 log.warning("git gc --auto failed: %s", exc)
 
         threading.Thread(target=collect, name="scp-gc", daemon=True).start()
+
+
+def _merge_kills(first: list[dict[str, Any]], again: list[dict[str, Any]]
+                 ) -> list[dict[str, Any]]:
+    """One report per group: "killed" if either pass killed it, else the second pass's."""
+    killed = {item["pgid"] for item in first if item["state"] == "killed"}
+    return [{**item, "state": "killed"} if item["pgid"] in killed else item for item in again]
 
 
 def _parse_jsonl(data: bytes, after: int) -> list[dict[str, Any]]:

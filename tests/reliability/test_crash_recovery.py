@@ -1,0 +1,192 @@
+"""Crash injection: writers and recoverers killed at random points lose no run, leave no tool.
+
+Writers are scripts that open a ``tracked_run`` and start a tool through the tool runner;
+recoverers only open the ledger (which records the runs of dead processes). Each is killed
+with SIGKILL at a random moment after its imports, several at once, wave after wave. Then one
+clean ``ledger doctor`` runs and every started run must be in the ledger with a final status,
+no tool may be left running, ``git fsck`` must be clean and the index must equal the branch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import git, scaled
+from tests.reliability.fault_support import cli, fsck, journal_entries, listed_runs, wait_until
+from tests.test_serve import server_env
+
+WRITER = """
+import sys
+from controlplane.core.run_tracker import tracked_run
+from controlplane.core.tools import run_tool
+
+label, mark, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+print("imported", flush=True)
+with tracked_run("test", "test:crash", summary=label) as run:
+    print(run.run_id, flush=True)
+    result = run_tool(argv, extra_env={"SCP_CRASH_MARK": mark}, timeout=None)
+    run.result = {"exit": result.exit_code}
+    if not result.ok:
+        run.fail("tool", "the tool failed")
+print("done", flush=True)
+"""
+
+RECOVERER = """
+from controlplane.core.ledger import Ledger
+
+print("imported", flush=True)
+Ledger.open()
+print("done", flush=True)
+"""
+
+FINAL = {"ok", "failed", "cancelled", "interrupted"}
+
+
+def marked_processes(mark: str) -> list[psutil.Process]:
+    """Live processes whose environment carries *mark* (tools and anything they started)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if process.environ().get("SCP_CRASH_MARK") == mark:
+                found.append(process)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def branch_run_ids(repo: Path) -> set[str]:
+    names = git(repo, "ls-tree", "-r", "--name-only", "scp-ledger", "--", "ledger/runs",
+                check=False).split()
+    return {name.split("/")[-2] for name in names if name.endswith("/run.json")}
+
+
+def index_run_ids(repo: Path) -> set[str]:
+    with sqlite3.connect(repo / ".git" / "scp" / "index.sqlite") as db:
+        return {row[0] for row in db.execute("SELECT run_id FROM runs")}
+
+
+class Victim:
+    """A script started now, to be SIGKILLed *delay* seconds after its imports."""
+
+    def __init__(self, repo: Path, script: Path, args: list[str], delay: float,
+                 env: dict[str, str]) -> None:
+        self.delay = delay
+        self.proc = subprocess.Popen([sys.executable, str(script), *args], cwd=repo, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True, start_new_session=True)
+        self.lines: list[str] = []
+        self.kill_at: float | None = None
+
+    def read_imported(self) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if line:
+            self.lines.append(line)
+        self.kill_at = time.monotonic() + self.delay
+
+    def kill(self) -> None:
+        """SIGKILL the script only (its tools have sessions of their own)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGKILL)
+        assert self.proc.stdout is not None
+        self.lines += [line.strip() for line in self.proc.stdout.read().splitlines()]
+        self.proc.stdout.close()
+        self.proc.wait(timeout=30)
+
+
+def run_wave(repo: Path, scripts: dict[str, Path], mark: str, rng: random.Random,
+             env: dict[str, str], writers: int, max_delay: float) -> list[Victim]:
+    victims = []
+    for n in range(writers):
+        argv = ["sleep", "30"] if rng.random() < 0.75 else ["true"]
+        victims.append(Victim(repo, scripts["writer"], [f"w{n}", mark, *argv],
+                              rng.uniform(0, max_delay), env))
+    victims.append(Victim(repo, scripts["recoverer"], [], rng.uniform(0, max_delay), env))
+    for victim in victims:
+        victim.read_imported()
+    for victim in sorted(victims, key=lambda v: v.kill_at or 0):
+        wait = (victim.kill_at or 0) - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)  # a random kill point, not a synchronisation
+        victim.kill()
+    return victims
+
+
+@pytest.mark.slow
+def test_writers_and_recoverers_killed_at_random_lose_no_run(repo: Path, tmp_path: Path) -> None:
+    waves = scaled(20, 200)
+    rng = random.Random(int(os.environ.get("CONTROLPLANE_CRASH_SEED", "0")) or None)
+    scripts = {"writer": tmp_path / "writer.py", "recoverer": tmp_path / "recoverer.py"}
+    scripts["writer"].write_text(WRITER)
+    scripts["recoverer"].write_text(RECOVERER)
+    mark = f"crash-{os.getpid()}-{rng.randrange(1 << 30)}"
+    env = server_env()
+    started: set[str] = set()
+    survivors: list[psutil.Process] = []
+    began = time.monotonic()
+    try:
+        for _ in range(waves):
+            for victim in run_wave(repo, scripts, mark, rng, env, writers=3, max_delay=0.7):
+                started |= {line for line in victim.lines if line.startswith("20")}
+        doctor = cli(repo, "ledger", "doctor")
+        survivors = marked_processes(mark)
+        recorded = {r["run_id"]: r for r in listed_runs(repo)}
+        leftovers = sorted(p.name for p in (repo / ".git" / "scp" / "journal").iterdir())
+        stranded = {name.split(".")[0] for name in leftovers}  # e.g. <run_id>.json.claimed-<pid>
+        lost = sorted((started | stranded) - recorded.keys())
+        print(f"FIGURE crash injection: {waves} waves, {len(started)} runs started, "
+              f"{len(lost)} lost, {len(leftovers)} journal files left, {len(survivors)} "
+              f"tool processes left alive, {time.monotonic() - began:.1f} s")
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert "runs of dead processes not recorded: 0" in doctor.stdout, doctor.stdout
+        assert not lost, f"runs started but never recorded: {lost}"
+        assert not leftovers, f"journal files left behind: {leftovers}"
+        assert journal_entries(repo) == []
+        assert not survivors, f"tools left running: {[p.pid for p in survivors]}"
+        assert all(r["status"] in FINAL for r in recorded.values())
+        assert started, "no writer got as far as starting its run"
+        done = fsck(repo)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert index_run_ids(repo) == branch_run_ids(repo) == set(recorded)
+    finally:
+        for process in survivors or marked_processes(mark):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_scp_dir_is_private_and_the_index_owner_only(repo: Path) -> None:
+    scp = repo / ".git" / "scp"
+    scp.mkdir()
+    scp.chmod(0o755)  # as an older version left it
+    done = cli(repo, "exec", "test:modes", "--", "true")
+    assert done.returncode == 0, done.stderr
+    assert mode(scp) == 0o700
+    assert mode(scp / "index.sqlite") == 0o600
+    assert json.loads(cli(repo, "runs", "list", "--json").stdout)[0]["status"] == "ok"
+
+
+def test_a_fresh_scp_dir_is_private(repo: Path) -> None:
+    done = cli(repo, "exec", "test:modes", "--", "true")
+    assert done.returncode == 0, done.stderr
+    assert mode(repo / ".git" / "scp") == 0o700
+    assert mode(repo / ".git" / "scp" / "index.sqlite") == 0o600
+    assert wait_until(lambda: listed_runs(repo), 10, "the run listed")
