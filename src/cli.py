@@ -1,4 +1,8 @@
-"""The ``controlplane`` command. Errors are one line on stderr and exit code 2."""
+"""The ``controlplane`` command. Errors are one line on stderr and exit code 2.
+
+Text from the ledger, the journal, the bus or ingest goes through :func:`say`: only
+SGR colours survive, and only on a terminal (``exec`` shows its own child's output as is).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 
 import click
 
+from controlplane.core import terminal
 from controlplane.core.ledger import Ledger, LedgerWriteError, NotARepository
 from controlplane.core.runs import RUN_TYPES, RunStatus
 
@@ -21,7 +26,13 @@ class Fail(click.ClickException):
     exit_code = 2
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"controlplane: error: {self.format_message()}", err=True)
+        say(f"controlplane: error: {self.format_message()}", err=True)
+
+
+def say(text: str, err: bool = False) -> None:
+    """Echo *text* that others wrote (runs, events, errors) without its terminal controls."""
+    stream = click.get_text_stream("stderr" if err else "stdout")
+    click.echo(terminal.clean_for(stream, text), err=err, color=True)
 
 
 def open_ledger(repo: str | None) -> Ledger:
@@ -62,9 +73,11 @@ def exec_command(subtype: str, command: tuple[str, ...], summary: str | None,
     ledger = open_ledger(repo)
     argv = list(command)
 
+    own_run: list[str] = []  # a shared bus (CONTROLPLANE_BUS) carries other runs too
+
     def echo_output(envelope: dict[str, Any]) -> None:
-        if envelope["type"] == "run:output":
-            data = envelope["data"]
+        if envelope["type"] == "run:output" and envelope.get("run_id") in own_run:
+            data = envelope["data"]  # the child's own output: unchanged, as if run directly
             click.echo(data["line"], err=data.get("stream") == "stderr")
 
     disconnect = default_bus().connect(echo_output)
@@ -72,6 +85,7 @@ def exec_command(subtype: str, command: tuple[str, ...], summary: str | None,
         with tracked_run(run_type, subtype, summary=summary or " ".join(argv),
                          project_root=ledger.root, actor=default_actor("cli"),
                          params={"argv": argv}) as run:
+            own_run.append(run.run_id)
             result = run_tool(argv, cwd=None, timeout=timeout, run=run)
             run.result = {"exit_code": result.exit_code}
             if not result.ok:
@@ -111,12 +125,12 @@ def runs_list(run_type: str | None, status: str | None, limit: int, as_json: boo
     """Newest runs first, in-flight ones included."""
     found = open_ledger(repo).recent(limit=limit, type=run_type, status=status)
     if as_json:
-        click.echo(json.dumps(found, indent=1))
+        say(json.dumps(found, indent=1))
         return
     for run in found:
         duration = run.get("duration_ms")
         took = f"{duration / 1000:.1f}s" if isinstance(duration, int) else "-"
-        click.echo(f"{run['run_id']}  {run.get('status', '?'):<11} {run.get('subtype', ''):<24} "
+        say(f"{run['run_id']}  {run.get('status', '?'):<11} {run.get('subtype', ''):<24} "
                    f"{took:>8}  {run.get('summary', '')}")
 
 
@@ -132,7 +146,7 @@ def runs_show(run_id: str, with_events: bool, repo: str | None) -> None:
         raise Fail(f"no run {run_id}")
     if with_events:
         run = {**run, "events": ledger.events(run_id)}
-    click.echo(json.dumps(run, indent=1))
+    say(json.dumps(run, indent=1))
 
 
 @runs.command("tail")
@@ -151,12 +165,12 @@ def runs_tail(run_id: str, interval: float, repo: str | None) -> None:
             seq = event["seq"]
             if event.get("type") == "run:output":
                 data = event.get("data") or {}
-                click.echo(data.get("line", ""), err=data.get("stream") == "stderr")
+                say(str(data.get("line", "")), err=data.get("stream") == "stderr")
         if not in_flight:
             break
         time.sleep(interval)  # following a file another process appends to
     final = ledger.get(run_id) or {}
-    click.echo(f"controlplane: run {run_id} {final.get('status', 'gone')}", err=True)
+    say(f"controlplane: run {run_id} {final.get('status', 'gone')}", err=True)
 
 
 # -- ledger ----------------------------------------------------------------
@@ -176,7 +190,7 @@ def ledger_doctor(repo: str | None) -> None:
     ledger = open_ledger(repo)
     report = diagnose(ledger)
     for line in report.lines():
-        click.echo(line)
+        say(line)
     if not report.healthy:
         sys.exit(1)
 
@@ -258,7 +272,7 @@ def _pull_every(sync: Any, seconds: int) -> None:
             try:
                 report = sync.pull().to_dict()
             except (SyncError, OSError) as exc:
-                click.echo(f"controlplane: pull failed: {exc}", err=True)
+                say(f"controlplane: pull failed: {exc}", err=True)
             else:
                 if report["pulled_runs"] or report["merged"]:
                     click.echo(f"{time.strftime('%H:%M:%S')} pulled {report['pulled_runs']} "
@@ -400,7 +414,7 @@ def config_command(repo: str | None) -> None:
     except settings_module.SettingsError as exc:
         raise Fail(str(exc)) from None
     for line in lines:
-        click.echo(line)
+        say(line)
     _warn_refused_settings(root)
 
 
@@ -409,7 +423,7 @@ def _warn_refused_settings(root: Any) -> None:
     from controlplane.core import settings as settings_module
 
     for warning in settings_module.warnings(root):
-        click.echo(f"controlplane: warning: {warning}", err=True)
+        say(f"controlplane: warning: {warning}", err=True)
 
 
 def _add_subcommands() -> None:
