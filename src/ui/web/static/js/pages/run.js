@@ -4,6 +4,7 @@ import { api } from '../api.js';
 import { hideBanner, showError } from '../banner.js';
 import { followMentions } from '../chat.js';
 import { initCommon } from '../common.js';
+import { confirmDialog } from '../dialog.js';
 import { $, runHref } from '../dom.js';
 import { isFinal } from '../format.js';
 import { OutputView } from '../output.js';
@@ -84,13 +85,35 @@ cancelButton.addEventListener('click', async () => {
   }
 });
 
+async function rerun(body) {
+  return api(`/api/runs/${encodeURIComponent(runId)}/rerun`, { method: 'POST', body, async: true });
+}
+
+// A destructive action's rerun is refused (428) until the same dialog as its form says yes.
+async function rerunConfirmed() {
+  try {
+    return await rerun({});
+  } catch (error) {
+    if (error.status !== 428) throw error;
+  }
+  const run = follower.run() || {};
+  const params = Object.fromEntries(Object.entries(run.params || {})
+    .filter(([key]) => !key.startsWith('_')));
+  const yes = await confirmDialog({
+    text: `${run.subtype} is destructive. Rerunning it runs ${run.action} again with:`,
+    params,
+  });
+  return yes ? rerun({ confirm: true }) : null;
+}
+
 rerunButton.addEventListener('click', async () => {
   rerunButton.disabled = true;
   try {
-    const answer = await api(`/api/runs/${encodeURIComponent(runId)}/rerun`,
-      { method: 'POST', async: true });
-    watchRun(answer.run_id);
-    window.location.assign(runHref(answer.run_id));
+    const answer = await rerunConfirmed();
+    if (answer) {
+      watchRun(answer.run_id);
+      window.location.assign(runHref(answer.run_id));
+    }
   } catch (error) {
     showError(error, { source: 'run' });
   } finally {
