@@ -13,11 +13,12 @@ from controlplane.core.events import EVENT_TYPES, EventBus
 from controlplane.core.ledger import Ledger
 from controlplane.core.ledger.feed import LedgerFeed
 
+RUN = {"run_id": "r1", "type": "test", "subtype": "test:x"}
 
 def test_envelope_shape_and_order() -> None:
     bus = EventBus()
-    first = bus.publish("run:started", {"run_id": "r1", "status": "running"}, run_id="r1")
-    second = bus.publish("run:completed", {"run_id": "r1", "status": "ok"}, run_id="r1")
+    first = bus.publish("run:started", {**RUN, "status": "running"}, run_id="r1")
+    second = bus.publish("run:completed", {**RUN, "status": "ok"}, run_id="r1")
     assert set(first) == {"id", "type", "run_id", "at", "data"}
     assert first["id"] == f"{bus.epoch}-1" and second["id"] == f"{bus.epoch}-2"
     assert first["at"].endswith("Z")
@@ -28,7 +29,7 @@ def test_unregistered_type_or_missing_field_is_refused() -> None:
     with pytest.raises(ValueError, match="unregistered event type 'run:exploded'"):
         bus.publish("run:exploded", {})
     with pytest.raises(ValueError, match="lacks status"):
-        bus.publish("run:started", {"run_id": "r"})
+        bus.publish("run:started", {"run_id": "r", "type": "test", "subtype": "test:x"})
     assert {"run:queued", "run:started", "run:output", "run:progress", "run:completed",
             "chat:message", "metrics:update", "executor:state", "ledger:synced",
             "resync"} <= set(EVENT_TYPES)

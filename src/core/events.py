@@ -19,8 +19,8 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar, Self, TypeVar
 
 import blinker
 
@@ -28,73 +28,128 @@ from controlplane.core.runs import iso, utc_now
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES: dict[str, type] = {}
+EVENT_TYPES: dict[str, type[EventData]] = {}
 
 
-def event_type(name: str) -> Callable[[type], type]:
-    """Register a dataclass as the shape of the ``data`` of events called *name*."""
+class EventData:
+    """Base of the declared ``data`` shapes: built by publishers, read back by consumers."""
 
-    def register(cls: type) -> type:
-        EVENT_TYPES[name] = dataclasses.dataclass(frozen=True)(cls)
-        return EVENT_TYPES[name]
+    event_name: ClassVar[str] = ""
+
+    def to_data(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Self:
+        """The declaration read from an envelope's ``data``; ValueError names what lacks."""
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        required = [f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                    if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise ValueError(f"{cls.event_name} data lacks {', '.join(missing)}")
+        return cls(**{name: data[name] for name in names if name in data})
+
+
+EventT = TypeVar("EventT", bound=type[EventData])
+
+
+def event_type(name: str) -> Callable[[EventT], EventT]:
+    """Declare a frozen dataclass as the shape of the ``data`` of events called *name*."""
+
+    def register(cls: EventT) -> EventT:
+        declared = dataclasses.dataclass(frozen=True)(cls)
+        declared.event_name = name
+        EVENT_TYPES[name] = declared
+        return declared
 
     return register
 
 
-@event_type("run:queued")
-class RunQueued:
+@dataclasses.dataclass(frozen=True)
+class RunSnapshot(EventData):
+    """A run's whole run.json: the named fields, and every other one in ``rest``."""
+
     run_id: str
+    type: str
+    subtype: str
     status: str
+    summary: str = ""
+    rest: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_data(self) -> dict[str, Any]:
+        return {**self.rest, "run_id": self.run_id, "type": self.type, "subtype": self.subtype,
+                "status": self.status, "summary": self.summary}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Self:
+        named = {f.name for f in dataclasses.fields(cls)} - {"rest"}
+        head = super().from_data(data)
+        return dataclasses.replace(head, rest={k: v for k, v in data.items() if k not in named})
+
+
+@event_type("run:queued")
+class RunQueued(RunSnapshot):
+    """A run waits for an executor slot (its run.json)."""
 
 
 @event_type("run:started")
-class RunStarted:
-    run_id: str
-    status: str
+class RunStarted(RunSnapshot):
+    """A run started (its run.json)."""
+
+
+@event_type("run:completed")
+class RunCompleted(RunSnapshot):
+    """A run ended (its final run.json)."""
 
 
 @event_type("run:output")
-class RunOutput:
+class RunOutput(EventData):
     seq: int
     stream: str
     line: str
 
 
 @event_type("run:progress")
-class RunProgress:
+class RunProgress(EventData):
     done: int
     total: int
 
 
-@event_type("run:completed")
-class RunCompleted:
-    run_id: str
-    status: str
-
-
 @event_type("chat:message")
-class ChatMessage:
+class ChatMessage(EventData):
+    """A chat message as stored, with ``runs``: what each mentioned run is."""
+
     message_id: str
     text: str
+    author: dict[str, Any]
+    at: str
+    mentions: list[str] = dataclasses.field(default_factory=list)
+    runs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    schema: int = 1
 
 
 @event_type("metrics:update")
-class MetricsUpdate:
+class MetricsUpdate(EventData):
     pass
 
 
 @event_type("executor:state")
-class ExecutorState:
+class ExecutorState(EventData):
+    limit: int
     paused: bool
+    running: list[str]
+    queued: list[str]
 
 
 @event_type("ledger:synced")
-class LedgerSynced:
+class LedgerSynced(EventData):
     runs: int
 
 
 @event_type("resync")
-class Resync:
+class Resync(EventData):
     reason: str
 
 
@@ -105,14 +160,7 @@ def check_event(kind: str, data: dict[str, Any]) -> None:
         raise ValueError(f"unregistered event type {kind!r}")
     if not isinstance(data, dict):
         raise ValueError(f"{kind} data must be a dict")
-    required = [
-        f.name
-        for f in dataclasses.fields(cls)
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    missing = [name for name in required if name not in data]
-    if missing:
-        raise ValueError(f"{kind} data lacks {', '.join(missing)}")
+    cls.from_data(data)
 
 
 def new_epoch() -> str:
@@ -258,6 +306,13 @@ class EventBus:
             if not self._remote:
                 self._fanout(envelope)
         return envelope
+
+    def publish_event(self, event: EventData, run_id: str | None = None) -> dict:
+        """Publish a declared event (``RunStarted.from_data(run)``, ``RunOutput(...)``…)."""
+        name = type(event).event_name
+        if EVENT_TYPES.get(name) is not type(event):
+            raise ValueError(f"unregistered event class {type(event).__name__}")
+        return self.publish(name, event.to_data(), run_id=run_id or getattr(event, "run_id", None))
 
     def _fanout_locked(self, envelope: dict[str, Any]) -> None:
         """Deliver an event read from a shared backend (never while a subscriber is joining)."""

@@ -30,7 +30,13 @@ from typing import Any
 
 from controlplane.core import redact
 from controlplane.core.context import current_run, reset_current_run, set_current_run
-from controlplane.core.events import EventBus, default_bus
+from controlplane.core.events import (
+    EventBus,
+    RunCompleted,
+    RunQueued,
+    RunStarted,
+    default_bus,
+)
 from controlplane.core.ledger import Ledger, LedgerWriteError
 from controlplane.core.output import bound_result, cap_events, clip_line
 from controlplane.core.runs import Run, RunStatus, check_subtype, iso, process_start_time, utc_now
@@ -165,7 +171,7 @@ class ActiveRun:
         """Journal the run as ``queued`` and publish ``run:queued``."""
         self.run.status = RunStatus.QUEUED
         self._entry = self.ledger.journal.start(self.run.to_dict())
-        self.bus.publish("run:queued", self.run.to_dict(), run_id=self.run_id)
+        self.bus.publish_event(RunQueued.from_data(self.run.to_dict()))
 
     def start(self) -> None:
         """Journal the run as ``running``, open its event spool, publish ``run:started``."""
@@ -177,7 +183,7 @@ class ActiveRun:
             self.ledger.journal.update(self._entry)
         self._spool = open(self.ledger.journal.events_path(self.run_id), "ab", buffering=0)  # noqa: SIM115
         self._event("run:started", {"summary": self.run.summary})
-        self.bus.publish("run:started", self.run.to_dict(), run_id=self.run_id)
+        self.bus.publish_event(RunStarted.from_data(self.run.to_dict()))
 
     def finish(self, status: RunStatus, error: dict[str, Any] | None = None) -> dict[str, Any]:
         """Record the final state; returns the final run.json."""
@@ -198,12 +204,12 @@ class ActiveRun:
             self.ledger.record(run, events)
         except LedgerWriteError:  # kept in memory (and journaled): recorded at the next open
             self.ledger.unrecorded[self.run_id] = (run, events)
-            self.bus.publish("run:completed", run.to_dict(), run_id=self.run_id)
+            self.bus.publish_event(RunCompleted.from_data(run.to_dict()))
             raise
         self.ledger.journal.finish(
             self.run_id, keep_events_at=self.ledger.logs_dir / f"{self.run_id}.events.jsonl")
         final = run.to_dict()
-        self.bus.publish("run:completed", final, run_id=self.run_id)
+        self.bus.publish_event(RunCompleted.from_data(final))
         return final
 
 
@@ -214,8 +220,12 @@ def _jsonl(event: dict[str, Any]) -> bytes:
 def open_run(run_type: str, subtype: str, *, summary: str = "",
              project_root: str | os.PathLike[str] | None = None, bus: EventBus | None = None,
              **metadata: Any) -> ActiveRun:
-    """Create (not start) a run: checks the type, reads the code ref, redacts params."""
+    """Create (not start) a run: checks the type, reads the code ref, redacts params.
+
+    This process's secret-looking environment variables are registered with the
+    redactor first: code inside a run may print them (a script's ``$DEPLOY_TOKEN``)."""
     check_subtype(run_type, subtype)
+    redact.register_env()
     from controlplane.core.runtime import current_runtime, runtime_for
 
     runtime = current_runtime()
