@@ -12,9 +12,9 @@ choose ``types`` and ``subtypes``, see :mod:`controlplane.core.settings`)::
       webhook: {url: https://hooks.example.com/controlplane}
 
 The SMTP password comes from ``CONTROLPLANE_SMTP_PASSWORD`` (environment or
-vault), never the file. Best effort: the bus receiver only enqueues; a worker
-thread sends, retries a few times with backoff, and logs what it could not
-send. A run is never failed or delayed by an alert.
+vault), never the file. The webhook never follows a redirect. Best effort: the
+bus receiver only enqueues; a worker thread sends, retries a few times with
+backoff, and logs what it could not send. A run is never failed or delayed by an alert.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import queue
 import smtplib
 import ssl
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -105,8 +106,20 @@ def send_webhook(target: WebhookTarget, run: dict[str, Any]) -> None:
                           "run": redact.redact_obj(run)}).encode()
     request = urllib.request.Request(str(target.url), data=payload, method="POST",
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=target.timeout) as answer:
+    with _NO_REDIRECTS.open(request, timeout=target.timeout) as answer:
         answer.read()
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: it could point the alert at loopback or a private address."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> None:
+        raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl} refused "
+                                     "(give the webhook's final URL)", headers, fp)
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects())
 
 
 class Alerter:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, HttpUrl, model_validator
+from pydantic import BaseModel, Field, HttpUrl, field_validator, model_validator
 
 from controlplane.core import redact
 from controlplane.core.events import EventBus
@@ -13,6 +13,8 @@ from controlplane.core.ledger import Ledger
 from controlplane.core.runs import Run, RunStatus, iso, new_run_id
 
 DETAIL = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # a CI run older than this is a mistake
+FUTURE_SLACK = timedelta(days=1)  # clocks drift; a run dated later would stay on top for ever
 
 
 class IngestedRun(BaseModel):
@@ -31,12 +33,20 @@ class IngestedRun(BaseModel):
     url: HttpUrl | None = None
     summary: str = Field("", max_length=300)
 
+    @field_validator("started_at", "finished_at")
+    @classmethod
+    def _in_window(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        latest = datetime.now(UTC) + FUTURE_SLACK
+        if not EARLIEST <= value <= latest:
+            raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and a day from now "
+                             f"({latest:%Y-%m-%dT%H:%MZ})")
+        return value
+
     @model_validator(mode="after")
     def _times(self) -> IngestedRun:
-        for name in ("started_at", "finished_at"):
-            value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                setattr(self, name, value.replace(tzinfo=UTC))
         if self.started_at and self.finished_at and self.finished_at < self.started_at:
             raise ValueError("finished_at is before started_at")
         return self

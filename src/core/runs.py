@@ -39,8 +39,8 @@ RUN_TYPES: tuple[str, ...] = (
 
 ACTOR_KINDS = ("web", "script", "cli", "ingest", "api")
 
-_SUBTYPE_DETAIL = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{9}Z-[0-9a-f]{8}$", re.ASCII)  # \d: 0-9 only
+_SUBTYPE_DETAIL = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")
+RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{9}Z-[0-9a-f]{8}\Z", re.ASCII)  # \d: 0-9 only
 
 
 class RunStatus(StrEnum):

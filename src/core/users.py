@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 USERS_FILE = "users.json"
-USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
 
 
 class UsersError(ValueError):

@@ -28,7 +28,7 @@ from controlplane.core.tools import ToolResult, run_tool
 
 log = logging.getLogger(__name__)
 
-REMOTE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+REMOTE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 OUTBOX = "refs/scp/outbox/"
 
 

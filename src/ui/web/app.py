@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, g, request
 
 from controlplane.core import settings as settings_module
 from controlplane.core.actions import load_integrations
@@ -20,7 +20,7 @@ from controlplane.core.ledger.feed import LedgerFeed
 from controlplane.core.ledger.sync import AutoSync
 from controlplane.core.run_tracker import set_default_project_root
 from controlplane.ui.web import api_chat, api_events, api_runs, errors, pages, routes, security
-from controlplane.ui.web.state import ControlPlane
+from controlplane.ui.web.state import ControlPlane, state
 
 MAX_BODY_BYTES = 1024 * 1024
 log = logging.getLogger(__name__)
@@ -76,8 +76,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def _name_the_worker(response):
-    """Say which worker process answered (with ``--workers N`` there are several)."""
-    response.headers["X-Controlplane-Worker"] = str(os.getpid())
+    """Say which worker process answered (with ``--workers N`` there are several), to
+    authenticated callers only: a stranger learns no pid."""
+    authenticated = g.get("controlplane_auth")
+    if authenticated is None and request.path in security.OPEN_PATHS:
+        authenticated = security.authenticate(state())  # /healthz is open to anyone
+    if authenticated:
+        response.headers["X-Controlplane-Worker"] = str(os.getpid())
     return response
 
 
