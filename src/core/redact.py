@@ -7,13 +7,23 @@ What is replaced by ``***``:
   URL-encoded and JSON-escaped forms, and each line of a multi-line value;
 - token shapes: GitHub tokens (``ghp_…``, ``github_pat_…``), AWS key ids
   (``AKIA…``), Slack tokens (``xox?-…``), PEM private key blocks, the value of
-  ``password=`` / ``passwd=`` / ``token=`` / ``secret=`` assignments and of
-  ``Authorization: Bearer`` headers.
+  ``password=`` / ``passwd=`` / ``token=`` / ``secret=`` / ``api_key=`` assignments
+  (and ``:``), of ``Authorization: Bearer`` headers, and the password of a URL's
+  userinfo (``postgres://user:***@host``).
+
+Secrets are matched in the text as a terminal shows it (``visible_text``: escape
+sequences dropped, ``\r`` and ``\b`` applied) as well as in the raw text.
+
+Time is linear in the length of the text (a 1 MiB line is redacted in well under a
+second whatever it holds): no pattern rescans a run of characters from each of its
+positions, and each shape runs only on lines holding its trigger word.
 
 Limits: a value printed by a process that never learnt it is secret cannot be
 caught unless it has one of the shapes above; values shorter than 6 characters
 are not registered (they would redact ordinary words); a private key streamed
-line by line is only caught on its BEGIN line unless the key itself is registered.
+line by line is only caught on its BEGIN line unless the key itself is registered;
+an assignment whose name runs on for more than 64 characters after the secret word
+is not recognised.
 
 Thread-safe: registering rebuilds the patterns and swaps them in atomically, so
 ``redact`` never takes a lock.
@@ -27,44 +37,66 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus
+
+from controlplane.core.visible_text import has_hidden, visible_text
 
 MASK = "***"
 MIN_SECRET_LENGTH = 6
 
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|_KEY$|_KEY_ID$", re.IGNORECASE)
-
-# Each shape redacts its first participating group, or the whole match if it has none.
-_NOT_A_VALUE = r"(?!(?i:yes|no|true|false|none|null)\b)"  # flags, not secrets
-_ASSIGN_VALUE = r"""(?:"([^"\n]+)"|'([^'\n]+)'|""" + _NOT_A_VALUE + r"""([^\s"'&;,]+))"""
-# After ':' (YAML, JSON, type hints) an unquoted value must look like a secret: 6+ characters.
-_COLON_VALUE = r"""(?:"([^"\n]+)"|'([^'\n]+)'|([^\s"'&;,()\[\]]{6,}))"""
-_SHAPES: tuple[str, ...] = (
-    r"gh[pousr]_[A-Za-z0-9]{36,}",
-    r"github_pat_[A-Za-z0-9_]{22,}",
-    r"AKIA[0-9A-Z]{16}",
-    r"xox[abprs]-[A-Za-z0-9-]{10,}",
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
-    r"(?i:authorization)[\"']?[ \t]*[:=][ \t]*[\"']?(?i:bearer|basic|token)[ \t]+([^\s\"',;]+)",
-    r"(?i:\bbearer)[ \t]+([A-Za-z0-9._~+/-]{16,}=*)",
-    r"(?i:password|passwd|token|secret)[A-Za-z0-9_.-]*[\"']?[ \t]*=[ \t]*" + _ASSIGN_VALUE,
-    r"(?i:password|passwd|token|secret)[A-Za-z0-9_.-]*[\"']?[ \t]*:[ \t]*" + _COLON_VALUE,
+# Names whose values are secrets: these words anywhere, AUTH / AUTHORIZATION as the last word,
+# or a *_KEY / *_KEY_ID suffix (not KEY_FILE, KEYBOARD).
+_SECRET_NAME = re.compile(
+    r"TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|PRIVATE_?KEY|CREDENTIAL"
+    r"|(?:^|_)AUTH(?:ORIZATION)?$|_KEY$|_KEY_ID$",
+    re.IGNORECASE,
 )
-_SHAPE_RES = tuple(re.compile(shape) for shape in _SHAPES)
-# Cheap tests that every shape needs to pass, so that a clean line costs about a microsecond.
-_SHAPE_STARTS = re.compile(r"gh[pousr]_|github_pat_|AKIA|xox[abprs]-|-----BEGIN ")
+
+# Each shape masks the group that matched (its values are alternatives), or the whole match.
+# Every shape runs in time linear in the line: a run of characters is never rescanned from
+# each of its positions (possessive quantifiers, a bounded name after a secret word), and
+# each shape runs only if the line holds its trigger. Shapes matched on the lowered line
+# have lowercase patterns.
+_NOT_A_VALUE = r"(?!(?:yes|no|true|false|none|null)\b)"  # flags, not secrets
+_ASSIGN_VALUE = r"""(?:"([^"\n]++)"|'([^'\n]++)'|""" + _NOT_A_VALUE + r"""([^\s"'&;,]++))"""
+# After ':' (YAML, JSON, type hints) an unquoted value must look like a secret: 6+ characters.
+_COLON_VALUE = r"""(?:"([^"\n]++)"|'([^'\n]++)'|([^\s"'&;,()\[\]]{6,}+))"""
+_SECRET_WORDS = ("passw", "token", "secret", "api_key", "apikey", "api-key")
 
 
-def _has_shape_word(text: str) -> bool:
+@dataclass(frozen=True)
+class _Shape:
+    pattern: re.Pattern[str]
+    triggers: tuple[str, ...]  # the line (lowered if ``lowered``) holds one of these
+    lowered: bool = False
+
+
+_SHAPES = (
+    _Shape(re.compile(r"gh[pousr]_[A-Za-z0-9]{36,}+"), ("gh",)),
+    _Shape(re.compile(r"github_pat_[A-Za-z0-9_]{22,}+"), ("github_pat_",)),
+    _Shape(re.compile(r"AKIA[0-9A-Z]{16}"), ("AKIA",)),
+    _Shape(re.compile(r"xox[abprs]-[A-Za-z0-9-]{10,}+"), ("xox",)),
+    _Shape(re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)"
+                      r"(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)"), ("-----BEGIN ",)),
+    _Shape(re.compile(r"authorization[\"']?+[ \t]*+[:=][ \t]*+[\"']?+(?:bearer|basic|token)"
+                      r"[ \t]++([^\s\"',;]++)"), ("authorization",), lowered=True),
+    _Shape(re.compile(r"\bbearer[ \t]++([a-z0-9._~+/-]{16,}+=*+)"), ("bearer",), lowered=True),
+    # a name holding a secret word (GITHUB_TOKEN, db.password, "x-api-key"), then = or :; at
+    # most 64 name characters after the word
+    _Shape(re.compile(r"(?:passw(?:or)?d|token|secret|api[_-]?key)[a-z0-9_.-]{0,64}+[\"']?+"
+                      r"[ \t]*+(?:=[ \t]*+" + _ASSIGN_VALUE + r"|:[ \t]*+" + _COLON_VALUE + ")"),
+           _SECRET_WORDS, lowered=True),
+    # the password of a URL's userinfo (scheme://user:password@host): up to the last '@'
+    _Shape(re.compile(r"://[^\s/?#@:]*+:([^\s/?#]+)@"), ("://",)),
+)
+
+
+def _lowered(text: str) -> str:
+    """*text* lowercased, each character staying at its index (İ alone grows in ``lower``)."""
     lowered = text.lower()
-    return (
-        "passw" in lowered
-        or "token" in lowered
-        or "secret" in lowered
-        or "bearer" in lowered
-        or "authoriz" in lowered
-    )
+    return lowered if len(lowered) == len(text) else text.replace("\u0130", "i").lower()
 
 
 def looks_secret(name: str) -> bool:
@@ -189,27 +221,43 @@ class Redactor:
             self._compile()
 
     def redact(self, text: str) -> str:
-        """Return *text* with every secret replaced by ``***``."""
-        trigger, overlapping = self._patterns
-        if (
-            (trigger is None or trigger.search(text) is None)
-            and _SHAPE_STARTS.search(text) is None
-            and not _has_shape_word(text)
-        ):
+        """Return *text* with every secret replaced by ``***``.
+
+        Secrets are looked for in the text as a terminal shows it (``visible_text``) and
+        in the raw text; if either holds one, the visible text comes back, redacted (its
+        colours and overwritten parts are lost). Otherwise *text* comes back unchanged.
+        """
+        if not has_hidden(text):
+            return self._redact_plain(text)
+        visible = visible_text(text)
+        masked = self._redact_plain(visible)
+        if masked is visible and self._redact_plain(text) is text:
             return text
-        spans = []
-        if overlapping is not None:
+        return masked
+
+    def _redact_plain(self, text: str) -> str:
+        """*text* with secrets masked, matched as it is; *text* itself if there is none."""
+        trigger, overlapping = self._patterns
+        spans: list[tuple[int, int]] = []
+        if trigger is not None and trigger.search(text) is not None:
+            assert overlapping is not None
             spans += [(m.start(), m.end(1)) for m in overlapping.get().finditer(text)]
-        for shape in _SHAPE_RES:
-            for m in shape.finditer(text):
-                group = next((i for i in range(1, len(m.groups()) + 1) if m.group(i)), 0)
-                spans.append(m.span(group))
+        lowered = None
+        for shape in _SHAPES:
+            if shape.lowered and lowered is None:
+                lowered = _lowered(text)
+            subject = lowered if shape.lowered else text
+            assert subject is not None
+            if any(word in subject for word in shape.triggers):
+                spans += [m.span(m.lastindex or 0) for m in shape.pattern.finditer(subject)]
         merged: list[list[int]] = []
         for start, end in sorted(spans):
             if merged and start <= merged[-1][1]:  # overlapping or adjacent
                 merged[-1][1] = max(merged[-1][1], end)
             else:
                 merged.append([start, end])
+        if not merged:
+            return text
         parts = []
         done = 0
         for start, end in merged:
@@ -220,14 +268,14 @@ class Redactor:
 
     def redact_obj(self, obj: Any) -> Any:
         """Redact strings inside dicts, lists and tuples; values under secret-looking keys
-        become ``***`` (None stays None)."""
+        become ``***`` (None stays None; a dict keeps its keys, each of its values masked)."""
         if isinstance(obj, str):
             return self.redact(obj)
         if isinstance(obj, Mapping):
             return {
                 key: (
-                    MASK
-                    if isinstance(key, str) and looks_secret(key) and value is not None
+                    _mask_all(value)
+                    if isinstance(key, str) and looks_secret(key)
                     else self.redact_obj(value)
                 )
                 for key, value in obj.items()
@@ -237,6 +285,15 @@ class Redactor:
         if isinstance(obj, tuple):
             return tuple(self.redact_obj(item) for item in obj)
         return obj
+
+
+def _mask_all(value: Any) -> Any:
+    """*value* with every leaf masked: a dict keeps its keys (``auth: {user, password}``)."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return {key: _mask_all(item) for key, item in value.items()}
+    return MASK
 
 
 redactor = Redactor()
