@@ -18,7 +18,8 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FileMode, ObjectType
 
-from controlplane.core.ledger.locks import clear_stale_locks
+from controlplane.core.ledger.layout import BUCKET
+from controlplane.core.ledger.locks import clear_stale_locks, ref_move
 
 BRANCH = "scp-ledger"
 BRANCH_REF = f"refs/heads/{BRANCH}"
@@ -43,6 +44,7 @@ class GitStore:
 
     def __init__(self, git_dir: Path, tag_prefix: str = TAG_PREFIX) -> None:
         self.repo = pygit2.Repository(str(git_dir))
+        self.work_tree = Path(self.repo.workdir) if self.repo.workdir else None
         self.tag_prefix = tag_prefix
         self.lock = threading.RLock()
 
@@ -103,14 +105,16 @@ class GitStore:
             base = repo[parent].peel(pygit2.Tree) if parent is not None else None
             tree = self._with_subtree(base, parts, leaf_oid)
             commit = repo.create_commit(None, sig, sig, message, tree, [parent] if parent else [])
-            try:
-                if ref is None:
-                    repo.references.create(BRANCH_REF, commit)
-                else:
-                    ref.set_target(commit, message.splitlines()[0])
-                return parent, commit
-            except (pygit2.GitError, OSError, pygit2.AlreadyExistsError):
-                time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))  # back off, retry
+            with ref_move(Path(repo.path), BRANCH_REF, self.work_tree):  # names the writer
+                try:
+                    if ref is None:
+                        repo.references.create(BRANCH_REF, commit)
+                    else:
+                        ref.set_target(commit, message.splitlines()[0])
+                    return parent, commit
+                except (pygit2.GitError, OSError, pygit2.AlreadyExistsError):
+                    pass
+            time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))  # back off, retry
         lock = Path(repo.path) / f"{BRANCH_REF}.lock"
         if clear_stale_locks(Path(repo.path), Path(repo.workdir) if repo.workdir else None,
                              candidates=[lock]):
@@ -161,7 +165,8 @@ class GitStore:
             ).encode()
             try:
                 tag = self.repo.odb.write(ObjectType.TAG, raw)
-                self.repo.references.create(ref_name, tag)
+                with ref_move(Path(self.repo.path), ref_name, self.work_tree):
+                    self.repo.references.create(ref_name, tag)
             except pygit2.AlreadyExistsError:
                 return False
             except (OSError, pygit2.GitError) as exc:
@@ -207,7 +212,8 @@ class GitStore:
             return changed, removed
 
     def _diff(self, old, new, prefix, depth, changed, removed):
-        # depth 5 is an entry directory: ledger/{runs,chat}/YYYY/MM/DD/<id>
+        # an entry directory: ledger/{runs,chat}/YYYY/MM/DD/<id> (depth 5) or, bucketed,
+        # ledger/{runs,chat}/YYYY/MM/DD/<bb>/<id> (depth 6)
         old_entries = {e.name: e for e in old} if old is not None else {}
         new_entries = {e.name: e for e in new} if new is not None else {}
         for name in old_entries.keys() | new_entries.keys():
@@ -217,7 +223,7 @@ class GitStore:
             if a is not None and b is not None and a.id == b.id:
                 continue
             path = f"{prefix}{name}"
-            if depth == 5:
+            if depth == 6 or (depth == 5 and not BUCKET.fullmatch(name)):
                 (changed if b is not None else removed).append(path)
                 continue
             a_tree = a if a is not None and a.type == ObjectType.TREE else None

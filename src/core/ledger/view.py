@@ -4,20 +4,55 @@ Not a git worktree: a worktree's index grows with the ledger. The view holds
 the ledger commit it reflects in ``.scp-ledger/.head`` and, like the index,
 takes one run directly from its writer or catches up from a tree diff. Writes
 are serialised between processes by a lock file.
+
+The view writes and deletes only entry directories of the ledger layout
+(``layout.entry_of``), walking to them one component at a time without
+following symlinks, so no path can lead it outside its root. It is private:
+the root is 0700, files 0600.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
+import stat
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from controlplane.core.ledger.journal import write_atomic
+from controlplane.core.ledger.layout import ENTRY_FILES, entry_of
+
+log = logging.getLogger(__name__)
 
 VIEW_DIR = ".scp-ledger"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write *data* to *path* (0600) via a temporary file and a rename; never via a symlink."""
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _write_at(dir_fd, path.name, data)
+    finally:
+        os.close(dir_fd)
+
+
+def _write_at(dir_fd: int, name: str, data: bytes) -> None:
+    """Write file *name* (0600) of directory *dir_fd* through a temporary file."""
+    tmp = f".{name}.{os.getpid()}.tmp"
+    with suppress(FileNotFoundError):  # a stale one (any mode, maybe a symlink) goes first
+        os.unlink(tmp, dir_fd=dir_fd)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600, dir_fd=dir_fd)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
 class LedgerView:
@@ -27,6 +62,10 @@ class LedgerView:
         self.root = root
         self.lock_path = lock_path
         self.head_path = root / ".head"
+        try:
+            make_private(root)
+        except OSError as exc:
+            log.warning("could not make the view %s private: %s", root, exc)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -39,31 +78,120 @@ class LedgerView:
 
     def head(self) -> str | None:
         try:
-            return self.head_path.read_text().strip() or None
+            fd = os.open(self.head_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             return None
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read(200).decode("ascii", "replace").strip() or None
 
     def apply(self, expected_head: str | None, new_head: str,
               upserts: Iterable[tuple[str, Mapping[str, bytes]]], removed: Iterable[str]) -> bool:
-        """Move from *expected_head* to *new_head*; False (nothing done) if the head differs."""
+        """Move from *expected_head* to *new_head*; False (nothing done) if the head differs.
+
+        A directory outside the ledger layout is skipped (logged), never written or removed.
+        """
         with self.locked():
             if self.head() != expected_head:
                 return False
-            for directory, files in upserts:
-                target = self.root / directory
-                target.mkdir(parents=True, exist_ok=True)
-                for name, data in files.items():
-                    write_atomic(target / name, data)
-            for directory in removed:
-                shutil.rmtree(self.root / directory, ignore_errors=True)
-            self.root.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.head_path, new_head.encode())
+            root_fd = self._open_root()
+            try:
+                for directory, files in upserts:
+                    self._write_entry(root_fd, directory, files)
+                for directory in removed:
+                    self._remove_entry(root_fd, directory)
+                _write_at(root_fd, ".head", new_head.encode())
+            finally:
+                os.close(root_fd)
             return True
 
     def clear(self) -> None:
         with self.locked():
-            shutil.rmtree(self.root / "ledger", ignore_errors=True)
-            self.head_path.unlink(missing_ok=True)
+            try:
+                root_fd = os.open(self.root, _DIR_FLAGS)
+            except OSError:
+                return  # none yet, or not a plain directory: nothing of ours to clear
+            try:
+                shutil.rmtree("ledger", dir_fd=root_fd, ignore_errors=True)
+                with suppress(FileNotFoundError):
+                    os.unlink(".head", dir_fd=root_fd)
+            finally:
+                os.close(root_fd)
+
+    def _open_root(self) -> int:
+        with suppress(FileExistsError):
+            os.mkdir(self.root, 0o700)
+        try:
+            return os.open(self.root, _DIR_FLAGS)
+        except OSError as exc:
+            raise OSError(exc.errno, f"the view {self.root} is not a plain directory (a "
+                                     "symlink?): remove it, the next read rebuilds it") from None
+
+    def _write_entry(self, root_fd: int, directory: str, files: Mapping[str, bytes]) -> None:
+        entry = entry_of(directory)
+        if entry is None:
+            log.warning("view: skipped %s, not a ledger entry directory", ascii(directory))
+            return
+        fd = _walk(root_fd, directory.split("/"), create=True)
+        try:
+            for name, data in files.items():
+                if name in ENTRY_FILES[entry[0]]:
+                    _write_at(fd, name, data)
+                else:
+                    log.warning("view: skipped %s in %s", ascii(name), directory)
+        finally:
+            os.close(fd)
+
+    def _remove_entry(self, root_fd: int, directory: str) -> None:
+        if entry_of(directory) is None:
+            log.warning("view: did not remove %s, not a ledger entry directory",
+                        ascii(directory))
+            return
+        *parents, name = directory.split("/")
+        try:
+            fd = _walk(root_fd, parents, create=False)
+        except OSError as exc:  # gone already, or a symlink on the way: not ours to remove
+            if not isinstance(exc, FileNotFoundError):
+                log.warning("view: did not remove %s: %s", directory, exc)
+            return
+        try:
+            shutil.rmtree(name, dir_fd=fd, ignore_errors=True)  # refuses a symlink
+        finally:
+            os.close(fd)
+
+
+def _walk(root_fd: int, parts: list[str], create: bool) -> int:
+    """An fd of the directory *parts* below *root_fd*, never following a symlink."""
+    fd = os.dup(root_fd)
+    try:
+        for part in parts:
+            if create:
+                with suppress(FileExistsError):
+                    os.mkdir(part, 0o700, dir_fd=fd)
+            child = os.open(part, _DIR_FLAGS, dir_fd=fd)  # ELOOP/ENOTDIR on a symlink
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def make_private(root: Path) -> None:
+    """Make an existing view 0700 (and, the first time, every file in it 0600)."""
+    try:
+        info = os.lstat(root)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(info.st_mode) or not stat.S_IMODE(info.st_mode) & 0o077:
+        return  # a symlink is refused when written; an already private view is left alone
+    for _, dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False):
+        for name in dirs + files:
+            found = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISDIR(found.st_mode):
+                os.chmod(name, 0o700, dir_fd=dir_fd)
+            elif stat.S_ISREG(found.st_mode):
+                os.chmod(name, 0o600, dir_fd=dir_fd)
+    os.chmod(root, 0o700)
 
 
 def exclude_from_status(git_dir: Path, pattern: str = f"/{VIEW_DIR}/") -> None:
