@@ -260,6 +260,8 @@ def ledger_pull(remote: str | None, every: int | None, repo: str | None) -> None
     report = _tracked_sync(repo, "git:ledger_pull", work)
     click.echo(f"pulled from {report['remote']}: {report['pulled_runs']} new runs"
                + (" (merged)" if report["merged"] else ""))
+    if report.get("warning"):  # remote deletions/edits not applied (append-only)
+        click.echo(f"controlplane: warning: {report['warning']}", err=True)
 
 
 def _pull_every(sync: Any, seconds: int) -> None:
@@ -277,6 +279,8 @@ def _pull_every(sync: Any, seconds: int) -> None:
                 if report["pulled_runs"] or report["merged"]:
                     click.echo(f"{time.strftime('%H:%M:%S')} pulled {report['pulled_runs']} "
                                f"new runs from {report['remote']}")
+                if report.get("warning"):
+                    click.echo(f"controlplane: warning: {report['warning']}", err=True)
             time.sleep(seconds)
     except KeyboardInterrupt:
         click.echo("stopped", err=True)

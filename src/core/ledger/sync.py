@@ -22,14 +22,18 @@ from typing import Any
 
 import pygit2
 
+from controlplane.core.ledger.layout import LayoutError, TreeChecker, is_entry_id
 from controlplane.core.ledger.ledger import Ledger
-from controlplane.core.ledger.store import BRANCH, BRANCH_REF
+from controlplane.core.ledger.merge import MergePlan, plan_append_only
+from controlplane.core.ledger.store import BRANCH, BRANCH_REF, TAG_PREFIX
+from controlplane.core.ledger.view import write_private
 from controlplane.core.tools import ToolResult, run_tool
 
 log = logging.getLogger(__name__)
 
 REMOTE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 OUTBOX = "refs/scp/outbox/"
+CONFLICTS = "conflicts"  # under .git/scp/: remote versions of entries we kept ours of
 
 
 def rejection_reason(stderr: str) -> str:
@@ -60,11 +64,29 @@ class SyncReport:
     pushed: bool = False
     tags_pushed: int = 0
     tags_held: list[str] = field(default_factory=list)
+    refused_changes: list[str] = field(default_factory=list)  # ids theirs deleted or edited
+    conflicts_dir: str | None = None
+
+    @property
+    def warning(self) -> str | None:
+        """One line naming the remote deletions and edits that were not applied."""
+        if not self.refused_changes:
+            return None
+        shown = ", ".join(self.refused_changes[:10])
+        more = len(self.refused_changes) - 10
+        aside = (f"; their versions of edited entries: ls {self.conflicts_dir}"
+                 if self.conflicts_dir else "")
+        return (f"{self.remote} deleted or changed {len(self.refused_changes)} runs or "
+                f"messages we hold, not applied (the ledger is append-only): {shown}"
+                + (f" and {more} more" if more > 0 else "") + aside)
 
     def to_dict(self) -> dict[str, Any]:
         return {"remote": self.remote, "pulled_runs": self.pulled_runs, "merged": self.merged,
                 "pushed": self.pushed, "tags_pushed": self.tags_pushed,
-                "tags_held": self.tags_held[:100], "tags_held_count": len(self.tags_held)}
+                "tags_held": self.tags_held[:100], "tags_held_count": len(self.tags_held),
+                "refused_changes": self.refused_changes[:100],
+                "refused_changes_count": len(self.refused_changes),
+                "conflicts_dir": self.conflicts_dir, "warning": self.warning}
 
 
 def check_remote(remote: str) -> str:
@@ -81,20 +103,24 @@ class LedgerSync:
         self.ledger = ledger
         self.remote = check_remote(remote)
         self.tracking = f"refs/scp/remotes/{self.remote}/{BRANCH}"
+        self.staged = f"refs/scp/remotes/{self.remote}/run/"  # fetched tags, until checked
 
     def _git(self, *args: str) -> ToolResult:
         return run_tool(["git", "-C", str(self.ledger.root), *args], timeout=300)
 
     def _fetch(self) -> pygit2.Oid | None:
-        """Fetch the remote's ledger and run tags; the remote ledger tip (None if it has none)."""
+        """Fetch the remote's ledger and run tags into our staging refs (not yet trusted).
+
+        Returns the remote ledger tip, None if the remote has no ledger.
+        """
         has_ledger = self._git("ls-remote", "--exit-code", "--", self.remote, BRANCH_REF)
         if has_ledger.exit_code == 2:
             return None  # the remote has no ledger yet
         if not has_ledger.ok:
             raise SyncError("fetch_failed", has_ledger.error["message"] + " "
                             + has_ledger.stderr.strip()[-300:])
-        fetched = self._git("fetch", "--no-tags", "--quiet", "--", self.remote,
-                            f"+{BRANCH_REF}:{self.tracking}", "refs/scp/run/*:refs/scp/run/*")
+        fetched = self._git("fetch", "--no-tags", "--quiet", "--refmap=", "--", self.remote,
+                            f"+{BRANCH_REF}:{self.tracking}", f"+{TAG_PREFIX}*:{self.staged}*")
         if not fetched.ok:
             raise SyncError("fetch_failed", fetched.stderr.strip()[-500:] or
                             fetched.error["message"])
@@ -103,20 +129,74 @@ class LedgerSync:
             return ref.target if ref is not None else None
 
     def pull(self) -> SyncReport:
-        """Fetch and merge the remote's runs into the local ledger."""
+        """Fetch, check and merge the remote's runs into the local ledger (append-only)."""
         report = SyncReport(self.remote)
-        remote_tip = self._fetch()
-        before = self.ledger.index.count()
-        if remote_tip is not None:
-            report.merged = self._merge(remote_tip)
-            tip = self.ledger.store.head()
-            if tip is not None:
-                self.ledger.mark_synced(str(tip))
+        try:
+            remote_tip = self._fetch()
+            tags = self._checked(remote_tip)
+            before = self.ledger.index.count()
+            if remote_tip is not None:
+                report.merged = self._merge(remote_tip, report)
+                tip = self.ledger.store.head()
+                if tip is not None:
+                    self.ledger.mark_synced(str(tip))
+            self._adopt_tags(tags)
+        finally:
+            self._drop_refs(self.staged)
         self.ledger.catch_up()
         report.pulled_runs = self.ledger.index.count() - before
         return report
 
-    def _merge(self, theirs: pygit2.Oid) -> bool:
+    def _checked(self, remote_tip: pygit2.Oid | None) -> dict[str, pygit2.Oid]:
+        """The staged run tags, once they and the remote ledger passed the layout check.
+
+        Anything outside the layout refuses the whole fetched tip: the tracking ref is
+        dropped and nothing of it reaches ``scp-ledger``, the run tags, the view or the index.
+        """
+        store = self.ledger.store
+        with store.lock:
+            repo = store.repo
+            try:
+                tags = {}
+                for ref_name in [r for r in repo.references if r.startswith(self.staged)]:
+                    run_id = ref_name[len(self.staged):]
+                    if not is_entry_id(run_id):
+                        raise LayoutError(TAG_PREFIX + run_id, "is not a run tag (run id)")
+                    target = repo.references[ref_name].target
+                    try:
+                        repo[target].peel(pygit2.Commit)
+                    except (KeyError, ValueError, pygit2.InvalidSpecError):
+                        raise LayoutError(TAG_PREFIX + run_id,
+                                          "does not point at a commit") from None
+                    tags[TAG_PREFIX + run_id] = target
+                if remote_tip is not None:
+                    TreeChecker(repo).check_history(remote_tip, store.head())
+            except (LayoutError, pygit2.GitError, KeyError, ValueError) as exc:
+                self._drop_refs(self.staged)
+                self._drop_refs(self.tracking)
+                raise SyncError("hostile_ledger", f"refused the ledger of {self.remote}: "
+                                f"{exc}; nothing of it was merged (ask who writes that "
+                                "remote)") from None
+            return tags
+
+    def _adopt_tags(self, tags: dict[str, pygit2.Oid]) -> None:
+        """Create the checked run tags we lack; a tag we hold is never moved by a pull."""
+        with self.ledger.store.lock:
+            refs = self.ledger.store.repo.references
+            for ref_name, target in tags.items():
+                if ref_name not in refs:
+                    try:
+                        refs.create(ref_name, target)
+                    except pygit2.AlreadyExistsError:
+                        continue
+
+    def _drop_refs(self, prefix: str) -> None:
+        with self.ledger.store.lock:
+            refs = self.ledger.store.repo.references
+            for ref_name in [r for r in refs if r == prefix or r.startswith(prefix)]:
+                refs.delete(ref_name)
+
+    def _merge(self, theirs: pygit2.Oid, report: SyncReport) -> bool:
         """Bring *theirs* into the local ledger branch; True if a merge commit was made."""
         store = self.ledger.store
         for _ in range(20):
@@ -126,30 +206,49 @@ class LedgerSync:
                 ours = ref.target if ref is not None else None
                 if ours == theirs or (ours is not None and repo.descendant_of(ours, theirs)):
                     return False
-                if ours is None or repo.descendant_of(theirs, ours):
+                plan = None
+                if ours is None:
                     target, merged = theirs, False
                 else:
-                    target, merged = self._merge_commit(ours, theirs), True
+                    plan = plan_append_only(store, ours, theirs)
+                    if plan.tree == repo[theirs].peel(pygit2.Tree).id \
+                            and repo.descendant_of(theirs, ours):
+                        target, merged = theirs, False  # a fast-forward that keeps all ours
+                    else:
+                        target, merged = self._merge_commit(ours, theirs, plan.tree), True
                 try:
                     if ref is None:
                         repo.references.create(BRANCH_REF, target)
                     else:
                         ref.set_target(target, f"scp: pull {self.remote}")
-                    return merged
                 except (pygit2.GitError, OSError, pygit2.AlreadyExistsError):
                     continue  # a run was recorded meanwhile: merge again on the new tip
+            if plan is not None and plan.refused:
+                report.refused_changes = plan.refused
+                report.conflicts_dir = self._keep_aside(theirs, plan)
+            return merged
         raise SyncError("merge_failed", "the ledger kept moving during the merge")
 
-    def _merge_commit(self, ours: pygit2.Oid, theirs: pygit2.Oid) -> pygit2.Oid:
-        merged = self._git("merge-tree", "--write-tree", "--allow-unrelated-histories",
-                           str(ours), str(theirs))
-        if not merged.ok:
-            raise SyncError("merge_conflict", "the ledgers conflict (a run directory differs "
-                            f"on both sides): {merged.stdout.strip()[-500:]}")
-        tree = pygit2.Oid(hex=merged.stdout.split()[0])
+    def _merge_commit(self, ours: pygit2.Oid, theirs: pygit2.Oid, tree: pygit2.Oid
+                      ) -> pygit2.Oid:
         sig = self.ledger.store.signature()
         return self.ledger.store.repo.create_commit(
             None, sig, sig, f"scp: merge ledger from {self.remote}", tree, [ours, theirs])
+
+    def _keep_aside(self, theirs: pygit2.Oid, plan: MergePlan) -> str:
+        """Write theirs' version of each entry we kept ours of to ``.git/scp/conflicts/<id>/``."""
+        root = self.ledger.scp_dir / CONFLICTS
+        root.mkdir(mode=0o700, exist_ok=True)
+        for entry_id, directory in plan.changed.items():
+            files = self.ledger.store.read_dir(theirs, directory)
+            target = root / entry_id  # a checked id: no separator, no dot-dot
+            target.mkdir(mode=0o700, exist_ok=True)
+            for name, data in files.items():  # checked names only (run.json, events.jsonl…)
+                write_private(target / name, data)
+            write_private(target / "SOURCE", f"remote {self.remote}\ncommit {theirs}\n"
+                          f"path {directory}\nsee: git show {theirs}:{directory}/\n".encode())
+        return str(root.relative_to(self.ledger.root)) if root.is_relative_to(
+            self.ledger.root) else str(root)
 
     def push(self, include_unpublished: bool = False) -> SyncReport:
         """Pull when the remote moved, then push the ledger and the publishable run tags."""
@@ -242,6 +341,8 @@ class AutoSync:
         while not self._stop.wait(self.interval):
             try:
                 self.last = self.sync.pull().to_dict()
+                if self.last["warning"]:
+                    log.warning("automatic ledger pull: %s", self.last["warning"])
             except (SyncError, OSError) as exc:
                 self.last = {"error": str(exc)}
                 log.warning("automatic ledger pull failed: %s", exc)
