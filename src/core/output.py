@@ -1,8 +1,14 @@
-"""Bounds on what a run keeps in git: head and tail of its events, short lines, small results."""
+"""Bounds on what a run keeps in git: head and tail of its events, short lines, small results.
+
+Also what makes text writable: a ``str`` holding a lone surrogate (a file name
+from ``os.fsdecode`` that is not UTF-8) has its bad characters shown as
+``\\xNN`` (the original byte) or ``\\uDXXX`` before it reaches any writer.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 HEAD_EVENTS = 1_000
@@ -11,8 +17,51 @@ MAX_LINE_CHARS = 8_192
 MAX_RESULT_BYTES = 256 * 1024
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _shown(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def valid_text(text: str) -> str:
+    """*text* if it encodes as UTF-8; else with each lone surrogate written out as an escape.
+
+    ``os.fsdecode(b"report-\\xff.txt")`` becomes ``"report-\\\\xff.txt"``: the byte
+    the name really holds, readable, where UTF-8 writers would raise.
+    """
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    return _SURROGATE.sub(_shown, text)
+
+
+def valid_obj(value: Any) -> Any:
+    """*value* (JSON-like) with every string, key or value, made valid by ``valid_text``.
+
+    Returns *value* itself when nothing needed it (the common case, checked at C speed).
+    """
+    try:
+        if not _SURROGATE.search(json.dumps(value, ensure_ascii=False, default=str)):
+            return value
+    except (TypeError, ValueError):  # keys JSON cannot hold, cycles: walk it
+        pass
+    return _valid(value)
+
+
+def _valid(value: Any) -> Any:
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, dict):
+        return {_valid(k): _valid(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_valid(v) for v in value)
+    return value
+
+
 def clip_line(line: str, limit: int = MAX_LINE_CHARS) -> str:
-    """A line cut to *limit* characters, saying how much it lost."""
+    """A line (made valid UTF-8) cut to *limit* characters, saying how much it lost."""
+    line = valid_text(line)
     if len(line) <= limit:
         return line
     return f"{line[:limit]}… [{len(line) - limit} characters cut]"
@@ -65,7 +114,8 @@ def events_after(events: list[Any], after: int) -> list[dict[str, Any]]:
 
 def bound_result(result: dict[str, Any], limit: int = MAX_RESULT_BYTES) -> dict[str, Any]:
     """*result* if its JSON fits in *limit* bytes, else a preview that says it was cut."""
-    text = json.dumps(result, ensure_ascii=False, default=str)
+    text = json.dumps(valid_obj(result), ensure_ascii=False,
+                      default=lambda value: valid_text(str(value)))
     if len(text.encode()) <= limit:
         return json.loads(text)
     return {"truncated": True, "bytes": len(text.encode()), "preview": text[: limit // 2]}

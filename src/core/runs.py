@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from controlplane.core.output import valid_obj
+
 SCHEMA = 1
 
 RUN_TYPES: tuple[str, ...] = (
@@ -153,6 +155,13 @@ class Run:
     schema: int = SCHEMA
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # what code inside a run sets may hold a lone surrogate (an os.fsdecode'd file name):
+        # made valid here, it reaches the spool, the journal and the bus as UTF-8
+        if name in _VALID_ON_SET:
+            value = valid_obj(value)
+        object.__setattr__(self, name, value)
+
     @classmethod
     def new(cls, subtype: str, **values: Any) -> Run:
         """A fresh running run of *subtype*, started now."""
@@ -182,7 +191,7 @@ class Run:
             if f.name != "extra":
                 data[f.name] = getattr(self, f.name)
         data["status"] = str(self.status)
-        return data
+        return valid_obj(data)  # params, result, artifacts… are written as UTF-8
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Run:
@@ -214,6 +223,8 @@ class Run:
         run.extra = {k: v for k, v in data.items() if k not in known}
         return run
 
+
+_VALID_ON_SET = frozenset({"summary", "error"})  # written to events before to_dict() runs
 
 _FIELD_KINDS: dict[str, tuple[type, ...]] = {
     "summary": (str,), "host": (str,), "started_at": (str, type(None)),
