@@ -190,3 +190,102 @@ def test_a_fresh_scp_dir_is_private(repo: Path) -> None:
     assert mode(repo / ".git" / "scp") == 0o700
     assert mode(repo / ".git" / "scp" / "index.sqlite") == 0o600
     assert wait_until(lambda: listed_runs(repo), 10, "the run listed")
+
+
+STUCK_WRITER = """
+import sys
+from controlplane.core.run_tracker import tracked_run
+from controlplane.core.tools import run_tool
+
+with tracked_run("test", "test:stuck", summary=sys.argv[1]) as run:
+    print(run.run_id, flush=True)
+    if len(sys.argv) > 2:
+        sys.stdin.readline()  # the test prepares its trap, then says go
+        run_tool(sys.argv[2:], extra_env={"SCP_CRASH_MARK": sys.argv[1]}, timeout=None)
+"""
+
+
+def start_script(repo: Path, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    script = tmp_path / "stuck_writer.py"
+    script.write_text(STUCK_WRITER)
+    return subprocess.Popen([sys.executable, str(script), *args], cwd=repo, env=server_env(),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def test_a_ref_lock_left_by_a_killed_writer_is_cleared_at_once(repo: Path,
+                                                               tmp_path: Path) -> None:
+    first = cli(repo, "exec", "test:lock", "--summary", "first", "--", "true")
+    assert first.returncode == 0, first.stderr
+    git_dir = repo / ".git"
+    lock = git_dir / "refs" / "heads" / "scp-ledger.lock"
+    reflog = git_dir / "logs" / "refs" / "heads" / "scp-ledger"
+    saved = reflog.read_bytes()
+    reflog.unlink()
+    os.mkfifo(reflog)  # libgit2 appends to the reflog holding the ref lock: it blocks there
+    writer = start_script(repo, tmp_path, "killed mid-write")
+    try:
+        assert writer.stdout is not None
+        killed_run = writer.stdout.readline().strip()
+        wait_until(lock.exists, 30, "the writer holding refs/heads/scp-ledger.lock")
+        holder = json.loads((git_dir / "scp" / "ref-writer.lock").read_text())
+        assert holder["pid"] == writer.pid and holder["ref"] == "refs/heads/scp-ledger"
+        from controlplane.core.ledger.locks import clear_stale_locks
+
+        assert clear_stale_locks(git_dir, repo, older_than=0.0) == []  # a live writer's lock
+        assert lock.exists()
+    finally:
+        os.killpg(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=30)
+        writer.stdin.close()
+        writer.stdout.close()
+        reflog.unlink()
+        reflog.write_bytes(saved)
+    assert lock.exists()  # left behind, young: the old rule kept it 60 s
+
+    began = time.monotonic()
+    after = cli(repo, "exec", "test:lock", "--summary", "right after", "--", "true")
+    took = time.monotonic() - began
+    assert after.returncode == 0, after.stderr
+    assert "died mid-write" in after.stderr  # said once, as a warning
+    assert not lock.exists()
+    runs = {r["summary"]: r for r in listed_runs(repo)}
+    assert runs["right after"]["status"] == "ok"
+    assert runs["killed mid-write"]["status"] == "interrupted"
+    assert runs["killed mid-write"]["run_id"] == killed_run
+    assert journal_entries(repo) == []
+    done = fsck(repo)
+    assert done.returncode == 0, done.stdout + done.stderr
+    print(f"FIGURE killed writer's ref lock: next record ok in {took:.2f} s (was: exit 2 "
+          "for 60 s, runs ended interrupted)")
+
+
+def test_a_tool_never_runs_if_its_script_dies_before_journaling_its_group(
+        repo: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "tool-ran"
+    mark = f"gate-{os.getpid()}"
+    writer = start_script(repo, tmp_path, mark, "sh", "-c",
+                          f"echo ran > {marker}; exec sleep 30")
+    try:
+        assert writer.stdout is not None and writer.stdin is not None
+        run_id = writer.stdout.readline().strip()
+        journal = repo / ".git" / "scp" / "journal"
+        os.mkfifo(journal / f".{run_id}.json.{writer.pid}.tmp")  # the journal write blocks
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+        wait_until(lambda: marked_processes(mark), 30, "the tool's process spawned")
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)  # between spawning the tool and journaling it
+        writer.wait(timeout=30)
+        writer.stdin.close()
+        writer.stdout.close()
+    try:
+        wait_until(lambda: not marked_processes(mark), 10, "the gated tool to give up")
+    finally:
+        for process in marked_processes(mark):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+    assert not marker.exists(), "the tool ran although its group was never journaled"
+    runs = {r["run_id"]: r for r in listed_runs(repo)}
+    assert runs[run_id]["status"] == "interrupted"
+    assert sorted(p.name for p in journal.iterdir()) == []

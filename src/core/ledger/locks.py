@@ -5,15 +5,26 @@ ledger branch, a run tag, the project's index) fails until someone does. A
 lock is *stale* when it is older than ``STALE_AFTER`` seconds, no process has
 it open and no git process works in this repository (a git process may hold a
 lock with its file already closed). Only stale locks are ever removed.
+
+Our own writers name themselves while they move a ref (``ref_move``): a ref lock
+left by one of them that died is known to be dead and is removed at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import logging
+import os
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+
+from controlplane.core.runs import process_alive, process_start_time
 
 log = logging.getLogger(__name__)
 
@@ -89,4 +100,83 @@ def clear_stale_locks(git_dir: Path, work_tree: Path | None = None,
         name = str(path.relative_to(git_dir))
         log.warning("removed the stale git lock %s (its git process died)", name)
         removed.append(name)
+    return removed
+
+
+WRITER_LOCK = "ref-writer.lock"  # under .git/scp/: who moves a ledger ref right now
+WRITER_WAIT = 30.0  # seconds a ref move waits for another writer of ours
+
+
+class WriterLockTimeout(OSError):
+    """Another live writer held the ref writer lock for ``WRITER_WAIT`` seconds."""
+
+
+@contextlib.contextmanager
+def ref_move(git_dir: Path, ref: str, work_tree: Path | None = None,
+             wait: float = WRITER_WAIT) -> Iterator[None]:
+    """Hold our writer lock while moving *ref* (``refs/heads/scp-ledger``, a run tag).
+
+    The lock is an ``flock`` on ``.git/scp/ref-writer.lock``, which names the holder
+    (host, pid, start time, ref) while it moves the ref and is emptied after. A record
+    still there when the lock is next taken means its writer died mid-move: the
+    ``<ref>.lock`` it left (libgit2's) is removed at once, unless a git process works
+    here or has it open. Locks of other git programs keep the age rule of
+    ``clear_stale_locks``.
+    """
+    path = git_dir / "scp" / WRITER_LOCK
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        _flock_within(fd, wait, path)
+        _clear_after_dead_writer(git_dir, work_tree, os.pread(fd, 4096, 0))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, _holder(ref), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # moved, or libgit2 failed cleanly: no lock of ours is left
+    finally:
+        os.close(fd)  # drops the flock
+
+
+def _holder(ref: str) -> bytes:
+    pid = os.getpid()
+    return json.dumps({"host": socket.gethostname(), "pid": pid,
+                       "start": process_start_time(pid), "ref": ref}).encode()
+
+
+def _flock_within(fd: int, wait: float, path: Path) -> None:
+    deadline = time.monotonic() + wait
+    pause = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = os.pread(fd, 4096, 0).decode(errors="replace") or "unknown"
+                raise WriterLockTimeout(f"another writer held {path} for {wait:g} s "
+                                        f"({holder}); is it stuck?") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
+
+
+def _clear_after_dead_writer(git_dir: Path, work_tree: Path | None, record: bytes) -> list[str]:
+    """Remove the ref lock a writer that died mid-move left; returns what was removed."""
+    if not record:
+        return []
+    try:
+        holder = json.loads(record)
+        ref, pid, start = str(holder["ref"]), int(holder["pid"]), holder.get("start")
+        host = holder.get("host")
+    except (ValueError, KeyError, TypeError):
+        return []  # cut short: its writer died before naming the ref (no lock taken yet)
+    if host != socket.gethostname() or process_alive(pid, start) or ".." in ref:
+        return []
+    lock = git_dir / f"{ref}.lock"
+    if not lock.exists():
+        return []
+    removed = clear_stale_locks(git_dir, work_tree, older_than=0.0, candidates=[lock])
+    for name in removed:
+        log.warning("removed %s: the writer that held it (pid %s) died mid-write", name, pid)
     return removed
