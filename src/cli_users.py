@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from controlplane.cli import Fail, _repo_root, repo_option
+from controlplane.cli import Fail, _repo_root, repo_option, say
 from controlplane.core import settings as settings_module
 from controlplane.core.users import Users, UsersError, users_for
 
@@ -47,7 +47,7 @@ def users_list(repo: str | None) -> None:
     """The user names, one per line."""
     try:
         for name in _users(repo).names():
-            click.echo(name)
+            say(name)  # the users file may come from elsewhere: no terminal controls
     except UsersError as exc:
         raise Fail(str(exc)) from None
 

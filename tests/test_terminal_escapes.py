@@ -7,6 +7,7 @@ runs ``controlplane runs list|show|tail``. Only SGR colours survive, and only on
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import subprocess
@@ -117,3 +118,14 @@ def test_exec_shows_its_own_childs_output_unchanged_on_a_tty(repo: Path,
     out = cli_on_a_tty(repo, tmp_path, "exec", "test:colour", "--", sys.executable, "-c",
                        f"print({COLOURED!r})")
     assert COLOURED.encode() in out
+
+
+def test_users_list_prints_no_escapes_from_a_shared_users_file(repo: Path,
+                                                               tmp_path: Path) -> None:
+    shared = tmp_path / "team-users.json"  # written by a teammate's tool, not by us
+    shared.write_text(json.dumps({"users": {f"eve{TITLE}": {"token_sha256": "0" * 64}}}))
+    done = subprocess.run([sys.executable, "-m", "controlplane", "users", "list", "--repo",
+                           str(repo)], capture_output=True, timeout=120,
+                          env={**cli_env(tmp_path), "CONTROLPLANE_USERS_FILE": str(shared)})
+    assert done.returncode == 0 and done.stdout.startswith(b"eve")
+    assert not [f for f in FORBIDDEN if f in done.stdout], done.stdout
