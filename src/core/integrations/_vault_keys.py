@@ -23,6 +23,7 @@ from controlplane.core.actions import ProjectPath, project_path
 from controlplane.core.errors import InvalidInput
 from controlplane.core.integrations import _vault_crypto as crypto
 from controlplane.core.integrations._atomic_files import write_atomic
+from controlplane.core.integrations._safe_paths import written_path
 
 DEFAULT_VAULT = ".controlplane/vault.json"
 
@@ -39,8 +40,10 @@ class PassphraseRefused(InvalidInput):
         super().__init__({field: message}, message)
 
 
+# a file the action writes: no link may carry it out of the project or into .git
+WrittenPath = Annotated[ProjectPath, AfterValidator(written_path)]
 # normalised, so that one vault has one lock key however its path is spelt
-VaultPath = Annotated[ProjectPath, AfterValidator(os.path.normpath)]
+VaultPath = Annotated[WrittenPath, AfterValidator(os.path.normpath)]
 
 
 class VaultParams(BaseModel):
@@ -89,8 +92,9 @@ def load(path: Path) -> dict[str, Any]:
     return crypto.parse_vault(raw)
 
 
-def save(path: Path, doc: dict[str, Any]) -> None:
-    write_atomic(path, crypto.dump(doc), mode=0o600)
+def save(path: Path, doc: dict[str, Any], root: Path | None = None) -> None:
+    """Write the vault document (0600), walking from the project *root* (``_safe_paths``)."""
+    write_atomic(path, crypto.dump(doc), mode=0o600, root=root)
 
 
 def secret(value: SecretStr | None) -> str | None:
@@ -117,12 +121,13 @@ class OpenVault:
     doc: dict[str, Any]
     data_key: bytes
     entries: dict[str, str]
+    root: Path | None = None  # the project: writes are walked from it
 
     def store(self, entries: dict[str, str]) -> None:
         """Write *entries* into the vault file (atomically) and keep them."""
         redact.redactor.register_many(entries.values())
         self.doc = crypto.write_entries(self.doc, self.data_key, entries)
-        save(self.path, self.doc)
+        save(self.path, self.doc, self.root)
         self.entries = entries
 
 
@@ -137,7 +142,7 @@ def open_vault(root: Path, relative: str, passphrase: SecretStr | None) -> OpenV
     key = held(path)
     if key is not None:
         try:
-            return OpenVault(path, doc, key, reveal(doc, key))
+            return OpenVault(path, doc, key, reveal(doc, key), root)
         except crypto.IntegrityError:
             forget(path)
             key = None
@@ -146,7 +151,7 @@ def open_vault(root: Path, relative: str, passphrase: SecretStr | None) -> OpenV
         raise crypto.VaultError("the vault is locked: unlock it first (or send its passphrase)",
                                 "vault_locked")
     key = crypto.open_slots(doc, plain)
-    return OpenVault(path, doc, key, reveal(doc, key))
+    return OpenVault(path, doc, key, reveal(doc, key), root)
 
 
 def check_passphrase(field: str = "passphrase") -> Callable[[Path, BaseModel], None]:

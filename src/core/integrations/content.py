@@ -103,7 +103,7 @@ def transform(ctx: ActionContext, params: EncryptParams | DecryptParams, encrypt
             result = crypto.decrypt_blob(vault.data_key, crypto.unarmor(data))
     except crypto.VaultError as exc:
         return failure(exc, **answer)
-    write_atomic(output, result, mode=source.stat().st_mode & 0o777)
+    write_atomic(output, result, mode=source.stat().st_mode & 0o777, root=ctx.project_root)
     ctx.run.output(f"{'encrypted' if encrypt else 'decrypted'} {params.input} -> {target}")
     return {"ok": True, **answer, "bytes_in": len(data), "bytes_out": len(result),
             "sha256": hashlib.sha256(result).hexdigest()}

@@ -80,7 +80,7 @@ def init_pages(ctx: ActionContext, params: InitParams) -> dict[str, Any]:
         return failure("exists", f"{CONFIG} exists: send \"overwrite\": true")
     text = "# Site segments built by the control plane (/pages/build/<name>).\n" + \
         yaml.safe_dump(config.model_dump(), sort_keys=False)
-    write_atomic(root / CONFIG, text.encode())
+    write_atomic(root / CONFIG, text.encode(), root=root)
     ctx.run.output(f"wrote {CONFIG}")
     return {"ok": True, "path": CONFIG, "segments": config.model_dump()["segments"]}
 

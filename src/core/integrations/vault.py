@@ -33,6 +33,7 @@ from controlplane.core.integrations._vault_keys import (
     KeyedParams,
     PassphraseRefused,
     VaultParams,
+    WrittenPath,
     check_passphrase,
     failure,
     forget,
@@ -74,7 +75,7 @@ class AddKeysParams(KeyedParams):
 
 
 class ExportParams(KeyedParams):
-    path: ProjectPath = Field(".controlplane/vault-export.json", min_length=1, max_length=300,
+    path: WrittenPath = Field(".controlplane/vault-export.json", min_length=1, max_length=300,
                               description="the export file to write, inside the project")
     export_passphrase: NewPassphrase = Field(description="passphrase protecting the export")
     overwrite: bool = Field(False, description="replace an existing export file")
@@ -95,7 +96,7 @@ def create_vault(ctx: ActionContext, params: CreateParams) -> dict[str, Any]:
     if path.exists():
         return failure(exists, vault=params.vault)
     doc, data_key = crypto.new_vault(secret(params.passphrase) or "", params.label)
-    if not create_exclusive(path, crypto.dump(doc), mode=0o600):
+    if not create_exclusive(path, crypto.dump(doc), mode=0o600, root=ctx.project_root):
         return failure(exists, vault=params.vault)
     remember(path, data_key)
     kdf = doc["slots"][0]["kdf"]["name"]
@@ -149,7 +150,7 @@ def add_key_slot(ctx: ActionContext, params: AddKeysParams) -> dict[str, Any]:
         slot = crypto.make_slot(vault.data_key, secret(params.new_passphrase) or "",
                                 params.label)
         vault.doc = {**vault.doc, "slots": [*vault.doc["slots"], slot]}
-        save(vault.path, vault.doc)
+        save(vault.path, vault.doc, ctx.project_root)
     except crypto.VaultError as exc:
         return failure(exc, label=params.label)
     return {"ok": True, "vault": params.vault, "label": params.label,
@@ -168,7 +169,7 @@ def export_vault(ctx: ActionContext, params: ExportParams) -> dict[str, Any]:
         data = crypto.export_entries(vault.entries, secret(params.export_passphrase) or "")
     except crypto.VaultError as exc:
         return failure(exc, path=params.path)
-    write_atomic(target, data, mode=0o600)
+    write_atomic(target, data, mode=0o600, root=ctx.project_root)
     digest = hashlib.sha256(data).hexdigest()
     ctx.run.add_artifact(params.path, digest, kind="vault_export")
     return {"ok": True, "path": params.path, "entries": len(vault.entries), "sha256": digest}
