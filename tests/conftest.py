@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from pathlib import Path
@@ -97,6 +98,10 @@ def no_leaks():
 
 
 TOKEN = "test-token-0123456789"
+
+# The operator's user file ($XDG_CONFIG_HOME/controlplane/config.yaml) of the machine running
+# the tests must not reach them: every test process (and its children) gets an empty one.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="scp-test-xdg-")
 
 LONG = os.environ.get("CONTROLPLANE_LONG_TESTS") == "1"
 """``CONTROLPLANE_LONG_TESTS=1``: the ``slow`` tests run their long form (CI runs the short one)."""
