@@ -42,6 +42,9 @@ SCRYPT = {"name": "scrypt", "n": 2 ** 15, "r": 8, "p": 1}
 # Bounds on stored KDF parameters: a crafted vault file must not exhaust the server.
 LIMITS = {"memory_kib": 1 << 20, "iterations": 10, "lanes": 16, "n": 1 << 20, "r": 16, "p": 16}
 KDF_FIELDS = {"argon2id": ("memory_kib", "iterations", "lanes"), "scrypt": ("n", "r", "p")}
+# Each slot may cost seconds and up to 1 GiB of KDF: a vault file with more slots is refused
+# before any key derivation runs, and no slot is added beyond it.
+MAX_SLOTS = 16
 
 
 class VaultError(Exception):
@@ -158,6 +161,9 @@ def parse_vault(raw: bytes) -> dict[str, Any]:
     if doc.get("version") != VERSION:
         raise VaultError(f"vault version {doc.get('version')!r} is not supported",
                          "vault_unsupported")
+    if len(doc["slots"]) > MAX_SLOTS:
+        raise VaultError(f"the vault file has {len(doc['slots'])} key slots, more than "
+                         f"{MAX_SLOTS}: restore it from a backup", "vault_corrupt")
     return doc
 
 
@@ -167,6 +173,8 @@ def dump(doc: dict[str, Any]) -> bytes:
 
 def open_slots(doc: dict[str, Any], passphrase: str) -> bytes:
     """The data key, unwrapped by whichever slot *passphrase* opens; WrongPassphrase if none."""
+    if not isinstance(doc.get("slots"), list) or len(doc["slots"]) > MAX_SLOTS:
+        raise VaultError(f"a vault has at most {MAX_SLOTS} key slots", "vault_corrupt")
     for slot in doc["slots"]:
         try:
             kek = derive(passphrase, slot["kdf"])

@@ -144,6 +144,9 @@ def add_key_slot(ctx: ActionContext, params: AddKeysParams) -> dict[str, Any]:
     """Another key slot: the same data key wrapped by a new passphrase."""
     try:
         vault = open_vault(ctx.project_root, params.vault, params.passphrase)
+        if len(vault.doc["slots"]) >= crypto.MAX_SLOTS:
+            raise crypto.VaultError(f"the vault has {crypto.MAX_SLOTS} key slots, the most it "
+                                    "may have", "too_many_slots")
         if any(slot.get("label") == params.label for slot in vault.doc["slots"]):
             raise crypto.VaultError(f"a key slot is already labelled {params.label!r}",
                                     "slot_exists")
