@@ -91,6 +91,19 @@ def test_rotating_within_one_clock_tick_still_ends_the_login(app, repo: Path) ->
     assert Browser(app).log_in(new_token).get().status_code == 200
 
 
+def test_a_rotation_long_after_the_last_change_is_seen_at_once(repo: Path) -> None:
+    users = users_of(repo)
+    old_token = users.add("bob")
+    settled = users.path.stat().st_mtime_ns - 10**10  # last changed ten seconds ago
+    os.utime(users.path, ns=(settled, settled))
+    server_view = users_of(repo)
+    assert server_view.user_for(old_token) == "bob" == server_view.user_for(old_token)
+    users.remove("bob")
+    new_token = users.add("bob")
+    assert server_view.user_for(old_token) is None
+    assert server_view.user_for(new_token) == "bob"
+
+
 def test_a_login_survives_a_restart_and_logout_ends_it_everywhere(make_app, repo: Path) -> None:
     first = make_app()
     browser = Browser(first).log_in(TOKEN)

@@ -16,11 +16,13 @@ import os
 import re
 import secrets
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 USERS_FILE = "users.json"
+SETTLED_NS = 1_000_000_000  # a file unchanged this long has a trustworthy stat
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
 
 
@@ -47,27 +49,42 @@ class Users:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._cache: tuple[bytes | None, dict[str, dict[str, Any]]] = (None, {})
+        self._settled: tuple[int, int, int, int] | None = None  # stat of a file read long after
 
     # -- reading -------------------------------------------------------------
 
     def entries(self) -> dict[str, dict[str, Any]]:
-        """``name -> {"token_sha256", "created"}``, parsed again only when the bytes changed.
+        """``name -> {"token_sha256", "created"}``, read again when the file may have changed.
 
-        The bytes are compared, not the file's mtime and size: a token rotated twice
-        within one tick of a coarse file clock keeps both, and the old token would live on.
+        mtime and size alone are not trusted ("racy git"): ``users remove bob; users add
+        bob`` within one tick of a coarse file clock keeps both, and the old token would
+        live on. So the file is stat-cached only once it was read more than a second
+        after its last change; until then it is read each time, and parsed when its
+        bytes change.
         """
         try:
-            raw: bytes | None = self.path.read_bytes()
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            found = None
+        except OSError as exc:
+            raise UsersError(f"{self.path}: cannot read the users file: {exc}") from None
+        stamp = None if found is None else (
+            found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
+        with self._lock:
+            if stamp is not None and stamp == self._settled:
+                return self._cache[1]
+        try:
+            raw: bytes | None = self.path.read_bytes() if found else None
         except FileNotFoundError:
             raw = None
         except OSError as exc:
             raise UsersError(f"{self.path}: cannot read the users file: {exc}") from None
         with self._lock:
-            if raw == self._cache[0]:
-                return self._cache[1]
-            entries = self._parse(raw) if raw is not None else {}
-            self._cache = (raw, entries)
-            return entries
+            if raw != self._cache[0]:
+                self._cache = (raw, self._parse(raw) if raw is not None else {})
+            changed = max(found.st_mtime_ns, found.st_ctime_ns) if found else 0
+            self._settled = stamp if time.time_ns() - changed > SETTLED_NS else None
+            return self._cache[1]
 
     def _parse(self, raw: bytes) -> dict[str, dict[str, Any]]:
         try:

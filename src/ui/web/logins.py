@@ -6,8 +6,10 @@ token) and the SHA-256 of the token it was made from, so the web layer can end
 it once that token is removed or replaced. Files survive a restart and are
 shared by every server process of the repository. Each file is written to a
 spare name and renamed into place (atomic); an unreadable file counts as no
-login. At most ``limit`` logins are kept per token: the oldest of that token
-are dropped, never another token's. Without a directory (unit tests) logins
+login. A file is written once and never changed, so a login read before is
+only checked to still exist (another process may have ended it). At most
+``limit`` logins are kept per token: the oldest of that token are dropped,
+never another token's. Without a directory (unit tests) logins
 live in memory. Thread- and process-safe.
 """
 
@@ -27,6 +29,7 @@ from typing import Any
 
 LOGINS_DIR = "logins"
 MAX_LOGINS_PER_TOKEN = 50  # a token holder's oldest logins are dropped beyond this
+MAX_REMEMBERED = 10_000  # login files kept parsed in memory (then forgotten and read again)
 LOGIN_FILE = re.compile(r"[0-9a-f]{64}\.json")
 
 
@@ -54,6 +57,7 @@ class Sessions:
         self.directory = Path(directory) if directory is not None else None
         self.limit = limit
         self._memory: dict[str, dict[str, Any]] = {}
+        self._read_before: dict[str, dict[str, Any]] = {}  # login files read, by key
         self._lock = threading.Lock()
         self._last_ns = 0
 
@@ -131,11 +135,27 @@ class Sessions:
         if self.directory is None:
             with self._lock:
                 return self._memory.get(key)
-        return _read_record(self.directory / f"{key}.json")
+        path = os.path.join(self.directory, f"{key}.json")
+        with self._lock:
+            known = self._read_before.get(key)
+        if known is not None:  # a login file is written once, never changed: is it still there?
+            if os.path.exists(path):
+                return known
+            with self._lock:
+                self._read_before.pop(key, None)
+            return None
+        record = _read_record(Path(path))
+        if record is not None:
+            with self._lock:
+                if len(self._read_before) >= MAX_REMEMBERED:
+                    self._read_before.clear()
+                self._read_before[key] = record
+        return record
 
     def _delete(self, key: str) -> bool:
-        if self.directory is None:
-            with self._lock:
+        with self._lock:
+            self._read_before.pop(key, None)
+            if self.directory is None:
                 return self._memory.pop(key, None) is not None
         try:
             (self.directory / f"{key}.json").unlink()
