@@ -2,9 +2,9 @@
 
 The users file (default ``<git dir>/scp/users.json``, mode 0600) maps a user
 name to the SHA-256 of their token; the token itself is shown once, when it is
-created, and stored nowhere. The server reads the file on every request and
-parses it again when its bytes changed, so adding or removing a user needs no
-restart and a removed user's token is refused from the next request on.
+created, and stored nowhere. The server checks the file on every request (see
+``Users.entries``), so adding or removing a user needs no restart and a removed
+user's token is refused from the next request on.
 """
 
 from __future__ import annotations
