@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import stat
+import tarfile
 from pathlib import Path
 
 from controlplane.core.actions import load_integrations
@@ -42,3 +46,30 @@ def test_a_saved_plan_is_the_owners_alone(repo: Path, make_app, fake_bin,
     assert plan_file.read_text() == "sensitive = hunter2\n"
     assert stat.S_IMODE(plan_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(plans.stat().st_mode) == 0o700
+
+
+def crafted_backup(path: Path, files: dict[str, tuple[bytes, int]]) -> None:
+    """A backup whose manifest asks for *files*' modes (set-id, sticky, world-writable…)."""
+    entries = [{"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                "mode": mode} for name, (data, mode) in files.items()]
+    manifest = json.dumps({"format": "scp-backup", "version": 1, "files": entries}).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, (data, mode) in [*files.items(), ("MANIFEST.json", (manifest, 0o644))]:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_restored_files_never_get_set_id_sticky_or_group_other_write(repo: Path,
+                                                                     make_app) -> None:
+    asked = {"suid.sh": 0o4755, "sgid.sh": 0o2755, "sticky.txt": 0o1644,
+             "world.txt": 0o666, "group.txt": 0o775, "plain.txt": 0o644, "secret.txt": 0o600}
+    crafted_backup(repo / ".controlplane/backups/modes.tar.gz",
+                   {name: (f"{name}\n".encode(), mode) for name, mode in asked.items()})
+    client = bearer_client(make_app())
+    answer = client.post("/backup/restore", json={"name": "modes", "confirm": True}).json
+    assert answer["status"] == "ok", answer
+    got = {name: stat.S_IMODE((repo / name).stat().st_mode) for name in asked}
+    assert got == {"suid.sh": 0o755, "sgid.sh": 0o755, "sticky.txt": 0o644, "world.txt": 0o644,
+                   "group.txt": 0o755, "plain.txt": 0o644, "secret.txt": 0o600}
