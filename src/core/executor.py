@@ -5,6 +5,11 @@ when a slot is free and the executor is not paused. Two jobs with the same
 lock key never overlap: the second is refused with ``RunInProgress``. Cancel
 removes a queued run (recorded ``cancelled``) or asks a running one to stop;
 the tool runner then kills its whole process group. Thread-safe.
+
+The executor holds a job only while it is queued or running. A finished job
+stays findable (``wait``) only while its submitter still holds it: a server
+answering ``202`` drops it, and its events and result go with it (the ledger
+has them).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,7 +60,9 @@ class Executor:
         self._lock = threading.Condition()
         self._queued: deque[Job] = deque()
         self._running: dict[str, Job] = {}
-        self._jobs: dict[str, Job] = {}  # run id -> job, until it is done and collected
+        self._jobs: dict[str, Job] = {}  # run id -> job, while queued or running
+        # run id -> finished job, for as long as its submitter holds it (wait after the end)
+        self._finished: weakref.WeakValueDictionary[str, Job] = weakref.WeakValueDictionary()
         self._stop = threading.Event()
         self._refresher = None
         self.coordinator.listen(cancel=self._cancel_requested, slot_freed=self._slot_freed)
@@ -119,6 +127,8 @@ class Executor:
     def _done(self, job: Job) -> None:
         job.final = job.active.run.to_dict()
         with self._lock:
+            self._finished[job.active.run_id] = job
+            self._jobs.pop(job.active.run_id, None)
             self._running.pop(job.active.run_id, None)
             self.coordinator.release_slot(job.active.run_id)
             self.coordinator.unlock(job.lock_key, job.active.run_id)
@@ -131,17 +141,17 @@ class Executor:
 
     def wait(self, run_id: str, timeout: float | None = None) -> Job:
         """Block until the run is final; returns its job (``final`` set unless timed out)."""
-        job = self._jobs.get(run_id)
+        with self._lock:
+            job = self._jobs.get(run_id) or self._finished.get(run_id)
         if job is None:
             raise NotFound(f"no run {run_id} in this server's executor")
         job.done.wait(timeout)
         return job
 
     def forget(self, run_id: str) -> None:
+        """Drop a finished job now (it also goes once nobody holds it)."""
         with self._lock:
-            job = self._jobs.get(run_id)
-            if job is not None and job.done.is_set():
-                del self._jobs[run_id]
+            self._finished.pop(run_id, None)
 
     def cancel(self, run_id: str, elsewhere: bool = False) -> str:
         """Cancel a queued or running run; returns what was done.
@@ -150,7 +160,7 @@ class Executor:
         workers (``"requested"``); NotFound if none listens.
         """
         with self._lock:
-            job = self._jobs.get(run_id)
+            job = self._jobs.get(run_id) or self._finished.get(run_id)
             if job is None or job.done.is_set():
                 if elsewhere and job is None and self.coordinator.request_cancel(run_id):
                     return "requested"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from typing import Any
 
 HEAD_EVENTS = 1_000
@@ -67,18 +68,65 @@ def clip_line(line: str, limit: int = MAX_LINE_CHARS) -> str:
     return f"{line[:limit]}… [{len(line) - limit} characters cut]"
 
 
-def cap_events(events: list[dict[str, Any]], head: int = HEAD_EVENTS, tail: int = TAIL_EVENTS
-               ) -> tuple[list[dict[str, Any]], int]:
+def cap_events(events: list[dict[str, Any]] | EventLog, head: int = HEAD_EVENTS,
+               tail: int = TAIL_EVENTS) -> tuple[list[dict[str, Any]], int]:
     """The first *head* and last *tail* events with a marker between; returns (events, omitted)."""
+    if isinstance(events, EventLog):
+        return events.capped()
     if len(events) <= head + tail:
         return events, 0
     omitted = len(events) - head - tail
-    marker = {"seq": events[head]["seq"], "type": "run:truncated", "at": events[head].get("at"),
-              "data": {"omitted_events": omitted,
-                       "first_omitted_seq": events[head]["seq"],
-                       "last_omitted_seq": events[-tail - 1]["seq"],
-                       "raw_log": "kept locally under .git/scp/logs/"}}
+    marker = _truncation_marker(omitted, events[head]["seq"], events[-tail - 1]["seq"],
+                                events[head].get("at"))
     return [*events[:head], marker, *events[-tail:]], omitted
+
+
+class EventLog:
+    """A run's events in memory as ``cap_events`` would keep them: the head, a rolling tail.
+
+    ``len()`` counts every event appended (the next event's seq is ``len() + 1``);
+    memory stays bounded however long the run (the spool on disk has them all).
+    Not thread-safe: the run appends under its own lock.
+    """
+
+    def __init__(self, head: int = HEAD_EVENTS, tail: int = TAIL_EVENTS) -> None:
+        self.head_size = head
+        self.head: list[dict[str, Any]] = []
+        self.tail: deque[dict[str, Any]] = deque(maxlen=tail)
+        self.count = 0
+        self.omitted = 0
+        self._first_omitted: dict[str, Any] | None = None
+        self._last_omitted_seq = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, event: dict[str, Any]) -> None:
+        self.count += 1
+        if len(self.head) < self.head_size:
+            self.head.append(event)
+            return
+        if len(self.tail) == self.tail.maxlen:  # the oldest of the tail falls out
+            dropped = self.tail[0]
+            self._first_omitted = self._first_omitted or dropped
+            self._last_omitted_seq = dropped["seq"]
+            self.omitted += 1
+        self.tail.append(event)
+
+    def capped(self) -> tuple[list[dict[str, Any]], int]:
+        """What ``cap_events`` gives for every event appended: (events, omitted)."""
+        if self._first_omitted is None:
+            return [*self.head, *self.tail], 0
+        first = self._first_omitted
+        marker = _truncation_marker(self.omitted, first["seq"], self._last_omitted_seq,
+                                    first.get("at"))
+        return [*self.head, marker, *self.tail], self.omitted
+
+
+def _truncation_marker(omitted: int, first: int, last: int, at: Any) -> dict[str, Any]:
+    return {"seq": first, "type": "run:truncated", "at": at,
+            "data": {"omitted_events": omitted, "first_omitted_seq": first,
+                     "last_omitted_seq": last, "raw_log": "kept locally under .git/scp/logs/"}}
 
 
 def event_seq(event: Any) -> int | None:

@@ -38,7 +38,7 @@ from controlplane.core.events import (
     default_bus,
 )
 from controlplane.core.ledger import Ledger, LedgerWriteError
-from controlplane.core.output import bound_result, cap_events, clip_line
+from controlplane.core.output import EventLog, bound_result, cap_events, clip_line
 from controlplane.core.runs import Run, RunStatus, check_subtype, iso, process_start_time, utc_now
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class ActiveRun:
         run.extra.setdefault("bus_epoch", bus.epoch)
         self.cancel_requested = threading.Event()
         self._lock = threading.Lock()
-        self._events: list[dict[str, Any]] = []
+        self._events = EventLog()  # head and tail only: a long run stays bounded
         self._entry = None
         self._spool = None
 
