@@ -217,3 +217,11 @@ def test_a_compressible_archive_under_the_floor_restores(client, repo: Path) -> 
     answer = client.post("/backup/restore", json={"name": "sparse", "confirm": True}).json
     assert answer["status"] == "ok", answer
     assert os.path.getsize(repo / "zeros.bin") == 8 << 20
+
+
+def test_backups_are_not_written_into_dotgit_through_a_link(client, repo: Path) -> None:
+    commit_link(repo, ".controlplane", ".git")
+    answer = client.post("/backup/create", json={"paths": ["README.md"], "name": "b"}).json
+    assert answer["status"] == "failed" and answer["error"]["code"] == "unsafe_path", answer
+    assert ".git" in answer["error"]["message"]
+    assert not (repo / ".git/backups").exists()

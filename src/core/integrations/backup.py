@@ -27,6 +27,7 @@ from controlplane.core.integrations._atomic_files import (
     sha256_file,
 )
 from controlplane.core.integrations._cli_tools import Name
+from controlplane.core.integrations._safe_paths import UnsafePath
 
 BACKUPS = ".controlplane/backups"
 SUFFIX = ".tar.gz"
@@ -111,8 +112,11 @@ def create_backup(ctx: ActionContext, params: CreateParams) -> dict[str, Any]:
     if not files:
         return failure("nothing_to_back_up", "no regular files under the given paths",
                        skipped_links=skipped)
-    with atomic_writer(target) as fh:
-        entries = safety.write_archive(fh, root, files)
+    try:
+        with atomic_writer(target, root=root) as fh:
+            entries = safety.write_archive(fh, root, files)
+    except UnsafePath as exc:
+        return failure(exc.code, f"{BACKUPS}: {exc.why}", name=name)
     for entry in entries:
         ctx.run.output(f"{entry.sha256[:12]}  {entry.size:>10}  {entry.path}")
     digest = sha256_file(target)
@@ -157,9 +161,11 @@ def import_backup(ctx: ActionContext, params: ImportParams) -> dict[str, Any]:
     checked = sha256_file(source)
     try:
         entries = safety.verify(source, root)
-        copy_in(source, target, checked)
+        copy_in(source, target, checked, root)
     except safety.ArchiveRefused as exc:
         return failure(exc.code, str(exc), path=params.path)
+    except UnsafePath as exc:
+        return failure(exc.code, f"{BACKUPS}: {exc.why}", name=name)
     digest = sha256_file(target)
     relative = f"{BACKUPS}/{name}{SUFFIX}"
     ctx.run.add_artifact(relative, digest, size=target.stat().st_size, files=len(entries))
@@ -167,12 +173,12 @@ def import_backup(ctx: ActionContext, params: ImportParams) -> dict[str, Any]:
             "files": len(entries)}
 
 
-def copy_in(source: Path, target: Path, checked: str) -> None:
+def copy_in(source: Path, target: Path, checked: str, root: Path | None = None) -> None:
     """Copy the verified *source* to *target* atomically (gzip-compressing a plain tar), making
     sure the bytes copied are the ones that were checked (sha256 *checked*)."""
     with open(source, "rb") as fh:
         gzipped = fh.read(2) == safety.GZIP_MAGIC
-    with atomic_writer(target) as raw, open(source, "rb") as fh:
+    with atomic_writer(target, root=root) as raw, open(source, "rb") as fh:
         digest = hashlib.sha256()
         sink = raw if gzipped else gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)
         for block in iter(lambda: fh.read(1 << 20), b""):
