@@ -92,7 +92,10 @@ def plant(path: str, data: bytes = b"{}\n", mode: int = FileMode.BLOB):
     """A change that adds *path* (split on '|' so a name may hold '/') as a leaf."""
     def change(repo: pygit2.Repository, tree: pygit2.Tree) -> pygit2.Oid:
         parts = [p.encode() for p in path.split("|")]
-        leaf = repo.create_blob(data) if mode != GITLINK else repo.create_blob(b"x")
+        leaf = repo.create_blob(data)
+        if data == b"<a tree>":
+            leaf, mode_ = repo.TreeBuilder().write(), FileMode.BLOB
+            return with_path(repo, tree, parts, mode_, leaf)
         return with_path(repo, tree, parts, mode, leaf)
     return change
 
@@ -112,6 +115,7 @@ HOSTILE = {
     "extra_file_in_run": (f"{run_path(RUN)}|post-checkout", b"#!/bin/sh\n", FileMode.BLOB),
     "executable_run_json": (f"{run_path(RUN)}|run.json", b"{}", FileMode.BLOB_EXECUTABLE),
     "gitlink": (f"{run_path(RUN)}|run.json", b"", GITLINK),
+    "run_json_is_a_tree": (f"{run_path(RUN)}|run.json", b"<a tree>", FileMode.BLOB),
     "wrong_bucket": (f"{run_path(RUN, True)}|run.json".replace(f"|{RUN[20:22]}|", "|zz|"),
                      b"{}", FileMode.BLOB),
     "run_under_another_date": (run_path(RUN).replace(RUN[:4], "1999", 1) + "|run.json", b"{}",

@@ -29,8 +29,6 @@ ENTRY_FILES: dict[str, frozenset[str]] = {
 REQUIRED_FILE = {"runs": "run.json", "chat": "message.json"}
 FORMAT_FILE = "FORMAT"
 FORMAT_CONTENT = re.compile(rb"[0-9]{1,6}\n?", re.ASCII)
-_DATE_PARTS = (re.compile(r"\d{4}", re.ASCII), re.compile(r"\d{2}", re.ASCII),
-               re.compile(r"\d{2}", re.ASCII))
 
 
 class LayoutError(ValueError):
@@ -65,98 +63,126 @@ def entry_dirs(kind: str, entry_id: str) -> tuple[str, str]:
     return f"{day}/{entry_id}", f"{day}/{entry_id[20:22]}/{entry_id}"
 
 
+_RECORD = re.compile(rb"[0-7]{1,7} [^\0]*\0.{20}", re.DOTALL)
+_TREE, _BLOB = int(FileMode.TREE), int(FileMode.BLOB)
+
+
 class TreeChecker:
-    """Checks ledger trees against the layout, remembering the subtrees already found good."""
+    """Checks ledger trees against the layout.
+
+    A tree is read as raw records (mode, name, id); at each path only the records
+    not already checked there are looked at, so checking every commit of a long
+    history costs about what its changes cost, not history times ledger size.
+    """
 
     def __init__(self, repo: pygit2.Repository) -> None:
         self.repo = repo
-        self._good: set[tuple[pygit2.Oid, str]] = set()
+        self._good: set[tuple[pygit2.Oid, str]] = set()  # (tree, path) found good
+        self._seen: dict[str, set[bytes]] = {}  # path -> raw records found good there
 
     def check_history(self, tip: pygit2.Oid, known: pygit2.Oid | None) -> int:
         """Check the tree of *tip* and of every commit behind it not reachable from *known*.
 
         Returns the number of commits checked; raises LayoutError on the first bad path.
         """
-        walker = self.repo.walk(tip, pygit2.enums.SortMode.TOPOLOGICAL)
+        walker = self.repo.walk(tip, pygit2.enums.SortMode.TOPOLOGICAL
+                                | pygit2.enums.SortMode.REVERSE)
         if known is not None:
             walker.hide(known)
         checked = 0
         for commit in walker:
-            self.check_tree(commit.tree)
+            self.check_tree(commit.tree_id)
             checked += 1
         return checked
 
-    def check_tree(self, tree: pygit2.Tree) -> None:
-        """Raise LayoutError naming the first path of *tree* outside the layout."""
-        for name, entry in self._entries(tree, ""):
-            if name != "ledger":
-                raise LayoutError(name, "is not part of the ledger layout")
-            self._check_ledger(self._subtree(entry, "ledger"))
+    def check_tree(self, tree: pygit2.Oid) -> None:
+        """Raise LayoutError naming the first path of the tree *tree* outside the layout."""
+        self._check(tree, "", "root", "")
 
-    def _check_ledger(self, tree: pygit2.Tree) -> None:
-        for name, entry in self._entries(tree, "ledger/"):
-            path = f"ledger/{name}"
-            if name == FORMAT_FILE:
-                self._check_blob(entry, path)
-                if not FORMAT_CONTENT.fullmatch(self.repo[entry.id].data):
-                    raise LayoutError(path, "is not a layout version number")
-            elif name in ENTRY_FILES:
-                self._check_dates(self._subtree(entry, path), path, name, 0)
-            else:
-                raise LayoutError(path, "is not part of the ledger layout")
-
-    def _check_dates(self, tree: pygit2.Tree, path: str, kind: str, level: int) -> None:
-        """Year, month and day levels; the day level holds entries or buckets."""
-        if (tree.id, path) in self._good:
+    def _check(self, tree: pygit2.Oid, path: str, level: str, kind: str) -> None:
+        if (tree, path) in self._good:
             return
-        for name, entry in self._entries(tree, path + "/"):
-            child = f"{path}/{name}"
-            if level < 3:
-                if not _DATE_PARTS[level].fullmatch(name):
-                    raise LayoutError(child, "is not a date directory of the ledger layout")
-                self._check_dates(self._subtree(entry, child), child, kind, level + 1)
-            elif BUCKET.fullmatch(name):
-                self._check_bucket(self._subtree(entry, child), child, kind)
-            else:
-                self._check_entry(entry, child, kind)
-        self._good.add((tree.id, path))
+        records = self._records(tree, path)
+        if level == "entry":
+            self._check_entry(records, path, kind)
+        else:
+            seen = self._seen.setdefault(path, set())
+            fresh = records - seen
+            for record in fresh:
+                mode, name, child = self._parse(record, path)
+                child_path = f"{path}/{name}" if path else name
+                self._check_child(level, kind, mode, name, child, child_path)
+            seen |= fresh
+        self._good.add((tree, path))
 
-    def _check_bucket(self, tree: pygit2.Tree, path: str, kind: str) -> None:
-        for name, entry in self._entries(tree, path + "/"):
-            self._check_entry(entry, f"{path}/{name}", kind)
+    def _check_child(self, level: str, kind: str, mode: int, name: str, child: pygit2.Oid,
+                     path: str) -> None:
+        if level == "ledger" and name == FORMAT_FILE:
+            _expect(mode, _BLOB, path)
+            if not FORMAT_CONTENT.fullmatch(self.repo[child].read_raw()):
+                raise LayoutError(path, "is not a layout version number")
+            return
+        if level == "root" and name == "ledger":
+            nxt = "ledger"
+        elif level == "ledger" and name in ENTRY_FILES:
+            nxt, kind = "years", name
+        elif level in _DATE_LEVELS:
+            nxt = _DATE_LEVELS[level][1]
+            if not _DATE_LEVELS[level][0].fullmatch(name):
+                raise LayoutError(path, "is not a date directory of the ledger layout")
+        elif level == "day" and BUCKET.fullmatch(name):
+            nxt = "bucket"
+        elif level in ("day", "bucket"):
+            if entry_of(path) != (kind, name):
+                raise LayoutError(path, "is not an entry directory of the ledger layout "
+                                        "(a run or message id under its own date)")
+            nxt = "entry"
+        else:
+            raise LayoutError(path, "is not part of the ledger layout")
+        _expect(mode, _TREE, path)
+        self._check(child, path, nxt, kind)
 
-    def _check_entry(self, entry: pygit2.Object, path: str, kind: str) -> None:
-        if entry_of(path) != (kind, path.rsplit("/", 1)[-1]):
-            raise LayoutError(path, "is not an entry directory of the ledger layout "
-                                    "(a run or message id under its own date)")
-        tree = self._subtree(entry, path)
+    def _check_entry(self, records: set[bytes], path: str, kind: str) -> None:
         names = set()
-        for name, leaf in self._entries(tree, path + "/"):
+        for record in records:
+            mode, name, blob = self._parse(record, path)
             if name not in ENTRY_FILES[kind]:
                 raise LayoutError(f"{path}/{name}", "is not a file of a ledger entry")
-            self._check_blob(leaf, f"{path}/{name}")
+            _expect(mode, _BLOB, f"{path}/{name}")
+            if self.repo.odb.read_header(blob)[0] != ObjectType.BLOB:
+                raise LayoutError(f"{path}/{name}", "is not a file")
             names.add(name)
         if REQUIRED_FILE[kind] not in names:
             raise LayoutError(path, f"lacks its {REQUIRED_FILE[kind]}")
 
-    def _entries(self, tree: pygit2.Tree, prefix: str) -> list[tuple[str, pygit2.Object]]:
-        """(name, entry) of a tree; a name that is not UTF-8 is refused."""
-        found = []
-        for entry in tree:
-            try:
-                name = entry.raw_name.decode("utf-8", "strict")
-            except UnicodeDecodeError:
-                raise LayoutError(prefix + entry.raw_name.decode("utf-8", "replace"),
-                                  "is not a UTF-8 name") from None
-            found.append((name, entry))
-        return found
-
-    def _subtree(self, entry: pygit2.Object, path: str) -> pygit2.Tree:
-        if entry.filemode != FileMode.TREE or entry.type != ObjectType.TREE:
-            raise LayoutError(path, "should be a directory")
-        return self.repo[entry.id]
+    def _records(self, tree: pygit2.Oid, path: str) -> set[bytes]:
+        kind, data = self.repo.odb.read(tree)
+        if kind != ObjectType.TREE:
+            raise LayoutError(path or "/", "should be a directory")
+        records = _RECORD.findall(data)
+        if sum(map(len, records)) != len(data):
+            raise LayoutError(path or "/", "is a malformed tree")
+        return set(records)
 
     @staticmethod
-    def _check_blob(entry: pygit2.Object, path: str) -> None:
-        if entry.filemode != FileMode.BLOB or entry.type != ObjectType.BLOB:
-            raise LayoutError(path, f"should be a regular file (mode {entry.filemode:o})")
+    def _parse(record: bytes, path: str) -> tuple[int, str, pygit2.Oid]:
+        mode, _, raw_name = record[:-21].partition(b" ")  # then NUL and a 20-byte id
+        oid = record[-20:]
+        try:
+            name = raw_name.decode("utf-8", "strict")
+        except UnicodeDecodeError:
+            raise LayoutError(f"{path}/{raw_name.decode('utf-8', 'replace')}",
+                              "is not a UTF-8 name") from None
+        return int(mode, 8), name, pygit2.Oid(raw=oid)
+
+
+# level (what a tree's children are) -> (their name pattern, the level of their trees)
+_DATE_LEVELS = {"years": (re.compile(r"\d{4}", re.ASCII), "months"),
+                "months": (re.compile(r"\d{2}", re.ASCII), "days"),
+                "days": (re.compile(r"\d{2}", re.ASCII), "day")}
+
+
+def _expect(mode: int, wanted: int, path: str) -> None:
+    if mode != wanted:
+        what = "a directory" if wanted == _TREE else "a regular file"
+        raise LayoutError(path, f"should be {what} (mode {mode:o})")

@@ -1,15 +1,19 @@
 """Ledger sync: push and pull ``scp-ledger`` and the run tags with an explicit remote.
 
 - **Pull** fetches the remote's ledger into ``refs/scp/remotes/<remote>/scp-ledger`` and
-  its run tags, then fast-forwards or merges. Runs live in disjoint directories, so
-  ``git merge-tree --write-tree`` never conflicts; a pull never drops a local run.
+  its run tags into ``refs/scp/remotes/<remote>/run/``. Nothing of it is trusted until
+  every new commit's tree passed the layout check (``layout.TreeChecker``) and every tag
+  name is a run id; anything else refuses the whole fetched tip (``hostile_ledger``).
+  The merge is append-only (``merge.plan_append_only``): the remote adds runs and
+  messages; its deletions and edits of ones we hold are not applied but reported, and
+  its version of an edited one is kept under ``.git/scp/conflicts/<id>/``.
 - **Push** pulls first when the remote moved, then pushes without force. A run tag
   points at a code commit, so pushing it publishes that commit: only tags whose commit
   the remote already has are pushed; the others are held and reported (unless
   ``include_unpublished``).
 
 Plain ``git`` runs through the tool runner (non-interactive, output into the run);
-the merge commit and the ref move (compare-and-swap) go through pygit2.
+the merge commit and the ref moves (compare-and-swap) go through pygit2.
 """
 
 from __future__ import annotations
@@ -174,8 +178,9 @@ class LedgerSync:
             except (LayoutError, pygit2.GitError, KeyError, ValueError) as exc:
                 self._drop_refs(self.staged)
                 self._drop_refs(self.tracking)
+                why = exc if isinstance(exc, LayoutError) else f"unreadable ({exc!a})"
                 raise SyncError("hostile_ledger", f"refused the ledger of {self.remote}: "
-                                f"{exc}; nothing of it was merged (ask who writes that "
+                                f"{why}; nothing of it was merged (ask who writes that "
                                 "remote)") from None
             return tags
 
