@@ -8,15 +8,41 @@ WAL, one write transaction per change).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import json
+import logging
+import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from controlplane.core.runs import iso, utc_now
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DAMAGE_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+
+
+def _damaged(exc: BaseException) -> bool:
+    """True if *exc* says the index file is damaged (not busy, not a full disk)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return True  # a row's JSON, garbled on disk
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.DatabaseError) and code is not None \
+        and code & 0xFF in DAMAGE_CODES
+
+
+def healing(method: Callable[..., T]) -> Callable[..., T]:
+    """Decorate a RunIndex method: a damaged index is replaced, refilled, and asked again."""
+    @functools.wraps(method)
+    def wrapper(self: RunIndex, *args: Any, **kwargs: Any) -> T:
+        return self._healing(lambda: method(self, *args, **kwargs))()
+    return wrapper
 
 SCHEMA_VERSION = "2"
 
@@ -47,33 +73,101 @@ def _row(run: dict[str, Any], directory: str) -> tuple:
 class RunIndex:
     """Queries over finished runs. Thread-safe: one connection per thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_rebuilt: Callable[[], object] | None = None) -> None:
         self.path = path
+        self.on_rebuilt = on_rebuilt  # refills the index from the ledger after a damaged one
         self._local = threading.local()
-        self._db().conn.executescript(_DDL)
-        with self._db() as db:
-            version = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if version is None or version[0] != SCHEMA_VERSION:
-                db.execute("DELETE FROM runs")
-                db.execute("DELETE FROM chat")
-                db.execute("DELETE FROM mentions")
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-                db.execute("DELETE FROM meta WHERE key='head'")
+        self._healing(lambda: self._db())()
 
-    def _db(self) -> sqlite3.Connection:
+    def _db(self) -> _Tx:
+        """This thread's connection, reopened if the file was replaced (moved aside, deleted)."""
         db = getattr(self._local, "db", None)
+        if db is not None:
+            try:
+                same = os.stat(self.path).st_ino == self._local.inode
+            except OSError:
+                same = False
+            if not same:
+                db.close()
+                db = None
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                 check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
+            self._local.db = None
+            db = self._connect()
         return _Tx(db)
 
+    def _connect(self) -> sqlite3.Connection:
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        for suffix in ("", "-wal", "-shm"):  # an older version made them world-readable
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{self.path}{suffix}", 0o600)
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                             check_same_thread=False)
+        try:
+            self._local.inode = os.stat(self.path).st_ino
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_DDL)
+            with _Tx(db) as tx:
+                version = tx.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                if version is None or version[0] != SCHEMA_VERSION:
+                    tx.execute("DELETE FROM runs")
+                    tx.execute("DELETE FROM chat")
+                    tx.execute("DELETE FROM mentions")
+                    tx.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
+                               (SCHEMA_VERSION,))
+                    tx.execute("DELETE FROM meta WHERE key='head'")
+        except BaseException:
+            db.close()
+            raise
+        self._local.db = db
+        return db
+
+    def _healing(self, operation: Callable[[], T]) -> Callable[[], T]:
+        """*operation*, run again on a fresh index if this one turns out to be damaged."""
+        def run() -> T:
+            try:
+                return operation()
+            except (sqlite3.DatabaseError, ValueError) as exc:
+                if not _damaged(exc):
+                    raise
+                self._replace_damaged(getattr(self._local, "inode", None), exc)
+            if self.on_rebuilt is not None and not getattr(self._local, "refilling", False):
+                self._local.refilling = True
+                try:
+                    self.on_rebuilt()
+                finally:
+                    self._local.refilling = False
+            return operation()
+        return run
+
+    def _replace_damaged(self, inode: int | None, exc: BaseException) -> None:
+        """Move a damaged index aside (once, whichever process sees it first); say so."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)  # one process replaces it; the others reopen
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                return
+            if inode is not None and current != inode:
+                return  # another process replaced it already
+            aside = self.path.with_name(self.path.name + ".damaged")
+            os.replace(self.path, aside)
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.path}{suffix}")
+        log.warning("the run index %s was damaged (%s): moved aside to %s and rebuilt from "
+                    "the ledger", self.path, exc, aside.name)
+
+    @healing
     def head(self) -> str | None:
         row = self._db().conn.execute("SELECT value FROM meta WHERE key='head'").fetchone()
         return row[0] if row else None
 
+    @healing
     def apply(self, expected_head: str | None, new_head: str,
               upserts: Iterable[tuple[dict[str, Any], str]], removed: Iterable[str],
               messages: Iterable[tuple[dict[str, Any], str]] = ()) -> bool:
@@ -98,6 +192,7 @@ class RunIndex:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (new_head,))
             return True
 
+    @healing
     def clear(self) -> None:
         with self._db() as db:
             db.execute("DELETE FROM runs")
@@ -105,13 +200,16 @@ class RunIndex:
             db.execute("DELETE FROM mentions")
             db.execute("DELETE FROM meta WHERE key='head'")
 
+    @healing
     def count(self) -> int:
         return self._db().conn.execute("SELECT count(*) FROM runs").fetchone()[0]
 
+    @healing
     def get(self, run_id: str) -> dict[str, Any] | None:
         row = self._db().conn.execute("SELECT json FROM runs WHERE run_id=?", (run_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    @healing
     def recent(self, limit: int = 50, type: str | None = None, status: str | None = None,
                before: str | None = None, subtype: str | None = None) -> list[dict[str, Any]]:
         """Newest runs first, filtered; *before* is a run id cursor (exclusive)."""
@@ -130,6 +228,7 @@ class RunIndex:
         args.append(max(0, int(limit)))
         return [json.loads(r[0]) for r in self._db().conn.execute(sql, args)]
 
+    @healing
     def search(self, text: str, limit: int = 20) -> list[dict[str, Any]]:
         """Runs whose id starts with *text*, or whose type, subtype or summary contain it."""
         like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -141,11 +240,13 @@ class RunIndex:
         )
         return [json.loads(r[0]) for r in rows]
 
+    @healing
     def message(self, message_id: str) -> dict[str, Any] | None:
         row = self._db().conn.execute("SELECT json FROM chat WHERE message_id=?",
                                       (message_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    @healing
     def messages(self, limit: int = 50, before: str | None = None,
                  mentioning: str | None = None) -> list[dict[str, Any]]:
         """Chat messages, newest first; only those mentioning a run if *mentioning*."""
@@ -164,6 +265,7 @@ class RunIndex:
         args.append(max(0, int(limit)))
         return [json.loads(r[0]) for r in self._db().conn.execute(sql, args)]
 
+    @healing
     def metrics(self, minutes: int | None = None) -> dict[str, Any]:
         """Totals, success rate, durations and breakdowns, over the last *minutes* if given."""
         sql = "SELECT type, subtype, status, duration_ms, started_at FROM runs"

@@ -72,7 +72,12 @@ class Ledger:
         self.root = root
         self.git_dir = git_dir
         self.scp_dir = git_dir / "scp"
-        self.scp_dir.mkdir(parents=True, exist_ok=True)
+        self.scp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.scp_dir.stat().st_mode & 0o077:  # journal, logs, index, logins: ours alone
+            try:
+                os.chmod(self.scp_dir, 0o700)
+            except OSError as exc:
+                log.warning("could not make %s private (chmod 700 it): %s", self.scp_dir, exc)
         self.logs_dir = self.scp_dir / "logs"
         configured = settings.values(root)
         namespace = configured["tag_namespace"]
@@ -83,6 +88,7 @@ class Ledger:
         self.journal = Journal(self.scp_dir / "journal")
         self.index = RunIndex(self.scp_dir / "index.sqlite")
         self.view = LedgerView(root / VIEW_DIR, self.scp_dir / "view.lock")
+        self.index.on_rebuilt = self.catch_up  # a damaged index is replaced, then refilled
         exclude_from_status(git_dir)
         self.recorded_here: deque[str] = deque(maxlen=10_000)  # for the cross-process feed
         self._records = 0
