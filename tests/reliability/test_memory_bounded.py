@@ -99,3 +99,45 @@ def test_a_server_does_not_keep_finished_async_runs(repo: Path, tmp_path: Path) 
     finally:
         server.kill()
     assert growth <= 15, f"server RSS grew {growth:.1f} MB from async run {first} to {last}"
+
+
+LONG_FOREIGN_RUN = """
+import sys
+from controlplane import tracked_run
+with tracked_run("test", "test:long", project_root=sys.argv[1]) as run:
+    for n in range(int(sys.argv[2])):
+        run.output(f"tests/test_x.py::test_{n} PASSED")
+    print("spooled", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_the_feed_reads_a_foreign_spool_once(repo: Path) -> None:
+    """A server following a script's long run reads each spooled line once, not every poll."""
+    from controlplane.core.events import EventBus
+    from controlplane.core.ledger import Ledger
+    from controlplane.core.ledger.feed import LedgerFeed
+
+    lines = 50_000
+    script = subprocess.Popen([sys.executable, "-c", LONG_FOREIGN_RUN, str(repo), str(lines)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert script.stdout is not None and script.stdout.readline() == "spooled\n"
+        bus = EventBus(replay_size=lines + 10)
+        feed = LedgerFeed(Ledger.open(repo), bus)
+        empty = bus.last_id
+        started, published = time.perf_counter(), None
+        while bus.last_id != published:  # catch up (a few MB a poll)
+            published = bus.last_id
+            feed.poll_once()
+        first = time.perf_counter() - started
+        started = time.perf_counter()
+        for _ in range(5):
+            feed.poll_once()
+        later = (time.perf_counter() - started) / 5
+        assert bus.last_id == published  # nothing new: nothing published again
+        outputs = [e for e in bus.since(empty) or () if e["type"] == "run:output"]
+        assert len(outputs) == lines and outputs[-1]["data"]["seq"] == lines + 1
+    finally:
+        script.communicate("done\n", timeout=60)
+    assert later < first / 10, f"a poll with nothing new took {later:.3f} s (first {first:.3f} s)"
