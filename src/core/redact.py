@@ -38,6 +38,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -45,6 +46,10 @@ from controlplane.core.visible_text import has_hidden, visible_text
 
 MASK = "***"
 MIN_SECRET_LENGTH = 6
+# A line with more secrets than this is withheld whole: no output has that many, and
+# masking them one by one would cost Python work per secret.
+MAX_SECRETS_PER_LINE = 2_000
+WITHHELD = f"{MASK} [line withheld: more than {MAX_SECRETS_PER_LINE} secrets in it]"
 
 # Names whose values are secrets: these words anywhere, AUTH / AUTHORIZATION as the last word,
 # or a *_KEY / *_KEY_ID suffix (not KEY_FILE, KEYBOARD).
@@ -241,15 +246,21 @@ class Redactor:
         spans: list[tuple[int, int]] = []
         if trigger is not None and trigger.search(text) is not None:
             assert overlapping is not None
-            spans += [(m.start(), m.end(1)) for m in overlapping.get().finditer(text)]
+            found = overlapping.get().finditer(text)
+            spans += [(m.start(), m.end(1)) for m in islice(found, MAX_SECRETS_PER_LINE + 1)]
         lowered = None
         for shape in _SHAPES:
+            if len(spans) > MAX_SECRETS_PER_LINE:
+                return WITHHELD
             if shape.lowered and lowered is None:
                 lowered = _lowered(text)
             subject = lowered if shape.lowered else text
             assert subject is not None
             if any(word in subject for word in shape.triggers):
-                spans += [m.span(m.lastindex or 0) for m in shape.pattern.finditer(subject)]
+                found = shape.pattern.finditer(subject)
+                spans += [m.span(m.lastindex or 0) for m in islice(found, MAX_SECRETS_PER_LINE + 1)]
+        if len(spans) > MAX_SECRETS_PER_LINE:
+            return WITHHELD
         merged: list[list[int]] = []
         for start, end in sorted(spans):
             if merged and start <= merged[-1][1]:  # overlapping or adjacent
