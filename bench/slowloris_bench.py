@@ -139,7 +139,11 @@ class Attackers(threading.Thread):
             for key, _ in self.selector.select(0):  # answered or closed by the server
                 self.selector.unregister(key.fileobj)
                 key.fileobj.close()
-                self.open(key.data)
+                try:
+                    self.open(key.data)
+                except OSError:  # the server is gone (stopped): nothing left to attack
+                    self.stopping.set()
+                    break
                 self.reopened += 1
             for key in list(self.selector.get_map().values()):
                 if key.data is SLOW_BODY:
@@ -157,12 +161,12 @@ class Attackers(threading.Thread):
 class SSEClient(threading.Thread):
     """One `/api/events` stream: the run ids of every `run:completed` it receives."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, token: str = TOKEN) -> None:
         super().__init__(daemon=True, name="sse")
         self.completed: set[str] = set()
         self.changed = threading.Condition()
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        self.conn.request("GET", "/api/events", headers={"Authorization": f"Bearer {TOKEN}"})
+        self.conn.request("GET", "/api/events", headers={"Authorization": f"Bearer {token}"})
         self.answer = self.conn.getresponse()
         if self.answer.status != 200:
             raise RuntimeError(f"/api/events answered {self.answer.status}")

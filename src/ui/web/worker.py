@@ -15,6 +15,7 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import re
 import selectors
 import socket
@@ -31,8 +32,10 @@ HEADER_LIMIT = 64 * 1024  # request line + headers; more is answered 431
 BODY_LIMIT = 1024 * 1024  # the app's MAX_CONTENT_LENGTH; more is answered 413
 BODY_BUDGET = 256 * 1024 * 1024  # all bodies being buffered at once; more is answered 503
 REQUEST_SECONDS = 30.0  # a request must be complete this long after its first byte (or accept)
+REQUEST_SECONDS_ENV = "CONTROLPLANE_REQUEST_SECONDS"  # overrides it (tests, slow networks)
 ACCEPT_PAUSE_SECONDS = 0.5  # out of file descriptors: stop accepting this long
 READ_SIZE = 65536
+REFUSE_DRAIN_READS = 16  # before closing a refused request, read up to 1 MiB it already sent
 STOP_LINGER_SECONDS = 2.0  # a stopping worker gives a request being read this long
 
 HEADER_END = b"\r\n\r\n"
@@ -121,6 +124,20 @@ def scan_chunks(data: bytearray, at: int, start: int) -> tuple[int, bool]:
         at = eol + 4 + size
 
 
+def request_seconds() -> float:
+    """The request deadline: REQUEST_SECONDS, or the environment's positive number."""
+    value = os.environ.get(REQUEST_SECONDS_ENV, "")
+    try:
+        seconds = float(value) if value else REQUEST_SECONDS
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 86400:
+        log.warning("%s=%r is not a number of seconds: using %g", REQUEST_SECONDS_ENV, value,
+                    REQUEST_SECONDS)
+        return REQUEST_SECONDS
+    return seconds
+
+
 def too_many_header_bytes() -> Refused:
     return Refused(431, "Request Header Fields Too Large", "headers_too_large",
                    f"the request line and headers are over the {HEADER_LIMIT}-byte limit")
@@ -135,6 +152,7 @@ class BufferingThreadWorker(ThreadWorker):
         self.body_bytes = 0  # bytes of bodies being buffered, all connections
         self.accept_paused_until = 0.0
         self.stop_deadline: float | None = None
+        self.request_seconds = request_seconds()
 
     # -- accepting -------------------------------------------------------------
 
@@ -152,7 +170,7 @@ class BufferingThreadWorker(ThreadWorker):
             return
         self.nr_conns += 1
         conn = BufferedConn(self.cfg, client_sock, client_addr, listener.getsockname())
-        self.start_reading(conn, b"", time.monotonic() + REQUEST_SECONDS)
+        self.start_reading(conn, b"", time.monotonic() + self.request_seconds)
 
     def set_accept_enabled(self, enabled: bool) -> None:
         if enabled and time.monotonic() < self.accept_paused_until:
@@ -165,7 +183,7 @@ class BufferingThreadWorker(ThreadWorker):
         """Read *conn*'s next request in the loop (*leftover*: bytes already read of it)."""
         conn.sock.setblocking(False)
         if leftover:
-            deadline = time.monotonic() + REQUEST_SECONDS
+            deadline = time.monotonic() + self.request_seconds
         conn.reset(leftover, deadline)
         self.reading[conn] = None
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_readable, conn))
@@ -183,7 +201,7 @@ class BufferingThreadWorker(ThreadWorker):
             self.drop(conn)
             return
         if conn.initialized and not conn.inbox:  # kept alive: the request's clock starts now
-            conn.deadline = time.monotonic() + REQUEST_SECONDS
+            conn.deadline = time.monotonic() + self.request_seconds
         conn.inbox += data
         self.progress(conn)
 
@@ -226,6 +244,9 @@ class BufferingThreadWorker(ThreadWorker):
             except ValueError:
                 return True
             if not ended:
+                if len(data) - conn.header_end > BODY_LIMIT + HEADER_LIMIT:  # endless trailers
+                    raise Refused(413, "Content Too Large", "request_entity_too_large",
+                                  f"the chunked body is over the {BODY_LIMIT}-byte limit")
                 return False
             conn.body_end = conn.chunked_at
         return len(data) >= conn.body_end
@@ -270,7 +291,12 @@ class BufferingThreadWorker(ThreadWorker):
         self.enqueue_req(conn)
 
     def refuse(self, conn: BufferedConn, refusal: Refused) -> None:
+        """Answer and close; what already arrived is read first, so no reset loses the answer."""
         self.send_quietly(conn, refusal.answer())
+        with contextlib.suppress(OSError):
+            for _ in range(REFUSE_DRAIN_READS):
+                if not conn.sock.recv(READ_SIZE):
+                    break
         self.drop(conn)
 
     @staticmethod
@@ -304,7 +330,7 @@ class BufferingThreadWorker(ThreadWorker):
                 if not idle:
                     self.send_quietly(conn, Refused(
                         408, "Request Timeout", "request_timeout",
-                        f"the request was not complete within {REQUEST_SECONDS:.0f} s").answer())
+                        f"the request was not complete within {self.request_seconds:g} s").answer())
                 self.drop(conn)
 
     def murder_pending(self) -> None:  # called by the loop about once a second
