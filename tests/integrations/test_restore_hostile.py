@@ -19,7 +19,7 @@ import pytest
 
 from controlplane.core.integrations import _archive_safety as archives
 from controlplane.core.integrations._atomic_files import write_atomic
-from controlplane.core.integrations._safe_paths import UnsafePath
+from controlplane.core.integrations._safe_paths import UnsafePath, check
 from tests.conftest import bearer_client, git
 
 BACKUPS = ".controlplane/backups"
@@ -225,3 +225,15 @@ def test_backups_are_not_written_into_dotgit_through_a_link(client, repo: Path) 
     assert answer["status"] == "failed" and answer["error"]["code"] == "unsafe_path", answer
     assert ".git" in answer["error"]["message"]
     assert not (repo / ".git/backups").exists()
+
+
+def test_two_members_landing_on_one_file_through_a_link_are_refused(client, repo: Path,
+                                                                    tmp_path: Path) -> None:
+    (repo / "real").mkdir()
+    commit_link(repo, "alias", "real")
+    assert check(repo, "alias/new/dir/x").resolved == "real/new/dir/x"  # not made yet
+    backup_of(tmp_path, repo, "twice", {"alias/new/x": "one\n", "real/new/x": "two\n"})
+    answer = client.post("/backup/restore", json={"name": "twice", "confirm": True}).json
+    assert answer["error"]["code"] == "archive_refused", answer
+    assert "same file" in answer["error"]["message"]
+    assert not (repo / "real/new").exists()

@@ -155,7 +155,7 @@ def expansion_limit(archive_size: int) -> int:
 class ExpansionCap:
     """A stream that refuses to give more than *limit* bytes (counted, not taken from headers)."""
 
-    def __init__(self, stream: IO[bytes], limit: int, name: str) -> None:
+    def __init__(self, stream: io.BufferedIOBase, limit: int, name: str) -> None:
         self.stream, self.limit, self.name, self.total = stream, limit, name, 0
 
     def read(self, size: int = -1) -> bytes:
@@ -183,10 +183,10 @@ def _reading(archive: Path) -> Iterator[tarfile.TarFile]:
         gzipped = raw.read(2) == GZIP_MAGIC
         raw.seek(0)
         limit = expansion_limit(os.fstat(raw.fileno()).st_size)
-        stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+        stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+        capped = ExpansionCap(stream, limit, archive.name)
         try:
-            with tarfile.open(fileobj=ExpansionCap(stream, limit, archive.name),  # type: ignore[arg-type]
-                              mode="r|") as tar:
+            with tarfile.open(fileobj=capped, mode="r|") as tar:  # type: ignore[call-overload]
                 yield tar
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise ArchiveRefused(f"{archive.name}: not a readable tar or tar.gz, or damaged "

@@ -128,7 +128,11 @@ class _Walk:
         try:
             new = os.open(name, DIR_FLAGS, dir_fd=self.fd)
         except FileNotFoundError:
-            new = self._missing(name)
+            made = self._missing(name)
+            if made is None:  # a check only: from here on the walk is by name
+                self.here.append(name)
+                return False
+            new = made
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                 raise
@@ -146,7 +150,6 @@ class _Walk:
     def _missing(self, name: str) -> int | None:
         if not self.create:
             self.close()
-            self.here.append(name)
             return None
         with contextlib.suppress(FileExistsError):  # made meanwhile: opened below all the same
             os.mkdir(name, 0o777, dir_fd=self.fd)
