@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from controlplane.core.integrations._project_facts import dns_name, normalise, project_facts
+from controlplane.core.integrations._project_facts import (
+    dns_name,
+    node_lts_within,
+    normalise,
+    project_facts,
+)
 from tests.integrations.fixtures_projects import FLASK_REDIS, NODE_PG
 
 
@@ -38,7 +43,7 @@ def test_a_node_service_with_postgres(tmp_path: Path) -> None:
     assert facts.services == ("postgres",)
     assert [v.name for v in facts.env_vars] == ["DATABASE_URL"]
     assert facts.env_vars[0].secret  # a database URL holds credentials
-    assert facts.node_version == "18"
+    assert facts.node_version == node_lts_within(">=18")  # the newest LTS, not the EOL 18
     assert facts.node_scripts["start"] == "node server.js"
 
 

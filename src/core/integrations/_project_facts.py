@@ -9,6 +9,7 @@ run and nothing is imported: the files are read as text.
 from __future__ import annotations
 
 import configparser
+import datetime
 import json
 import os
 import re
@@ -70,6 +71,7 @@ class EnvVar:
 
     name: str
     locations: tuple[str, ...]  # "app.py:12"
+    default: str | None = None  # the code's fallback when unset, as written there
 
     @property
     def secret(self) -> bool:
@@ -100,6 +102,8 @@ class ProjectFacts:
     go_version: str = "1.22"
     manifests: tuple[str, ...] = ()
     has_tests: bool = False
+    python_requires: str | None = None  # the manifest's range, as written
+    node_engines: str | None = None
 
     @property
     def port(self) -> int:
@@ -143,6 +147,73 @@ def _version(spec: str | None) -> str | None:
     return found.group(1) if found else None
 
 
+# Node release lines with long-term support: (major, LTS from, end of life).
+NODE_LTS = ((20, datetime.date(2023, 10, 24), datetime.date(2026, 4, 30)),
+            (22, datetime.date(2024, 10, 29), datetime.date(2027, 4, 30)),
+            (24, datetime.date(2025, 10, 28), datetime.date(2028, 4, 30)),
+            (26, datetime.date(2026, 10, 28), datetime.date(2029, 4, 30)))
+COMPARATOR = re.compile(r"(>=|<=|>|<|=|\^|~)?\s*v?(\d+)(?:\.(\d+|x|\*))?(?:\.(\d+|x|\*))?")
+
+
+def python_floor(spec: str | None) -> str | None:
+    """The lowest Python a ``requires-python`` range allows: ``"<4.0,>=3.9"`` → ``"3.9"``.
+
+    An upper bound is never taken for the version (``<4.0`` is not Python 4.0); a range with
+    no lower bound gives None (the caller's default).
+    """
+    for clause in (spec or "").split(","):
+        found = re.match(r"\s*(>=|~=|==|\^|~|>)\s*(\d+)\.(\d+)", clause)
+        if found:
+            return f"{found.group(2)}.{found.group(3)}"
+    return None
+
+
+def _semver_allows(spec: str, version: tuple[int, int, int]) -> bool:
+    """Whether an npm range (``>=12``, ``^18.17 || >=20``, ``18.x``) allows *version*."""
+    for alternative in spec.split("||"):
+        hyphen = re.fullmatch(r"\s*v?([\d.x*]+)\s+-\s+v?([\d.x*]+)\s*", alternative)
+        if hyphen:
+            alternative = f">={hyphen.group(1)} <={hyphen.group(2)}"
+        allowed = True
+        for op, major_text, minor_text, patch_text in COMPARATOR.findall(alternative):
+            major = int(major_text)
+            minor = int(minor_text) if minor_text.isdigit() else None
+            patch = int(patch_text) if patch_text.isdigit() else 0
+            low = (major, minor or 0, patch)
+            if (op in ("", "=") and minor is None) or op == "^":
+                ok = low <= version < (major + 1, 0, 0)
+            elif op in ("", "=", "~"):
+                ok = low <= version < (major, (minor or 0) + 1, 0)
+            elif op == ">=":
+                ok = version >= low
+            elif op == ">":
+                ok = version > (major, minor if minor is not None else 999, patch)
+            elif op == "<=":
+                ok = version <= (major, minor if minor is not None else 999, patch)
+            else:
+                ok = version < low
+            allowed = allowed and ok
+        if allowed and alternative.strip() not in ("",):
+            return True
+    return not spec.strip() or spec.strip() in ("*", "x")
+
+
+def node_lts_within(spec: str | None, today: datetime.date | None = None) -> str | None:
+    """The newest Node LTS line (supported today) that ``engines.node`` allows, else the
+    newest LTS it allows, else its lower major (``>=12`` → ``"24"``, never ``12``)."""
+    if not spec:
+        return None
+    today = today or datetime.date.today()
+    lines = sorted(NODE_LTS, reverse=True)
+    for major, since, end in lines:
+        if since <= today < end and _semver_allows(spec, (major, 999, 0)):
+            return str(major)
+    older = [major for major, since, _ in lines
+             if since <= today and _semver_allows(spec, (major, 999, 0))]
+    lowest = re.search(r"\d+", spec)
+    return str(older[0]) if older else lowest.group() if lowest else None
+
+
 def source_files(root: Path) -> Iterator[Path]:
     """The project's files, skipping vendored, generated and VCS directories."""
     count = 0
@@ -174,7 +245,8 @@ def _python_manifest(root: Path) -> dict[str, Any]:
         deps += [n for n in poetry.get("dependencies", {}) if n.lower() != "python"]
         info.update(name=project.get("name") or poetry.get("name"),
                     description=project.get("description") or poetry.get("description"),
-                    python=_version(project.get("requires-python")))
+                    python=python_floor(project.get("requires-python")),
+                    requires=project.get("requires-python"))
     setup_cfg = root / "setup.cfg"
     if setup_cfg.exists():
         parser = configparser.ConfigParser(interpolation=None)
@@ -184,8 +256,9 @@ def _python_manifest(root: Path) -> dict[str, Any]:
             parser = configparser.ConfigParser(interpolation=None)
         deps += parser.get("options", "install_requires", fallback="").split("\n")
         info["name"] = info.get("name") or parser.get("metadata", "name", fallback=None)
-        info["python"] = info.get("python") or _version(
-            parser.get("options", "python_requires", fallback=None))
+        requires = parser.get("options", "python_requires", fallback=None)
+        info["python"] = info.get("python") or python_floor(requires)
+        info["requires"] = info.get("requires") or requires
     pinned = _read(root / ".python-version").strip()
     if pinned:
         info["python"] = _version(pinned.splitlines()[0]) or info.get("python")
@@ -200,14 +273,16 @@ def _node_manifest(root: Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         data = {}
-    node = _version((data.get("engines") or {}).get("node"))
+    engines = (data.get("engines") or {}).get("node")
+    node = node_lts_within(engines) if isinstance(engines, str) else None
     if (root / ".nvmrc").exists():
         node = _version(_read(root / ".nvmrc")) or node
     return {"name": data.get("name"), "description": data.get("description"),
             "deps": tuple(data.get("dependencies") or {}),
             "dev_deps": tuple(data.get("devDependencies") or {}),
             "main": data.get("main"), "scripts": dict(data.get("scripts") or {}), "node": node,
-            "esm": data.get("type") == "module"}
+            "esm": data.get("type") == "module",
+            "engines": engines if isinstance(engines, str) else None}
 
 
 def _go_manifest(root: Path) -> dict[str, Any]:
@@ -262,17 +337,101 @@ def _scan(root: Path) -> tuple[dict[str, str], dict[str, int]]:
     return sources, counts
 
 
+# Variables of the shell, terminal, OS or CI that code reads but an app's config never sets.
+SYSTEM_VARS = {
+    "TERM", "USER", "USERNAME", "LOGNAME", "HOME", "PATH", "SHELL", "PWD", "OLDPWD", "PAGER",
+    "LESS", "MORE", "EDITOR", "VISUAL", "BROWSER", "LANG", "LANGUAGE", "COLUMNS", "LINES",
+    "TMPDIR", "TEMP", "TMP", "DISPLAY", "WAYLAND_DISPLAY", "COLORTERM", "NO_COLOR",
+    "FORCE_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "TZ", "HOSTNAME", "SHLVL", "SSH_AUTH_SOCK",
+    "USERPROFILE", "APPDATA", "LOCALAPPDATA", "PROGRAMFILES", "SYSTEMROOT", "WINDIR", "COMSPEC",
+    "PATHEXT", "HOMEDRIVE", "HOMEPATH", "OS", "CI", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH",
+    "PYTHONHOME", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE",
+    "PYTHONUNBUFFERED", "PYTHONWARNINGS", "PYTHONBREAKPOINT", "NODE_OPTIONS", "NODE_PATH",
+    "INIT_CWD", "EMACS", "INSIDE_EMACS", "VIM", "MANPAGER", "GIT_PAGER",
+}
+SYSTEM_PREFIXES = ("XDG_", "LC_", "COMP_", "TERM_", "GITHUB_", "RUNNER_", "npm_", "PYTEST_",
+                   "COV_CORE_", "_PYTEST", "TOX_", "NOX_", "CONDA_", "SSH_", "GIT_", "MSYS")
+# Paths whose code is not the application: tests, docs, examples, build scripts.
+NOT_APP_DIRS = {"tests", "test", "testing", "__tests__", "spec", "docs", "doc", "examples",
+                "example", "benchmarks", "benchmark", "bench", ".github"}
+NOT_APP_FILES = re.compile(r"^(test_.*\.py|.*_test\.(py|go)|conftest\.py|noxfile\.py|"
+                           r"setup\.py|.*\.(test|spec)\.[cm]?[jt]sx?)$")
+PY_DEFAULT = re.compile(r"^\s*,\s*(.+)")
+PY_OR_DEFAULT = re.compile(r"^\s*\)\s*or\s+('[^']*'|\"[^\"]*\"|[\w.]+)")
+NODE_DEFAULT = re.compile(r"^\s*\]?\s*(?:\|\||\?\?)\s*('[^']*'|\"[^\"]*\"|`[^`]*`|[\w.]+)")
+
+
+def application_source(relative: str) -> bool:
+    """Whether *relative* is the application's code (not tests, docs, examples, setup)."""
+    parts = relative.split("/")
+    return not (set(parts[:-1]) & NOT_APP_DIRS or NOT_APP_FILES.match(parts[-1]))
+
+
+def system_variable(name: str) -> bool:
+    """A variable of the shell, terminal, OS or CI (TERM, PAGER, COMP_WORDS, XDG_…)."""
+    return name in SYSTEM_VARS or name.startswith(SYSTEM_PREFIXES)
+
+
+def _balanced(text: str) -> str:
+    """*text* up to the ``)`` that closes the call it is an argument of."""
+    depth, quote_char = 0, ""
+    for index, char in enumerate(text):
+        if quote_char:
+            quote_char = "" if char == quote_char else quote_char
+        elif char in "'\"":
+            quote_char = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            if depth == 0:
+                return text[:index].strip().rstrip(",").strip()
+            depth -= 1
+    return text.strip()
+
+
+def _literal(expression: str) -> str:
+    """A quoted literal as its text; any other expression as written."""
+    if len(expression) >= 2 and expression[0] == expression[-1] and expression[0] in "'\"`":
+        return expression[1:-1]
+    return expression
+
+
+def default_after(language: str, rest: str) -> str | None:
+    """The fallback the code gives a variable, from the text after the name's read."""
+    if language == "python":
+        found = PY_DEFAULT.match(rest)
+        if found:
+            return _literal(_balanced(found.group(1)))
+        found = PY_OR_DEFAULT.match(rest)
+        return _literal(found.group(1)) if found else None
+    if language == "node":
+        found = NODE_DEFAULT.match(rest)
+        return _literal(found.group(1)) if found else None
+    return None
+
+
 def _env_vars(sources: dict[str, str]) -> tuple[EnvVar, ...]:
+    """The variables the application reads (not its tests, nor shell or OS variables)."""
     found: dict[str, list[str]] = {}
+    defaults: dict[str, str] = {}
     for relative, text in sources.items():
-        patterns = ENV_PATTERNS.get(SOURCE_SUFFIXES.get(Path(relative).suffix, ""), ())
+        if not application_source(relative):
+            continue
+        language = SOURCE_SUFFIXES.get(Path(relative).suffix, "")
         for number, line in enumerate(text.splitlines(), 1):
-            for pattern in patterns:
-                for name in pattern.findall(line):
+            for pattern in ENV_PATTERNS.get(language, ()):
+                for match in pattern.finditer(line):
+                    name = match.group(1)
+                    if system_variable(name):
+                        continue
                     where = found.setdefault(name, [])
                     if f"{relative}:{number}" not in where:
                         where.append(f"{relative}:{number}")
-    return tuple(EnvVar(name, tuple(where)) for name, where in sorted(found.items()))
+                    default = default_after(language, line[match.end():])
+                    if default is not None and default != "None":
+                        defaults.setdefault(name, default)
+    return tuple(EnvVar(name, tuple(where), defaults.get(name))
+                 for name, where in sorted(found.items()))
 
 
 def _ports(sources: dict[str, str]) -> tuple[int, ...]:
@@ -289,6 +448,7 @@ def project_facts(root: Path) -> ProjectFacts:
     """Read *root*'s manifests and sources into ``ProjectFacts``."""
     root = Path(root).resolve()
     sources, counts = _scan(root)
+    app_sources = {path: text for path, text in sources.items() if application_source(path)}
     python, node, go = _python_manifest(root), _node_manifest(root), _go_manifest(root)
     language = _language(root, counts)
     deps = {"python": python["deps"], "node": node["deps"] + node["dev_deps"],
@@ -303,10 +463,12 @@ def project_facts(root: Path) -> ProjectFacts:
         root=root, name=dns_name(own.get("name") or root.name), language=language,
         description=own.get("description") or "", python_deps=python["deps"],
         node_deps=node["deps"], node_dev_deps=node["dev_deps"], framework=framework,
-        entry_point=_entry_point(root, language, node, sources), node_scripts=node["scripts"],
+        entry_point=_entry_point(root, language, node, app_sources),
+        node_scripts=node["scripts"],
         node_esm=node["esm"],
-        ports=_ports(sources), services=services, env_vars=_env_vars(sources),
+        ports=_ports(app_sources), services=services, env_vars=_env_vars(sources),
         python_version=python.get("python") or "3.12", node_version=node["node"] or "20",
         go_version=go["go"] or "1.22", manifests=manifests,
+        python_requires=python.get("requires"), node_engines=node.get("engines"),
         has_tests=(root / "tests").is_dir() or (root / "test").is_dir()
         or any(p.startswith(("tests/", "test_")) or ".test." in p for p in sources))
