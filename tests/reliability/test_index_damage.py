@@ -94,3 +94,18 @@ def test_tracked_run_and_reads_in_a_live_process_survive_the_damage(repo: Path) 
         pass
     assert {r["run_id"] for r in ledger.recent()} == {first.run_id, second.run_id}
     assert ledger.index.search(first.run_id)[0]["run_id"] == first.run_id
+
+
+def test_the_server_starts_on_a_damaged_index(repo: Path, tmp_path: Path) -> None:
+    from tests.test_serve import BEARER, Server, request
+
+    ids = recorded_repo(repo)
+    garbage(repo / ".git" / "scp" / "index.sqlite")
+    server = Server(repo, tmp_path)
+    try:
+        answer = request(server, "GET", "/api/runs/recent", headers=BEARER)
+        assert answer.status == 200, answer.body
+        assert sorted(r["run_id"] for r in answer.json()["runs"]) == sorted(ids)
+    finally:
+        server.stop()
+    assert server.stderr().count(REBUILT) == 1, server.stderr()
