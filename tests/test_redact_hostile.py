@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -254,3 +255,126 @@ def test_healthz_stays_fast_while_a_tool_prints_hostile_1mib_lines(served: str,
     assert outcome["result"].ok  # type: ignore[union-attr]
     assert latencies, "the run ended before any request"
     assert max(latencies) < 2.0, f"/healthz took up to {max(latencies):.2f} s"
+
+
+# --- Terraform's sensitive ---------------------------------------------------------------
+
+DB_PASS = "tf-db-pass-Q7w2e9"
+SHORT_PASS = "pw1"  # too short to register: masked in the stored params all the same
+GENERATED = "generated-Secret-99"
+OUTPUT_SECRET = "out-secret-K2m4n6"
+SENSITIVE_TF = """
+variable "db_pass" {
+  type      = string
+  sensitive = true # never shown
+}
+
+variable "pin" {
+  type = string
+  sensitive = true
+}
+
+variable "region" {
+  type    = string
+  default = "eu-west-1" /* { not a brace } */
+}
+
+output "conn" {
+  value     = "postgres://app:${var.db_pass}@db/app"
+  sensitive = true
+}
+"""
+FAKE_TERRAFORM = r'''
+import json, os, sys
+args = sys.argv[1:]
+if "plan" in args:
+    out = [a.split("=", 1)[1] for a in args if a.startswith("-out=")][0]
+    open(out, "w").write("plan")
+    print("Plan: 1 to add. db_pass = (sensitive value)")
+    sys.exit(2)
+if "show" in args:
+    db_pass, pin = os.environ["TF_VAR_db_pass"], os.environ["TF_VAR_pin"]
+    print(json.dumps({
+        "format_version": "1.2", "applyable": True,
+        "variables": {"db_pass": {"value": db_pass}, "pin": {"value": pin},
+                      "region": {"value": os.environ["TF_VAR_region"]}},
+        "planned_values": {
+            "outputs": {"conn": {"sensitive": True, "value": "@OUT@"}},
+            "root_module": {"resources": [{
+                "address": "random_password.db", "values": {"result": "@GEN@", "length": 19},
+                "sensitive_values": {"result": True}}]}},
+        "resource_changes": [{"address": "random_password.db", "change": {
+            "actions": ["create"], "before": None, "after": {"result": "@GEN@", "keepers": {
+                "pin": pin, "zone": "a"}},
+            "before_sensitive": False, "after_sensitive": {"result": True,
+                                                           "keepers": {"pin": True}}}}],
+        "output_changes": {"conn": {"actions": ["create"], "before": None,
+                                    "after": "@OUT@", "after_sensitive": True}},
+        "configuration": {"root_module": {"variables": {
+            "db_pass": {"sensitive": True, "default": db_pass},
+            "region": {"default": "eu-west-1"}}}},
+    }))
+'''.replace("@OUT@", OUTPUT_SECRET).replace("@GEN@", GENERATED)
+
+
+@pytest.fixture
+def tf_project(repo: Path) -> Path:
+    (repo / "infra").mkdir()
+    (repo / "infra" / "main.tf").write_text(SENSITIVE_TF)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "infra")
+    return repo
+
+
+def test_terraform_sensitive_values_never_reach_the_ledger(tf_project: Path, make_app, fake_bin,
+                                                           tmp_path: Path) -> None:
+    from controlplane.core.actions import load_integrations
+    from controlplane.core.ledger import Ledger
+    from tests.conftest import bearer_client, isolated_path, python_script
+
+    load_integrations()
+    fake_bin("terraform", python_script(FAKE_TERRAFORM))
+    client = bearer_client(make_app(TOOL_ENV=isolated_path(tmp_path / "tools",
+                                                           first=fake_bin.dir)))
+    answer = client.post("/terraform/plan", json={
+        "dir": "infra", "vars": {"db_pass": DB_PASS, "pin": SHORT_PASS, "region": "eu-west-1"}})
+    body = answer.get_json()
+    assert body["status"] == "ok", body
+    assert body["add"] == 1 and body["output_changes"] == ["conn"]
+    run = Ledger.open(tf_project).get(body["run_id"])
+    assert run["params"]["vars"] == {"db_pass": "***", "pin": "***", "region": "eu-west-1"}
+    shown = [e["data"]["line"] for e in Ledger.open(tf_project).events(body["run_id"])
+             if e["type"] == "run:output" and e["data"]["line"].startswith("{")]
+    assert len(shown) == 1 and '"result":"***"' in shown[0] and '"zone":"a"' in shown[0]
+    texts = [*stored_texts(tf_project), answer.get_data(as_text=True)]
+    for secret in (DB_PASS, GENERATED, OUTPUT_SECRET, f'"{SHORT_PASS}"'):
+        assert not [t for t in texts if secret in t], f"{secret} stored"
+
+    again = client.post(f"/api/runs/{body['run_id']}/rerun", json={})
+    assert again.status_code == 422 and "vars" in again.get_json()["fields"], again.get_json()
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
+def test_real_terraform_plan_keeps_sensitive_values_out(tf_project: Path, make_app,
+                                                        tmp_path: Path) -> None:
+    from controlplane.core.actions import load_integrations
+    from controlplane.core.ledger import Ledger
+    from tests.conftest import bearer_client, isolated_path
+
+    load_integrations()
+    tools = tmp_path / "real"
+    tools.mkdir()
+    (tools / "terraform").symlink_to(shutil.which("terraform") or "/nonexistent")
+    (tmp_path / "terraform.rc").write_text("")
+    env = {**isolated_path(tmp_path / "bin", first=tools), "CHECKPOINT_DISABLE": "1",
+           "TF_CLI_CONFIG_FILE": str(tmp_path / "terraform.rc"), "HOME": str(tmp_path)}
+    client = bearer_client(make_app(TOOL_ENV=env))
+    assert client.post("/terraform/init", json={"dir": "infra"}).get_json()["status"] == "ok"
+    body = client.post("/terraform/plan", json={
+        "dir": "infra", "vars": {"db_pass": DB_PASS, "pin": SHORT_PASS}}).get_json()
+    assert body["status"] == "ok" and body["output_changes"] == ["conn"], body
+    events = Ledger.open(tf_project).events(body["run_id"])
+    assert any('"db_pass":{"value":"***"}' in e["data"].get("line", "") for e in events)
+    texts = stored_texts(tf_project)
+    for secret in (DB_PASS, f'"{SHORT_PASS}"'):
+        assert not [t for t in texts if secret in t], f"{secret} stored"

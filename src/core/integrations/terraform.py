@@ -9,12 +9,23 @@ whose file is kept under ``.git/scp/plans/`` as the run's artifact with its hash
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
+from controlplane.core import redact
 from controlplane.core.actions import (
     Action,
     ActionContext,
@@ -33,8 +44,12 @@ from controlplane.core.integrations._cli_tools import (
     switches,
     with_env,
 )
+from controlplane.core.integrations._terraform_sensitive import mask_plan, sensitive_variables
 from controlplane.core.ledger.ledger import find_git_dir
+from controlplane.core.redact import MASK
 from controlplane.core.tools import ToolResult
+
+STORED_MASKS = {MASK, "**********"}  # what a stored run holds instead of a sensitive value
 
 VarName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")]
 
@@ -50,9 +65,44 @@ class Workspace(Config):
 
 class Variables(Workspace):
     vars: dict[VarName, str] = Field(default_factory=dict, max_length=100,
-                                     description="input variables (passed as TF_VAR_<name>)")
+                                     description="input variables (passed as TF_VAR_<name>); "
+                                     "those declared sensitive are never stored")
     var_files: list[ProjectPath] = Field(default_factory=list, max_length=20,
                                          description="variable files (.tfvars) in the project")
+    _sensitive: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @field_validator("vars")
+    @classmethod
+    def _real_sensitive_values(cls, values: dict[str, str],
+                               info: ValidationInfo) -> dict[str, str]:
+        """A sensitive variable's value is registered with the redactor; a stored mask
+        (a rerun) is refused."""
+        names = _declared_sensitive(info.context, info.data.get("dir"), values)
+        masked = sorted(name for name in names if values[name] in STORED_MASKS)
+        if masked:
+            raise ValueError(f"{masked[0]} is declared sensitive: send its real value "
+                             "(a stored run keeps none)")
+        redact.redactor.register_many(values[name] for name in names)
+        return values
+
+    @model_validator(mode="after")
+    def _mark_sensitive(self, info: ValidationInfo) -> Variables:
+        self._sensitive = frozenset(_declared_sensitive(info.context, self.dir, self.vars))
+        return self
+
+    @field_serializer("vars", when_used="json")
+    def _stored_vars(self, values: dict[str, str]) -> dict[str, str]:
+        return {name: MASK if name in self._sensitive else value
+                for name, value in values.items()}
+
+
+def _declared_sensitive(context: dict[str, Any] | None, config_dir: str | None,
+                        values: dict[str, str]) -> set[str]:
+    """Which of *values* the configuration in *config_dir* declares ``sensitive``."""
+    root = (context or {}).get("project_root")
+    if root is None or config_dir is None or not values:
+        return set()
+    return sensitive_variables(Path(root) / config_dir) & set(values)
 
 
 def terraform(ctx: ActionContext, params: Config, *args: str) -> list[str]:
@@ -170,6 +220,64 @@ def plan_counts(plan: dict[str, Any]) -> dict[str, Any]:
             "applyable": plan.get("applyable")}
 
 
+class _HeldOutput:
+    """A run sink that holds a tool's lines back until they can be masked."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        self.lines: list[tuple[str, str]] = []
+        self.target: dict[str, Any] = run.target if run is not None else {}
+        self.cancel_requested = getattr(run, "cancel_requested", None)
+
+    def output(self, line: str, stream: str = "stdout") -> None:
+        self.lines.append((line, stream))
+
+    def attach_process(self, pid: int, pgid: int) -> None:
+        if self.run is not None:
+            self.run.attach_process(pid, pgid)
+
+    def detach_process(self, pid: int) -> None:
+        if self.run is not None:
+            self.run.detach_process(pid)
+
+    def release(self, stdout: str | None) -> None:
+        """Pass the held stderr lines on, and *stdout* instead of the tool's stdout."""
+        if self.run is None:
+            return
+        if stdout is not None:
+            self.run.output(stdout)
+        elif any(stream == "stdout" for _, stream in self.lines):
+            self.run.output("[terraform show output withheld: not understood, so sensitive "
+                            "values could not be found in it]")
+        for line, stream in self.lines:
+            if stream != "stdout":
+                self.run.output(line, stream)
+
+
+def show_plan(ctx: ActionContext, params: Config, plan_file: Path) -> dict[str, Any]:
+    """``terraform show -json <plan>`` counted; its output reaches the run only with every
+    sensitive value masked (and registered with the redactor)."""
+    sensitive = sensitive_variables(project_path(ctx.project_root, params.dir, "dir"))
+    held = _HeldOutput(ctx.run)
+    shown_json: list[str] = []
+
+    def parse(stdout: str) -> dict[str, Any]:
+        try:
+            masked, found = mask_plan(json_documents(stdout)[0], sensitive)
+        except RecursionError:
+            raise ValueError("the plan is nested too deeply") from None
+        redact.redactor.register_many(found)
+        shown_json.append(json.dumps(masked, separators=(",", ":")))
+        return plan_counts(masked)
+
+    try:
+        shown, _ = tf_call(dataclasses.replace(ctx, run=held), params,
+                           ["show", "-json", "-no-color", str(plan_file)], parse=parse)
+    finally:
+        held.release(shown_json[0] if shown_json else None)
+    return shown
+
+
 def plan(ctx: ActionContext, params: PlanParams) -> dict[str, Any]:
     """``terraform plan -out`` to a saved plan (kept as the run's artifact), then counted."""
     plans = find_git_dir(ctx.project_root)[1] / "scp" / "plans"
@@ -183,8 +291,7 @@ def plan(ctx: ActionContext, params: PlanParams) -> dict[str, Any]:
         plan_file.chmod(0o600)
     if not answer["ok"]:
         return answer
-    shown, _ = tf_call(ctx, params, ["show", "-json", "-no-color", str(plan_file)],
-                       parse=lambda out: plan_counts(json_documents(out)[0]))
+    shown = show_plan(ctx, params, plan_file)
     answer.update({k: v for k, v in shown.items() if k not in ("argv", "exit_code")})
     root = ctx.project_root.resolve()  # the path a later apply names it by, when inside
     shown_as = plan_file.relative_to(root) if plan_file.is_relative_to(root) else plan_file
