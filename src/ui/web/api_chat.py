@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from controlplane.core.chat import post_message, with_runs
 from controlplane.core.errors import InvalidInput
@@ -34,7 +34,3 @@ def post() -> tuple[Response, int]:
     plane = state()
     message = post_message(plane.ledger, plane.bus, body.get("text"), request_actor())
     return jsonify(with_runs(plane.ledger, [message])[0]), 201
-
-
-def init_app(app: Flask) -> None:
-    app.register_blueprint(bp)

@@ -12,25 +12,29 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from flask import Flask, Response, current_app, request
+from flask import Blueprint, Response, current_app, request
 from flask_sock import Sock
 
 from controlplane.core.events import Subscription
 from controlplane.ui.web.state import state
 
 sock = Sock()
+bp = Blueprint("api_events", __name__)
 
 HEARTBEAT_SECONDS = 15.0
 RETRY_MS = 2000
 MAX_BATCH = 64  # envelopes written at once when a client fell behind a burst
 
 
-_frames: dict[str, str] = {}  # envelope id -> its JSON, encoded once for every client
+_frames: dict[tuple, str] = {}  # envelope -> its JSON, encoded once for every client
 
 
 def encoded(envelope: dict) -> str:
-    """The envelope as JSON, encoded once however many clients send it (bounded cache)."""
-    key = envelope["id"] + envelope["type"]
+    """The envelope as JSON, encoded once however many clients send it (bounded cache).
+
+    Keyed by more than the id: two apps' buses in one process may share an id.
+    """
+    key = (envelope["id"], envelope["type"], envelope.get("run_id"), envelope.get("at"))
     text = _frames.get(key)
     if text is None:
         text = json.dumps(envelope)
@@ -75,6 +79,7 @@ def sse_frames(sub: Subscription, heartbeat: float) -> Iterator[str]:
         sub.close()
 
 
+@bp.get("/api/events")
 def events_sse() -> Response:
     sub = state().bus.subscribe(resume_id())
     heartbeat = current_app.config.get("SSE_HEARTBEAT", HEARTBEAT_SECONDS)
@@ -82,7 +87,7 @@ def events_sse() -> Response:
                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-@sock.route("/ws/events")
+@sock.route("/ws/events", bp=bp)
 def events_ws(ws) -> None:
     """The same envelopes over a WebSocket; resume with ``?last_event_id=``."""
     heartbeat = current_app.config.get("SSE_HEARTBEAT", HEARTBEAT_SECONDS)
@@ -96,9 +101,3 @@ def events_ws(ws) -> None:
             ws.send(encoded(envelope))
             if envelope["type"] == "resync" and sub.overflowed:
                 return
-
-
-def init_app(app: Flask) -> None:
-    app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25})
-    app.add_url_rule("/api/events", "events_sse", events_sse)
-    sock.init_app(app)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
-from controlplane.core.actions import REGISTRY, validate_model
+from controlplane.core.actions import validate_model
 from controlplane.core.errors import Conflict, InvalidInput, NotFound
 from controlplane.core.ingest import IngestedRun, ingest
 from controlplane.core.output import HEAD_EVENTS, TAIL_EVENTS, cap_events
 from controlplane.core.runs import RUN_TYPES, RunStatus, is_run_id
 from controlplane.ui.web.openapi import openapi_document
 from controlplane.ui.web.routes import answer, read_json_body, request_actor, start_action
-from controlplane.ui.web.state import state
+from controlplane.ui.web.state import state, url_prefix
 
 bp = Blueprint("api_runs", __name__)
 
@@ -127,7 +128,8 @@ def rerun(run_id: str) -> Response:
     """
     confirmed = read_json_body().get("confirm", False) is True
     run = known_run(run_id)
-    action = REGISTRY.get(run.get("action") or "")
+    plane = state()
+    action = plane.actions.get(run.get("action") or "")
     if action is None:
         raise Conflict(f"run {run_id} was not started by an action of this server")
     params = dict(run.get("params") or {})
@@ -135,7 +137,6 @@ def rerun(run_id: str) -> Response:
     if secret:
         raise InvalidInput({name: "a secret is not stored: start a new run and enter it"
                             for name in secret})
-    plane = state()
     path = action.path
     for name in action.url_params:
         path = path.replace(f"<{name}>", str(params.get(name, "")))
@@ -198,9 +199,22 @@ def actions() -> Response:
 @bp.get("/api/openapi.json")
 def openapi() -> Response:
     """The OpenAPI document of every route this app serves."""
-    return jsonify(openapi_document(dict(state().actions), current_app.url_map,
-                                    current_app.view_functions))
+    prefix = url_prefix()
+    document = openapi_document(dict(state().actions), OurRules(current_app.url_map, prefix),
+                                current_app.view_functions)
+    if prefix:
+        document["servers"] = [{"url": prefix}]
+    return jsonify(document)
 
 
-def init_app(app: Flask) -> None:
-    app.register_blueprint(bp)
+class OurRules:
+    """The app's URL rules that are ours (endpoint ``controlplane.…``), paths below *prefix*."""
+
+    def __init__(self, url_map: Any, prefix: str) -> None:
+        self.url_map, self.prefix = url_map, prefix
+
+    def iter_rules(self) -> Any:
+        for rule in self.url_map.iter_rules():
+            if rule.endpoint.startswith("controlplane."):
+                yield SimpleNamespace(rule=rule.rule[len(self.prefix):] or "/",
+                                      methods=rule.methods, endpoint=rule.endpoint)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from controlplane.core.errors import ControlPlaneError
+from controlplane.ui.web.state import local_path
 
 log = logging.getLogger(__name__)
 
@@ -20,11 +21,12 @@ def error_response(status: int, code: str, message: str, **extra: object) -> Res
 
 
 def wants_html() -> bool:
-    return (request.method == "GET" and not request.path.startswith("/api/")
+    return (request.method == "GET" and not local_path().startswith("/api/")
             and request.accept_mimetypes.best == "text/html")
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask | Blueprint) -> None:
+    """Our error handlers on *app*, or on a blueprint (only its routes' errors)."""
     @app.errorhandler(ControlPlaneError)
     def control_plane_error(exc: ControlPlaneError) -> Response:
         response = jsonify(exc.to_dict())
@@ -35,8 +37,9 @@ def init_app(app: Flask) -> None:
     def http_error(exc: HTTPException) -> Response | tuple[str, int]:
         code = (exc.name or "error").lower().replace(" ", "_")
         if wants_html():
-            return render_template("error.html", status=exc.code, message=exc.description), \
-                exc.code or 500
+            page = render_template("controlplane/error.html", status=exc.code,
+                                   message=exc.description)
+            return page, exc.code or 500
         return error_response(exc.code or 500, code, exc.description or exc.name)
 
     @app.errorhandler(Exception)

@@ -10,36 +10,46 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, abort, render_template
+from flask import Blueprint, abort, render_template
 
-from controlplane.core.actions import by_integration
+from controlplane.core.actions import Action
 from controlplane.core.runs import RUN_TYPES, RunStatus, is_run_id
-from controlplane.ui.web.state import state
+from controlplane.ui.web.state import base_url, state
 
 bp = Blueprint("pages", __name__)
 
 METRICS_DAYS = 14
 
 
+def by_integration() -> dict[str, list[Action]]:
+    """The actions this app serves, by integration."""
+    grouped: dict[str, list[Action]] = {}
+    for action in state().actions.values():
+        grouped.setdefault(action.integration, []).append(action)
+    return grouped
+
+
 def integration_names() -> list[str]:
-    """Every integration with at least one registered action, sorted."""
+    """Every integration with at least one served action, sorted."""
     return sorted(by_integration())
 
 
-@bp.app_context_processor
 def navigation() -> dict[str, Any]:
-    return {"nav_integrations": integration_names()}
+    """What every page of ours needs: the integrations menu and the base path for the JS."""
+    return {"nav_integrations": integration_names(), "controlplane_base": base_url(),
+            "host_login": "authorize" in state().extra}
+
 
 
 @bp.get("/")
 def runs_page() -> str:
-    return render_template("runs.html", page="runs", run_types=RUN_TYPES,
+    return render_template("controlplane/runs.html", page="runs", run_types=RUN_TYPES,
                            statuses=[s.value for s in RunStatus])
 
 
 @bp.get("/metrics")
 def metrics_page() -> str:
-    return render_template("metrics.html", page="metrics", days=METRICS_DAYS)
+    return render_template("controlplane/metrics.html", page="metrics", days=METRICS_DAYS)
 
 
 def known_run_or_404(run_id: str) -> dict[str, Any]:
@@ -53,7 +63,7 @@ def known_run_or_404(run_id: str) -> dict[str, Any]:
 @bp.get("/runs/<run_id>")
 def run_page(run_id: str) -> str:
     run = known_run_or_404(run_id)
-    return render_template("run.html", page="run", run_id=run["run_id"],
+    return render_template("controlplane/run.html", page="run", run_id=run["run_id"],
                            subtype=run.get("subtype", ""))
 
 
@@ -62,7 +72,8 @@ def integrations_page() -> str:
     grouped = by_integration()
     overview = [{"name": name, "actions": sorted(a.title for a in grouped[name])}
                 for name in sorted(grouped)]
-    return render_template("integrations.html", page="integrations", integrations=overview)
+    return render_template("controlplane/integrations.html", page="integrations",
+                           integrations=overview)
 
 
 @bp.get("/integrations/<name>")
@@ -73,9 +84,5 @@ def integration_page(name: str) -> str:
     # The order fields were declared in: /api/actions answers with sorted JSON keys.
     field_order = {a.path: list(a.params.model_json_schema().get("properties", {}))
                    for a in actions}
-    return render_template("integration.html", page="integration", integration=name,
+    return render_template("controlplane/integration.html", page="integration", integration=name,
                            action_count=len(actions), field_order=field_order)
-
-
-def init_app(app: Flask) -> None:
-    app.register_blueprint(bp)

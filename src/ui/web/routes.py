@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel
 
 from controlplane.core.actions import Action
@@ -20,7 +20,7 @@ from controlplane.core.errors import BadRequest
 from controlplane.core.executor import Job
 from controlplane.core.run_tracker import default_actor
 from controlplane.core.runtime import Runtime
-from controlplane.ui.web.state import state
+from controlplane.ui.web.state import base_url, state
 
 
 def read_json_body() -> dict[str, Any]:
@@ -37,7 +37,11 @@ def read_json_body() -> dict[str, Any]:
 
 
 def request_actor() -> dict[str, str]:
-    """Who asks: ``web`` for a logged-in browser, ``api`` for a Bearer client."""
+    """Who asks: the actor a host app's ``authorize`` returned, else ``web`` for a
+    logged-in browser, ``api`` for a Bearer client."""
+    host_actor = request.environ.get("controlplane.actor")
+    if host_actor is not None:
+        return dict(host_actor)
     kind = "web" if request.environ.get("controlplane.auth") == "cookie" else "api"
     return {"kind": kind,
             "name": request.environ.get("controlplane.user") or default_actor()["name"]}
@@ -56,10 +60,11 @@ def answer(plane: Runtime, job: Job) -> Response:
     """202 + Location under ``Prefer: respond-async``, else wait and answer 200 with the result."""
     run_id = job.active.run_id
     if "respond-async" in request.headers.get("Prefer", ""):
+        location = f"{base_url()}/api/runs/{run_id}"
         response = jsonify({"run_id": run_id, "status": str(job.active.run.status),
-                            "location": f"/api/runs/{run_id}"})
+                            "location": location})
         response.status_code = 202
-        response.headers["Location"] = f"/api/runs/{run_id}"
+        response.headers["Location"] = location
         return response
     plane.executor.wait(run_id)
     final = job.final or job.active.run.to_dict()
@@ -98,11 +103,3 @@ def build_blueprints(actions: dict[str, Action]) -> list[Blueprint]:
                                                             __name__)
         bp.add_url_rule(action.path, view_func=make_view(action), methods=["POST"])
     return list(blueprints.values())
-
-
-def init_app(app: Flask) -> None:
-    """Serve the runtime's actions (its table is final from here on)."""
-    plane: Runtime = app.extensions["controlplane"]
-    for bp in build_blueprints(dict(plane.actions)):
-        app.register_blueprint(bp)
-    plane.set_up = True

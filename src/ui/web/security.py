@@ -14,6 +14,13 @@ Every request passes, in this order:
    ``X-CSRF-Token`` and a same-origin ``Origin`` (or ``Sec-Fetch-Site:
    same-origin``); else 403.
 
+Under ``ControlPlane(app, authorize=...)`` the host app's own login decides first:
+``authorize(request)`` returns the actor dict (the request is then treated as cookie
+auth: unsafe methods need our CSRF token and a same-origin Origin), None (401) or
+False (403); our tokens still work for scripts. The gate is installed on the
+extension's blueprint only: a host app's own routes are the host's business, and
+paths here are those below the extension's ``url_prefix``.
+
 Every response carries the security headers (CSP without inline script) and
 never a CORS header. Behind a TLS proxy listed in ``trusted_proxies``, its
 ``X-Forwarded-Proto`` gives the scheme (so Origin checks and the cookie's
@@ -26,22 +33,29 @@ a browser another site or port sent there (``Sec-Fetch-Site``: login CSRF).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import html
+import json
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from flask import Blueprint, Flask, Response, g, redirect, request
+from flask import Blueprint, Flask, Response, current_app, g, redirect, request
+from flask import session as flask_session
 from werkzeug.wrappers import Response as BaseResponse
 
+from controlplane.core.runtime import Runtime
 from controlplane.core.users import Users, UsersError, token_digest, users_for
 from controlplane.ui.web.errors import error_response, wants_html
 from controlplane.ui.web.logins import LOGINS_DIR, MAX_LOGINS_PER_TOKEN, Session, Sessions
-from controlplane.ui.web.state import ControlPlane, state
+from controlplane.ui.web.state import base_url, local_path, state
+
+ControlPlane = Runtime  # the per-app state (the extension class lives in .extension)
 
 TOKEN_FILE = "token"
 COOKIE_PREFIX = "controlplane_session"
@@ -51,6 +65,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 MAX_SESSIONS = MAX_LOGINS_PER_TOKEN  # per token: the token's oldest login is dropped beyond
 LOGIN_SITES = frozenset({"none", "same-origin"})  # Sec-Fetch-Site values /login accepts
+AUTHORIZE_KEY = "authorize"  # Runtime.extra key: the host app's authorize(request) callable
+HOST_CSRF_KEY = "_controlplane_csrf"  # our CSRF token in the host app's Flask session
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -146,9 +162,50 @@ def current_session() -> Session | None:
 
 
 def csrf_token() -> str:
-    """This request's CSRF token, for ``<meta name="csrf-token">`` ('' without a login cookie)."""
-    session = current_session()
-    return session.csrf if session else ""
+    """This request's CSRF token, for ``<meta name="csrf-token">`` ('' without a login cookie).
+
+    For a host app's login (``authorize``): a random token kept in the host's Flask
+    session when the app has a ``secret_key``, else an HMAC of the actor under our token.
+    """
+    login = current_session()
+    if login is not None:
+        return login.csrf
+    if g.get("controlplane_auth") == "host":
+        return host_csrf_token(create=True)
+    return ""
+
+
+def host_csrf_token(create: bool = False) -> str:
+    """The CSRF token of a host-app login ('' if the session holds none and *create* is False)."""
+    if current_app.secret_key:
+        token = flask_session.get(HOST_CSRF_KEY)
+        if not isinstance(token, str) or len(token) < 32:
+            if not create:
+                return ""
+            token = flask_session[HOST_CSRF_KEY] = secrets.token_urlsafe(32)
+        return token
+    actor = json.dumps(request.environ.get("controlplane.actor"), sort_keys=True)
+    key = (state().token or "").encode()
+    return hmac.new(key, b"csrf\0" + actor.encode(), hashlib.sha256).hexdigest()
+
+
+def host_actor(plane: ControlPlane) -> dict[str, str] | bool | None:
+    """What the host app's ``authorize(request)`` says: an actor dict, None (401), False (403).
+
+    An actor needs a non-empty ``name``; ``kind`` defaults to ``web``; values become strings.
+    """
+    authorize: Callable[[Any], Any] | None = plane.extra.get(AUTHORIZE_KEY)
+    if authorize is None:
+        return None
+    answer = authorize(request)
+    if answer is False or answer is None:
+        return answer
+    if not isinstance(answer, dict) or not str(answer.get("name") or "").strip():
+        raise TypeError(f"authorize() must return an actor dict with a name, None or False; "
+                        f"got {type(answer).__name__}")
+    actor = {str(k): str(v) for k, v in answer.items()}
+    actor.setdefault("kind", "web")
+    return actor
 
 
 # -- the checks ----------------------------------------------------------------
@@ -206,14 +263,18 @@ def _page(status: int, title: str, message: str) -> Response:
 
 LOGIN_HELP = ("Open the login URL that `controlplane serve` printed when it started "
               "(http://…/login?token=…); scripts send `Authorization: Bearer <token>`.")
+HOST_LOGIN_HELP = ("Log in to this site first; scripts send `Authorization: Bearer <token>` "
+                   "(the token in .git/scp/token).")
+HOST_FORBIDDEN = "your login may not use the control plane (the site's authorize() refused it)"
 
 
 def unauthorized() -> Response:
     """401: a short page for a browser asking for a page, JSON for everything else."""
+    text = HOST_LOGIN_HELP if AUTHORIZE_KEY in state().extra else LOGIN_HELP
     if wants_html():
-        response = _page(401, "Not logged in", LOGIN_HELP)
+        response = _page(401, "Not logged in", text)
     else:
-        response = error_response(401, "unauthorized", LOGIN_HELP)
+        response = error_response(401, "unauthorized", text)
     response.headers["WWW-Authenticate"] = 'Bearer realm="controlplane"'
     return response
 
@@ -240,10 +301,18 @@ def token_owner(plane: ControlPlane, token: str) -> tuple[bool, str | None]:
 
 
 def authenticate(plane: ControlPlane) -> str | None:
-    """``"bearer"``, ``"ingest"`` or ``"cookie"`` (setting ``g.controlplane_session``), or None.
+    """``"host"``, ``"bearer"``, ``"ingest"`` or ``"cookie"`` (setting
+    ``g.controlplane_session``), or None (``g.controlplane_refused`` when authorize said False).
 
-    A user's token or login puts their name in ``environ["controlplane.user"]``.
+    A user's token or login puts their name in ``environ["controlplane.user"]``; a host
+    app's login puts the actor ``authorize`` returned in ``environ["controlplane.actor"]``.
     """
+    actor = host_actor(plane)
+    if isinstance(actor, dict):
+        request.environ["controlplane.actor"] = actor
+        request.environ["controlplane.user"] = actor["name"]
+        return "host"
+    g.controlplane_refused = actor is False
     scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":
         credential = credential.strip()
@@ -288,29 +357,35 @@ def login_still_valid(plane: ControlPlane, user: str | None, digest: str | None)
 
 
 def check_request() -> Response | None:
-    """The ``before_request`` gate (see the module docstring for the order)."""
+    """The ``before_request`` gate (see the module docstring for the order); runs once."""
+    if request.environ.get("controlplane.gated"):  # the app's and the blueprint's hook
+        return None
+    request.environ["controlplane.gated"] = True
     plane = state()
+    path = local_path()
     g.controlplane_session = g.controlplane_auth = None
     if host_name(request.host) not in allowed_host_names(plane.settings):
         return error_response(403, "forbidden_host",
                               "this Host is not allowed (add it to allowed_hosts)")
-    if request.method in ("GET", "HEAD") and request.path in OPEN_PATHS:
+    if request.method in ("GET", "HEAD") and path in OPEN_PATHS:
         return None
     kind = authenticate(plane)
     if kind is None:
+        if g.get("controlplane_refused"):
+            return error_response(403, "forbidden", HOST_FORBIDDEN)
         return unauthorized()
     g.controlplane_auth = kind
     request.environ["controlplane.auth"] = kind
-    if kind == "ingest" and not (request.method == "POST" and request.path == INGEST_PATH):
+    if kind == "ingest" and not (request.method == "POST" and path == INGEST_PATH):
         return error_response(403, "forbidden", f"the ingest token may only POST {INGEST_PATH}")
-    if request.path.startswith("/ws/") and not websocket_origin_ok(kind):
+    if path.startswith("/ws/") and not websocket_origin_ok(kind):
         return error_response(403, "forbidden_origin",
                               "a WebSocket must be opened by a page of this server")
-    if kind == "cookie" and request.method not in SAFE_METHODS:
-        session = current_session()
+    if kind in ("cookie", "host") and request.method not in SAFE_METHODS:
+        login = current_session()
+        expected = login.csrf if login is not None else host_csrf_token()
         given = request.headers.get("X-CSRF-Token", "")
-        if session is None or not given or not matches(given, session.csrf) \
-                or not same_origin():
+        if not given or not matches(given, expected) or not same_origin():
             return error_response(403, "csrf", "send X-CSRF-Token from a page of this server")
     return None
 
@@ -320,7 +395,7 @@ def add_security_headers(response: Response) -> Response:
     for name in {k for k, _ in response.headers.items() if k.lower().startswith("access-control-")}:
         del response.headers[name]
     response.headers.update(SECURITY_HEADERS)
-    if response.mimetype == "application/json" or request.path.startswith("/api/"):
+    if response.mimetype == "application/json" or local_path().startswith("/api/"):
         response.headers.setdefault("Cache-Control", "no-store")
     return response
 
@@ -328,15 +403,15 @@ def add_security_headers(response: Response) -> Response:
 # -- login and logout ----------------------------------------------------------
 
 
-def safe_next(target: str | None) -> str:
-    """*target* if it is a path on this server (not ``//x``, ``/\\x``, ``x:…``), else ``/``."""
+def safe_next(target: str | None, home: str = "/") -> str:
+    """*target* if it is a path on this server (not ``//x``, ``/\\x``, ``x:…``), else *home*."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
+        return home
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in target):
-        return "/"
+        return home
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
-        return "/"
+        return home
     return target
 
 
@@ -365,12 +440,12 @@ def login() -> BaseResponse:
     valid, user = token_owner(plane, token)
     if not valid:
         return unauthorized()
-    session = sessions(plane).create(
+    login = sessions(plane).create(
         user, token_digest(token),
-        still_valid=lambda login: login_still_valid(
-            plane, login.get("user"), login.get("token_sha256")) is not False)
-    response = redirect(safe_next(request.args.get("next")), code=303)
-    response.set_cookie(cookie_name(), session.session_id, path="/", httponly=True,
+        still_valid=lambda entry: login_still_valid(
+            plane, entry.get("user"), entry.get("token_sha256")) is not False)
+    response = redirect(safe_next(request.args.get("next"), base_url() + "/"), code=303)
+    response.set_cookie(cookie_name(), login.session_id, path="/", httponly=True,
                         samesite="Strict", secure=request.is_secure)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -379,9 +454,9 @@ def login() -> BaseResponse:
 @bp.post("/logout")
 def logout() -> Response:
     """End this login session (a cookie holding it is refused from now on); 204."""
-    session = current_session()
-    if session is not None:
-        sessions().end(session.session_id)
+    login = current_session()
+    if login is not None:
+        sessions().end(login.session_id)
     response = Response(status=204)
     response.delete_cookie(cookie_name(), path="/", httponly=True, samesite="Strict",
                            secure=request.is_secure)
@@ -407,14 +482,16 @@ class TrustedProxy:
         return self.app(environ, start_response)
 
 
-def init_app(app: Flask) -> None:
-    """Install the gate, the headers, ``csrf_token()`` in templates, login and logout."""
-    plane = app.extensions.get("controlplane")
-    if plane is not None:
-        sessions(plane)
-        if plane.settings.get("trusted_proxies"):
-            app.wsgi_app = TrustedProxy(app.wsgi_app, plane.settings["trusted_proxies"])
-    app.before_request(check_request)
-    app.after_request(add_security_headers)
-    app.context_processor(lambda: {"csrf_token": csrf_token})
-    app.register_blueprint(bp)
+def install(app: Flask, blueprint: Blueprint, *, whole_app: bool = False) -> None:
+    """Put the gate, the headers, ``csrf_token()`` and login/logout on *blueprint* (our
+    routes only); *whole_app* (a standalone server, every route ours) puts them on *app*.
+    """
+    plane = app.extensions["controlplane"]
+    sessions(plane)
+    if plane.settings.get("trusted_proxies"):
+        app.wsgi_app = TrustedProxy(app.wsgi_app, plane.settings["trusted_proxies"])  # type: ignore[method-assign]
+    for target in ((app, blueprint) if whole_app else (blueprint,)):
+        target.before_request(check_request)
+        target.after_request(add_security_headers)
+        target.context_processor(lambda: {"csrf_token": csrf_token})
+    blueprint.register_blueprint(bp)

@@ -1,5 +1,7 @@
 // The one way this dashboard talks to the server: JSON in, JSON out, CSRF header on writes.
 
+import { url } from './base.js';
+
 export class ApiError extends Error {
   constructor(status, body, message) {
     super(message);
@@ -23,7 +25,8 @@ function describe(status, body) {
 }
 
 /**
- * Call the API. Options: method, body (sent as JSON), async (adds Prefer: respond-async).
+ * Call the API (path: '/api/…', below the mount point). Options: method, body (sent as JSON),
+ * async (adds Prefer: respond-async).
  * Resolves to the parsed JSON; rejects with ApiError (status 0 when unreachable).
  */
 export async function api(path, { method = 'GET', body, async: respondAsync = false } = {}) {
@@ -39,7 +42,7 @@ export async function api(path, { method = 'GET', body, async: respondAsync = fa
   }
   let response;
   try {
-    response = await fetch(path, init);
+    response = await fetch(url(path), init);
   } catch {
     throw new ApiError(0, null,
       'The server could not be reached. Is "controlplane serve" still running?');

@@ -1,6 +1,6 @@
 // The error banner at the top of <main>: says what went wrong, the page stays usable.
 
-import { h, replaceChildren } from './dom.js';
+import { h, replaceChildren, runHref } from './dom.js';
 
 let owner = null;
 
@@ -30,7 +30,7 @@ export function showError(error, { source = null } = {}) {
   const body = (error && error.body) || {};
   if (body.error === 'run_already_in_progress' && body.run_id) {
     showBanner(`${error.message}.`, {
-      link: { href: `/runs/${encodeURIComponent(body.run_id)}`, text: 'Open the run in progress' },
+      link: { href: runHref(body.run_id), text: 'Open the run in progress' },
       source,
     });
     return;

@@ -1,5 +1,7 @@
 // Building DOM without HTML strings: text always goes in through textContent/text nodes.
 
+import { url } from './base.js';
+
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
 function setProps(node, props) {
@@ -53,5 +55,5 @@ export function replaceChildren(node, ...children) {
 
 /** The path of a run's page. */
 export function runHref(runId) {
-  return `/runs/${encodeURIComponent(runId)}`;
+  return url(`/runs/${encodeURIComponent(runId)}`);
 }

@@ -6,6 +6,8 @@
 // what was missed); when it gives up we reconnect with ?last_event_id= and back off.
 // A 'resync' envelope means the replay was impossible: listeners reload their data.
 
+import { url as at } from './base.js';
+
 const listeners = new Map();
 const stateListeners = new Set();
 let source = null;
@@ -43,8 +45,8 @@ function scheduleReconnect() {
 function connect() {
   clearTimeout(retryTimer);
   if (source) source.close();
-  const url = lastId ? `/api/events?last_event_id=${encodeURIComponent(lastId)}` : '/api/events';
-  source = new EventSource(url);
+  const query = lastId ? `?last_event_id=${encodeURIComponent(lastId)}` : '';
+  source = new EventSource(at(`/api/events${query}`));
   source.addEventListener('open', () => {
     failures = 0;
     setState('connected');

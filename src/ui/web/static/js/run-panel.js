@@ -1,6 +1,7 @@
 // Under an action's form: the run it started, live (status, duration, last lines, link).
 
 import { setBadge } from './badge.js';
+import { url } from './base.js';
 import { h, runHref } from './dom.js';
 import { formatDuration, isFinal, runDuration } from './format.js';
 import { OutputView } from './output.js';
@@ -28,7 +29,7 @@ export class RunPanel {
     this.container.hidden = false;
     this.container.dataset.runId = runId;
     const output = new OutputView({ box, note }, { maxLines: 200,
-      logHref: `/api/runs/${encodeURIComponent(runId)}/log` });
+      logHref: url(`/api/runs/${encodeURIComponent(runId)}/log`) });
     this.follower = followRun(runId, {
       onRun: (run) => {
         setBadge(status, run.status);
