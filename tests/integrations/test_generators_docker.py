@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from controlplane.core.integrations._project_facts import node_lts_within
 from tests.conftest import bearer_client
 from tests.integrations import fixtures_projects
 from tests.integrations.fixtures_projects import Project, write_project
@@ -34,12 +35,13 @@ def test_dockerfiles_fit_each_language(projects) -> None:
     node = projects["node"].ok(DOCKERFILE)
     py, js = instructions(flask["content"]), instructions(node["content"])
     assert py["FROM"] == ["python:3.11-slim"]  # from .python-version
-    assert js["FROM"] == ["node:18-alpine"]  # from package.json engines
+    node_image = f"node:{node_lts_within('>=18')}-alpine"  # the newest LTS engines allow
+    assert js["FROM"] == [node_image]
     assert (py["EXPOSE"], js["EXPOSE"]) == (["5000"], ["3000"])
     assert py["CMD"] == ['["python", "app.py"]'] and js["CMD"] == ['["npm", "start"]']
     assert "pip install -r requirements.txt" in py["RUN"]
     assert any("npm install" in run for run in js["RUN"]) and "pip" not in node["content"]
-    assert (flask["base_image"], node["base_image"]) == ("python:3.11-slim", "node:18-alpine")
+    assert (flask["base_image"], node["base_image"]) == ("python:3.11-slim", node_image)
 
 
 def test_a_base_image_can_be_chosen_and_bad_ones_refused(flask_project: Project) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field
@@ -12,6 +13,12 @@ from controlplane.core.actions import ActionContext, Example, ProjectPath, regis
 from controlplane.core.integrations._cli_tools import DNSName, ImageRef
 from controlplane.core.integrations._generated_files import GenerateParams, deliver
 from controlplane.core.integrations._project_facts import ProjectFacts, project_facts
+from controlplane.core.integrations._project_traits import (
+    Kind,
+    main_modules,
+    project_kind,
+    vcs_version,
+)
 from controlplane.core.integrations.generators_common import (
     FLASK_EXAMPLE,
     NODE_EXAMPLE,
@@ -68,6 +75,13 @@ class DockerfileParams(GenerateParams):
     base_image: ImageRef | None = Field(
         None, description="base image (default: the language's official image at the "
                           "project's version)")
+    command: list[Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]] \
+        | None = Field(None, min_length=1, max_length=30,
+                       description="how the image starts (default: what the project declares; "
+                                   "a library declares nothing)")
+    port: int | None = Field(None, ge=1, le=65535,
+                             description="port it listens on (default: found in the code, "
+                                         "else none)")
 
 
 class DockerignoreParams(GenerateParams):
@@ -120,17 +134,42 @@ def start_command(facts: ProjectFacts) -> list[str]:
         return ["uvicorn", f"{module}:app", "--host", "0.0.0.0", "--port", port]
     if module and facts.framework == "flask" and facts.depends_on("gunicorn"):
         return ["gunicorn", "--bind", f"0.0.0.0:{port}", f"{module}:app"]
-    return ["python", entry] if entry else ["python", "-m", facts.name.replace("-", "_")]
+    if entry:
+        return ["python", entry]
+    module = facts.name.replace("-", "_")
+    return ["python", "-m", module] if module in main_modules(facts.root) else []
 
 
-def dockerfile(facts: ProjectFacts, base_image: str | None = None) -> str | None:
+def run_command(facts: ProjectFacts, kind: Kind) -> list[str] | None:
+    """How the project starts, only as far as its own files say (None for a library)."""
+    if kind.kind == "library":
+        return None
+    if kind.command:
+        return kind.command
+    if facts.language == "go":
+        return ["/app"]
+    return start_command(facts) or None
+
+
+def dockerfile(facts: ProjectFacts, base_image: str | None = None, *,
+               command: list[str] | None = None, port: int | None = None,
+               pretend_version: str | None = None) -> str | None:
     """The Dockerfile for the project's language, or None when it has no template."""
     if facts.language not in BASE_IMAGES:
         return None
     base = base_image or BASE_IMAGES[facts.language].format(**facts.as_template_vars())
     install = "npm ci" if "package-lock.json" in facts.manifests else "npm install"
     return render_facts(f"dockerfile_{facts.language}.j2", facts, base_image=base,
-                        command=start_command(facts), install=install)
+                        command=command if command is not None else start_command(facts),
+                        install=install, port=port, pretend_version=pretend_version)
+
+
+def latest_tag_version(ctx: ActionContext) -> str | None:
+    """The project's latest release tag as a version (``v24.2.0`` → ``24.2.0``), if any."""
+    described = ctx.tool(["git", "describe", "--tags", "--abbrev=0"])
+    tag = described.stdout.strip() if described.ok else ""
+    found = re.search(r"\d+(\.\d+)*([.-]?(a|b|rc|post|dev)\d*)*", tag)
+    return found.group() if found else None
 
 
 def url_var(service: str, names_read: list[str]) -> str:
@@ -167,16 +206,37 @@ def project_compose(facts: ProjectFacts) -> str:
 
 
 def generate_dockerfile(ctx: ActionContext, params: DockerfileParams) -> dict[str, Any]:
-    """A Dockerfile on the project's language image (Python or Node version from the project),
-    installing its dependencies, exposing its port.
+    """A Dockerfile on the project's language image (Python: the lowest version it supports;
+    Node: the newest LTS its engines allow), installing it; its command and port only as the
+    project declares them (a library has neither: send "command"). A version taken from git tags
+    (setuptools-scm, hatch-vcs) is pinned, since .git is not sent to the build.
     """
     facts = project_facts(ctx.project_root)
-    content = dockerfile(facts, params.base_image)
-    if content is None:
+    if facts.language not in BASE_IMAGES:
         return unsupported(facts, "Dockerfile")
+    kind = project_kind(facts)
+    command = params.command or run_command(facts, kind)
+    if not command:
+        return {"ok": False, "language": facts.language, "project_kind": kind.kind,
+                "error": {"code": "nothing_to_run", "message": (
+                    f"{facts.name} is a {kind.kind} ({kind.why}): an image needs a command "
+                    "to run; send \"command\" (and \"port\" if it listens)")}}
+    port = params.port or (kind.port if not params.command else None)
+    notes: list[str] = []
+    versioning = vcs_version(facts.root) if facts.language == "python" else None
+    pretend = None
+    if versioning:
+        pretend = latest_tag_version(ctx) or "0.0.0"
+        notes.append(f"{versioning} reads the version from git, which .dockerignore keeps out "
+                     f"of the build: SETUPTOOLS_SCM_PRETEND_VERSION={pretend} (the latest tag)")
+    if port is None:
+        notes.append("no EXPOSE: the project declares no port it listens on (send \"port\")")
+    content = dockerfile(facts, params.base_image, command=command, port=port,
+                         pretend_version=pretend)
+    assert content is not None
     base = next(line.split()[1] for line in content.splitlines() if line.startswith("FROM "))
-    return {"ok": True, "language": facts.language, "base_image": base, "port": facts.port,
-            "command": start_command(facts) if facts.language != "go" else ["/app"],
+    return {"ok": True, "language": facts.language, "project_kind": kind.kind, "base_image": base,
+            "port": port, "command": command, "notes": notes,
             **deliver(ctx.project_root, params.output, content, params, "output")}
 
 

@@ -26,6 +26,8 @@ from controlplane.core.integrations.generators_common import (
 from controlplane.core.redact import MASK, register_secret
 
 ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
+# A variable the code has a default for, left commented out in the example.
+COMMENTED = re.compile(r"^\s*#\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 PLAIN = re.compile(r"[A-Za-z0-9_./:@+,%-]*")
 # How a stored run keeps the values (SecretStr's mask, the redactor's): a rerun must not
 # write them into .env as if they were values.
@@ -56,13 +58,15 @@ class EnvParams(GenerateParams):
 
 
 def generate_env_example(ctx: ActionContext, params: EnvExampleParams) -> dict[str, Any]:
-    """.env.example listing the variables the code reads (os.environ, os.getenv, process.env…),
-    empty, with where each is read.
+    """.env.example listing the variables the application reads (os.environ, os.getenv,
+    process.env…; not its tests', nor shell or OS ones), with where each is read; one the code
+    has a default for is commented out with that default.
     """
     facts = project_facts(ctx.project_root)
     content = render_facts("env_example.j2", facts)
     return {"ok": True, "variables": [v.name for v in facts.env_vars],
             "sensitive": [v.name for v in facts.env_vars if v.secret],
+            "defaults": {v.name: v.default for v in facts.env_vars if v.default is not None},
             **deliver(ctx.project_root, params.output, content, params, "output")}
 
 
@@ -82,6 +86,9 @@ def fill(example: str, values: dict[str, str]) -> tuple[list[str], list[str]]:
     lines, preview, seen = [], [], set()
     for line in example.splitlines():
         found = ASSIGNMENT.match(line)
+        commented = COMMENTED.match(line)
+        if found is None and commented and commented.group(1) in values:
+            found = commented  # a default the user now sets
         if found is None:
             lines.append(line)
             preview.append(line)

@@ -53,15 +53,20 @@ class WizardParams(GenerateParams):
 
 
 def render_manifests(*, name: str, image: str, port: int, env: list[EnvVar], **extra: Any) -> str:
-    """Multi-document YAML: ConfigMap (non-secret env), Deployment, Service, optional Ingress."""
+    """Multi-document YAML: ConfigMap (non-secret env), Deployment, Service, optional Ingress.
+
+    A variable the code has a default for is left out (an empty value would override it).
+    """
     values = {"namespace": None, "replicas": 1, "ingress_host": None,
               "service_type": "ClusterIP", "service_port": 80, "source": "controlplane",
               **extra}
     config = [{"name": v.name, "value": str(port) if v.name == "PORT" else ""}
-              for v in env if not v.secret]
+              for v in env if not v.secret and (v.default is None or v.name == "PORT")]
+    defaulted = [f"{v.name} ({v.default})" for v in env
+                 if not v.secret and v.default is not None and v.name != "PORT"]
     secrets = [v.name for v in env if v.secret]
     return render("k8s.yaml.j2", name=name, image=image, port=port, config=config,
-                  secrets=secrets, **values)
+                  secrets=secrets, defaulted=defaulted, **values)
 
 
 def described(content: str) -> dict[str, Any]:
