@@ -95,8 +95,10 @@ def test_an_older_mypy_is_read_from_its_text_lines(project: Path, make_app, fake
     body = bearer_client(make_app(TOOL_ENV=env)).post("/quality/typecheck", json={}).get_json()
     assert body["errors"] == 1 and body["notes"] == 1 and body["by_code"] == {"return-value": 1}
     calls = [json.loads(line) for line in (tmp_path / "argv.jsonl").read_text().splitlines()]
-    assert calls == [["--output=json", "--", "."],
-                     ["--show-error-codes", "--no-color-output", "--no-error-summary", "--", "."]]
+    cache = f"--cache-dir={project / '.git' / 'scp' / 'cache' / 'mypy'}"
+    assert calls == [["--output=json", cache, "--no-install-types", "--", "."],
+                     ["--show-error-codes", "--no-color-output", "--no-error-summary", cache,
+                      "--", "."]]
 
 
 VENV_PYTHON = """
@@ -115,10 +117,12 @@ def test_the_projects_virtualenv_comes_first(project: Path, make_app) -> None:
     venv_bin.mkdir(parents=True)
     (venv_bin / "python").write_text(python_script(VENV_PYTHON))
     (venv_bin / "python").chmod(0o755)
+    (project / ".gitignore").write_text(".venv/\n")  # as a project ignores its venv
     client = bearer_client(make_app())
     assert client.post("/quality/lint", json={}).get_json()["status"] == "ok"
     first = json.loads((venv_bin / "argv.jsonl").read_text().splitlines()[0])
-    assert first == ["-m", "ruff", "check", "--output-format=json", "--", "."]
+    cache = f"--cache-dir={project / '.git' / 'scp' / 'cache' / 'ruff'}"
+    assert first == ["-m", "ruff", "check", "--no-fix", cache, "--output-format=json", "--", "."]
     missing = client.post("/quality/typecheck", json={}).get_json()
     assert missing["error"]["code"] == "tool_missing"
     assert "pip install mypy" in missing["error"]["message"]

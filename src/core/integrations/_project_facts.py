@@ -472,3 +472,80 @@ def project_facts(root: Path) -> ProjectFacts:
         python_requires=python.get("requires"), node_engines=node.get("engines"),
         has_tests=(root / "tests").is_dir() or (root / "test").is_dir()
         or any(p.startswith(("tests/", "test_")) or ".test." in p for p in sources))
+
+
+# -- small detections the tool-running actions use (cheap: file names and config files only) --
+
+def language_of(root: Path) -> str:
+    """``python`` | ``node`` | ``go`` from the manifests, else the most common source suffix;
+    ``other`` when nothing says (a tool-running action then refuses rather than guess)."""
+    root = Path(root)
+    counts: dict[str, int] = {}
+    if not any((root / m).exists() for m in ("pyproject.toml", "setup.py", "setup.cfg",
+                                              "package.json", "go.mod")):
+        for path in source_files(root):
+            language = SOURCE_SUFFIXES.get(path.suffix)
+            if language:
+                counts[language] = counts.get(language, 0) + 1
+    return _language(root, counts)
+
+
+@dataclass(frozen=True)
+class ToolConfig:
+    """Where the project configures a tool: the file, its section and the settings there."""
+
+    file: str  # "setup.cfg"
+    section: str  # "mypy", "tool.mypy", "" for a whole-file config (ruff.toml)
+    values: dict[str, Any]
+
+    def __str__(self) -> str:
+        return f"{self.file} [{self.section}]" if self.section else self.file
+
+
+# In each tool's own search order; a file named for the tool counts even without its section.
+CONFIG_PLACES: dict[str, tuple[tuple[str, str], ...]] = {
+    "mypy": (("mypy.ini", "mypy"), (".mypy.ini", "mypy"), ("pyproject.toml", "tool.mypy"),
+             ("setup.cfg", "mypy")),
+    "pytest": (("pytest.toml", "pytest"), (".pytest.toml", "pytest"), ("pytest.ini", "pytest"),
+               (".pytest.ini", "pytest"), ("pyproject.toml", "tool.pytest"),
+               ("pyproject.toml", "tool.pytest.ini_options"), ("tox.ini", "pytest"),
+               ("setup.cfg", "tool:pytest")),
+    "ruff": ((".ruff.toml", ""), ("ruff.toml", ""), ("pyproject.toml", "tool.ruff")),
+    "coverage": ((".coveragerc", "run"), ("setup.cfg", "coverage:run"),
+                 ("tox.ini", "coverage:run"), ("pyproject.toml", "tool.coverage.run")),
+}
+OWN_FILES = {"mypy.ini", ".mypy.ini", "pytest.toml", ".pytest.toml", "pytest.ini",
+             ".pytest.ini", ".ruff.toml", "ruff.toml", ".coveragerc"}
+
+
+def _section(path: Path, section: str) -> dict[str, Any] | None:
+    """The settings of *section* in *path* (TOML or INI), None if it has no such section."""
+    text = _read(path)
+    if path.suffix == ".toml":
+        try:
+            data: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            return None
+        for key in section.split(".") if section else ():
+            data = data.get(key) if isinstance(data, dict) else None
+        return data if isinstance(data, dict) else None
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return None
+    return dict(parser[section]) if parser.has_section(section) else None
+
+
+def tool_config(root: Path, tool: str) -> ToolConfig | None:
+    """Where *tool* (mypy, pytest, ruff, coverage) reads the project's settings, if anywhere."""
+    for name, section in CONFIG_PLACES[tool]:
+        path = Path(root) / name
+        if not path.is_file():
+            continue
+        values = _section(path, section)
+        if section == "tool.pytest" and values is not None:  # pytest 9's native table
+            values = {k: v for k, v in values.items() if k != "ini_options"} or None
+        if values is not None or name in OWN_FILES:
+            return ToolConfig(name, section, values or {})
+    return None

@@ -1,7 +1,10 @@
 """Quality: the project's own ruff (check and format) and mypy, their JSON parsed into counts.
 
 Each tool comes from the project's virtual environment first (``python -m ruff``),
-else from PATH. ``/quality/check`` runs the same three functions the single
+else from PATH, and reads the project's own configuration; every result says which
+interpreter and which config file were used. Checks never write (``_read_only``):
+``ruff check --no-fix`` whatever the project's ``fix = true`` says, caches under
+``.git/scp/cache``. ``/quality/check`` runs the same three functions the single
 actions use; ``/quality/test`` is the testing integration's ``run_tests``.
 """
 
@@ -23,9 +26,22 @@ from controlplane.core.actions import (
     project_path,
     register,
 )
+from controlplane.core.errors import InvalidInput
 from controlplane.core.integrations._cli_tools import UNPARSEABLE
-from controlplane.core.integrations._python_tools import project_python, python_tool
-from controlplane.core.integrations.testing import SMOKE_SUITE, TestRunParams, run_tests
+from controlplane.core.integrations._project_facts import language_of, source_files, tool_config
+from controlplane.core.integrations._python_tools import (
+    cache_dir,
+    interpreter,
+    project_python,
+    python_tool,
+)
+from controlplane.core.integrations._read_only import read_only
+from controlplane.core.integrations.testing import (
+    SMOKE_SUITE,
+    TestRunParams,
+    run_tests,
+    tests_precheck,
+)
 from controlplane.core.tools import ToolResult
 
 
@@ -64,6 +80,23 @@ def run_python_tool(ctx: ActionContext, module: str, args: list[str],
     return result, None
 
 
+def used(ctx: ActionContext, module: str, config_tool: str | None = None) -> dict[str, str]:
+    """What a result says about how the tool ran: the interpreter and the config it read."""
+    config = tool_config(ctx.project_root, config_tool or module)
+    return {"interpreter": interpreter(ctx.project_root, module, ctx.env),
+            "config": str(config) if config else f"none: {module}'s defaults"}
+
+
+def python_precheck(root: Path, params: BaseModel) -> None:
+    """Refuse (422) a project that is not Python and holds no Python file to check."""
+    language = language_of(root)
+    if language == "python" or any(p.suffix in (".py", ".pyi") for p in source_files(root)):
+        return
+    raise InvalidInput({"paths": f"this is a {language} project with no Python file: ruff and "
+                                 "mypy check Python (for its tests use /testing/run)"},
+                       message=f"quality checks do not apply to a {language} project")
+
+
 def relative(ctx: ActionContext, filename: str) -> str:
     path = Path(filename)
     try:
@@ -89,10 +122,11 @@ def _unparseable(module: str, exc: Exception, result: ToolResult) -> dict[str, A
 
 def lint(ctx: ActionContext, params: QualityParams) -> dict[str, Any]:
     """``ruff check --output-format=json``: findings counted by rule, the first ones listed."""
-    result, error = run_python_tool(ctx, "ruff", ["check", "--output-format=json",
+    result, error = run_python_tool(ctx, "ruff", ["check", "--no-fix", ruff_cache(ctx),
+                                                  "--output-format=json",
                                                   *operands(ctx, params.paths)])
     if error:
-        return _outcome(error, 0, "", "", exit_code=result.exit_code)
+        return _outcome(error, 0, "", "", exit_code=result.exit_code, **used(ctx, "ruff"))
     try:
         items = json.loads(result.stdout or "[]")
         by_rule = Counter(item.get("code") or "syntax-error" for item in items)
@@ -103,15 +137,19 @@ def lint(ctx: ActionContext, params: QualityParams) -> dict[str, Any]:
     except UNPARSEABLE as exc:
         return _unparseable("ruff", exc, result)
     return _outcome(None, len(items), "lint_findings", "lint findings",
-                    exit_code=result.exit_code, findings_count=len(items),
+                    exit_code=result.exit_code, **used(ctx, "ruff"), findings_count=len(items),
                     fixable=sum(bool(item.get("fix")) for item in items),
                     by_rule=dict(by_rule.most_common()), findings=findings,
                     text=[f"{f['file']}:{f['line']}:{f['code']}:{f['message']}" for f in findings])
 
 
+def ruff_cache(ctx: ActionContext) -> str:
+    return f"--cache-dir={cache_dir(ctx.project_root, 'ruff')}"
+
+
 def format_code(ctx: ActionContext, params: FormatParams) -> dict[str, Any]:
     """``ruff format``: the files that would change (``--check``), or that it changed."""
-    args = operands(ctx, params.paths)
+    args = [ruff_cache(ctx), *operands(ctx, params.paths)]
     result, error = run_python_tool(ctx, "ruff", ["format", "--check", "--output-format=json",
                                                   *args])
     if error:
@@ -147,15 +185,27 @@ def parse_mypy(output: str) -> list[dict[str, Any]]:
     return messages
 
 
+def mypy_targets(ctx: ActionContext, paths: list[str]) -> tuple[list[str], str]:
+    """The operands, and where the checked files come from: the project's mypy ``files``
+    when the default path ``.`` is asked for (operands would override them)."""
+    config = tool_config(ctx.project_root, "mypy")
+    if paths == ["."] and config is not None and config.values.get("files"):
+        return [], f"{config}: files"
+    return operands(ctx, paths), "paths"
+
+
 def typecheck(ctx: ActionContext, params: QualityParams) -> dict[str, Any]:
     """mypy with JSON output (mypy ≥ 1.11), falling back to its text lines; errors counted."""
-    args = operands(ctx, params.paths)
-    result, error = run_python_tool(ctx, "mypy", ["--output=json", *args])
+    targets, files_from = mypy_targets(ctx, params.paths)
+    cache = f"--cache-dir={cache_dir(ctx.project_root, 'mypy')}"
+    how = {**used(ctx, "mypy"), "files_from": files_from}
+    result, error = run_python_tool(ctx, "mypy", ["--output=json", cache, "--no-install-types",
+                                                  *targets])
     if error and "unrecognized arguments: --output" in result.stderr:
         result, error = run_python_tool(ctx, "mypy", ["--show-error-codes", "--no-color-output",
-                                                      "--no-error-summary", *args])
+                                                      "--no-error-summary", cache, *targets])
     if error:
-        return _outcome(error, 0, "", "", exit_code=result.exit_code)
+        return _outcome(error, 0, "", "", exit_code=result.exit_code, **how)
     try:
         messages = parse_mypy(result.stdout)
         errors = [m for m in messages if m.get("severity") == "error"]
@@ -165,7 +215,7 @@ def typecheck(ctx: ActionContext, params: QualityParams) -> dict[str, Any]:
     except UNPARSEABLE as exc:
         return _unparseable("mypy", exc, result)
     return _outcome(None, len(errors), "type_errors", "type errors", exit_code=result.exit_code,
-                    errors=len(errors), notes=len(messages) - len(errors),
+                    **how, errors=len(errors), notes=len(messages) - len(errors),
                     files_with_errors=files_with_errors,
                     by_code=dict(Counter(m.get("code") or "misc" for m in errors).most_common()),
                     findings=listed)
@@ -198,36 +248,44 @@ MYPY_OK = ('{"file": "calc.py", "line": 2, "column": 4, "message": "Revealed typ
 
 register(
     Action(path="/quality/lint", subtype="validate:lint", title="Run linter",
-           params=QualityParams, service=lint, lock_key="quality:lint",
+           params=QualityParams, service=read_only(lint), lock_key="quality:lint",
+           precheck=python_precheck,
            description="ruff check; findings by rule, the first ones with file:line:code.",
            example=Example(params={"paths": ["."]}, tool="ruff", tool_output="[]\n",
-                           files=CLEAN, argv=("check", "--output-format=json", "--", "."),
+                           files=CLEAN,
+                           argv=("check", "--no-fix", "*", "--output-format=json", "--", "."),
                            expect={"findings_count": 0, "by_rule": {}},
                            invalid={"paths": ["../other"]}, invalid_field="paths.0")),
     Action(path="/quality/format", subtype="format:quality", title="Run formatter",
-           params=FormatParams, service=format_code, lock_key="quality:format",
+           params=FormatParams, service=read_only(format_code, writes=lambda p: not p.check),
+           lock_key="quality:format", precheck=python_precheck,
            description="ruff format (check: list the files that would change).",
            example=Example(params={"check": True}, tool="ruff", tool_output="[]\n", files=CLEAN,
-                           argv=("format", "--check", "--output-format=json", "--", "."),
+                           argv=("format", "--check", "--output-format=json", "*", "--", "."),
                            expect={"files_count": 0, "files": []},
                            invalid={"check": "maybe"}, invalid_field="check")),
     Action(path="/quality/typecheck", subtype="validate:typecheck", title="Type checking",
-           params=QualityParams, service=typecheck, lock_key="quality:typecheck",
+           params=QualityParams, service=read_only(typecheck), lock_key="quality:typecheck",
+           precheck=python_precheck,
            description="mypy -O json; errors counted by code and file.",
            example=Example(params={"paths": ["calc.py"]}, tool="mypy", tool_output=MYPY_OK,
-                           files=CLEAN, argv=("--output=json", "--", "calc.py"),
+                           files=CLEAN, argv=("--output=json", "*", "--no-install-types", "--",
+                                 "calc.py"),
                            expect={"errors": 0, "notes": 1},
                            invalid={"max_findings": 0}, invalid_field="max_findings")),
     Action(path="/quality/check", subtype="validate:quality", title="Quality check",
-           params=QualityParams, service=check, lock_key="quality:check",
+           params=QualityParams, service=read_only(check), lock_key="quality:check",
+           precheck=python_precheck,
            description="Lint, format check and typecheck in one run.",
            example=Example(params={}, files=CLEAN, note="runs the real ruff and mypy",
                            expect={"ok": True, "summary": {"lint_findings": 0, "unformatted": 0,
                                                            "type_errors": 0}},
                            invalid={"paths": []}, invalid_field="paths")),
     Action(path="/quality/test", subtype="test:quality", title="Run tests via quality",
-           params=TestRunParams, service=run_tests, lock_key="testing:{path}",
-           description="The project's pytest, through the testing integration.",
+           params=TestRunParams, service=read_only(run_tests), lock_key="testing:{path}",
+           precheck=tests_precheck,
+           description="The project's tests (pytest, or npm test), through the testing "
+                       "integration.",
            example=Example(params={"path": "tests"}, tool="pytest", files=SMOKE_SUITE,
                            tool_output="..\n2 passed in 0.01s\n",
                            argv=("-q", "-rfE", "*", "-p", "no:cacheprovider", "--", "tests"),

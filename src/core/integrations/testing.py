@@ -1,4 +1,10 @@
-"""Testing: the project's real pytest and coverage, with counts parsed; test templates."""
+"""Testing: the project's own tests (pytest, or ``npm test`` for Node) and coverage; templates.
+
+The language decides the runner (``_project_facts.language_of``); a project whose
+language says nothing about how to test it is refused (422) before any run. pytest
+reads the project's own config: with the default path its ``testpaths`` win. Each
+result says which interpreter and config were used and names the failing tests.
+"""
 
 from __future__ import annotations
 
@@ -21,24 +27,81 @@ from controlplane.core.actions import (
     project_path,
     register,
 )
+from controlplane.core.errors import InvalidInput
 from controlplane.core.integrations._generated_files import GenerateParams, deliver
-from controlplane.core.integrations._python_tools import python_tool
+from controlplane.core.integrations._project_facts import language_of, tool_config
+from controlplane.core.integrations._python_tools import interpreter, python_tool
+from controlplane.core.integrations._read_only import read_only
 from controlplane.core.tools import ToolResult
 
 KEYWORD = r"^[A-Za-z0-9_ ().\[\]:-]{1,200}$"
+DEFAULT_TESTS = "tests"
+MAX_NAMED = 50
+NPM_PLACEHOLDER = 'echo "Error: no test specified" && exit 1'
 
 
 class TestRunParams(BaseModel):
-    path: ProjectPath = Field("tests", min_length=1, max_length=300,
+    path: ProjectPath = Field(DEFAULT_TESTS, min_length=1, max_length=300,
                       description="test file or directory inside the project")
     keyword: str | None = Field(None, pattern=KEYWORD, description="only tests matching (-k)")
     marker: str | None = Field(None, pattern=KEYWORD, description="only tests marked (-m)")
     maxfail: int | None = Field(None, ge=1, le=10_000, description="stop after N failures")
 
 
+def node_test_script(root: Path) -> str | None:
+    """package.json's ``scripts.test``; None if absent or npm's placeholder."""
+    try:
+        data = json.loads((root / "package.json").read_text(encoding="utf-8"))
+        script = data["scripts"]["test"]
+    except (OSError, ValueError, LookupError, TypeError):
+        return None
+    return script if isinstance(script, str) and script.strip() != NPM_PLACEHOLDER else None
+
+
+def tests_precheck(root: Path, params: TestRunParams) -> None:
+    """Refuse (422) what does not apply: an unknown language, a Node project without a test
+    script, or pytest-only parameters for ``npm test``."""
+    language = language_of(root)
+    if language == "python":
+        return
+    if language != "node":
+        what = "no Python or Node manifest" if language == "other" else f"a {language} project"
+        raise InvalidInput({"path": f"{what} here (pyproject.toml, setup.cfg, setup.py or "
+                                    "package.json): nothing says how to run its tests"},
+                           message=f"cannot tell how to run this project's tests ({what})")
+    if node_test_script(root) is None:
+        raise InvalidInput({"path": "package.json has no scripts.test: add the project's test "
+                                    "command there"}, message="no test command in package.json")
+    pytest_only = {name: "applies to pytest only: a Node project runs its own npm test"
+                   for name in ("keyword", "marker", "maxfail") if getattr(params, name)}
+    if params.path != DEFAULT_TESTS:
+        pytest_only["path"] = "npm test runs the project's own test command: no path"
+    if pytest_only:
+        raise InvalidInput(pytest_only, message="pytest parameters given for a Node project")
+
+
+def coverage_precheck(root: Path, params: TestRunParams) -> None:
+    """coverage.py measures Python only: refuse (422) other projects."""
+    language = language_of(root)
+    if language != "python":
+        what = "not a Python project" if language == "other" else f"a {language} project"
+        raise InvalidInput({"path": f"coverage.py measures Python; this is {what} (its tests: "
+                                    "/testing/run)"},
+                           message="coverage does not apply to this project")
+
+
+def pytest_targets(ctx: ActionContext, params: TestRunParams) -> tuple[list[str], str]:
+    """The operands, and where the tests come from: the project's ``testpaths`` when the
+    default path is asked for (an operand would override them)."""
+    config = tool_config(ctx.project_root, "pytest")
+    if params.path == DEFAULT_TESTS and config is not None and config.values.get("testpaths"):
+        return [], f"{config}: testpaths"
+    target = project_path(ctx.project_root, params.path)
+    return ["--", str(target.relative_to(ctx.project_root.resolve()))], "path"
+
+
 def pytest_argv(ctx: ActionContext, params: TestRunParams, junit: Path) -> list[str]:
     """The exact pytest command: options glued to their values, operands after ``--``."""
-    target = project_path(ctx.project_root, params.path)
     argv = ["-q", "-rfE", f"--junitxml={junit}", "-p", "no:cacheprovider"]
     if params.keyword:
         argv.append(f"-k{params.keyword}")
@@ -46,8 +109,7 @@ def pytest_argv(ctx: ActionContext, params: TestRunParams, junit: Path) -> list[
         argv.append(f"-m{params.marker}")
     if params.maxfail:
         argv.append(f"--maxfail={params.maxfail}")
-    relative = str(target.relative_to(ctx.project_root.resolve()))
-    return [*argv, "--", relative]
+    return [*argv, *pytest_targets(ctx, params)[0]]
 
 
 def parse_junit(path: Path) -> dict[str, int] | None:
@@ -77,6 +139,14 @@ def parse_summary(output: str) -> dict[str, int]:
     return counts
 
 
+FAILED_LINE = re.compile(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", re.MULTILINE)
+
+
+def failing_tests(output: str) -> list[str]:
+    """The failing and erroring test ids from pytest's ``-rfE`` short summary."""
+    return list(dict.fromkeys(FAILED_LINE.findall(output)))[:MAX_NAMED]
+
+
 def outcome(result: ToolResult, counts: dict[str, Any]) -> dict[str, Any]:
     """The run's result: counts plus ``ok``; exit 5 (nothing collected) is a failure."""
     ok = result.exit_code == 0
@@ -88,45 +158,141 @@ def outcome(result: ToolResult, counts: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
+def pytest_used(ctx: ActionContext, params: TestRunParams, module: str) -> dict[str, Any]:
+    """How the run was made: interpreter, the pytest config read and where tests came from."""
+    config = tool_config(ctx.project_root, "pytest")
+    return {"runner": "pytest", "interpreter": interpreter(ctx.project_root, module, ctx.env),
+            "config": str(config) if config else "none: pytest's defaults",
+            "tests_from": pytest_targets(ctx, params)[1]}
+
+
 def run_tests(ctx: ActionContext, params: TestRunParams) -> dict[str, Any]:
-    """Run the project's pytest; counts from its JUnit report."""
+    """Run the project's tests: ``npm test`` for Node, else pytest (counts from JUnit)."""
+    if language_of(ctx.project_root) == "node":
+        return run_npm_test(ctx)
     with tempfile.TemporaryDirectory(prefix="scp-pytest-") as tmp:
         junit = Path(tmp) / "junit.xml"
         result = ctx.tool([*python_tool(ctx.project_root, "pytest"),
                            *pytest_argv(ctx, params, junit)])
         counts = parse_junit(junit) or parse_summary(result.stdout)
-    return outcome(result, counts)
+    return {**outcome(result, counts), **pytest_used(ctx, params, "pytest"),
+            "failed_tests": failing_tests(result.stdout)}
+
+
+TAP_COUNT = re.compile(r"^# (tests|pass|fail|skip(?:ped)?|todo)\s+(\d+)\s*$", re.MULTILINE)
+TAP_NOT_OK = re.compile(r"^\s*not ok \d+(?: -)? (.+?)\s*(?:# (?!TODO|SKIP).*)?$", re.MULTILINE)
+MOCHA = re.compile(r"^\s*(\d+) (passing|failing|pending)\b", re.MULTILINE)
+JEST = re.compile(r"^Tests:\s+(.*\btotal)\s*$", re.MULTILINE)
+NOT_FOUND = re.compile(r"(?:sh: \d+: )?(\S+): (?:command )?not found")
+
+
+def node_counts(output: str) -> dict[str, Any]:
+    """Counts and failing names from what Node test runners print: TAP (tape, node --test,
+    tap), mocha's ``N passing``, jest's ``Tests:`` line; empty when none of these."""
+    counts: dict[str, Any] = {}
+    tap = {word: int(n) for word, n in TAP_COUNT.findall(output)}
+    if tap:
+        counts = {"total": tap.get("tests", 0), "passed": tap.get("pass", 0),
+                  "failed": tap.get("fail", 0),
+                  "skipped": tap.get("skip", tap.get("skipped", 0))}
+        counts["failed_tests"] = [name for name in TAP_NOT_OK.findall(output)
+                                  if "# TODO" not in name][:MAX_NAMED]
+    elif found := MOCHA.findall(output):
+        mocha = {word: int(n) for n, word in found}
+        counts = {"passed": mocha.get("passing", 0), "failed": mocha.get("failing", 0),
+                  "skipped": mocha.get("pending", 0)}
+    elif found := JEST.findall(output):
+        jest = {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", found[-1])}
+        counts = {"total": jest.get("total", 0), "passed": jest.get("passed", 0),
+                  "failed": jest.get("failed", 0), "skipped": jest.get("skipped", 0)}
+    return counts
+
+
+def run_npm_test(ctx: ActionContext) -> dict[str, Any]:
+    """The project's own test command, ``npm test``; counts when its runner prints them."""
+    if ctx.run is not None:
+        ctx.run.target.update(tool="npm")
+    result = ctx.tool(["npm", "test"], extra_env={"NO_UPDATE_NOTIFIER": "1"})
+    answer: dict[str, Any] = {"ok": result.ok, "exit_code": result.exit_code, "runner": "npm test",
+                              "command": node_test_script(ctx.project_root),
+                              "config": "package.json scripts.test",
+                              **node_counts(result.stdout)}
+    if result.ok:
+        return answer
+    missing = NOT_FOUND.search(f"{result.stderr}\n{result.stdout}")
+    if result.error and result.error["code"] == "tool_missing":
+        answer["error"] = {"code": "tool_missing",
+                           "message": f"{result.error['message']}; install Node.js and npm"}
+    elif missing and not (ctx.project_root / "node_modules").is_dir():
+        answer["error"] = {"code": "dependencies_missing", "message": (
+            f"npm test: {missing.group(1)} not found: the project's dependencies are not "
+            "installed; run npm ci (or npm install) in the project first")}
+    else:
+        answer["error"] = result.error or {
+            "code": "exit_status", "message": f"npm test exited with {result.exit_code}"}
+    return answer
 
 
 def run_coverage(ctx: ActionContext, params: TestRunParams) -> dict[str, Any]:
-    """pytest under coverage; the total and the least covered files."""
+    """pytest under coverage.py, data and report kept out of the work tree; coverage's own
+    headline figure (as ``coverage report`` prints TOTAL), lines and branches apart."""
     with tempfile.TemporaryDirectory(prefix="scp-coverage-") as tmp:
         junit, report, data = Path(tmp) / "junit.xml", Path(tmp) / "coverage.json", \
             Path(tmp) / ".coverage"
         coverage = python_tool(ctx.project_root, "coverage")
-        env = {"COVERAGE_FILE": str(data)}
-        result = ctx.tool([*coverage, "run", "-m", "pytest", *pytest_argv(ctx, params, junit)],
-                          extra_env=env)
-        answer = outcome(result, parse_junit(junit) or parse_summary(result.stdout))
+        result = ctx.tool([*coverage, "run", f"--data-file={data}", "-m", "pytest",
+                           *pytest_argv(ctx, params, junit)])
+        answer = {**outcome(result, parse_junit(junit) or parse_summary(result.stdout)),
+                  **pytest_used(ctx, params, "coverage"),
+                  "coverage_config": str(tool_config(ctx.project_root, "coverage") or
+                                         "none: coverage.py's defaults"),
+                  "failed_tests": failing_tests(result.stdout)}
         if result.error and result.error["code"] == "tool_missing":
             return answer
-        made = ctx.tool([*coverage, "json", "-o", str(report)], extra_env=env)
-        if made.ok and report.exists():
+        if any(Path(tmp).glob(".coverage.*")):  # the project's [run] parallel = true
+            ctx.tool([*coverage, "combine", "-q", f"--data-file={data}"])
+        made = ctx.tool([*coverage, "json", "-q", f"--data-file={data}", "-o", str(report)])
+        if made.exit_code in (0, 2) and report.exists():  # 2: under the project's fail_under
             answer.update(coverage_summary(json.loads(report.read_text())))
+            if made.exit_code == 2 and answer["ok"]:
+                answer.update(ok=False, error={
+                    "code": "coverage_under_minimum",
+                    "message": f"total coverage {answer['headline']} is under the project's "
+                               "fail_under"})
         else:
             answer.update(ok=False, error=made.error or {
                 "code": "no_report", "message": "coverage json wrote no report"})
     return answer
 
 
+def _number(display: str) -> int | float:
+    """``"91"`` → 91, ``"90.63"`` → 90.63: the figure as coverage displays it."""
+    return float(display) if "." in display else int(display)
+
+
+def _percent(part: int, whole: int) -> float | None:
+    return round(100 * part / whole, 2) if whole else None
+
+
 def coverage_summary(report: dict[str, Any], worst: int = 10) -> dict[str, Any]:
+    """The headline (coverage's own rounding and precision) and lines, branches apart."""
+    totals = report["totals"]
     files = report.get("files", {})
     ranked = sorted(files.items(), key=lambda item: item[1]["summary"]["percent_covered"])
+    branches = "num_branches" in totals
     return {
-        "percent_covered": round(report["totals"]["percent_covered"], 2),
-        "lines_covered": report["totals"]["covered_lines"],
-        "lines_total": report["totals"]["num_statements"],
-        "least_covered": [{"file": name, "percent": round(info["summary"]["percent_covered"], 2)}
+        "percent_covered": _number(totals["percent_covered_display"]),
+        "headline": f"{totals['percent_covered_display']}%",
+        "measures": "lines and branches" if branches else "lines",
+        "lines_covered": totals["covered_lines"],
+        "lines_total": totals["num_statements"],
+        "lines_percent": _percent(totals["covered_lines"], totals["num_statements"]),
+        "branches_covered": totals.get("covered_branches") if branches else None,
+        "branches_total": totals.get("num_branches") if branches else None,
+        "branches_percent": _percent(totals.get("covered_branches", 0),
+                                     totals["num_branches"]) if branches else None,
+        "least_covered": [{"file": name,
+                           "percent": _number(info["summary"]["percent_covered_display"])}
                           for name, info in ranked[:worst]],
     }
 
@@ -191,8 +357,9 @@ SMOKE_SUITE = {"tests/test_smoke.py": "def test_one():\n    assert True\n\n"
 
 register(
     Action(path="/testing/run", subtype="test:run", title="Execute tests", params=TestRunParams,
-           service=run_tests, lock_key="testing:{path}",
-           description="Runs the project's pytest; counts come from its JUnit report.",
+           service=read_only(run_tests), lock_key="testing:{path}", precheck=tests_precheck,
+           description="Runs the project's tests: pytest (counts from its JUnit report) or, "
+                       "for Node, its npm test; names the failing tests.",
            example=Example(params={"path": "tests", "keyword": "smoke"}, tool="pytest",
                            files=SMOKE_SUITE, tool_output="..\n2 passed in 0.01s\n",
                            argv=("-q", "-rfE", "*", "-p", "no:cacheprovider", "-ksmoke", "--",
@@ -200,8 +367,10 @@ register(
                            expect={"passed": 2, "exit_code": 0},
                            invalid={"path": "../elsewhere"}, invalid_field="path")),
     Action(path="/testing/coverage", subtype="test:coverage", title="Run coverage",
-           params=TestRunParams, service=run_coverage, lock_key="testing:{path}",
-           description="pytest under coverage.py; the total and the least covered files.",
+           params=TestRunParams, service=read_only(run_coverage), lock_key="testing:{path}",
+           precheck=coverage_precheck,
+           description="pytest under coverage.py; coverage's own total, lines and branches "
+                       "apart, the least covered files.",
            example=Example(params={"path": "tests"}, files=SMOKE_SUITE,
                            note="runs the real coverage and pytest",
                            expect={"passed": 2, "failed": 0},
