@@ -229,9 +229,10 @@ def open_run(run_type: str, subtype: str, *, summary: str = "",
     from controlplane.core.runtime import current_runtime, runtime_for
 
     runtime = current_runtime()
-    ledger = Ledger.open(project_root or _flask_project_root()
-                         or (runtime.root if runtime is not None else None)
-                         or _default_root.get() or _process_root)
+    where = (project_root or _flask_project_root()
+             or (runtime.root if runtime is not None else None)
+             or _default_root.get() or _process_root)
+    ledger = Ledger.open(where)
     if bus is None:  # the bus of the runtime serving this project, if one is open here
         owner = runtime if runtime is not None and runtime.root == ledger.root \
             else runtime_for(ledger.root)
@@ -242,8 +243,8 @@ def open_run(run_type: str, subtype: str, *, summary: str = "",
     if parent is not None:
         values.setdefault("parent_run_id", parent.run_id)
     values["params"] = redact.redact_obj(values.get("params") or {})
-    run = Run.new(subtype, summary=redact.redact(summary), code_ref=ledger.store.code_ref(),
-                  **values)
+    code_ref = ledger.store.code_ref(where or os.getcwd())  # the worktree it runs in
+    run = Run.new(subtype, summary=redact.redact(summary), code_ref=code_ref, **values)
     if metadata:
         run.extra["metadata"] = redact.redact_obj(metadata)
     return ActiveRun(run, ledger, bus or default_bus())

@@ -9,6 +9,7 @@ just created) rebuilds on the new tip and retries.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -36,6 +37,30 @@ _RETRIES = 200
 # objects until 256 MB (4 MB trees took one process from 94 to 616 MB over 4,000 runs).
 pygit2.settings.cache_object_limit(ObjectType.TREE, 64 * 1024)
 CACHE_CLEARED_EVERY = 100  # commits and diffs between clearings of the object cache
+
+
+def _common_dir(repo: pygit2.Repository) -> str:
+    """The git dir holding *repo*'s objects and refs (a linked worktree's main git dir)."""
+    commondir = Path(repo.path) / "commondir"
+    if commondir.exists():
+        return str((Path(repo.path) / commondir.read_text().strip()).resolve())
+    return str(Path(repo.path).resolve())
+
+
+def _code_ref(repo: pygit2.Repository) -> dict[str, object]:
+    """HEAD's commit, branch and whether tracked files differ from it in *repo*."""
+    if repo.head_is_unborn:
+        branch = repo.references.get("HEAD")
+        name = branch.target.removeprefix("refs/heads/") if branch is not None else None
+        return {"commit": None, "branch": name, "dirty": False}
+    branch = None if repo.head_is_detached else repo.head.shorthand
+    dirty = False
+    if repo.workdir:
+        flags = pygit2.enums.FileStatus
+        clean = {flags.CURRENT, flags.IGNORED}
+        dirty = any(status not in clean
+                    for status in repo.status(untracked_files="no").values())
+    return {"commit": str(repo.head.target), "branch": branch, "dirty": dirty}
 
 
 class LedgerWriteError(RuntimeError):
@@ -75,24 +100,29 @@ class GitStore:
             ref = self.repo.references.get(BRANCH_REF)
             return ref.target if ref is not None else None
 
-    def code_ref(self) -> dict[str, object]:
-        """The project's commit, branch and dirtiness now (commit None in an empty repo)."""
+    def code_ref(self, where: str | os.PathLike[str] | None = None) -> dict[str, object]:
+        """The commit, branch and dirtiness now of the work tree holding *where* (commit None
+        in an empty repo).
+
+        A linked worktree has its own HEAD and index: a run there records that worktree's
+        provenance, while the ledger stays in the common git dir. Without *where* (or outside
+        a work tree of this repository), the ledger repository's own work tree.
+        """
         with self.lock:
-            repo = self.repo
-            if repo.head_is_unborn:
-                branch = repo.references.get("HEAD")
-                name = branch.target.removeprefix("refs/heads/") if branch is not None else None
-                return {"commit": None, "branch": name, "dirty": False}
-            branch = None if repo.head_is_detached else repo.head.shorthand
-            dirty = False
-            if repo.workdir:
-                flags = pygit2.enums.FileStatus
-                clean = {flags.CURRENT, flags.IGNORED}
-                for status in repo.status(untracked_files="no").values():
-                    if status not in clean:
-                        dirty = True
-                        break
-            return {"commit": str(repo.head.target), "branch": branch, "dirty": dirty}
+            return _code_ref(self._work_repo(where) or self.repo)
+
+    def _work_repo(self, where: str | os.PathLike[str] | None) -> pygit2.Repository | None:
+        """The repository (worktree) holding *where*, when it shares this store's objects."""
+        if where is None:
+            return None
+        found = pygit2.discover_repository(str(Path(where).resolve()))
+        if found is None:
+            return None
+        repo = pygit2.Repository(found)
+        same = Path(repo.path).resolve() == Path(self.repo.path).resolve()
+        if same or Path(_common_dir(repo)) != Path(_common_dir(self.repo)):
+            return None  # the store's own work tree, or another repository altogether
+        return repo
 
     def commit_files(
         self, directory: str, files: Mapping[str, bytes], message: str, author: str | None = None
