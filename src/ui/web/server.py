@@ -3,8 +3,9 @@
 One worker process, because the event bus and the executor live in it; its
 ``threads`` cap the open streams (SSE, WebSocket) plus the requests in
 progress, and its event loop reads each request whole before a thread serves
-it (``worker.py``: half-sent requests hold no thread). The master binds the port; the worker builds the app (nothing
-stateful crosses the fork) and prints the login URL. On SIGTERM the worker
+it (``worker.py``: half-sent requests hold no thread). The master binds the
+port; the worker builds the app (nothing stateful crosses the fork) and prints
+the login URL. On SIGTERM the worker
 stops accepting, cancels (or, ``graceful``, awaits) every in-flight run and
 records it, lets answers in progress finish for a few seconds and exits; on
 Ctrl-C (SIGINT, SIGQUIT) it records the runs and exits at once. Should the
