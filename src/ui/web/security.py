@@ -55,8 +55,6 @@ from controlplane.ui.web.errors import error_response, wants_html
 from controlplane.ui.web.logins import LOGINS_DIR, MAX_LOGINS_PER_TOKEN, Session, Sessions
 from controlplane.ui.web.state import base_url, local_path, state
 
-ControlPlane = Runtime  # the per-app state (the extension class lives in .extension)
-
 TOKEN_FILE = "token"
 COOKIE_PREFIX = "controlplane_session"
 INGEST_PATH = "/api/runs/ingest"
@@ -142,7 +140,7 @@ def login_url(host: str, port: int, token: str) -> str:
 # -- login sessions ------------------------------------------------------------
 
 
-def sessions(plane: ControlPlane | None = None) -> Sessions:
+def sessions(plane: Runtime | None = None) -> Sessions:
     """The app's login sessions (stored under ``<git dir>/scp/logins/``)."""
     plane = plane or state()
     found = plane.extra.get("sessions")
@@ -189,7 +187,7 @@ def host_csrf_token(create: bool = False) -> str:
     return hmac.new(key, b"csrf\0" + actor.encode(), hashlib.sha256).hexdigest()
 
 
-def host_actor(plane: ControlPlane) -> dict[str, str] | bool | None:
+def host_actor(plane: Runtime) -> dict[str, str] | bool | None:
     """What the host app's ``authorize(request)`` says: an actor dict, None (401), False (403).
 
     An actor needs a non-empty ``name``; ``kind`` defaults to ``web``; values become strings.
@@ -279,7 +277,7 @@ def unauthorized() -> Response:
     return response
 
 
-def users(plane: ControlPlane | None = None) -> Users:
+def users(plane: Runtime | None = None) -> Users:
     """The app's users file (people's own tokens)."""
     plane = plane or state()
     found = plane.extra.get("users")
@@ -288,7 +286,7 @@ def users(plane: ControlPlane | None = None) -> Users:
     return found
 
 
-def token_owner(plane: ControlPlane, token: str) -> tuple[bool, str | None]:
+def token_owner(plane: Runtime, token: str) -> tuple[bool, str | None]:
     """(valid, user): the server's token (user None) or a user's own token."""
     if matches(token, plane.token):
         return True, None
@@ -300,7 +298,7 @@ def token_owner(plane: ControlPlane, token: str) -> tuple[bool, str | None]:
     return user is not None, user
 
 
-def authenticate(plane: ControlPlane) -> str | None:
+def authenticate(plane: Runtime) -> str | None:
     """``"host"``, ``"bearer"``, ``"ingest"`` or ``"cookie"`` (setting
     ``g.controlplane_session``), or None (``g.controlplane_refused`` when authorize said False).
 
@@ -328,9 +326,9 @@ def authenticate(plane: ControlPlane) -> str | None:
     session = sessions(plane).get(session_id) if session_id else None
     if session is None:
         return None
-    valid = login_still_valid(plane, session.user, session.token_sha256)
-    if not valid:
-        if valid is False:  # its token was removed or replaced: logged out for good
+    still_valid = login_still_valid(plane, session.user, session.token_sha256)
+    if not still_valid:
+        if still_valid is False:  # its token was removed or replaced: logged out for good
             sessions(plane).end(session.session_id)
         return None
     if session.user:
@@ -339,7 +337,7 @@ def authenticate(plane: ControlPlane) -> str | None:
     return "cookie"
 
 
-def login_still_valid(plane: ControlPlane, user: str | None, digest: str | None) -> bool | None:
+def login_still_valid(plane: Runtime, user: str | None, digest: str | None) -> bool | None:
     """True if the token a login was made from still works; None if the users file is broken.
 
     The server's token for a login without a user; else the user's current token.
