@@ -278,3 +278,48 @@ def test_a_version_from_git_tags_is_pinned_for_the_build(attrs: Project) -> None
     assert any("hatch-vcs" in note for note in body["notes"])
     text = body["content"]
     assert text.index("PRETEND_VERSION") < text.index("pip install .")
+
+
+# --- defect 6: READMEs true of the project, never a second one ------------------------------
+
+def test_a_library_readme_claims_no_port_or_command(click: Project) -> None:
+    body = click.ok("/docs/generate/readme")
+    assert body["kind"] == "library" and "Running" not in body["sections"]
+    assert "listens on port" not in body["content"] and "8000" not in body["content"]
+    assert "A Python 3.9 library" in body["content"]
+
+
+def test_readme_beside_an_existing_lowercase_readme_is_refused(slugify: Project) -> None:
+    refused = slugify.post("/docs/generate/readme", status=409, write=True)
+    assert refused["paths"] == ["readme.md"] and '"output": "readme.md"' in refused["message"]
+    assert status(slugify.root) == ""  # no README.md beside readme.md
+    preview = slugify.ok("/docs/generate/readme")
+    assert preview["other_readmes"] == ["readme.md"] and preview["kind"] == "library"
+    assert "listens on port" not in preview["content"]
+    replaced = slugify.ok("/docs/generate/readme", output="readme.md", write=True,
+                          overwrite=True)
+    assert replaced["written"] and not (slugify.root / "README.md").exists()
+
+
+# --- defect 11: the changelog says what the history is -------------------------------------
+
+def test_a_changelog_does_not_claim_conventional_commits_it_does_not_have(
+        click: Project) -> None:
+    for message in ("Fix the pager on Windows", "feat: add a flag", "Update docs",
+                    "Merge pull request #1 from x/y", "Bump version"):
+        git(click.root, "commit", "-q", "--allow-empty", "-m", message)
+    body = click.ok("/docs/generate/changelog", output="docs/CHANGELOG.md")
+    assert body["conventional"] == {"matching": 1, "follows": False}
+    assert "do not follow [Conventional Commits]" in body["content"]
+    assert "(1 of 5 do)" in body["content"]
+    refused = click.post("/docs/generate/changelog", status=409, write=True)
+    assert refused["paths"] == ["CHANGES.rst"]  # click keeps its changelog there
+    assert status(click.root) == ""
+
+
+def test_towncrier_projects_get_no_generated_changelog(attrs: Project) -> None:
+    refused = attrs.post("/docs/generate/changelog", status=409, output="NEW.md", write=True)
+    assert refused["paths"] == ["changelog.d/"] and "towncrier" in refused["message"]
+    body = attrs.post("/docs/generate/changelog", output="NEW.md")
+    assert body["status"] == "failed" and body["error"]["code"] == "towncrier"
+    assert status(attrs.root) == ""

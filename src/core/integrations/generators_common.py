@@ -95,14 +95,47 @@ def output_field(default: str | None, what: str) -> Any:
 
 
 def generator(*, conflicts: Conflicts | None = None, lock_key: str = "generate:{output}",
+              precheck: Callable[[Path, BaseModel], None] | None = None,
               **declaration: Any) -> Action:
-    """A generator's declaration: locked on its output, 409 before a run that would overwrite.
+    """A generator's declaration: locked on its output, 409 before a run that would overwrite
+    (or *precheck*'s own refusal).
 
     Its description (the dashboard's help text) is the service's docstring.
     """
     declaration.setdefault("description", " ".join((declaration["service"].__doc__ or "").split()))
-    return Action(lock_key=lock_key, precheck=refuse_overwrite(conflicts or existing("output")),
+    return Action(lock_key=lock_key,
+                  precheck=precheck or refuse_overwrite(conflicts or existing("output")),
                   **declaration)
+
+
+def same_kind_siblings(root: Path, relative: str, pattern: re.Pattern[str]) -> list[str]:
+    """Files beside *relative* of the same kind in another name or case (``readme.md`` for
+    ``README.md``, ``CHANGES.rst`` for ``CHANGELOG.md``)."""
+    target = project_path(root, relative, "output")
+    try:
+        names = sorted(p.name for p in target.parent.iterdir() if p.is_file())
+    except OSError:
+        return []
+    base = target.parent.relative_to(root.resolve())
+    return [(base / name).as_posix() for name in names
+            if pattern.match(name) and name != target.name]
+
+
+def refuse_second_copy(pattern: re.Pattern[str], what: str) -> Callable[[Path, BaseModel], None]:
+    """A precheck: 409 when the project already keeps its *what* under another name or case
+    (a second README beside readme.md is refused), else the usual overwrite check."""
+
+    def check(root: Path, params: BaseModel) -> None:
+        relative = str(vars(params)["output"])
+        if getattr(params, "write", True):
+            others = same_kind_siblings(root, relative, pattern)
+            if others:
+                raise Conflict(f"{others[0]} is this project's {what}: send \"output\": "
+                               f"\"{others[0]}\" (with \"overwrite\": true) to replace it, "
+                               f"never a second {what} beside it", paths=others)
+        refuse_overwrite(existing("output"))(root, params)
+
+    return check
 
 
 def deliver_all(root: Path, files: Iterable[tuple[str, str]], params: GenerateParams,

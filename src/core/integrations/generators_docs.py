@@ -5,22 +5,32 @@ from __future__ import annotations
 import datetime
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from controlplane.core.actions import ActionContext, Example, ProjectPath, register
+from controlplane.core.errors import Conflict
 from controlplane.core.integrations._cli_tools import RefName, classify
 from controlplane.core.integrations._generated_files import GenerateParams, deliver
 from controlplane.core.integrations._project_facts import ProjectFacts, project_facts
+from controlplane.core.integrations._project_traits import (
+    CHANGELOG_NAMES,
+    README_NAMES,
+    project_kind,
+    towncrier,
+)
 from controlplane.core.integrations.generators_common import (
     NODE_EXAMPLE,
     generator,
     output_field,
+    refuse_second_copy,
     render,
     render_facts,
+    same_kind_siblings,
 )
-from controlplane.core.integrations.generators_docker import start_command
+from controlplane.core.integrations.generators_docker import run_command
 
 CONVENTIONAL = re.compile(r"^(?P<type>[A-Za-z]+)(?:\((?P<scope>[^)]*)\))?(?P<bang>!)?:\s*"
                           r"(?P<subject>\S.*)$")
@@ -29,6 +39,7 @@ GROUPS = {"feat": "Features", "fix": "Bug Fixes", "perf": "Performance",
           "ci": "Continuous Integration", "style": "Style", "chore": "Chores",
           "revert": "Reverts"}
 OTHER = "Other"
+CONVENTIONAL_SHARE = 0.8  # a history "follows Conventional Commits" from this share on
 RECORD, UNIT = "\x1e", "\x1f"
 
 
@@ -87,8 +98,16 @@ def git_failure(result: Any) -> dict[str, Any]:
 
 def generate_changelog(ctx: ActionContext, params: ChangelogParams) -> dict[str, Any]:
     """CHANGELOG.md from the git history since the latest tag, grouped by conventional-commit type
-    (feat, fix, docs, refactor…, then Other).
+    (feat, fix, docs, refactor…, then Other); it says whether the history follows Conventional
+    Commits (80% of its messages). Refused where the project keeps its changelog under another
+    name (CHANGES.rst…) or writes it with towncrier.
     """
+    fragments = towncrier(ctx.project_root)
+    if fragments:
+        return {"ok": False, "error": {"code": "towncrier",
+                                       "message": towncrier_message(fragments, params.output)}}
+    if params.write:
+        check_changelog(ctx.project_root, params)
     head = ctx.tool(["git", "rev-parse", "--verify", "--quiet", "HEAD"])
     if not head.ok:
         if head.error and head.error["code"] == "tool_missing":
@@ -114,11 +133,29 @@ def generate_changelog(ctx: ActionContext, params: ChangelogParams) -> dict[str,
     groups = grouped(commits)
     facts = project_facts(ctx.project_root)
     date = None if params.version == "Unreleased" else datetime.date.today().isoformat()
+    matching = sum(c.type != "other" for c in commits)
+    follows = bool(commits) and matching >= CONVENTIONAL_SHARE * len(commits)
     content = render("changelog.md.j2", name=facts.name, since=since, version=params.version,
-                     date=date, groups=groups)
+                     date=date, groups=groups, follows=follows, matching=matching,
+                     total=len(commits))
     return {"ok": True, "since": since, "commits": len(commits),
+            "conventional": {"matching": matching, "follows": follows},
             "groups": {g["title"]: len(g["commits"]) for g in groups},
             **deliver(ctx.project_root, params.output, content, params, "output")}
+
+
+def towncrier_message(fragments: str, output: str) -> str:
+    return (f"this project writes its changelog with towncrier from {fragments}/: add a "
+            f"fragment there (towncrier create) instead of generating {output}")
+
+
+def check_changelog(root: Path, params: BaseModel) -> None:
+    """A precheck: 409 for a towncrier project, or beside a changelog of another name or case."""
+    fragments = towncrier(root) if getattr(params, "write", False) else None
+    if fragments:
+        raise Conflict(towncrier_message(fragments, str(vars(params)["output"])),
+                       paths=[f"{fragments}/"])
+    refuse_second_copy(CHANGELOG_NAMES, "changelog")(root, params)
 
 
 def how_to_test(facts: ProjectFacts) -> str | None:
@@ -133,10 +170,14 @@ def how_to_test(facts: ProjectFacts) -> str | None:
 
 def generate_readme(ctx: ActionContext, params: ReadmeParams) -> dict[str, Any]:
     """README.md from the project's facts: language, install, the variables its code reads,
-    services, how to run and test it.
+    services, how to run (only what the project declares: a library has no command or port) and
+    test it. Refused beside an existing readme of another name or case (readme.md, README.rst).
     """
+    if params.write:
+        refuse_second_copy(README_NAMES, "README")(ctx.project_root, params)
     facts = project_facts(ctx.project_root)
-    command = start_command(facts) if facts.language in ("python", "node") else \
+    kind = project_kind(facts)
+    command = run_command(facts, kind) if facts.language in ("python", "node") else \
         (["go", "run", "."] if facts.language == "go" else None)
     sections = ["Getting started"] if facts.language in ("python", "node", "go") else []
     sections += [name for name, present in (("Configuration", facts.env_vars),
@@ -144,14 +185,18 @@ def generate_readme(ctx: ActionContext, params: ReadmeParams) -> dict[str, Any]:
                                             ("Running", command),
                                             ("Tests", how_to_test(facts))) if present]
     content = render_facts("readme.md.j2", facts, title=params.title or facts.name,
-                           command=command, test_command=how_to_test(facts))
-    return {"ok": True, "language": facts.language, "sections": sections,
+                           command=command, test_command=how_to_test(facts), kind=kind.kind,
+                           port=kind.port)
+    existing = same_kind_siblings(ctx.project_root, params.output, README_NAMES)
+    return {"ok": True, "language": facts.language, "kind": kind.kind, "sections": sections,
+            "other_readmes": existing,
             **deliver(ctx.project_root, params.output, content, params, "output")}
 
 
 register(
     generator(path="/docs/generate/changelog", subtype="generate:changelog",
               title="Generate CHANGELOG", params=ChangelogParams, service=generate_changelog,
+              precheck=check_changelog,
               example=Example(params={"version": "1.0.0"}, files={"notes.txt": "hello\n"},
                               note="the walk's project has two commits: 'initial commit' and "
                                    "'example files', neither conventional",
@@ -160,6 +205,7 @@ register(
                               invalid={"since": "--output=/tmp/x"}, invalid_field="since")),
     generator(path="/docs/generate/readme", subtype="generate:readme", title="Generate README",
               params=ReadmeParams, service=generate_readme,
+              precheck=refuse_second_copy(README_NAMES, "README"),
               example=Example(params={"output": "docs/README.md", "write": True},
                               files=NODE_EXAMPLE,
                               expect={"language": "node", "written": True,
