@@ -1,13 +1,16 @@
-"""The run the current thread or task is working for (a context variable).
+"""What the current thread or task works for: its run, and its runtime (context variables).
 
-The tool runner and nested ``tracked_run`` calls read it; nothing else should.
+The tool runner and nested ``tracked_run`` calls read the run; ``tracked_run`` reads the
+runtime. Kept free of heavy imports: a script's ``tracked_run`` must start fast.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from contextvars import ContextVar
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 
 class RunSink(Protocol):
@@ -42,3 +45,40 @@ def set_current_run(run: RunSink | None):
 def reset_current_run(token) -> None:
     """Restore the run that was current before ``set_current_run``."""
     _current_run.reset(token)
+
+
+_current_runtime: ContextVar[Any] = ContextVar("controlplane_runtime", default=None)
+_runtimes_by_root: weakref.WeakValueDictionary[Path, Any] = weakref.WeakValueDictionary()
+_runtimes_lock = threading.Lock()
+
+
+def current_runtime() -> Any:
+    """The runtime made current in this context (a request, a CLI command), if any."""
+    return _current_runtime.get()
+
+
+def set_current_runtime(runtime: Any):
+    """Make *runtime* current; returns the token to reset it with."""
+    return _current_runtime.set(runtime)
+
+
+def reset_current_runtime(token) -> None:
+    _current_runtime.reset(token)
+
+
+def runtime_for(root: Path) -> Any:
+    """The open runtime serving the project at *root* in this process, if any."""
+    with _runtimes_lock:
+        return _runtimes_by_root.get(Path(root).resolve())
+
+
+def serve_root(root: Path, runtime: Any) -> None:
+    """Note that *runtime* serves the project at *root* in this process."""
+    with _runtimes_lock:
+        _runtimes_by_root[Path(root).resolve()] = runtime
+
+
+def stop_serving_root(root: Path, runtime: Any) -> None:
+    with _runtimes_lock:
+        if _runtimes_by_root.get(Path(root).resolve()) is runtime:
+            del _runtimes_by_root[Path(root).resolve()]

@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from controlplane.core import redact
-from controlplane.core.context import current_run, reset_current_run, set_current_run
+from controlplane.core.context import (
+    current_run,
+    current_runtime,
+    reset_current_run,
+    runtime_for,
+    set_current_run,
+)
 from controlplane.core.events import (
     EventBus,
     RunCompleted,
@@ -226,8 +232,6 @@ def open_run(run_type: str, subtype: str, *, summary: str = "",
     redactor first: code inside a run may print them (a script's ``$DEPLOY_TOKEN``)."""
     check_subtype(run_type, subtype)
     redact.register_env()
-    from controlplane.core.runtime import current_runtime, runtime_for
-
     runtime = current_runtime()
     where = (project_root or _flask_project_root()
              or (runtime.root if runtime is not None else None)

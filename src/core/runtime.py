@@ -19,11 +19,8 @@ Thread-safe where its parts are (the executor, ledger and bus are).
 from __future__ import annotations
 
 import os
-import threading
-import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,25 +33,20 @@ from controlplane.core.actions import (
     load_integrations,
     stored_params,
 )
+from controlplane.core.context import (
+    current_runtime,
+    reset_current_runtime,
+    runtime_for,
+    serve_root,
+    set_current_runtime,
+    stop_serving_root,
+)
 from controlplane.core.errors import ConfirmationRequired, NotFound
 from controlplane.core.events import EventBus, use_bus
 from controlplane.core.executor import Executor, Job
 from controlplane.core.ledger import Ledger
 
-_current: ContextVar[Runtime | None] = ContextVar("controlplane_runtime", default=None)
-_by_root: weakref.WeakValueDictionary[Path, Runtime] = weakref.WeakValueDictionary()
-_by_root_lock = threading.Lock()
-
-
-def current_runtime() -> Runtime | None:
-    """The runtime made current in this context (a request, a CLI command), if any."""
-    return _current.get()
-
-
-def runtime_for(root: Path) -> Runtime | None:
-    """The open runtime serving the project at *root* in this process, if any."""
-    with _by_root_lock:
-        return _by_root.get(Path(root).resolve())
+__all__ = ["Runtime", "current_runtime", "runtime_for", "select_actions"]
 
 
 def select_actions(actions: str | Iterable[str] | None) -> dict[str, Action]:
@@ -114,8 +106,7 @@ class Runtime:
             from controlplane.core.ledger.feed import LedgerFeed
 
             runtime.feed = LedgerFeed(ledger, bus).start()
-        with _by_root_lock:
-            _by_root[ledger.root.resolve()] = runtime
+        serve_root(ledger.root, runtime)
         return runtime
 
     @property
@@ -183,19 +174,19 @@ class Runtime:
     @contextmanager
     def activated(self) -> Iterator[Runtime]:
         """Make this runtime current (``tracked_run`` records to it) inside the block."""
-        token = _current.set(self)
+        token = set_current_runtime(self)
         try:
             yield self
         finally:
-            _current.reset(token)
+            reset_current_runtime(token)
 
     def activate(self) -> Any:
         """Make this runtime current; returns the token for ``deactivate``."""
-        return _current.set(self)
+        return set_current_runtime(self)
 
     @staticmethod
     def deactivate(token: Any) -> None:
-        _current.reset(token)
+        reset_current_runtime(token)
 
     def close(self, graceful: bool = False) -> None:
         """Record every in-flight run (cancelled, or finished if *graceful*); stop followers."""
@@ -206,7 +197,5 @@ class Runtime:
             part = self.extra.pop(name, None)
             if part is not None:
                 (part.stop if hasattr(part, "stop") else part.close)()
-        with _by_root_lock:
-            if _by_root.get(self.root.resolve()) is self:
-                del _by_root[self.root.resolve()]
+        stop_serving_root(self.root, self)
 
