@@ -25,7 +25,11 @@ from controlplane.ui.web.state import base_url, state
 
 def read_json_body() -> dict[str, Any]:
     """The request's JSON object; aborts with 400 ``BadRequest`` if unreadable or not an object."""
-    if not request.data:
+    try:  # a broken transfer (bad chunk framing, a client gone) is the client's error
+        raw = request.get_data(cache=True)
+    except Exception:
+        raise BadRequest("the body could not be read (broken transfer encoding?)") from None
+    if not raw:
         return {}
     try:
         body = request.get_json(force=True, silent=False)
