@@ -159,6 +159,7 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=2_000)
     parser.add_argument("--quick", action="store_true", help="small numbers, a smoke test")
     parser.add_argument("--skip-server", action="store_true")
+    parser.add_argument("--skip-recorder", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     first, async_first = 1_000, 100
@@ -167,12 +168,14 @@ def main() -> int:
     print(f"controlplane: {which_controlplane()}")
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="scp-memory-bench-") as tmp:
-        started = time.perf_counter()
-        rss = recorder(Path(tmp), args.runs, first)
-        growth = rss[args.runs] - rss[first]
-        print(f"recorder: RSS at run {first:,} {rss[first]} MB, at run {args.runs:,} "
-              f"{rss[args.runs]} MB: +{growth:.1f} MB ({time.perf_counter() - started:.0f} s)")
-        results["recorder"] = {"rss_mb": rss, "growth_mb": growth}
+        growth = 0.0
+        if not args.skip_recorder:
+            started = time.perf_counter()
+            rss = recorder(Path(tmp), args.runs, first)
+            growth = rss[args.runs] - rss[first]
+            print(f"recorder: RSS at run {first:,} {rss[first]} MB, at run {args.runs:,} "
+                  f"{rss[args.runs]} MB: +{growth:.1f} MB ({time.perf_counter() - started:.0f} s)")
+            results["recorder"] = {"rss_mb": rss, "growth_mb": growth}
         if not args.skip_server:
             started = time.perf_counter()
             served = server(Path(tmp), args.async_runs, args.lines, (async_first, args.async_runs))
