@@ -51,13 +51,15 @@ MIN_SECRET_LENGTH = 6
 MAX_SECRETS_PER_LINE = 2_000
 WITHHELD = f"{MASK} [line withheld: more than {MAX_SECRETS_PER_LINE} secrets in it]"
 
-# Names whose values are secrets: these words anywhere, AUTH / AUTHORIZATION as the last word,
-# or a *_KEY / *_KEY_ID suffix (not KEY_FILE, KEYBOARD).
+# Names whose values are secrets: these words anywhere, or a *_KEY / *_KEY_ID suffix (not
+# KEY_FILE, KEYBOARD).
 _SECRET_NAME = re.compile(
-    r"TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|PRIVATE_?KEY|CREDENTIAL"
-    r"|(?:^|_)AUTH(?:ORIZATION)?$|_KEY$|_KEY_ID$",
+    r"TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|PRIVATE_?KEY|CREDENTIAL|_KEY$|_KEY_ID$",
     re.IGNORECASE,
 )
+# Environment variables only (a key "auth" in a result is usually a section, not a value):
+# AUTH / AUTHORIZATION as the whole name or its last word (NPM_AUTH, not GIT_AUTHOR_NAME).
+_SECRET_ENV_NAME = re.compile(r"(?:^|_)AUTH(?:ORIZATION)?$", re.IGNORECASE)
 
 # Each shape masks the group that matched (its values are alternatives), or the whole match.
 # Every shape runs in time linear in the line: a run of characters is never rescanned from
@@ -215,7 +217,8 @@ class Redactor:
 
     def register_env(self, environ: Mapping[str, str] = os.environ) -> list[str]:
         """Register the values of variables whose names look secret; returns those names."""
-        names = sorted(name for name, value in environ.items() if value and looks_secret(name))
+        names = sorted(name for name, value in environ.items()
+                       if value and (looks_secret(name) or _SECRET_ENV_NAME.search(name)))
         self.register_many(environ[name] for name in names)
         return names
 
@@ -279,14 +282,14 @@ class Redactor:
 
     def redact_obj(self, obj: Any) -> Any:
         """Redact strings inside dicts, lists and tuples; values under secret-looking keys
-        become ``***`` (None stays None; a dict keeps its keys, each of its values masked)."""
+        become ``***`` (None stays None)."""
         if isinstance(obj, str):
             return self.redact(obj)
         if isinstance(obj, Mapping):
             return {
                 key: (
-                    _mask_all(value)
-                    if isinstance(key, str) and looks_secret(key)
+                    MASK
+                    if isinstance(key, str) and looks_secret(key) and value is not None
                     else self.redact_obj(value)
                 )
                 for key, value in obj.items()
@@ -296,15 +299,6 @@ class Redactor:
         if isinstance(obj, tuple):
             return tuple(self.redact_obj(item) for item in obj)
         return obj
-
-
-def _mask_all(value: Any) -> Any:
-    """*value* with every leaf masked: a dict keeps its keys (``auth: {user, password}``)."""
-    if value is None:
-        return None
-    if isinstance(value, Mapping):
-        return {key: _mask_all(item) for key, item in value.items()}
-    return MASK
 
 
 redactor = Redactor()
