@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -15,6 +17,10 @@ from controlplane.core.runs import Run, RunStatus, iso, new_run_id
 DETAIL = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # a CI run older than this is a mistake
 FUTURE_SLACK = timedelta(days=1)  # clocks drift; a run dated later would stay on top for ever
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+EVENT_HEADER = "X-GitHub-Event"
+NO_SECRET = ("GitHub webhooks are not accepted here: set CONTROLPLANE_GITHUB_WEBHOOK_SECRET "
+             "(or github_webhook_secret in the user file) to the webhook's secret")
 
 
 class IngestedRun(BaseModel):
@@ -74,3 +80,22 @@ def ingest(ledger: Ledger, bus: EventBus, report: IngestedRun) -> dict[str, Any]
     final = run.to_dict()
     bus.publish("run:completed", final, run_id=run.run_id)
     return final
+
+
+def ingest_signature(secret: str | None, body: bytes,
+                     header: str | None) -> tuple[int, str, str] | None:
+    """None if *header* (``sha256=<hex>``) is the HMAC-SHA256 of *body* with *secret*;
+    else the refusal as (HTTP status, error code, message): 403 with no secret, 401 if
+    the signature is missing or wrong (compared in constant time)."""
+    if not secret:
+        return 403, "webhook_secret_unset", NO_SECRET
+    if not header:
+        return 401, "unsigned", (f"a GitHub webhook needs {SIGNATURE_HEADER}: give the "
+                                 "webhook the same secret as github_webhook_secret")
+    scheme, _, given = header.strip().partition("=")
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if scheme != "sha256" or not hmac.compare_digest(given.strip().lower().encode(),
+                                                     expected.encode()):
+        return 401, "bad_signature", (f"{SIGNATURE_HEADER} does not match the body: check the "
+                                      "webhook's secret and send the body unchanged")
+    return None

@@ -52,6 +52,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("token", None, "access token (default: generated and kept in .git/scp/token)",
             secret=True),
     Setting("ingest_token", None, "token that may only ingest CI runs", secret=True),
+    Setting("github_webhook_secret", None,
+            "secret GitHub signs webhooks with (X-Hub-Signature-256)", secret=True),
     Setting("allowed_hosts", "", "extra Host names to accept, comma-separated"),
     Setting("users_file", "", "people's tokens (default: .git/scp/users.json)"),
     Setting("trusted_proxies", "", "proxy addresses whose X-Forwarded-Proto is believed"),

@@ -8,7 +8,9 @@ Every request passes, in this order:
 3. authentication: ``Authorization: Bearer <token>`` (the server's token or a
    user's, see :mod:`controlplane.core.users`) or a login cookie; else 401.
    A user's token records them as the actor of the runs they start.
-   The ``ingest_token`` may only ``POST /api/runs/ingest`` (else 403);
+   The ``ingest_token`` may only ``POST /api/runs/ingest`` (else 403); a GitHub
+   webhook there is authenticated by its ``X-Hub-Signature-256`` alone (401 if wrong,
+   403 without ``github_webhook_secret``);
 4. WebSocket upgrades (``/ws/…``) need a same-origin ``Origin`` (a Bearer client
    may send none); cookie-authenticated unsafe methods need the session's
    ``X-CSRF-Token`` and a same-origin ``Origin`` (or ``Sec-Fetch-Site:
@@ -49,6 +51,7 @@ from flask import Blueprint, Flask, Response, current_app, g, redirect, request
 from flask import session as flask_session
 from werkzeug.wrappers import Response as BaseResponse
 
+from controlplane.core.ingest import EVENT_HEADER, SIGNATURE_HEADER, ingest_signature
 from controlplane.core.runtime import Runtime
 from controlplane.core.users import Users, UsersError, token_digest, users_for
 from controlplane.ui.web.errors import error_response, wants_html
@@ -366,6 +369,15 @@ def check_request() -> Response | None:
         return error_response(403, "forbidden_host",
                               "this Host is not allowed (add it to allowed_hosts)")
     if request.method in ("GET", "HEAD") and path in OPEN_PATHS:
+        return None
+    if request.method == "POST" and path == INGEST_PATH and (
+            SIGNATURE_HEADER in request.headers or EVENT_HEADER in request.headers):
+        refused = ingest_signature(plane.settings.get("github_webhook_secret"),
+                                   request.get_data(cache=True),
+                                   request.headers.get(SIGNATURE_HEADER))
+        if refused:
+            return error_response(*refused)
+        g.controlplane_auth = request.environ["controlplane.auth"] = "github"  # signed by GitHub
         return None
     kind = authenticate(plane)
     if kind is None:
