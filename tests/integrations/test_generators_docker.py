@@ -133,13 +133,17 @@ def test_docker_compose_config_accepts_the_files(projects) -> None:
 def test_every_backing_service_gives_a_loadable_compose_file(flask_project: Project) -> None:
     every = ["redis", "postgres", "mysql", "mongodb", "rabbitmq"]
     body = flask_project.ok("/docker/generate/compose-wizard", name="all", services=every,
-                            env=["MONGO_URI", "CELERY_BROKER_URL"])
+                            env=["MONGO_URI", "CELERY_BROKER_URL"], write=True)
     assert body["services"] == ["all", *every]
     doc = yaml.safe_load(body["content"])  # the preview, as the client sees it, still loads
     assert set(doc["volumes"]) == {"postgres-data", "mysql-data", "mongodb-data"}
     environment = doc["services"]["all"]["environment"]
     assert "MONGO_URI=mongodb://mongodb:27017/app" in environment
-    assert "CELERY_BROKER_URL=amqp://guest:guest@rabbitmq:5672/" in environment
+    # a URL's password never reaches an answer or the ledger; the written file keeps it
+    assert "CELERY_BROKER_URL=amqp://guest:***@rabbitmq:5672/" in environment
+    written = yaml.safe_load((flask_project.root / body["path"]).read_text())
+    assert "CELERY_BROKER_URL=amqp://guest:guest@rabbitmq:5672/" in \
+        written["services"]["all"]["environment"]
 
 
 def test_a_go_service_gets_a_two_stage_build(repo: Path, make_app) -> None:
