@@ -10,6 +10,7 @@ import tomllib
 
 import yaml
 
+from controlplane.core.integrations._project_facts import node_lts_within
 from tests.conftest import git
 from tests.integrations import fixtures_projects
 from tests.integrations.fixtures_projects import Project, write_project
@@ -51,7 +52,7 @@ def test_the_pages_workflow_builds_the_way_each_project_does(projects) -> None:
     assert "npm run build" in steps(js) and "actions/setup-node@v4" in steps(js)
     node_step = next(s for s in js["jobs"]["build"]["steps"] if s.get("with", {}).get(
         "node-version"))
-    assert node_step["with"]["node-version"] == "18"
+    assert node_step["with"]["node-version"] == node_lts_within(">=18")  # not the EOL 18
     # the preview a user reads is the file, not a redacted version of it
     assert yaml.safe_load(docs["content"]) == mk
 

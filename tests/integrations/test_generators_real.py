@@ -9,6 +9,9 @@ attrs' hatch-vcs version and pytest 9 ``[tool.pytest]``; slugify's ``readme.md``
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -142,6 +145,7 @@ ATTRS = {
         [tool.pytest]
         addopts = ["-ra", "--strict-markers"]
         testpaths = ["tests"]
+        pythonpath = ["src"]
         """),
     "src/attr/__init__.py": "def define(cls):\n    return cls\n",
     "src/attrs/__init__.py": "from attr import define\n\n__all__ = ['define']\n",
@@ -323,3 +327,56 @@ def test_towncrier_projects_get_no_generated_changelog(attrs: Project) -> None:
     body = attrs.post("/docs/generate/changelog", output="NEW.md")
     assert body["status"] == "failed" and body["error"]["code"] == "towncrier"
     assert status(attrs.root) == ""
+
+
+# --- defect 3: tool config only where missing, never shadowing pyproject --------------------
+
+def pytest_starts(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p",
+                           "no:cacheprovider"], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+                               # the fixture's own "attr" would break installed plugins
+                               "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}, check=False)
+
+
+def test_quality_config_leaves_pytest_9_native_table_alone(attrs: Project) -> None:
+    refused = attrs.post("/quality/generate/config", status=409, write=True)
+    assert refused["paths"] == ["pyproject.toml [tool.pytest]"]
+    assert status(attrs.root) == ""
+    body = attrs.ok("/quality/generate/config", tools=["ruff", "mypy"], write=True)
+    text = (attrs.root / "pyproject.toml").read_text()
+    assert "[tool.pytest.ini_options]" not in text  # pytest refuses both tables
+    assert body["tools"] == ["ruff", "mypy"]
+    assert '[tool.ruff]\nline-length = 100\ntarget-version = "py38"' in text  # not py40
+    started = pytest_starts(attrs.root)
+    assert started.returncode == 0, started.stdout + started.stderr
+
+
+def test_separate_files_never_shadow_the_pyproject_settings(click: Project) -> None:
+    body = click.ok("/quality/generate/config", target="separate", write=True)
+    assert body["files"] == [] and set(body["configured_in"]) == {"ruff", "mypy", "pytest"}
+    assert body["configured_in"]["ruff"] == "pyproject.toml [tool.ruff]"
+    assert status(click.root) == ""  # no ruff.toml / mypy.ini / pytest.ini
+
+
+# --- defect 8: the Pages workflow builds the project's docs, or refuses ---------------------
+
+def test_pages_ci_installs_the_project_and_its_docs_dependencies(click: Project,
+                                                                 attrs: Project) -> None:
+    body = click.ok("/pages/ci")
+    assert body["builder"] == "sphinx"
+    assert body["install"] == "pip install . --group docs"  # click's [dependency-groups] docs
+    assert body["build"] == 'sphinx-build -b html docs "_site"'
+    workflow = yaml.safe_load(body["content"])
+    runs = [s.get("run") for s in workflow["jobs"]["build"]["steps"]]
+    assert body["install"] in runs and "pip install sphinx" not in runs
+    (attrs.root / "docs").mkdir()
+    (attrs.root / "docs" / "conf.py").write_text("project = 'attrs'\n")
+    assert attrs.ok("/pages/ci")["install"] == 'pip install ".[docs]"'
+
+
+def test_pages_ci_refuses_a_project_without_a_docs_system(slugify: Project) -> None:
+    body = slugify.post("/pages/ci", write=True)
+    assert body["status"] == "failed" and body["error"]["code"] == "no_docs_system"
+    assert '"site_dir"' in body["error"]["message"]
+    assert status(slugify.root) == ""  # never a workflow uploading a public/ that is not there

@@ -2,7 +2,10 @@
 
 Python settings go into ``pyproject.toml`` (sections appended, the rest of
 the file kept byte for byte; existing sections replaced only with
-``overwrite``) or into ``ruff.toml``, ``mypy.ini`` and ``pytest.ini``.
+``overwrite``) or into ``ruff.toml``, ``mypy.ini`` and ``pytest.ini``. A tool
+the project configures already (anywhere it looks: pyproject's ``[tool.pytest]``
+of pytest 9, setup.cfg, tox.ini, its own file) is left alone: a second config
+would be ignored, make the tool refuse to start, or shadow the project's.
 """
 
 from __future__ import annotations
@@ -16,7 +19,12 @@ from pydantic import Field
 
 from controlplane.core.actions import ActionContext, Example, ProjectPath, project_path, register
 from controlplane.core.integrations._generated_files import GenerateParams
-from controlplane.core.integrations._project_facts import ProjectFacts, project_facts
+from controlplane.core.integrations._project_facts import (
+    ProjectFacts,
+    ToolConfig,
+    project_facts,
+    tool_config,
+)
 from controlplane.core.integrations.generators_common import (
     FLASK_EXAMPLE,
     deliver_all,
@@ -41,6 +49,19 @@ class QualityConfigParams(GenerateParams):
                               description="Python tools to configure")
     line_length: int = Field(100, ge=60, le=200, description="maximum line length")
     strict: bool = Field(False, description="mypy strict mode")
+
+
+def configured_elsewhere(root: Path, params: QualityConfigParams) -> dict[str, ToolConfig]:
+    """Tools the project configures in a place this run would not write (their settings win)."""
+    found = {}
+    for tool in params.tools:
+        where = tool_config(root / params.directory, tool)
+        if where is None:
+            continue
+        ours = SEPARATE[tool] if params.target == "separate" else "pyproject.toml"
+        if where.file != ours:
+            found[tool] = where
+    return found
 
 
 def table_of(tool: str, data: dict[str, Any]) -> bool:
@@ -82,7 +103,10 @@ def pyproject_sections(root: Path, params: QualityConfigParams) -> tuple[str, st
     path = project_path(root, relative, "directory")
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     data = tomllib.loads(text)
-    return relative, text, [t for t in params.tools if table_of(t, data)]
+    native_pytest = isinstance(data.get("tool", {}).get("pytest"), dict) and any(
+        k != "ini_options" for k in data["tool"]["pytest"])  # pytest 9's [tool.pytest]
+    return relative, text, [t for t in params.tools
+                            if table_of(t, data) or (t == "pytest" and native_pytest)]
 
 
 def merged_pyproject(facts: ProjectFacts, params: QualityConfigParams, text: str,
@@ -90,7 +114,7 @@ def merged_pyproject(facts: ProjectFacts, params: QualityConfigParams, text: str
     """*text* plus the missing sections (present ones replaced only with ``overwrite``)."""
     replaced = present if params.overwrite else []
     added = [t for t in params.tools if t in replaced or t not in present]
-    body = strip_tables(text, [TABLES[t] for t in replaced])
+    body = strip_tables(text, [TABLES[t] if t != "pytest" else "tool.pytest" for t in replaced])
     body = body.rstrip("\n") + "\n" if body.strip() else ""
     values = {**python_values(facts, params), "tools": added}
     content = (body + render_facts("quality_pyproject.toml.j2", facts, **values)).lstrip("\n")
@@ -104,13 +128,18 @@ def conflicts(root: Path, params: QualityConfigParams) -> list[str]:
     if language == "node":
         files: list[str] = list(NODE_FILES.values())
     elif language == "python" and params.target == "separate":
-        files = [SEPARATE[t] for t in params.tools]
+        elsewhere = configured_elsewhere(root, params)
+        files = [SEPARATE[t] for t in params.tools if t not in elsewhere]
     elif language == "python":
         try:
             relative, _, present = pyproject_sections(root, params)
         except tomllib.TOMLDecodeError:
             return []  # the run reports it
-        return [f"{relative} [{TABLES[t]}]" for t in present]
+        elsewhere = configured_elsewhere(root, params)
+        native = tool_config(root / params.directory, "pytest")
+        label = {**TABLES, "pytest": native.section if native and native.file == "pyproject.toml"
+                 else TABLES["pytest"]}
+        return [f"{relative} [{label[t]}]" for t in present if t not in elsewhere]
     else:
         return []
     paths = [str(Path(params.directory) / name) for name in files]
@@ -130,10 +159,20 @@ def node_files(facts: ProjectFacts, params: QualityConfigParams) -> list[tuple[s
 
 def generate_quality_config(ctx: ActionContext, params: QualityConfigParams) -> dict[str, Any]:
     """ruff, mypy and pytest settings (pyproject.toml sections or separate files) for a Python
-    project; ESLint and Prettier for a Node project.
+    project, only for tools it does not configure yet (never a file shadowing its settings);
+    ESLint and Prettier for a Node project.
     """
     facts = project_facts(ctx.project_root)
     kept: list[str] = []
+    elsewhere: dict[str, ToolConfig] = {}
+    if facts.language == "python":
+        elsewhere = configured_elsewhere(ctx.project_root, params)
+        wanted = [t for t in params.tools if t not in elsewhere]
+        if not wanted:
+            return {"ok": True, "language": facts.language, "tools": [], "kept_sections": [],
+                    "configured_in": {t: str(w) for t, w in elsewhere.items()}, "files": [],
+                    "message": "every tool is configured by the project already: nothing to add"}
+        params = params.model_copy(update={"tools": wanted})
     if facts.language == "node":
         files, tools = node_files(facts, params), list(NODE_FILES)
     elif facts.language != "python":
@@ -156,6 +195,7 @@ def generate_quality_config(ctx: ActionContext, params: QualityConfigParams) -> 
         # adding sections replaces nothing; the precheck refused replacing without overwrite
         params = params.model_copy(update={"overwrite": True})
     return {"ok": True, "language": facts.language, "tools": tools, "kept_sections": kept,
+            "configured_in": {t: str(w) for t, w in elsewhere.items()},
             "files": deliver_all(ctx.project_root, files, params)}
 
 
