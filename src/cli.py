@@ -64,8 +64,13 @@ repo_option = click.option("--repo", type=click.Path(file_okay=False), default=N
 @repo_option
 def exec_command(subtype: str, command: tuple[str, ...], summary: str | None,
                  timeout: float | None, repo: str | None) -> None:
-    """Run COMMAND as a Run of SUBTYPE (e.g. `exec test:nightly -- pytest -q`)."""
+    """Run COMMAND as a Run of SUBTYPE (e.g. `exec test:nightly -- pytest -q`).
+
+    Exits with the command's code (128+n if signal n killed it). SIGTERM or SIGHUP to
+    exec is passed on to the command's process group and records the run cancelled.
+    """
     from controlplane.core.events import default_bus
+    from controlplane.core.forward_signals import SignalForwarder, shell_exit_code
     from controlplane.core.run_tracker import default_actor, tracked_run
     from controlplane.core.tools import run_tool
 
@@ -82,13 +87,19 @@ def exec_command(subtype: str, command: tuple[str, ...], summary: str | None,
 
     disconnect = default_bus().connect(echo_output)
     try:
-        with tracked_run(run_type, subtype, summary=summary or " ".join(argv),
-                         project_root=ledger.root, actor=default_actor("cli"),
-                         params={"argv": argv}) as run:
+        with SignalForwarder() as forwarder, tracked_run(
+                run_type, subtype, summary=summary or " ".join(argv),
+                project_root=ledger.root, actor=default_actor("cli"),
+                params={"argv": argv}) as run:
             own_run.append(run.run_id)
-            result = run_tool(argv, cwd=None, timeout=timeout, run=run)
+            result = run_tool(argv, cwd=None, timeout=timeout, run=forwarder.bind(run))
             run.result = {"exit_code": result.exit_code}
-            if not result.ok:
+            if forwarder.received:
+                run.cancel_requested.clear()  # handled here: the error names the signal
+                run.run.error = {"code": "cancelled", "message": f"controlplane exec received "
+                                 f"{forwarder.signal_name}: the command was stopped"}
+                run.status = "cancelled"
+            elif not result.ok:
                 run.fail(result.error["code"], result.error["message"])
     except ValueError as exc:
         raise Fail(str(exc)) from None
@@ -100,10 +111,12 @@ def exec_command(subtype: str, command: tuple[str, ...], summary: str | None,
     finally:
         disconnect()
     click.echo(f"controlplane: run {run.run_id} {run.run.status}", err=True)
+    if forwarder.exit_code is not None:
+        sys.exit(forwarder.exit_code)
     if result.error and result.error["code"] == "tool_missing":
         click.echo(f"controlplane: error: {result.error['message']}", err=True)
         sys.exit(127)
-    sys.exit(result.exit_code if result.exit_code is not None else 1)
+    sys.exit(shell_exit_code(result.exit_code))
 
 
 # -- runs ------------------------------------------------------------------
