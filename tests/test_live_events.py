@@ -53,6 +53,12 @@ class SSEClient:
         self.conn.close()
 
 
+
+def chat(n: int) -> dict:
+    """A chat:message's data as declared (author and time included)."""
+    return {"message_id": str(n), "text": str(n), "author": {"kind": "api", "name": "t"},
+            "at": "2026-12-05T00:00:00Z"}
+
 def publish(n: int, start: int = 0) -> list[str]:
     return [default_bus().publish("run:progress", {"done": i, "total": 99})["id"]
             for i in range(start, start + n)]
@@ -148,7 +154,7 @@ def test_a_client_behind_a_burst_gets_it_in_few_writes_in_order() -> None:
 
     bus = EventBus()
     sub = bus.subscribe(maxsize=1000)
-    published = [bus.publish("chat:message", {"message_id": str(n), "text": str(n)})["id"]
+    published = [bus.publish("chat:message", chat(n))["id"]
                  for n in range(150)]
     frames = sse_frames(sub, heartbeat=0.01)
     assert next(frames).startswith("retry:")
@@ -166,7 +172,7 @@ def test_a_slow_client_ends_its_stream_with_resync_after_what_it_had() -> None:
     bus = EventBus()
     sub = bus.subscribe(maxsize=5)
     for n in range(8):  # three more than it can hold: dropped from the bus
-        bus.publish("chat:message", {"message_id": str(n), "text": str(n)})
+        bus.publish("chat:message", chat(n))
     frames = sse_frames(sub, heartbeat=0.01)
     next(frames)
     last = next(frames)
