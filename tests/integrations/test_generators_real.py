@@ -380,3 +380,27 @@ def test_pages_ci_refuses_a_project_without_a_docs_system(slugify: Project) -> N
     assert body["status"] == "failed" and body["error"]["code"] == "no_docs_system"
     assert '"site_dir"' in body["error"]["message"]
     assert status(slugify.root) == ""  # never a workflow uploading a public/ that is not there
+
+
+# --- defect 2: a test template that shadows nothing and passes the project's ruff -----------
+
+def test_the_test_template_keeps_clicks_suite_collecting(click: Project) -> None:
+    body = click.ok("/testing/generate/template", module="src/click/utils.py", write=True)
+    assert body["path"] == "tests/test_click_utils.py"  # not beside tests/test_utils/
+    assert not (click.root / "tests" / "test_utils.py").exists()
+    text = (click.root / body["path"]).read_text()
+    assert "from click.utils import KeepOpenFile\nfrom click.utils import LazyFile\n" in text
+    for argv in (["check", "--no-fix", body["path"]], ["format", "--check", body["path"]]):
+        ruff = subprocess.run(["ruff", *argv], cwd=click.root, capture_output=True, text=True,
+                              check=False)
+        assert ruff.returncode == 0, ruff.stdout + ruff.stderr  # click's own config
+    env = {**os.environ, "PYTHONPATH": str(click.root / "src"),
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p",
+                                "no:cacheprovider"], cwd=click.root, capture_output=True,
+                               text=True, env=env, check=False)
+    assert collected.returncode == 0, collected.stdout
+    shadowing = click.post("/testing/generate/template", module="src/click/utils.py",
+                           output="tests/test_utils.py", write=True)
+    assert shadowing["status"] == "failed" and shadowing["error"]["code"] == "shadows_module"
+    assert "tests/test_utils/" in shadowing["error"]["message"]

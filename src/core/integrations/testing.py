@@ -16,7 +16,6 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, StrictUndefined
 from pydantic import BaseModel, Field
 
 from controlplane.core.actions import (
@@ -28,6 +27,7 @@ from controlplane.core.actions import (
     register,
 )
 from controlplane.core.errors import InvalidInput
+from controlplane.core.integrations import _test_template as test_template
 from controlplane.core.integrations._generated_files import GenerateParams, deliver
 from controlplane.core.integrations._project_facts import language_of, tool_config
 from controlplane.core.integrations._python_tools import interpreter, python_tool
@@ -139,6 +139,21 @@ def parse_summary(output: str) -> dict[str, int]:
     return counts
 
 
+def pytest_counts(junit: Path, output: str) -> dict[str, int]:
+    """Counts as pytest's closing line gives them: JUnit's, with xfailed and xpassed apart
+    (JUnit files an xfail under skipped)."""
+    summary = parse_summary(output)
+    counts = parse_junit(junit)
+    if counts is None:
+        return summary
+    for word in ("xfailed", "xpassed"):
+        if summary.get(word):
+            counts[word] = summary[word]
+    counts["skipped"] = max(0, counts["skipped"] - summary.get("xfailed", 0))
+    counts["passed"] = max(0, counts["passed"] - summary.get("xpassed", 0))
+    return counts
+
+
 FAILED_LINE = re.compile(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", re.MULTILINE)
 
 
@@ -174,7 +189,7 @@ def run_tests(ctx: ActionContext, params: TestRunParams) -> dict[str, Any]:
         junit = Path(tmp) / "junit.xml"
         result = ctx.tool([*python_tool(ctx.project_root, "pytest"),
                            *pytest_argv(ctx, params, junit)])
-        counts = parse_junit(junit) or parse_summary(result.stdout)
+        counts = pytest_counts(junit, result.stdout)
     return {**outcome(result, counts), **pytest_used(ctx, params, "pytest"),
             "failed_tests": failing_tests(result.stdout)}
 
@@ -242,7 +257,7 @@ def run_coverage(ctx: ActionContext, params: TestRunParams) -> dict[str, Any]:
         coverage = python_tool(ctx.project_root, "coverage")
         result = ctx.tool([*coverage, "run", f"--data-file={data}", "-m", "pytest",
                            *pytest_argv(ctx, params, junit)])
-        answer = {**outcome(result, parse_junit(junit) or parse_summary(result.stdout)),
+        answer = {**outcome(result, pytest_counts(junit, result.stdout)),
                   **pytest_used(ctx, params, "coverage"),
                   "coverage_config": str(tool_config(ctx.project_root, "coverage") or
                                          "none: coverage.py's defaults"),
@@ -304,31 +319,11 @@ class TemplateParams(GenerateParams):
                                description="test file to write (default tests/test_<module>.py)")
 
 
-TEST_TEMPLATE = Environment(undefined=StrictUndefined, keep_trailing_newline=True).from_string(
-    '''"""Tests for {{ module_path }}."""
-
-import pytest
-
-{% if functions or classes %}from {{ import_path }} import {{ (functions + classes) | join(", ") }}
-{% endif %}
-
-{% for name in functions %}
-def test_{{ name }}() -> None:
-    pytest.skip("write a test for {{ name }}")
-
-{% endfor %}{% for name in classes %}
-class Test{{ name }}:
-    def test_can_be_created(self) -> None:
-        pytest.skip("write a test for {{ name }}")
-
-{% endfor %}{% if not functions and not classes %}
-def test_module_imports() -> None:
-    import {{ import_path }}  # noqa: F401
-{% endif %}''')
-
-
 def generate_test_template(ctx: ActionContext, params: TemplateParams) -> dict[str, Any]:
-    """A pytest file with one test per public function and class of *module*."""
+    """A pytest file with one test per public function and class of *module*: named to shadow no
+    module or package, fitted to the project's ruff (isort, format), and refused if pytest could
+    no longer collect the suite (checked in a scratch copy before writing).
+    """
     source_path = project_path(ctx.project_root, params.module, "module")
     try:
         tree = ast.parse(source_path.read_text(encoding="utf-8"))
@@ -344,10 +339,24 @@ def generate_test_template(ctx: ActionContext, params: TemplateParams) -> dict[s
     parts = list(relative.with_suffix("").parts)
     if parts and parts[0] == "src":
         parts = parts[1:]
-    content = TEST_TEMPLATE.render(module_path=str(relative), import_path=".".join(parts),
-                                   functions=functions, classes=classes)
-    output = params.output or f"tests/test_{relative.stem}.py"
+    output = params.output or test_template.free_name(ctx.project_root, relative, parts)
+    clash = test_template.shadowed(ctx.project_root, output) if output else ["tests/"]
+    if output is None or clash:
+        return test_template.refused("shadows_module", (
+            f"{output or f'tests/test_{relative.stem}.py'} would shadow {', '.join(clash)} "
+            "(pytest could not tell them apart): send another \"output\""))
+    content = test_template.render(str(relative), ".".join(parts), functions, classes)
+    content, findings = test_template.ruff_fitted(ctx, output, content)
+    if findings and not any(f.startswith("ruff is not") for f in findings):
+        return test_template.refused("ruff_findings", "the project's ruff reports on the "
+                                     "template: " + "; ".join(findings[:5]), content=content)
+    if params.write:
+        broken = test_template.breaks_collection(ctx, output, content)
+        if broken:
+            return test_template.refused("breaks_collection", "with the template, pytest "
+                                         f"cannot collect the suite: {broken}", content=content)
     return {"ok": True, "functions": functions, "classes": classes,
+            "notes": [f for f in findings if f.startswith("ruff is not")],
             **deliver(ctx.project_root, output, content, params, "output")}
 
 
