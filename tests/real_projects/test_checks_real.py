@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.core.actions import load_integrations
+from controlplane.core.integrations._project_facts import tool_config
 from tests.conftest import LONG, bearer_client, git, make_repo
 from tests.corpus import porcelain
 
@@ -72,16 +73,19 @@ def ruff_unformatted(root: Path) -> int:
 
 
 def mypy_errors(root: Path) -> int:
-    """mypy as the project runs it: no operands (its ``files``), the cache ours used."""
-    said = by_hand(root, "-m", "mypy", f"--cache-dir={root / '.git' / 'scp' / 'cache' / 'mypy'}")
+    """mypy as a user runs it: no operand when the config names ``files``, else ``.``."""
+    config = tool_config(root, "mypy")
+    operands = [] if config and config.values.get("files") else ["."]
+    said = by_hand(root, "-m", "mypy", f"--cache-dir={root / '.git' / 'scp' / 'cache' / 'mypy'}",
+                   *operands)
     found = re.search(r"^Found (\d+) errors? in", said, re.MULTILINE)
     assert found or "Success: no issues found" in said, said[-2000:]
     return int(found.group(1)) if found else 0
 
 
 def pytest_counts(last_line: str) -> dict[str, int]:
-    return {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|errors?)",
-                                                   last_line)}
+    return {word: int(n) for n, word in re.findall(
+        r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?)", last_line)}
 
 
 def keyword_args(name: str) -> list[str]:
