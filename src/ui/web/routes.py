@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel
+from werkzeug.exceptions import HTTPException
 
 from controlplane.core.actions import Action
 from controlplane.core.errors import BadRequest
@@ -27,6 +28,8 @@ def read_json_body() -> dict[str, Any]:
     """The request's JSON object; aborts with 400 ``BadRequest`` if unreadable or not an object."""
     try:  # a broken transfer (bad chunk framing, a client gone) is the client's error
         raw = request.get_data(cache=True)
+    except HTTPException:  # e.g. 413: the body is over the limit
+        raise
     except Exception:
         raise BadRequest("the body could not be read (broken transfer encoding?)") from None
     if not raw:
