@@ -11,6 +11,8 @@
   points at a code commit, so pushing it publishes that commit: only tags whose commit
   the remote already has are pushed; the others are held and reported (unless
   ``include_unpublished``).
+- **Turns**: the merge holds the writers' ref lock (``locks.ref_move``) from reading our
+  tip to moving it, so local writers wait for it instead of winning every race.
 
 Plain ``git`` runs through the tool runner (non-interactive, output into the run);
 the merge commit and the ref moves (compare-and-swap) go through pygit2.
@@ -18,16 +20,20 @@ the merge commit and the ref moves (compare-and-swap) go through pygit2.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pygit2
 
 from controlplane.core.ledger.layout import LayoutError, TreeChecker, is_entry_id
 from controlplane.core.ledger.ledger import Ledger
+from controlplane.core.ledger.locks import WriterLockTimeout, ref_move
 from controlplane.core.ledger.merge import MergePlan, plan_append_only
 from controlplane.core.ledger.store import BRANCH, BRANCH_REF, TAG_PREFIX
 from controlplane.core.ledger.view import write_private
@@ -205,7 +211,7 @@ class LedgerSync:
         """Bring *theirs* into the local ledger branch; True if a merge commit was made."""
         store = self.ledger.store
         for _ in range(20):
-            with store.lock:
+            with store.lock, self._writers_wait():
                 repo = store.repo
                 ref = repo.references.get(BRANCH_REF)
                 ours = ref.target if ref is not None else None
@@ -227,12 +233,23 @@ class LedgerSync:
                     else:
                         ref.set_target(target, f"scp: pull {self.remote}")
                 except (pygit2.GitError, OSError, pygit2.AlreadyExistsError):
-                    continue  # a run was recorded meanwhile: merge again on the new tip
+                    continue  # moved by a git outside ours: merge again on the new tip
             if plan is not None and plan.refused:
                 report.refused_changes = plan.refused
                 report.conflicts_dir = self._keep_aside(theirs, plan)
             return merged
         raise SyncError("merge_failed", "the ledger kept moving during the merge")
+
+    @contextlib.contextmanager
+    def _writers_wait(self) -> Iterator[None]:
+        """Take our turn with the writers: hold the ref writer lock from reading our tip to
+        moving it, so no run is recorded in between (a busy ledger cannot starve a pull)."""
+        store = self.ledger.store
+        try:
+            with ref_move(Path(store.repo.path), BRANCH_REF, store.work_tree):
+                yield
+        except WriterLockTimeout as exc:
+            raise SyncError("merge_failed", f"{exc}; try the pull again") from None
 
     def _merge_commit(self, ours: pygit2.Oid, theirs: pygit2.Oid, tree: pygit2.Oid
                       ) -> pygit2.Oid:
