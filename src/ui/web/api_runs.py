@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -9,7 +11,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from controlplane.core.actions import validate_model
 from controlplane.core.errors import Conflict, InvalidInput, NotFound
-from controlplane.core.ingest import IngestedRun, ingest
+from controlplane.core.ingest import DELIVERY_HEADER, EVENT_HEADER, IngestedRun, Origin, ingest
+from controlplane.core.ingest_github import from_github
 from controlplane.core.output import HEAD_EVENTS, TAIL_EVENTS, cap_events
 from controlplane.core.runs import RUN_TYPES, RunStatus, is_run_id
 from controlplane.ui.web.openapi import openapi_document
@@ -19,6 +22,7 @@ from controlplane.ui.web.state import state, url_prefix
 bp = Blueprint("api_runs", __name__)
 
 MAX_LIMIT = 500
+DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,64}\Z")
 CATCH_UP_EVENTS = 2_000  # what the run page keeps: more would be built and dropped at once
 
 
@@ -147,11 +151,42 @@ def rerun(run_id: str) -> Response:
 
 @bp.post("/api/runs/ingest")
 def ingest_run() -> tuple[Response, int]:
-    """Record a run that happened elsewhere (CI) as ``ci:<pipeline>``; the ingest token suffices."""
-    body = read_json_body()
-    report = validate_model(IngestedRun, body)
+    """Record a run that happened elsewhere (CI) as ``ci:<pipeline>``: with the ingest token,
+    or a GitHub ``workflow_run``/``workflow_job`` webhook signed with its secret.
+
+    Idempotent on the CI run (id + attempt) or the delivery: 201 recorded or pending
+    (``queued``/``running`` waits for its completion), 200 updated or already recorded
+    (``X-Controlplane-Ingest`` says which); 202 for a webhook event that records nothing.
+    """
     plane = state()
-    return jsonify(ingest(plane.ledger, plane.bus, report)), 201
+    delivery = request.headers.get(DELIVERY_HEADER) or None
+    if delivery is not None and not DELIVERY_ID.match(delivery):
+        raise InvalidInput({DELIVERY_HEADER: "must be up to 64 letters, digits and '-'"})
+    if request.environ.get("controlplane.auth") == "github":  # the gate checked its signature
+        translated = from_github(request.headers.get(EVENT_HEADER, ""), webhook_body(), delivery)
+        if isinstance(translated, str):
+            return jsonify(ignored=translated), 202
+        report, origin = translated
+    else:
+        report = validate_model(IngestedRun, read_json_body())
+        origin = Origin.of(report, delivery)
+    outcome = ingest(plane.ledger, plane.bus, report, origin)
+    response = jsonify(outcome.run)
+    response.headers["X-Controlplane-Ingest"] = outcome.what
+    return response, outcome.http_status
+
+
+def webhook_body() -> dict[str, Any]:
+    """A webhook's JSON, sent as ``application/json`` or as the form field ``payload``."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return read_json_body()
+    try:
+        body = json.loads(request.form.get("payload", ""))
+    except ValueError:
+        raise InvalidInput({"payload": "must be the webhook's JSON"}) from None
+    if not isinstance(body, dict):
+        raise InvalidInput({"payload": "must be a JSON object"})
+    return body
 
 
 @bp.get("/api/metrics/summary")
