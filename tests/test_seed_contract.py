@@ -110,3 +110,14 @@ def test_blueprint_route_file_with_project_root_config(repo: Path, elsewhere: Pa
     assert recorded["summary"] == "broken" and recorded["status"] == "failed"
     assert not (elsewhere / ".git").exists()
     assert json.loads(json.dumps(recorded))["subtype"] == "deploy:k8s"
+
+
+def test_action_is_a_declared_run_field(repo: Path) -> None:
+    from controlplane.core.runs import Run
+
+    with tracked_run("test", "test:x", project_root=repo) as run:
+        pass
+    recorded = run_json(repo, run.run_id)
+    assert "action" in recorded and recorded["action"] is None  # a script, not an action route
+    parsed = Run.from_dict({**recorded, "action": "/testing/run"})
+    assert parsed.action == "/testing/run" and "action" not in parsed.extra

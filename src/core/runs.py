@@ -151,6 +151,7 @@ class Run:
     error: dict[str, Any] | None = None
     parent_run_id: str | None = None
     rerun_of: str | None = None
+    action: str | None = None  # the action route that started it (None: a script, exec, ingest)
     events: int = 0
     schema: int = SCHEMA
     extra: dict[str, Any] = field(default_factory=dict)
@@ -229,7 +230,8 @@ _VALID_ON_SET = frozenset({"summary", "error"})  # written to events before to_d
 _FIELD_KINDS: dict[str, tuple[type, ...]] = {
     "summary": (str,), "host": (str,), "started_at": (str, type(None)),
     "ended_at": (str, type(None)), "parent_run_id": (str, type(None)),
-    "rerun_of": (str, type(None)), "duration_ms": (int, type(None)), "events": (int,),
+    "rerun_of": (str, type(None)), "action": (str, type(None)),
+    "duration_ms": (int, type(None)), "events": (int,),
     "schema": (int,), "actor": (dict,), "code_ref": (dict,), "target": (dict,),
     "params": (dict,), "result": (dict,), "error": (dict, type(None)), "artifacts": (list,),
 }

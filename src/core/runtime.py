@@ -158,7 +158,7 @@ class Runtime:
         active = open_run(declared.run_type, declared.subtype, summary=declared.title,
                           project_root=self.root, bus=self.bus,
                           params=stored_params(validated), actor=actor, rerun_of=rerun_of)
-        active.run.extra["action"] = declared.path
+        active.run.action = declared.path
         context = ActionContext(project_root=self.root, run=active, env=self.tool_env,
                                 timeout=self.settings.get("action_timeout"),
                                 settings=self.settings)

@@ -56,7 +56,7 @@ json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
                            max_leaves=12)
 KNOWN = ("run_id", "type", "subtype", "status", "summary", "started_at", "ended_at",
          "duration_ms", "actor", "code_ref", "target", "host", "params", "result", "artifacts",
-         "error", "parent_run_id", "rerun_of", "events", "schema")
+         "error", "parent_run_id", "rerun_of", "action", "events", "schema")
 run_ids = st.builds(lambda t: new_run_id(t), st.floats(0, 4e9))
 run_like = st.fixed_dictionaries(
     {"run_id": run_ids | st.text(max_size=30), "type": st.text(max_size=10),
