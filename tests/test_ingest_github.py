@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from controlplane.core.ledger import Ledger
+from tests.conftest import bearer_client
 
 SECRET = "webhook-secret-7f3a9c"
 INGEST = "ci-only-token-123456"
@@ -95,6 +96,10 @@ def test_in_progress_then_completed_is_one_run_with_the_final_status(repo: Path,
     # a later process opening the ledger (recovery of dead runs) leaves it waiting
     Ledger.forget_instances()
     assert Ledger.open(repo).interrupted == [] and held[0].exists()
+    reader = bearer_client(app)  # listed and shown while it runs, like a local run
+    listed = reader.get("/api/runs/recent").get_json()["runs"]
+    assert [(r["run_id"], r["status"]) for r in listed] == [(pending["run_id"], "running")]
+    assert reader.get(f"/api/runs/{pending['run_id']}").get_json()["run"]["status"] == "running"
     done = webhook(client, FIXTURE, delivery="11111111-0000-0000-0000-000000000002")
     assert done.status_code == 201 and done.headers["X-Controlplane-Ingest"] == "recorded"
     final = done.get_json()

@@ -10,24 +10,19 @@ under ``.git/scp/ingest/done/``: an index rebuild loses neither.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import hmac
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, HttpUrl, field_validator, model_validator
 
 from controlplane.core import redact
 from controlplane.core.events import EventBus
+from controlplane.core.ingest_pending import IngestStore, digest
 from controlplane.core.ledger import Ledger
-from controlplane.core.ledger.journal import write_atomic
-from controlplane.core.runs import Run, RunStatus, is_run_id, iso, new_run_id
+from controlplane.core.runs import Run, RunStatus, iso, new_run_id
 
 DETAIL = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 ACTOR = r"^[\w .@\[\]-]+$"  # GitHub's bots are `name[bot]`
@@ -38,7 +33,6 @@ EVENT_HEADER = "X-GitHub-Event"
 DELIVERY_HEADER = "X-GitHub-Delivery"
 NO_SECRET = ("GitHub webhooks are not accepted here: set CONTROLPLANE_GITHUB_WEBHOOK_SECRET "
              "(or github_webhook_secret in the user file) to the webhook's secret")
-INGEST_DIR = "ingest"
 MAX_DELIVERIES = 20  # delivery ids kept in one run.json
 # what a report's status says, in our terms (seed 003 sends success|failure|running)
 STATUSES = {"ok": RunStatus.OK, "success": RunStatus.OK, "failed": RunStatus.FAILED,
@@ -132,7 +126,7 @@ def ingest(ledger: Ledger, bus: EventBus, report: IngestedRun,
            origin: Origin | None = None) -> Outcome:
     """Record *report* (or hold it while it runs); idempotent on *origin*'s key."""
     origin = origin or Origin.of(report)
-    with IngestStore(ledger.scp_dir / INGEST_DIR).locked() as store:
+    with IngestStore.of(ledger.scp_dir).locked() as store:
         key = origin.key or _unkeyed(report)
         pending = store.pending(key)
         if pending is None and origin.key:
@@ -162,7 +156,7 @@ def _deterministic_id(key: str, report: IngestedRun) -> str | None:
     """The run id a keyed report with a known start gets (found again after any rebuild)."""
     if report.started_at is None:
         return None
-    return new_run_id(report.started_at.timestamp())[:-8] + _digest(key)[:8]
+    return new_run_id(report.started_at.timestamp())[:-8] + digest(key)[:8]
 
 
 def _new_run(report: IngestedRun, origin: Origin) -> Run:
@@ -233,65 +227,6 @@ def _finish(report: IngestedRun, origin: Origin, pending: Run | None) -> Run:
         word = origin.conclusion or str(run.status)
         run.error = {"code": f"ci_{word}", "message": f"the CI job reported {word}"}
     return run
-
-
-def _digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-class IngestStore:
-    """``.git/scp/ingest/``: pending runs (``<digest>.json``) and done keys (``done/``)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-
-    @contextmanager
-    def locked(self) -> Iterator[IngestStore]:
-        """The store, held against every other ingest in any process of this clone."""
-        (self.dir / "done").mkdir(mode=0o700, parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "a") as guard:
-            fcntl.flock(guard, fcntl.LOCK_EX)
-            yield self
-
-    def pending(self, key: str) -> Run | None:
-        try:
-            data = json.loads((self.dir / f"{_digest(key)}.json").read_bytes())
-            return Run.from_dict(data["run"]) if data.get("key") == key else None
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def hold(self, key: str, run: Run) -> None:
-        body = json.dumps({"key": key, "run": run.to_dict()}, ensure_ascii=False).encode()
-        write_atomic(self.dir / f"{_digest(key)}.json", body)
-
-    def drop_pending(self, key: str) -> None:
-        (self.dir / f"{_digest(key)}.json").unlink(missing_ok=True)
-
-    def done(self, key: str) -> str | None:
-        try:
-            run_id = (self.dir / "done" / _digest(key)).read_text().strip()
-        except OSError:
-            return None
-        return run_id if is_run_id(run_id) else None
-
-    def mark_done(self, key: str, run_id: str) -> None:
-        write_atomic(self.dir / "done" / _digest(key), run_id.encode())
-
-    def runs(self) -> list[dict[str, Any]]:
-        """Every pending run (for listings), oldest first."""
-        found = []
-        for path in sorted(self.dir.glob("*.json")):
-            try:
-                found.append(Run.from_dict(json.loads(path.read_bytes())["run"]).to_dict())
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-        return sorted(found, key=lambda run: run["run_id"])
-
-
-def pending_runs(scp_dir: Path) -> list[dict[str, Any]]:
-    """The CI runs waiting for their completion in the clone whose ``.git/scp`` is *scp_dir*."""
-    directory = scp_dir / INGEST_DIR
-    return IngestStore(directory).runs() if directory.is_dir() else []
 
 
 def ingest_signature(secret: str | None, body: bytes,

@@ -332,10 +332,13 @@ class Ledger:
         """Runs in flight in any process of this clone (from the journal).
 
         A run of this process that ended but awaits its record shows its final state.
+        CI runs waiting for their completion (``.git/scp/ingest/``) are listed too.
         """
+        from controlplane.core.ingest_pending import pending_runs
+
         return [self.unrecorded[e.run["run_id"]][0].to_dict()
                 if e.run.get("run_id") in self.unrecorded else e.run
-                for e in self.journal.entries() if e.alive]
+                for e in self.journal.entries() if e.alive] + pending_runs(self.scp_dir)
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         """A run, finished (index) or in flight (journal)."""
