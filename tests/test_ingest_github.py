@@ -265,3 +265,21 @@ def test_a_keyed_report_posted_twice_records_one_run(repo: Path, app) -> None:
     assert first.get_json()["ci"] == {"run_id": "98765", "attempt": 1,
                                       "key": "ci/build/98765/1"}
     assert len(recorded(repo)) == 1
+
+
+def test_the_same_delivery_posted_at_once_records_one_run(repo: Path, served: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = json.dumps(FIXTURE).encode()
+
+    def post(_: int) -> str:
+        request = urllib.request.Request(f"{served}/api/runs/ingest", data=body, headers={
+            "Content-Type": "application/json", "X-GitHub-Event": "workflow_run",
+            "X-GitHub-Delivery": DELIVERY, "X-Hub-Signature-256": signed(body)})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.headers["X-Controlplane-Ingest"]
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = sorted(pool.map(post, range(6)))
+    assert outcomes == ["duplicate"] * 5 + ["recorded"]
+    assert len(recorded(repo)) == 1

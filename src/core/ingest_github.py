@@ -71,7 +71,8 @@ def _branch(value: Any) -> str | None:
 
 def _run(item: dict[str, Any], payload: dict[str, Any]
          ) -> tuple[dict[str, Any], dict[str, str], str]:
-    workflow = payload.get("workflow") if isinstance(payload.get("workflow"), dict) else {}
+    workflow = payload.get("workflow")
+    workflow = workflow if isinstance(workflow, dict) else {}
     name = str(item.get("name") or workflow.get("name") or "")
     status = _status(item)
     title = item.get("display_title")
