@@ -4,7 +4,8 @@ A job is submitted as a run that is journaled ``queued`` at once; it starts
 when a slot is free and the executor is not paused. Two jobs with the same
 lock key never overlap: the second is refused with ``RunInProgress``. Cancel
 removes a queued run (recorded ``cancelled``) or asks a running one to stop;
-the tool runner then kills its whole process group. Thread-safe.
+the tool runner then kills its whole process group; ``cancel_anywhere`` reaches
+runs of other processes too (their journal entries). Thread-safe.
 
 The executor holds a job only while it is queued or running. A finished job
 stays findable (``wait``) only while its submitter still holds it: a server
@@ -178,6 +179,24 @@ class Executor:
             self._done(job)
             return "cancelled"
         return "cancelling"
+
+    def cancel_anywhere(self, run_id: str, journal: Any, queued: bool = False,
+                        by: dict[str, Any] | None = None) -> str:
+        """Cancel a run wherever it is in flight: here, queued in another worker, or in any
+        process of this clone through its journal entry (see ``Journal.cancel_in_flight``).
+
+        NotFound if no process has it in flight.
+        """
+        with contextlib.suppress(NotFound):
+            return self.cancel(run_id, elsewhere=queued)  # a queued run waits in an executor
+        outcome = journal.cancel_in_flight(run_id, by=by)
+        if outcome is not None:
+            return outcome
+        try:  # a worker of another clone may still hold it
+            return self.cancel(run_id, elsewhere=True)
+        except NotFound:
+            raise NotFound(f"run {run_id} is not queued or running in any process here; "
+                           "reload to see how it ended") from None
 
     def _cancel_requested(self, run_id: str) -> None:
         """A cancel request that reached another worker: act if the run is ours."""

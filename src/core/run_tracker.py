@@ -83,7 +83,8 @@ class ActiveRun:
         self.bus = bus
         # which bus announced it live: feeds on a shared bus must not announce it again
         run.extra.setdefault("bus_epoch", bus.epoch)
-        self.cancel_requested = threading.Event()
+        # set here, or by a cancel request another process wrote into the journal
+        self.cancel_requested: threading.Event = ledger.journal.cancel_flag(run.run_id)
         self._lock = threading.Lock()
         self._events = EventLog()  # head and tail only: a long run stays bounded
         self._entry = None

@@ -8,6 +8,13 @@ ledger finds runs whose process died and records them ``interrupted``, one at a
 time: kill the groups it left, claim the entry (an ``flock`` the kernel drops if the
 recoverer dies too), record it, remove it. Every step may be repeated by the next
 recoverer, so a crash during recovery loses nothing.
+
+Any process may cancel a live run of another (``cancel_in_flight``): it writes
+``<run_id>.cancel`` (who asked, when), which the owner's ``run.cancel_requested``
+reflects (its tool runner then stops the tool and the run is recorded ``cancelled``),
+and signals the run's recorded process groups itself, SIGTERM then SIGKILL after a
+grace period, in case the owner does not look. A run with no group gets the request
+alone: code inside it checks ``run.cancel_requested.is_set()``.
 """
 
 from __future__ import annotations
@@ -17,12 +24,17 @@ import json
 import os
 import signal
 import socket
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from controlplane.core.output import event_seq
-from controlplane.core.runs import process_alive, process_start_time
+from controlplane.core.runs import iso, process_alive, process_start_time, utc_now
+
+CANCEL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL, as the tool runner's grace period
+_POLL = 0.05  # how often a signalled group is checked for members left
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -73,6 +85,42 @@ class Journal:
     def events_path(self, run_id: str) -> Path:
         return self.dir / f"{run_id}.events.jsonl"
 
+    def cancel_path(self, run_id: str) -> Path:
+        return self.dir / f"{run_id}.cancel"
+
+    def cancel_flag(self, run_id: str) -> CancelFlag:
+        """The event a run's code checks: set here, or by a cancel request of any process."""
+        return CancelFlag(self.cancel_path(run_id))
+
+    def entry(self, run_id: str) -> JournalEntry | None:
+        """The readable entry of *run_id*, if it is in flight."""
+        try:
+            return JournalEntry.from_json(self.meta_path(run_id).read_bytes())
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def cancel_in_flight(self, run_id: str, by: dict[str, Any] | None = None,
+                         grace: float = CANCEL_GRACE) -> str | None:
+        """Cancel a live run of any process of this host; None if there is none to cancel.
+
+        Returns ``"cancelling"`` when its process groups were signalled (SIGTERM now,
+        SIGKILL after *grace* seconds for what is left, in a background thread) or
+        ``"requested"`` when it has none (the request alone: its code may honour it).
+        """
+        entry = self.entry(run_id)
+        if entry is None or not entry.alive:
+            return None
+        request = {"requested_at": iso(utc_now()), "by": by or {}}
+        write_atomic(self.cancel_path(run_id), json.dumps(request).encode())
+        if self.entry(run_id) is None:  # it ended meanwhile: drop our request again
+            self.cancel_path(run_id).unlink(missing_ok=True)
+            return None
+        if not entry.groups:
+            return "requested"
+        threading.Thread(target=stop_groups, args=(dict(entry.groups), grace), daemon=True,
+                         name=f"scp-cancel-{run_id}").start()
+        return "cancelling"
+
     def start(self, run: dict[str, Any]) -> JournalEntry:
         """Journal a run that this process starts now."""
         pid = os.getpid()
@@ -91,7 +139,8 @@ class Journal:
         if keep_events_at is not None and events.exists():
             keep_events_at.parent.mkdir(parents=True, exist_ok=True)
             os.replace(events, keep_events_at)
-        for path in (events, self.meta_path(run_id)):  # the entry last: a spool never outlives it
+        # the entry last: neither a spool nor a cancel request outlives it
+        for path in (events, self.cancel_path(run_id), self.meta_path(run_id)):
             path.unlink(missing_ok=True)
 
     def entries(self) -> list[JournalEntry]:
@@ -161,6 +210,9 @@ class Journal:
         for path in self.dir.glob("*.events.jsonl"):
             if not self.meta_path(path.name.removesuffix(".events.jsonl")).exists():
                 path.unlink(missing_ok=True)  # a spool is created after its entry
+        for path in self.dir.glob("*.cancel"):
+            if not self.meta_path(path.name.removesuffix(".cancel")).exists():
+                path.unlink(missing_ok=True)  # asked as the run ended
         for path in self.dir.glob(".*.tmp"):
             pid_text = path.name.rsplit(".", 2)[-2]
             if pid_text.isascii() and pid_text.isdigit() and not process_alive(int(pid_text),
@@ -221,3 +273,65 @@ def kill_left_groups(groups: dict[str, float | None]) -> list[dict[str, Any]]:
         except PermissionError as exc:
             report.append({"pgid": pgid, "state": f"not killed: {exc}"})
     return report
+
+
+class CancelFlag(threading.Event):
+    """A run's ``cancel_requested``: set in this process, or by ``<run_id>.cancel`` on disk.
+
+    ``is_set`` costs one ``stat`` until it is true; the tool runner polls it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def is_set(self) -> bool:
+        if super().is_set():
+            return True
+        if self.path.exists():
+            super().set()
+            return True
+        return False
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+        super().clear()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            super().wait(left)
+        return True
+
+
+def _group_is(pgid: int, start: float | None) -> bool:
+    """True while group *pgid* has members and its id still names the recorded group."""
+    leader_start = process_start_time(pgid)
+    if leader_start is not None and start is not None and leader_start != start:
+        return False  # the id now names another process's group
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def stop_groups(groups: dict[str, float | None], grace: float = CANCEL_GRACE) -> None:
+    """SIGTERM each recorded group, then SIGKILL what is left after *grace* seconds."""
+    live = {int(pgid): start for pgid, start in groups.items()}
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        live = {pgid: start for pgid, start in live.items() if _group_is(pgid, start)}
+        for pgid in live:
+            try:
+                os.killpg(pgid, sig)
+            except (ProcessLookupError, PermissionError):
+                continue
+        if sig == signal.SIGKILL:
+            return
+        deadline = time.monotonic() + grace
+        while live and time.monotonic() < deadline:
+            time.sleep(_POLL)  # another process's group: no handle to wait on
+            live = {pgid: start for pgid, start in live.items() if _group_is(pgid, start)}

@@ -116,9 +116,17 @@ def raw_log(run_id: str) -> Response:
 
 @bp.post("/api/runs/<run_id>/cancel")
 def cancel(run_id: str) -> Response:
+    """Cancel an in-flight run of any process: ``cancelled`` (it was queued here),
+    ``cancelling`` (its tools are being stopped) or ``requested`` (it has no tool running:
+    its code is asked to stop); 409 once it has ended."""
     run = known_run(run_id)
-    in_flight = run.get("status") in (RunStatus.QUEUED, RunStatus.RUNNING)
-    outcome = state().executor.cancel(run_id, elsewhere=in_flight)  # another worker may hold it
+    status = run.get("status")
+    if status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+        raise Conflict(f"run {run_id} has already ended ({status}): nothing to cancel")
+    plane = state()
+    outcome = plane.executor.cancel_anywhere(run_id, plane.ledger.journal,
+                                             queued=status == RunStatus.QUEUED,
+                                             by=request_actor())
     return jsonify(run_id=run_id, outcome=outcome)
 
 
