@@ -36,8 +36,8 @@ def post_message(ledger: Ledger, bus: EventBus, text: Any, author: dict[str, str
     message_id = new_run_id()
     clean = redact.redact(text.strip())
     message = {"schema": 1, "message_id": message_id, "text": clean, "author": author,
-               "at": iso(run_id_time(message_id)), "mentions": mentions(clean),
-               "bus_epoch": bus.epoch}
+               "at": iso(run_id_time(message_id)), "mentions": mentions(clean)}
+    bus.announce(message_id)  # feeds on a shared bus leave it to us (BusUnavailable: 503)
     ledger.record_message(message)
     bus.publish("chat:message", with_runs(ledger, [message])[0])
     return message

@@ -14,13 +14,14 @@ frees its locks and slots within ``ttl`` seconds.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,12 +129,18 @@ class LocalCoordinator:
 
 
 class RedisCoordinator:
-    """Locks and slots in Redis, shared by every worker that uses the same URL and prefix."""
+    """Locks and slots in Redis, shared by every worker that uses the same URL and prefix.
+
+    Redis down: taking a lock raises ``BusUnavailable`` (503 ``bus_unavailable``, nothing
+    started); what frees or refreshes is logged and skipped (the entries expire), and no
+    slot is claimed (queued runs wait for Redis).
+    """
 
     def __init__(self, url: str, limit: int, prefix: str = "controlplane", ttl: float = 30.0
                  ) -> None:
         import redis
 
+        self.url = url
         self.client = redis.Redis.from_url(url)
         self.limit, self.prefix, self.ttl = limit, prefix, ttl
         self.slots_key = f"{prefix}:slots"
@@ -147,26 +154,46 @@ class RedisCoordinator:
     def _key(self, key: str) -> str:
         return f"{self.prefix}:lock:{key}"
 
+    @contextlib.contextmanager
+    def _strict(self) -> Iterator[None]:
+        from controlplane.core.bus_redis import redis_errors
+
+        with redis_errors(self.url):
+            yield
+
+    def _tolerant(self, what: str, call: Callable[[], Any], default: Any = None) -> Any:
+        import redis
+
+        try:
+            return call()
+        except redis.RedisError as exc:
+            log.warning("could not %s: Redis at %s does not answer (%s)", what,
+                        self.url.rpartition("@")[2], type(exc).__name__)
+            return default
+
     def lock(self, key: str, run_id: str) -> str | None:
-        if self.client.set(self._key(key), run_id, nx=True, px=int(self.ttl * 1000)):
-            return None
-        holder = self.client.get(self._key(key))
+        with self._strict():
+            if self.client.set(self._key(key), run_id, nx=True, px=int(self.ttl * 1000)):
+                return None
+            holder = self.client.get(self._key(key))
         if holder is None:
             return self.lock(key, run_id)  # it expired meanwhile: try again
         holder_id = holder.decode()
         return None if holder_id == run_id else holder_id
 
     def unlock(self, key: str, run_id: str) -> None:
-        self._release(keys=[self._key(key)], args=[run_id])
+        self._tolerant("free a lock", lambda: self._release(keys=[self._key(key)],
+                                                            args=[run_id]))
 
     def claim_slot(self, run_id: str) -> bool:
         now = time.time()
-        return bool(self._claim(keys=[self.slots_key],
-                                args=[now, now + self.ttl, run_id, self.limit]))
+        return bool(self._tolerant("claim a run slot", lambda: self._claim(
+            keys=[self.slots_key], args=[now, now + self.ttl, run_id, self.limit]), False))
 
     def release_slot(self, run_id: str) -> None:
-        if self.client.zrem(self.slots_key, run_id):
-            self.client.publish(self.freed_channel, run_id)
+        if self._tolerant("free a run slot", lambda: self.client.zrem(self.slots_key, run_id)):
+            self._tolerant("wake waiting workers",
+                           lambda: self.client.publish(self.freed_channel, run_id))
 
     def refresh(self, held: dict[str, str], running: list[str]) -> None:
         """Extend the time-to-live of this worker's locks and slots."""
@@ -176,7 +203,7 @@ class RedisCoordinator:
         expiry = time.time() + self.ttl
         for run_id in running:
             pipe.zadd(self.slots_key, {run_id: expiry}, xx=True)
-        pipe.execute()
+        self._tolerant("refresh locks and slots", pipe.execute)
 
     def listen(self, cancel: Callable[[str], None], slot_freed: Callable[[], None]) -> None:
         """Call ``cancel(run_id)`` for cancel requests, ``slot_freed()`` when any worker frees
@@ -194,7 +221,8 @@ class RedisCoordinator:
 
     def request_cancel(self, run_id: str) -> bool:
         """Ask every worker to cancel *run_id*; True if some worker listens."""
-        return bool(self.client.publish(self.cancel_channel, run_id))
+        with self._strict():
+            return bool(self.client.publish(self.cancel_channel, run_id))
 
     def close(self) -> None:
         self._closing.set()

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import blinker
 
+from controlplane.core.errors import ControlPlaneError
 from controlplane.core.runs import iso, utc_now
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,19 @@ class Resync(EventData):
     reason: str
 
 
+class BusUnavailable(ControlPlaneError):
+    """The shared event bus (Redis) does not answer: 503 until it does."""
+
+    status, code = 503, "bus_unavailable"
+
+    @classmethod
+    def for_url(cls, url: str, exc: BaseException | str) -> BusUnavailable:
+        where = url.rpartition("@")[2]  # never the password of redis://:secret@host
+        kind = exc if isinstance(exc, str) else type(exc).__name__
+        return cls(f"the event bus at {where} does not answer ({kind}): start "
+                   "Redis or set bus to memory, then retry")
+
+
 def check_event(kind: str, data: dict[str, Any]) -> None:
     """Raise ValueError unless *kind* is registered and *data* has its required fields."""
     cls = EVENT_TYPES.get(kind)
@@ -190,6 +204,7 @@ class Subscription:
         self._bus = bus
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=maxsize)
         self._last_seq = -1
+        self._epoch = ""  # of the last envelope: a new one (Redis restarted) restarts seq
         self._order = threading.Lock()
         self.overflowed = False
         self.closed = False
@@ -199,6 +214,8 @@ class Subscription:
             return
         with self._order:
             parsed = parse_event_id(envelope["id"])
+            if parsed is not None and parsed[0] != self._epoch:  # the bus restarted
+                self._epoch, self._last_seq = parsed[0], -1
             if envelope["type"] != "resync" and parsed is not None:
                 if parsed[1] <= self._last_seq:
                     return
@@ -243,6 +260,7 @@ class MemoryBackend:
         self.epoch = new_epoch()
         self.seq = 0
         self._replay: deque[dict[str, Any]] = deque(maxlen=replay_size)
+        self._announced: dict[str, None] = {}
 
     def append(self, envelope: dict[str, Any]) -> dict[str, Any]:
         """Number *envelope* (caller holds the bus lock) and keep it for replay."""
@@ -259,6 +277,15 @@ class MemoryBackend:
 
     def last_seq(self) -> int:
         return self.seq
+
+    def announce(self, entry_id: str) -> None:
+        """Mark a run or message as announced live by its own process (see the feed)."""
+        self._announced[entry_id] = None
+        if len(self._announced) > ANNOUNCED_KEPT:
+            del self._announced[next(iter(self._announced))]
+
+    def announced(self, entry_id: str) -> bool:
+        return entry_id in self._announced
 
     def start(self, deliver: Callable[[dict[str, Any]], None]) -> bool:
         """Backends that deliver from elsewhere start a reader; this one delivers inline."""
@@ -314,6 +341,15 @@ class EventBus:
             raise ValueError(f"unregistered event class {type(event).__name__}")
         return self.publish(name, event.to_data(), run_id=run_id or getattr(event, "run_id", None))
 
+    def announce(self, entry_id: str) -> None:
+        """Say, before recording it, that this process announces run or message *entry_id*
+        live: the ledger feeds on this bus then skip it. BusUnavailable if the bus is down."""
+        self.backend.announce(entry_id)
+
+    def announced(self, entry_id: str) -> bool:
+        """Whether a process on this bus announces *entry_id* itself."""
+        return self.backend.announced(entry_id)
+
     def _fanout_locked(self, envelope: dict[str, Any]) -> None:
         """Deliver an event read from a shared backend (never while a subscriber is joining)."""
         with self._lock:
@@ -367,6 +403,8 @@ class EventBus:
     def close(self) -> None:
         self.backend.close()
 
+
+ANNOUNCED_KEPT = 10_000  # ids a memory bus remembers as announced live
 
 _default_bus: EventBus | None = None
 _default_lock = threading.Lock()

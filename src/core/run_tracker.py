@@ -37,6 +37,7 @@ from controlplane.core.context import (
     set_current_run,
 )
 from controlplane.core.events import (
+    BusUnavailable,
     EventBus,
     RunCompleted,
     RunQueued,
@@ -49,6 +50,7 @@ from controlplane.core.runs import Run, RunStatus, check_subtype, iso, process_s
 
 log = logging.getLogger(__name__)
 _RUN_FIELDS = ("params", "target", "actor", "rerun_of", "parent_run_id", "artifacts")
+_bus_down_said = False  # "the bus is down" is logged once per process
 _default_root: ContextVar[str | None] = ContextVar("controlplane_project_root", default=None)
 
 
@@ -81,10 +83,9 @@ class ActiveRun:
         self.run_id = run.run_id
         self.ledger = ledger
         self.bus = bus
-        # which bus announced it live: feeds on a shared bus must not announce it again
-        run.extra.setdefault("bus_epoch", bus.epoch)
-        # set here, or by a cancel request another process wrote into the journal
-        self.cancel_requested: threading.Event = ledger.journal.cancel_flag(run.run_id)
+        # announced live by this process: feeds on a shared bus must not announce it again
+        self._on_bus(lambda: bus.announce(run.run_id))
+        self.cancel_requested = threading.Event()
         self._lock = threading.Lock()
         self._events = EventLog()  # head and tail only: a long run stays bounded
         self._entry = None
@@ -170,15 +171,17 @@ class ActiveRun:
             if self._spool is not None:
                 self._spool.write(_jsonl(event))
             if kind == "run:output":
-                self.bus.publish(kind, {"seq": seq, **data}, run_id=self.run_id)
+                self._on_bus(lambda: self.bus.publish(kind, {"seq": seq, **data},
+                                                      run_id=self.run_id))
             elif kind == "run:progress":
-                self.bus.publish(kind, data, run_id=self.run_id)
+                self._on_bus(lambda: self.bus.publish(kind, data, run_id=self.run_id))
 
     def queue(self) -> None:
         """Journal the run as ``queued`` and publish ``run:queued``."""
         self.run.status = RunStatus.QUEUED
         self._entry = self.ledger.journal.start(self.run.to_dict())
-        self.bus.publish_event(RunQueued.from_data(self.run.to_dict()))
+        queued = RunQueued.from_data(self.run.to_dict())
+        self._on_bus(lambda: self.bus.publish_event(queued))
 
     def start(self) -> None:
         """Journal the run as ``running``, open its event spool, publish ``run:started``."""
@@ -190,7 +193,8 @@ class ActiveRun:
             self.ledger.journal.update(self._entry)
         self._spool = open(self.ledger.journal.events_path(self.run_id), "ab", buffering=0)  # noqa: SIM115
         self._event("run:started", {"summary": self.run.summary})
-        self.bus.publish_event(RunStarted.from_data(self.run.to_dict()))
+        started = RunStarted.from_data(self.run.to_dict())
+        self._on_bus(lambda: self.bus.publish_event(started))
 
     def finish(self, status: RunStatus, error: dict[str, Any] | None = None) -> dict[str, Any]:
         """Record the final state; returns the final run.json."""
@@ -211,13 +215,25 @@ class ActiveRun:
             self.ledger.record(run, events)
         except LedgerWriteError:  # kept in memory (and journaled): recorded at the next open
             self.ledger.unrecorded[self.run_id] = (run, events)
-            self.bus.publish_event(RunCompleted.from_data(run.to_dict()))
+            completed = RunCompleted.from_data(run.to_dict())
+            self._on_bus(lambda: self.bus.publish_event(completed))
             raise
         self.ledger.journal.finish(
             self.run_id, keep_events_at=self.ledger.logs_dir / f"{self.run_id}.events.jsonl")
         final = run.to_dict()
-        self.bus.publish_event(RunCompleted.from_data(final))
+        self._on_bus(lambda: self.bus.publish_event(RunCompleted.from_data(final)))
         return final
+
+    def _on_bus(self, send: Callable[[], object]) -> None:
+        """Publish through *send*; a bus that is down never stops the run (the ledger
+        records it) and is said once per process."""
+        try:
+            send()
+        except BusUnavailable as exc:
+            global _bus_down_said
+            if not _bus_down_said:
+                _bus_down_said = True
+                log.warning("%s; runs are still recorded in the ledger", exc.message)
 
 
 def _jsonl(event: dict[str, Any]) -> bytes:

@@ -13,7 +13,7 @@ import os
 import threading
 from typing import Any
 
-from controlplane.core.events import EventBus
+from controlplane.core.events import BusUnavailable, EventBus
 from controlplane.core.ledger.ledger import Ledger
 from controlplane.core.ledger.store import RUNS_DIR
 from controlplane.core.output import event_seq
@@ -42,6 +42,8 @@ class LedgerFeed:
         # runs announced completed: a writer removes its journal entry just after it commits,
         # so a later poll may still list it; it must not be announced started again
         self._completed: dict[str, None] = {}
+        self._live: dict[str, None] = {}  # ids the bus said their own process announces
+        self._bus_down = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._head = ledger.store.head()  # the ledger tip this feed has announced up to
@@ -146,8 +148,18 @@ class LedgerFeed:
         return runs, merged
 
     def _announced(self, entry: dict[str, Any]) -> bool:
-        """Already on this bus: published live by a process sharing it (another worker)."""
-        return entry.get("bus_epoch") == self.bus.epoch
+        """Already on this bus: announced live by the process sharing it that records it
+        (another worker, a script on the same Redis); ``bus_epoch`` of old files is ignored."""
+        entry_id = entry.get("run_id") or entry.get("message_id")
+        if not entry_id:
+            return False
+        if entry_id not in self._live:
+            if not self.bus.announced(entry_id):
+                return False
+            self._live[entry_id] = None
+            if len(self._live) > COMPLETED_KEPT:
+                del self._live[next(iter(self._live))]
+        return True
 
     def start(self) -> LedgerFeed:
         self._thread = threading.Thread(target=self._loop, name="scp-ledger-feed", daemon=True)
@@ -163,5 +175,10 @@ class LedgerFeed:
         while not self._stop.wait(self.interval):
             try:
                 self.poll_once()
+                self._bus_down = False
+            except BusUnavailable as exc:  # said once; the next poll retries
+                if not self._bus_down:
+                    log.warning("ledger feed paused: %s", exc.message)
+                self._bus_down = True
             except Exception:  # keep following: a bad file must not end the feed
                 log.exception("ledger feed poll failed")
