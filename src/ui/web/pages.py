@@ -14,6 +14,7 @@ from flask import Blueprint, abort, render_template
 
 from controlplane.core.actions import Action
 from controlplane.core.runs import RUN_TYPES, RunStatus, is_run_id
+from controlplane.ui.web.forms import fields_of, form_id
 from controlplane.ui.web.state import base_url, state
 
 bp = Blueprint("pages", __name__)
@@ -81,8 +82,6 @@ def integration_page(name: str) -> str:
     actions = by_integration().get(name)
     if not actions:
         abort(404, f"There is no integration called {name}.")
-    # The order fields were declared in: /api/actions answers with sorted JSON keys.
-    field_order = {a.path: list(a.params.model_json_schema().get("properties", {}))
-                   for a in actions}
+    cards = [{"action": a, "fields": fields_of(a), "form_id": form_id(a)} for a in actions]
     return render_template("controlplane/integration.html", page="integration", integration=name,
-                           action_count=len(actions), field_order=field_order)
+                           action_count=len(actions), cards=cards)

@@ -6,22 +6,38 @@ field), confirmation for destructive actions (428), the lock (409), then the
 tracked run in the executor. Refusals record nothing. A started run answers
 200 with the result, ``run_id`` and ``status`` when it ends, or 202 with
 ``Location`` at once under ``Prefer: respond-async``.
+
+A form post (``application/x-www-form-urlencoded``, a page with JavaScript off; the
+gate took its ``csrf_token`` field as the CSRF proof) starts the run the same way and
+answers 303 to the run's page; its refusals are pages: the form again with each
+message next to its field (422), a confirmation page for a destructive action
+(DECISIONS §5), the run in progress (409).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify, redirect, render_template, request
 from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
 from controlplane.core.actions import Action
-from controlplane.core.errors import BadRequest
+from controlplane.core.errors import (
+    BadRequest,
+    ConfirmationRequired,
+    ControlPlaneError,
+    InvalidInput,
+    RunInProgress,
+)
 from controlplane.core.executor import Job
 from controlplane.core.run_tracker import default_actor
 from controlplane.core.runtime import Runtime
+from controlplane.ui.web.forms import body_from_form, fields_of, form_id
 from controlplane.ui.web.state import base_url, state
+
+FORM_MIME = "application/x-www-form-urlencoded"
 
 
 def read_json_body() -> dict[str, Any]:
@@ -86,8 +102,10 @@ def answer(plane: Runtime, job: Job) -> Response:
 def make_view(action: Action):
     """The view for one action."""
 
-    def view(**url_values: str) -> Response:
+    def view(**url_values: str) -> BaseResponse | tuple[str, int]:
         plane = state()
+        if request.mimetype == FORM_MIME:
+            return form_post(plane, action, url_values)
         body = read_json_body()
         confirmed = body.pop("confirm", False) is True
         job = plane.submit(action, {**body, **url_values}, actor=request_actor(),
@@ -98,6 +116,49 @@ def make_view(action: Action):
         .replace(">", "").replace("-", "_")
     view.__doc__ = action.title
     return view
+
+
+def form_post(plane: Runtime, action: Action,
+              url_values: dict[str, str]) -> BaseResponse | tuple[str, int]:
+    """A form post with JavaScript off: 303 to the new run's page, or a page saying why not."""
+    form = request.form
+    for name in action.url_params:  # the form's address names them: <name> is the form's field
+        if url_values.get(name) == f"<{name}>":
+            url_values[name] = form.get(name, "")
+    body, errors = body_from_form(action, form)
+    if errors:
+        return form_page(action, errors, 422)
+    route = action.path
+    for name, value in url_values.items():
+        route = route.replace(f"<{name}>", value)
+    try:
+        job = plane.submit(action, {**body, **url_values}, actor=request_actor(),
+                           confirm=form.get("confirm") == "yes", route=route)
+    except InvalidInput as exc:
+        return form_page(action, exc.fields, 422)
+    except ConfirmationRequired:
+        return form_page(action, {}, 200, confirming=True)
+    except RunInProgress as exc:
+        return form_page(action, {}, 409, problem=exc.message, run_in_progress=exc.run_id)
+    except ControlPlaneError as exc:
+        return form_page(action, {}, exc.status, problem=exc.message)
+    return redirect(f"{base_url()}/runs/{job.active.run_id}", code=303)
+
+
+def form_page(action: Action, errors: dict[str, str], status: int, *, confirming: bool = False,
+              problem: str = "", run_in_progress: str = "") -> tuple[str, int]:
+    """The action's form again, holding what was posted (never a secret), with what to do."""
+    values = {k: v for k, v in request.form.items() if k not in ("csrf_token", "confirm")}
+    fields = fields_of(action)
+    for field in fields:
+        if field.kind == "secret":
+            values.pop(field.name, None)
+    page = render_template("controlplane/action_post.html", page="integration",
+                           integration=action.integration, action=action, fields=fields,
+                           form_id=form_id(action),
+                           values=values, errors=errors, confirming=confirming,
+                           problem=problem, run_in_progress=run_in_progress)
+    return page, status
 
 
 def build_blueprints(actions: dict[str, Action]) -> list[Blueprint]:

@@ -13,8 +13,8 @@ Every request passes, in this order:
    403 without ``github_webhook_secret``);
 4. WebSocket upgrades (``/ws/…``) need a same-origin ``Origin`` (a Bearer client
    may send none); cookie-authenticated unsafe methods need the session's
-   ``X-CSRF-Token`` and a same-origin ``Origin`` (or ``Sec-Fetch-Site:
-   same-origin``); else 403.
+   ``X-CSRF-Token`` (a form post may carry it as its ``csrf_token`` field) and a
+   same-origin ``Origin`` (or ``Sec-Fetch-Site: same-origin``); else 403.
 
 Under ``ControlPlane(app, authorize=...)`` the host app's own login decides first:
 ``authorize(request)`` returns the actor dict (the request is then treated as cookie
@@ -394,10 +394,17 @@ def check_request() -> Response | None:
     if kind in ("cookie", "host") and request.method not in SAFE_METHODS:
         login = current_session()
         expected = login.csrf if login is not None else host_csrf_token()
-        given = request.headers.get("X-CSRF-Token", "")
+        given = request.headers.get("X-CSRF-Token", "") or form_csrf_token()
         if not given or not matches(given, expected) or not same_origin():
             return error_response(403, "csrf", "send X-CSRF-Token from a page of this server")
     return None
+
+
+def form_csrf_token() -> str:
+    """The ``csrf_token`` field of a form post (a page with JavaScript off), else ''."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return ""
+    return request.form.get("csrf_token", "")
 
 
 def add_security_headers(response: Response) -> Response:
