@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -264,6 +265,12 @@ def test_generate_test_template_preview_write_refuse(suite: Path, client) -> Non
     assert preview["status"] == "ok" and preview["written"] is False
     assert "def test_add()" in preview["content"] and "class TestAdder" in preview["content"]
     assert not (suite / "tests" / "test_calc.py").exists()
+    # plain `pytest` cannot import calc from tests/ here: the file would not collect, so no write
+    refused = client.post("/testing/generate/template",
+                          json={"module": "calc.py", "write": True}).json
+    assert refused["status"] == "failed" and not (suite / "tests" / "test_calc.py").exists()
+    assert "collect" in json.dumps(refused)
+    (suite / "conftest.py").write_text("")  # rootdir on sys.path: the project can import calc
     written = client.post("/testing/generate/template",
                           json={"module": "calc.py", "write": True}).json
     assert written["written"] is True and (suite / "tests" / "test_calc.py").exists()
