@@ -16,6 +16,8 @@ HEAD_EVENTS = 1_000
 TAIL_EVENTS = 1_000
 MAX_LINE_CHARS = 8_192
 MAX_RESULT_BYTES = 256 * 1024
+MAX_EVENTS_BYTES = 4 * 1024 * 1024  # events.jsonl in git, as stored
+MARKER_BYTES = 512  # room kept for the truncation marker
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -68,31 +70,45 @@ def clip_line(line: str, limit: int = MAX_LINE_CHARS) -> str:
     return f"{line[:limit]}… [{len(line) - limit} characters cut]"
 
 
+def stored_size(event: dict[str, Any]) -> int:
+    """Bytes *event* takes as a line of events.jsonl (a control character costs 6)."""
+    return len(json.dumps(event, ensure_ascii=False).encode()) + 1
+
+
 def cap_events(events: list[dict[str, Any]] | EventLog, head: int = HEAD_EVENTS,
-               tail: int = TAIL_EVENTS) -> tuple[list[dict[str, Any]], int]:
-    """The first *head* and last *tail* events with a marker between; returns (events, omitted)."""
+               tail: int = TAIL_EVENTS, max_bytes: int = MAX_EVENTS_BYTES,
+               ) -> tuple[list[dict[str, Any]], int]:
+    """The first *head* and last *tail* events with a marker between, in at most *max_bytes*
+    as stored; returns (events, omitted)."""
     if isinstance(events, EventLog):
         return events.capped()
-    if len(events) <= head + tail:
-        return events, 0
-    omitted = len(events) - head - tail
-    marker = _truncation_marker(omitted, events[head]["seq"], events[-tail - 1]["seq"],
-                                events[head].get("at"))
-    return [*events[:head], marker, *events[-tail:]], omitted
+    log = EventLog(head, tail, max_bytes)
+    for event in events:
+        log.append(event)
+    return log.capped()
 
 
 class EventLog:
-    """A run's events in memory as ``cap_events`` would keep them: the head, a rolling tail.
+    """A run's events in memory as the ledger keeps them: the head, a rolling tail.
 
+    Bounded twice: *head* and *tail* events, and *max_bytes* as stored (half for
+    the head, the rest for the tail and the marker), so a run of 6-byte control
+    characters cannot put more in git than one of plain text.
     ``len()`` counts every event appended (the next event's seq is ``len() + 1``);
     memory stays bounded however long the run (the spool on disk has them all).
     Not thread-safe: the run appends under its own lock.
     """
 
-    def __init__(self, head: int = HEAD_EVENTS, tail: int = TAIL_EVENTS) -> None:
+    def __init__(self, head: int = HEAD_EVENTS, tail: int = TAIL_EVENTS,
+                 max_bytes: int = MAX_EVENTS_BYTES) -> None:
         self.head_size = head
+        self.tail_size = tail
+        self.head_limit = max_bytes // 2
+        self.tail_limit = max_bytes - self.head_limit - MARKER_BYTES
         self.head: list[dict[str, Any]] = []
-        self.tail: deque[dict[str, Any]] = deque(maxlen=tail)
+        self.head_bytes = 0
+        self.tail: deque[tuple[dict[str, Any], int]] = deque()
+        self.tail_bytes = 0
         self.count = 0
         self.omitted = 0
         self._first_omitted: dict[str, Any] | None = None
@@ -103,27 +119,34 @@ class EventLog:
 
     def append(self, event: dict[str, Any]) -> None:
         self.count += 1
-        if len(self.head) < self.head_size:
+        size = stored_size(event)
+        if not self.tail and len(self.head) < self.head_size \
+                and self.head_bytes + size <= self.head_limit:
             self.head.append(event)
+            self.head_bytes += size
             return
-        if len(self.tail) == self.tail.maxlen:  # the oldest of the tail falls out
-            dropped = self.tail[0]
+        self.tail.append((event, size))
+        self.tail_bytes += size
+        while len(self.tail) > 1 and (len(self.tail) > self.tail_size
+                                      or self.tail_bytes > self.tail_limit):
+            dropped, dropped_size = self.tail.popleft()  # the oldest of the tail falls out
+            self.tail_bytes -= dropped_size
             self._first_omitted = self._first_omitted or dropped
             self._last_omitted_seq = dropped["seq"]
             self.omitted += 1
-        self.tail.append(event)
 
     def capped(self) -> tuple[list[dict[str, Any]], int]:
-        """What ``cap_events`` gives for every event appended: (events, omitted)."""
+        """What the ledger keeps of every event appended: (events, omitted)."""
+        tail = [event for event, _ in self.tail]
         if self._first_omitted is None:
-            return [*self.head, *self.tail], 0
+            return [*self.head, *tail], 0
         first = self._first_omitted
-        marker = _truncation_marker(self.omitted, first["seq"], self._last_omitted_seq,
+        marker = truncation_marker(self.omitted, first["seq"], self._last_omitted_seq,
                                     first.get("at"))
-        return [*self.head, marker, *self.tail], self.omitted
+        return [*self.head, marker, *tail], self.omitted
 
 
-def _truncation_marker(omitted: int, first: int, last: int, at: Any) -> dict[str, Any]:
+def truncation_marker(omitted: int, first: int, last: int, at: Any) -> dict[str, Any]:
     return {"seq": first, "type": "run:truncated", "at": at,
             "data": {"omitted_events": omitted, "first_omitted_seq": first,
                      "last_omitted_seq": last, "raw_log": "kept locally under .git/scp/logs/"}}

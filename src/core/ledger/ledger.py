@@ -15,17 +15,19 @@ import sqlite3
 import subprocess
 import threading
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pygit2
 
 from controlplane.core import settings
+from controlplane.core.ledger import rawlog
 from controlplane.core.ledger.index import RunIndex
 from controlplane.core.ledger.journal import Journal, JournalEntry, kill_left_groups
 from controlplane.core.ledger.store import RUNS_DIR, GitStore, LedgerWriteError
 from controlplane.core.ledger.view import VIEW_DIR, LedgerView, exclude_from_status
-from controlplane.core.output import events_after
+from controlplane.core.output import cap_events, events_after
 from controlplane.core.runs import Run, RunStatus, chat_dir, ledger_dir
 
 log = logging.getLogger(__name__)
@@ -366,16 +368,35 @@ class Ledger:
                 runs = sorted(runs + wanted, key=lambda r: r["run_id"], reverse=True)[:limit]
         return runs
 
-    def events(self, run_id: str, after: int = 0, raw: bool = False) -> list[dict[str, Any]]:
-        """A run's events after *after*: the whole raw log when *raw* and kept locally."""
-        spool = self.journal.read_events(run_id, after)
-        if spool or self.journal.meta_path(run_id).exists():
-            return spool
+    def events(self, run_id: str, after: int = 0, raw: bool = False,
+               tail: int | None = None) -> list[dict[str, Any]]:
+        """A run's events after *after*: the whole raw log when *raw* and kept locally.
+
+        With *tail*, only the newest *tail* of them, behind a ``run:truncated``
+        marker counting the rest. A local log (the spool, the raw log) is read
+        from the first line above *after* on (binary search on seq), never whole.
+        """
+        spool = self.journal.events_path(run_id)
         log_path = self.logs_dir / f"{run_id}.events.jsonl"
-        if raw and log_path.exists():
-            return _parse_jsonl(log_path.read_bytes(), after)
+        for path, wanted in ((spool, self.journal.meta_path(run_id).exists()
+                              or _has_bytes(spool)), (log_path, raw and log_path.exists())):
+            if not wanted:
+                continue
+            local = rawlog.read_tail(path, after, tail) if tail is not None \
+                else list(rawlog.iter_events(path, after))
+            if local or path.exists():
+                return local
         data = self.store.read_blob(None, f"{ledger_dir(run_id)}/events.jsonl")
-        return _parse_jsonl(data or b"", after)
+        events = _parse_jsonl(data or b"", after)
+        return events if tail is None else cap_events(events, head=0, tail=tail)[0]
+
+    def iter_events(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """Every event of a run, lazily: the local spool or raw log, else the ledger's."""
+        for path in (self.journal.events_path(run_id), self.logs_dir / f"{run_id}.events.jsonl"):
+            if path.exists():
+                yield from rawlog.iter_events(path)
+                return
+        yield from self.events(run_id)
 
     # -- sync ------------------------------------------------------------
 
@@ -423,6 +444,13 @@ def _merge_kills(first: list[dict[str, Any]], again: list[dict[str, Any]]
     """One report per group: "killed" if either pass killed it, else the second pass's."""
     killed = {item["pgid"] for item in first if item["state"] == "killed"}
     return [{**item, "state": "killed"} if item["pgid"] in killed else item for item in again]
+
+
+def _has_bytes(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _parse_jsonl(data: bytes, after: int) -> list[dict[str, Any]]:
