@@ -1,18 +1,22 @@
-"""The dashboard's pages: server-rendered shells that small ES modules fill in from the APIs.
+"""The dashboard's pages, rendered on the server: they work with JavaScript off.
 
-Every page is escaped Jinja (never ``|safe`` on user text) plus
-``static/js/<page>.js``; the modules fetch the JSON APIs and follow the live
-events (one EventSource per tab, ``static/js/live.js``). No inline script or
-style: the CSP allows only what ``static/`` serves.
+Every page is escaped Jinja (never ``|safe`` on user text) holding what the APIs
+would answer (runs, a run and its output, metrics, action forms), plus
+``static/js/pages/<page>.js``, which enhances that markup: live rows, streaming
+output, toasts. Markup the JS adds comes from ``<template>`` elements rendered by
+the same macros (docs/dashboard.md). No inline script or style: the CSP allows
+only what ``static/`` serves.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, abort, render_template
 
 from controlplane.core.actions import Action
+from controlplane.core.output import HEAD_EVENTS, TAIL_EVENTS, cap_events
 from controlplane.core.runs import RUN_TYPES, RunStatus, is_run_id
 from controlplane.ui.web.forms import fields_of, form_id
 from controlplane.ui.web.state import base_url, state
@@ -20,6 +24,8 @@ from controlplane.ui.web.state import base_url, state
 bp = Blueprint("pages", __name__)
 
 METRICS_DAYS = 14
+PAGE_LINES = 2_000  # what the run page keeps (static/js/pages/run.js keeps as many)
+TERMINAL_CODES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
 
 
 def by_integration() -> dict[str, list[Action]]:
@@ -61,11 +67,45 @@ def known_run_or_404(run_id: str) -> dict[str, Any]:
     return run
 
 
+def visible_line(line: str) -> str:
+    """A recorded line as a terminal shows it: colours dropped, the text after a lone CR."""
+    line = TERMINAL_CODES.sub("", line).rstrip("\r")
+    return line.rsplit("\r", 1)[-1]
+
+
+def recorded_output(run_id: str) -> tuple[list[dict[str, Any]], int, int]:
+    """(lines, hidden, last seq): the run's output as recorded, the last PAGE_LINES of it."""
+    events = state().ledger.events(run_id)
+    if len(events) > HEAD_EVENTS + TAIL_EVENTS + 1:  # a running run's spool: not capped yet
+        events, _ = cap_events(events)
+    lines = []
+    for event in events:
+        data = event.get("data") or {}
+        if event.get("type") == "run:output":
+            lines.append({"stream": str(data.get("stream") or "stdout"),
+                          "text": visible_line(str(data.get("line", "")))})
+        elif event.get("type") == "run:truncated":
+            lines.append({"stream": "marker", "omitted": data.get("omitted_events", 0)})
+    last_seq = max((int(e.get("seq") or 0) for e in events), default=0)
+    hidden = max(0, len(lines) - PAGE_LINES)
+    return lines[hidden:], hidden, last_seq
+
+
+def shown(values: Any) -> dict[str, Any]:
+    """A params or result dict without its private ``_`` keys (as the JS shows them)."""
+    return {k: v for k, v in (values or {}).items() if not str(k).startswith("_")} \
+        if isinstance(values, dict) else {}
+
+
 @bp.get("/runs/<run_id>")
 def run_page(run_id: str) -> str:
     run = known_run_or_404(run_id)
+    lines, hidden, last_seq = recorded_output(run["run_id"])
+    params, result = (shown(run.get(part)) for part in ("params", "result"))
     return render_template("controlplane/run.html", page="run", run_id=run["run_id"],
-                           subtype=run.get("subtype", ""))
+                           subtype=run.get("subtype", ""), run=run, params=params, result=result,
+                           withheld=(run.get("params") or {}).get("_withheld_fields") or [],
+                           lines=lines, hidden_lines=hidden, last_seq=last_seq)
 
 
 @bp.get("/integrations")

@@ -1,5 +1,7 @@
 // A run's output: lines added in batches, at most maxLines kept in the DOM, auto-scroll
-// that stops while the reader scrolls up and resumes at the bottom.
+// that stops while the reader scrolls up and resumes at the bottom. Lines the server
+// rendered (the page without JavaScript) are replaced by the first batch, which starts
+// from the run's first event and adds colours.
 
 import { ansiNodes } from './ansi.js';
 import { h } from './dom.js';
@@ -25,6 +27,7 @@ export class OutputView {
     this.pending = [];
     this.frame = null;
     this.following = true;
+    this.serverLines = this.box.childElementCount > 0;
     this.box.addEventListener('scroll', () => this.onScroll(), { passive: true });
     if (this.jump) this.jump.addEventListener('click', () => this.resume());
     this.setFollowing(true);
@@ -76,6 +79,10 @@ export class OutputView {
 
   flush() {
     this.frame = null;
+    if (this.serverLines) {
+      this.serverLines = false;
+      this.box.replaceChildren();
+    }
     if (this.pending.length > this.maxLines) {
       this.hidden += this.pending.length - this.maxLines; // never built at all
       this.pending = this.pending.slice(-this.maxLines);

@@ -1,71 +1,56 @@
-// The run page's header and facts: status, summary, times, code ref, params, result, error.
+// The run page's header and facts, as the server rendered them (templates/controlplane/run.html):
+// what changes while a run lives is updated in place; new rows come from its <template>s.
 
 import { setBadge } from './badge.js';
-import { $, h, replaceChildren, runHref } from './dom.js';
+import { $ } from './dom.js';
 import { formatDuration, formatFullTime, formatValue, runDuration } from './format.js';
 
-function fact(term, ...value) {
-  return h('div', { class: 'facts__row' }, h('dt', { text: term }), h('dd', {}, ...value));
+/** A copy of the page's <template data-template="name"> (markup lives in the templates). */
+export function fromTemplate(name) {
+  return $(`template[data-template="${name}"]`).content.firstElementChild.cloneNode(true);
 }
 
-function runLink(runId) {
-  return h('a', { href: runHref(runId), class: 'mono', text: runId });
-}
-
-function codeRef(ref) {
-  if (!ref || (!ref.commit && !ref.branch)) return '—';
-  return [ref.commit ? h('code', { text: ref.commit.slice(0, 12), title: ref.commit }) : 'no commit',
-    ref.branch ? ` on ${ref.branch}` : '', ref.dirty ? ' (uncommitted changes)' : ''];
+function factRow(term, value) {
+  const row = fromTemplate('fact');
+  $('dt', row).textContent = term;
+  $('dd', row).append(value);
+  return row;
 }
 
 /** A small object as a definition list; nested values as JSON text. */
 export function valueList(object, emptyText) {
   const entries = Object.entries(object || {}).filter(([key]) => !key.startsWith('_'));
-  if (!entries.length) return h('p', { class: 'muted', text: emptyText });
-  return h('dl', { class: 'facts facts--compact' },
-    entries.map(([key, value]) => fact(key, typeof value === 'object' && value !== null
-      ? h('pre', { class: 'json', text: JSON.stringify(value, null, 2) })
-      : formatValue(value))));
+  if (!entries.length) {
+    const empty = fromTemplate('empty');
+    empty.textContent = emptyText;
+    return empty;
+  }
+  const list = document.createElement('dl');
+  list.className = 'facts facts--compact';
+  for (const [key, value] of entries) {
+    if (typeof value === 'object' && value !== null) {
+      const json = fromTemplate('json');
+      json.textContent = JSON.stringify(value, null, 2);
+      list.append(factRow(key, json));
+    } else list.append(factRow(key, formatValue(value)));
+  }
+  return list;
+}
+
+function setTime(node, iso) {
+  node.dateTime = iso || '';
+  node.textContent = formatFullTime(iso);
 }
 
 export function renderRun(root, run) {
   setBadge($('[data-run-status]', root), run.status);
   $('[data-run-subtype]', root).textContent = run.subtype || '';
   $('[data-run-summary]', root).textContent = run.summary || '';
-  const actor = run.actor || {};
-  const facts = [
-    fact('Run id', h('span', { class: 'mono', text: run.run_id })),
-    fact('Type', run.type || '—'),
-    fact('Started', h('time', { datetime: run.started_at || '', text: formatFullTime(run.started_at) })),
-    fact('Ended', run.ended_at
-      ? h('time', { datetime: run.ended_at, text: formatFullTime(run.ended_at) }) : '—'),
-    fact('Duration', h('span', { 'data-run-duration': '', text: formatDuration(runDuration(run)) })),
-    fact('By', [actor.name, actor.kind && `(${actor.kind})`].filter(Boolean).join(' ') || '—'),
-    fact('Host', run.host || '—'),
-    fact('Code', codeRef(run.code_ref)),
-  ];
-  if (run.target && Object.keys(run.target).length) {
-    facts.push(fact('Target', Object.entries(run.target)
-      .map(([k, v]) => `${k}: ${formatValue(v)}`).join(', ')));
-  }
-  if (run.action) facts.push(fact('Action', h('code', { text: run.action })));
-  if (run.rerun_of) facts.push(fact('Rerun of', runLink(run.rerun_of)));
-  if (run.parent_run_id) facts.push(fact('Part of', runLink(run.parent_run_id)));
-  for (const artifact of run.artifacts || []) {
-    facts.push(fact('Artifact', h('code', { text: artifact.path || '' })));
-  }
-  replaceChildren($('[data-run-facts]', root), facts);
-
-  const params = { ...(run.params || {}) };
-  const secret = params._withheld_fields || [];
-  const list = valueList(params, 'None.');
-  const paramBox = replaceChildren($('[data-run-params]', root), list);
-  if (secret.length) {
-    paramBox.append(h('p', { class: 'muted small',
-      text: `Not stored (secret): ${secret.join(', ')}.` }));
-  }
-  replaceChildren($('[data-run-result]', root),
-    valueList(run.result, run.status === 'running' || run.status === 'queued' ? 'Not yet.' : 'None.'));
+  setTime($('[data-run-started]', root), run.started_at);
+  setTime($('[data-run-ended]', root), run.ended_at);
+  tickDuration(root, run);
+  $('[data-run-result]', root).replaceChildren(valueList(run.result,
+    run.status === 'running' || run.status === 'queued' ? 'Not yet.' : 'None.'));
 
   const errorBox = $('[data-run-error]', root);
   errorBox.hidden = !run.error;
