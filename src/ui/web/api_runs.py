@@ -211,7 +211,20 @@ def metrics() -> Response:
 
 @bp.get("/api/executor")
 def executor_state() -> Response:
-    return jsonify(state().executor.state())
+    return jsonify(executor_view())
+
+
+def executor_view() -> dict[str, Any]:
+    """This server's executor, plus ``elsewhere``: the runs in flight in the clone's other
+    processes (``controlplane exec``, scripts, other workers), read from the journal."""
+    plane = state()
+    view = plane.executor.state()
+    here = set(view["running"]) | set(view["queued"])
+    elsewhere: dict[str, list[str]] = {"running": [], "queued": []}
+    for run in plane.ledger.active():
+        if run["run_id"] not in here and run.get("status") in elsewhere:
+            elsewhere[run["status"]].append(run["run_id"])
+    return {**view, "elsewhere": elsewhere}
 
 
 @bp.post("/api/executor/<command>")
@@ -227,10 +240,10 @@ def executor_command(command: str) -> Response:
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) \
                 or not 0 <= timeout <= 3600:
             raise InvalidInput({"timeout": "must be a number of seconds from 0 to 3600"})
-        return jsonify(executor.drain(float(timeout)))
+        executor.drain(float(timeout))
     else:
         raise NotFound(f"no executor command {command!r}: pause, resume or drain")
-    return jsonify(executor.state())
+    return jsonify(executor_view())
 
 
 @bp.get("/api/actions")

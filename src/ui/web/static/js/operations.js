@@ -1,4 +1,6 @@
 // The operations card: the executor's queue (running, queued, paused) and its controls.
+// Running and queued count every process of the clone: this server's executor plus the
+// runs in flight elsewhere (`controlplane exec`, scripts, other workers) from the journal.
 
 import { api } from './api.js';
 import { onRefresh } from './autorefresh.js';
@@ -14,9 +16,20 @@ export function initOperations(root) {
   const mode = $('[data-ops-mode]', root);
   const buttons = $$('[data-ops-command]', root);
 
+  let elsewhere = { running: [], queued: [] };
+  const count = (state, kind) => {
+    const ids = new Set([...state[kind], ...elsewhere[kind]]);
+    const others = elsewhere[kind].filter((id) => !state[kind].includes(id)).length;
+    const cell = figure(kind);
+    cell.textContent = String(ids.size);
+    cell.title = others ? `${others} in other processes (controlplane exec, scripts)` : '';
+    cell.dataset.elsewhere = String(others);
+  };
+
   const render = (state) => {
-    figure('running').textContent = String(state.running.length);
-    figure('queued').textContent = String(state.queued.length);
+    if (state.elsewhere) elsewhere = state.elsewhere; // executor:state events carry ours only
+    count(state, 'running');
+    count(state, 'queued');
     figure('limit').textContent = String(state.limit);
     mode.textContent = state.paused ? 'paused' : 'accepting runs';
     mode.className = `badge ${state.paused ? 'badge--queued' : 'badge--ok'}`;
@@ -52,7 +65,7 @@ export function initOperations(root) {
             : 'Queue drained: nothing is running.', { kind: 'info' });
         }
       } catch (error) {
-        showError(error, { source: 'operations' });
+        showError(error, { source: 'operations', near: button });
       } finally {
         button.textContent = label;
         load();
@@ -60,6 +73,13 @@ export function initOperations(root) {
     });
   }
   on('executor:state', (envelope) => render(envelope.data));
+  // a run of another process started or ended: the journal's count changed
+  let pending = null;
+  const reloadSoon = () => {
+    clearTimeout(pending);
+    pending = setTimeout(load, 100);
+  };
+  for (const type of ['run:queued', 'run:started', 'run:completed']) on(type, reloadSoon);
   on('resync', load);
   onRefresh(load);
   return load();
