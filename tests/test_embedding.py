@@ -107,6 +107,7 @@ def test_decorated_host_route_run_is_listed_and_announced(host: Flask, repo: Pat
     assert events[-1]["data"]["summary"] == "applied 3 manifests"
     recorded = Ledger.open(repo).get(run_id)
     assert recorded["status"] == "ok" and recorded["summary"] == "applied 3 manifests"
+    assert recorded["actor"]["name"] == "ana"  # the host's logged-in user, from authorize()
     listed = client.get("/ops/api/runs/recent").json["runs"]
     assert [r["run_id"] for r in listed] == [run_id]
     assert not (elsewhere / ".git").exists()

@@ -85,7 +85,8 @@ class ActiveRun:
         self.bus = bus
         # announced live by this process: feeds on a shared bus must not announce it again
         self._on_bus(lambda: bus.announce(run.run_id))
-        self.cancel_requested = threading.Event()
+        # set here, or by a cancel request another process wrote into the journal
+        self.cancel_requested: threading.Event = ledger.journal.cancel_flag(run.run_id)
         self._lock = threading.Lock()
         self._events = EventLog()  # head and tail only: a long run stays bounded
         self._entry = None
@@ -260,7 +261,9 @@ def open_run(run_type: str, subtype: str, *, summary: str = "",
         bus = owner.bus if owner is not None else None
     parent = current_run()
     values: dict[str, Any] = {k: metadata.pop(k) for k in _RUN_FIELDS if k in metadata}
-    values.setdefault("actor", default_actor())
+    if "actor" not in values:
+        provided = runtime.current_actor() if runtime is not None else None
+        values["actor"] = provided or default_actor()
     if parent is not None:
         values.setdefault("parent_run_id", parent.run_id)
     values["params"] = redact.redact_obj(values.get("params") or {})

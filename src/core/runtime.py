@@ -19,7 +19,7 @@ Thread-safe where its parts are (the executor, ledger and bus are).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +79,19 @@ class Runtime:
     feed: Any = None  # a LedgerFeed following other processes' runs, when started
     extra: dict[str, Any] = field(default_factory=dict)
     set_up: bool = False  # True once served: the action table is final
+    # who is acting, asked when a run starts without an explicit actor (the Flask extension
+    # answers with its ``authorize(request)``, so a host route's run records the host's user)
+    actor_provider: Callable[[], dict[str, Any] | None] | None = None
+
+    def current_actor(self) -> dict[str, Any] | None:
+        """The actor the provider names for this context, or None (never raises)."""
+        if self.actor_provider is None:
+            return None
+        try:
+            actor = self.actor_provider()
+        except Exception:
+            return None
+        return actor if isinstance(actor, dict) and actor.get("name") else None
 
     @classmethod
     def build(cls, repo: str | os.PathLike[str] | None = None, *,

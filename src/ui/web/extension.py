@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Request, g
+from flask import Blueprint, Flask, Request, g, has_request_context, request
 
 from controlplane.core.alerts import Alerter, alerts_for
 from controlplane.core.events import EventBus
@@ -84,6 +84,7 @@ class ControlPlane:
             plane.extra[PREFIX_KEY] = self.url_prefix
             if self.authorize is not None:
                 plane.extra[security.AUTHORIZE_KEY] = self.authorize
+                plane.actor_provider = request_actor_from(self.authorize)
             start_followers(plane)
             app.extensions["controlplane"] = plane
             app.config.setdefault("SOCK_SERVER_OPTIONS", SOCK_OPTIONS)
@@ -97,6 +98,18 @@ class ControlPlane:
         app.before_request(activate_runtime)
         app.teardown_request(deactivate_runtime)
         return plane
+
+
+def request_actor_from(authorize: Authorize) -> Callable[[], dict[str, Any] | None]:
+    """The host's logged-in user as a run's actor, inside a request (its own routes too)."""
+
+    def actor() -> dict[str, Any] | None:
+        if not has_request_context():
+            return None
+        found = authorize(request)
+        return found if isinstance(found, dict) else None
+
+    return actor
 
 
 def start_followers(plane: Runtime) -> None:
