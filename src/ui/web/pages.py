@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, abort, render_template, request
 
 from controlplane.core.actions import Action
 from controlplane.core.output import HEAD_EVENTS, TAIL_EVENTS, cap_events
@@ -44,19 +44,96 @@ def integration_names() -> list[str]:
 def navigation() -> dict[str, Any]:
     """What every page of ours needs: the integrations menu and the base path for the JS."""
     return {"nav_integrations": integration_names(), "controlplane_base": base_url(),
-            "host_login": "authorize" in state().extra}
+            "host_login": "authorize" in state().extra, "cp_duration": format_duration,
+            "cp_time": format_time}
 
+
+# -- figures as the JS formats them (static/js/format.js), for the pages without JS ----------
+
+
+def format_duration(ms: float | None) -> str:
+    if ms is None:
+        return "—"
+    if ms < 1000:
+        return f"{max(0, round(ms))} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min {int(seconds % 60):02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def format_time(iso: str | None) -> str:
+    """An ISO timestamp as UTC text (the JS shows local time)."""
+    return f"{iso[:19].replace('T', ' ')} UTC" if iso else "—"
+
+
+def format_percent(rate: float | None) -> str:
+    if rate is None:
+        return "—"
+    return f"{rate * 100:.0f} %" if rate in (0, 1) else f"{rate * 100:.1f} %"
+
+
+def kpi_values(summary: dict[str, Any]) -> dict[str, Any]:
+    """The KPI cards' texts from ``/api/metrics/summary``'s answer."""
+    p95 = summary.get("p95_duration_ms")
+    return {
+        "total": f"{summary.get('total', 0):,}", "success_rate":
+        format_percent(summary.get("success_rate")),
+        "avg_duration_ms": format_duration(summary.get("avg_duration_ms")),
+        "last_status": summary.get("last_status"),
+        "notes": {"total": f"{summary.get('ok', 0):,} ok · {summary.get('failed', 0):,} failed",
+                  "success_rate": "of all finished runs",
+                  "avg_duration_ms": "" if p95 is None else f"95 % under {format_duration(p95)}",
+                  "last_status": "of the latest run"},
+    }
+
+
+def metrics_summary(days: int) -> dict[str, Any]:
+    plane = state()
+    plane.ledger.catch_up()
+    return plane.ledger.index.metrics(days * 24 * 60)
+
+
+
+RUNS_PAGE = 50  # rows a page shows (static/js/runs-table.js loads as many)
+
+
+def run_filters() -> dict[str, str]:
+    """The runs list's filters from the query: unknown values are ignored (all runs)."""
+    statuses = [s.value for s in RunStatus]
+    wanted = {"type": request.args.get("type", ""), "status": request.args.get("status", "")}
+    return {"type": wanted["type"] if wanted["type"] in RUN_TYPES else "",
+            "status": wanted["status"] if wanted["status"] in statuses else ""}
 
 
 @bp.get("/")
 def runs_page() -> str:
+    filters = run_filters()
+    before = request.args.get("before") or None
+    if before is not None and not is_run_id(before):
+        before = None
+    runs = state().ledger.recent(limit=RUNS_PAGE, type=filters["type"] or None,
+                                 status=filters["status"] or None, before=before)
+    next_before = runs[-1]["run_id"] if len(runs) == RUNS_PAGE else None
     return render_template("controlplane/runs.html", page="runs", run_types=RUN_TYPES,
-                           statuses=[s.value for s in RunStatus])
+                           statuses=[s.value for s in RunStatus], filters=filters, runs=runs,
+                           before=before, next_before=next_before,
+                           kpis=kpi_values(metrics_summary(METRICS_DAYS)))
 
 
 @bp.get("/metrics")
 def metrics_page() -> str:
-    return render_template("controlplane/metrics.html", page="metrics", days=METRICS_DAYS)
+    summary = metrics_summary(METRICS_DAYS)
+    per_type = sorted((summary.get("per_type") or {}).items(), key=lambda kv: -kv[1]["total"])
+    breakdown = [{"type": name, **counts, "rate": format_percent(
+        counts["ok"] / (counts["ok"] + counts["failed"])
+        if counts["ok"] + counts["failed"] else None)} for name, counts in per_type]
+    per_day = sorted((summary.get("per_day") or {}).items(), reverse=True)
+    return render_template("controlplane/metrics.html", page="metrics", days=METRICS_DAYS,
+                           kpis=kpi_values(summary), breakdown=breakdown, per_day=per_day)
 
 
 def known_run_or_404(run_id: str) -> dict[str, Any]:

@@ -1,10 +1,12 @@
-// The live runs table on "/": filters, "load more", rows that appear and change live.
+// The live runs table on "/": the server rendered its rows, filters and "Load more" link
+// (they work without JavaScript); this keeps them live. New rows are copies of the page's
+// <template data-template="run-row">, rendered by the same Jinja macro as the others.
 
 import { api } from './api.js';
 import { onRefresh } from './autorefresh.js';
 import { setBadge } from './badge.js';
 import { showError } from './banner.js';
-import { $, h, runHref } from './dom.js';
+import { $, runHref } from './dom.js';
 import { formatDuration, formatFullTime, formatTime, runDuration, statusRank } from './format.js';
 import { on } from './live.js';
 
@@ -31,7 +33,12 @@ export class RunsTable {
       this.reload();
     });
     this.form.addEventListener('submit', (event) => event.preventDefault());
-    this.more.addEventListener('click', () => this.loadMore());
+    const apply = $('[data-filters-apply]', this.form);
+    if (apply) apply.hidden = true; // a change applies at once
+    this.more.addEventListener('click', (event) => {
+      event.preventDefault();
+      this.loadMore();
+    });
     for (const type of ['run:queued', 'run:started', 'run:completed']) {
       on(type, (envelope) => {
         if (this.buffer) this.buffer.push(envelope.data);
@@ -101,9 +108,9 @@ export class RunsTable {
 
   async loadMore() {
     if (!this.nextBefore) return;
-    this.more.disabled = true;
+    this.more.setAttribute('aria-disabled', 'true');
     const page = await this.fetchPage(this.nextBefore);
-    this.more.disabled = false;
+    this.more.removeAttribute('aria-disabled');
     if (page) this.addPage(page);
   }
 
@@ -154,21 +161,14 @@ export class RunsTable {
   }
 
   makeRow(run) {
+    const tr = $('template[data-template="run-row"]').content.firstElementChild.cloneNode(true);
+    tr.dataset.runId = run.run_id;
+    const cell = (name) => $(`[data-cell="${name}"]`, tr);
     const cells = {
-      status: h('span'),
-      link: h('a', { href: runHref(run.run_id) }),
-      summary: h('td', { class: 'runs__summary', 'data-label': 'Summary' }),
-      started: h('time'),
-      duration: h('td', { class: 'runs__duration num', 'data-label': 'Duration' }),
-      actor: h('td', { class: 'runs__actor', 'data-label': 'By' }),
+      status: cell('status'), link: cell('link'), summary: cell('summary'),
+      started: cell('started'), duration: cell('duration'), actor: cell('actor'),
     };
-    const tr = h('tr', { dataset: { runId: run.run_id } },
-      h('td', { class: 'runs__status', 'data-label': 'Status' }, cells.status),
-      h('td', { class: 'runs__run', 'data-label': 'Run' }, cells.link),
-      cells.summary,
-      h('td', { class: 'runs__started', 'data-label': 'Started' }, cells.started),
-      cells.duration,
-      cells.actor);
+    cells.link.href = runHref(run.run_id);
     const entry = { run, tr, cells };
     this.fill(entry);
     return entry;
