@@ -116,3 +116,43 @@ def test_exec_of_a_long_run_stays_within_bounded_memory(repo: Path) -> None:
     print(f"\nBIG_OUTPUT exec peak RSS: {small} lines {peaks[small]:.1f} MB, "
           f"{large} lines {peaks[large]:.1f} MB")
     assert growth < 25, f"exec peak RSS grew {growth:.1f} MB from {small} to {large} lines"
+
+
+FOREIGN_RUN = """
+import sys
+from controlplane import tracked_run
+with tracked_run("test", "test:foreign", project_root=sys.argv[1]) as run:
+    for n in range(100):
+        run.output(f"early {n}")
+    print("spooled", flush=True)
+    sys.stdin.readline()
+    for n in range(500):
+        run.output(f"late {n}")
+"""
+
+
+def test_the_last_lines_of_a_foreign_run_are_published_before_its_completion(repo: Path) -> None:
+    """A script's run seen running, whose last lines came after the feed's last poll."""
+    from controlplane.core.events import EventBus
+    from controlplane.core.ledger import Ledger
+    from controlplane.core.ledger.feed import LedgerFeed
+
+    script = subprocess.Popen([sys.executable, "-c", FOREIGN_RUN, str(repo)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    bus = EventBus()
+    start = bus.last_id
+    feed = LedgerFeed(Ledger.open(repo), bus)
+    try:
+        assert script.stdout is not None and script.stdout.readline() == "spooled\n"
+        feed.poll_once()  # started, and the early lines
+    finally:
+        script.communicate("go\n", timeout=120)
+    assert script.returncode == 0
+    feed.poll_once()  # the run is over: its late lines, then its completion
+    feed.poll_once()
+    kinds = [(e["type"], e["data"].get("line")) for e in bus.since(start) or []]
+    lines = [line for kind, line in kinds if kind == "run:output"]
+    assert lines == [f"early {n}" for n in range(100)] + [f"late {n}" for n in range(500)]
+    assert [kind for kind, _ in kinds if kind.startswith("run:") and kind != "run:output"] \
+        == ["run:started", "run:completed"]
+    assert kinds[-1][0] == "run:completed"

@@ -7,13 +7,17 @@ watches both and publishes ``run:started``, ``run:output`` and
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import threading
 from typing import Any
 
+import pygit2
+
 from controlplane.core.events import BusUnavailable, EventBus
+from controlplane.core.ledger import rawlog
 from controlplane.core.ledger.ledger import Ledger
 from controlplane.core.ledger.store import RUNS_DIR
 from controlplane.core.output import event_seq
@@ -21,6 +25,8 @@ from controlplane.core.output import event_seq
 log = logging.getLogger(__name__)
 
 SPOOL_READ_MAX = 4 * 1024 * 1024  # bytes of one spool read per poll; the rest comes next poll
+TAIL_PUBLISHED = 2_000  # last events of a finished foreign run published before its completion
+WALK_MAX = 10_000  # commits walked to tell a pull from local records
 COMPLETED_KEPT = 1_000  # completed run ids remembered (their journal entries go within ms)
 
 
@@ -64,25 +70,26 @@ class LedgerFeed:
             for event in self._new_events(run_id):
                 self._seen[run_id] = event["seq"]
                 if event.get("type") in ("run:output", "run:progress"):
-                    data = dict(event.get("data") or {})
-                    if event["type"] == "run:output":
-                        data["seq"] = event["seq"]
-                    self.bus.publish(event["type"], data, run_id=run_id)
+                    self._publish_event(run_id, event)
         mine = set(self.ledger.recorded_here)
-        new_runs, merged = self._new_in_ledger()
-        if merged:  # a pull: one announcement, not one event per pulled run
-            self.bus.publish("ledger:synced", {"runs": len(new_runs)})
-            new_runs = [r for r in new_runs if r["run_id"] in self._seen]
+        new_runs, pulled = self._new_in_ledger()
+        if pulled:  # a pull: one announcement, not one event per pulled run
+            self.bus.publish("ledger:synced", {"runs": len(pulled)})
         for run in new_runs:
-            announced_start = self._seen.pop(run["run_id"], None) is not None
-            self._offsets.pop(run["run_id"], None)
-            self._completed[run["run_id"]] = None
+            run_id = run["run_id"]
+            if run_id in pulled and run_id not in self._seen:
+                continue
+            announced_start = run_id in self._seen
+            after = self._seen.pop(run_id, 0)
+            self._offsets.pop(run_id, None)
+            self._completed[run_id] = None
             if len(self._completed) > COMPLETED_KEPT:
                 del self._completed[next(iter(self._completed))]
-            if run["run_id"] not in mine and not self._announced(run):
+            if run_id not in mine and not self._announced(run):
                 if not announced_start:  # over between two polls: its start is told first
-                    self.bus.publish("run:started", as_started(run), run_id=run["run_id"])
-                self.bus.publish("run:completed", run, run_id=run["run_id"])
+                    self.bus.publish("run:started", as_started(run), run_id=run_id)
+                self._publish_rest(run_id, after)
+                self.bus.publish("run:completed", run, run_id=run_id)
         for run_id in [r for r in self._seen if r not in current]:
             if self.ledger.index.get(run_id) is None and run_id not in mine:
                 continue  # gone from the journal, not yet visible in the ledger: next poll
@@ -116,23 +123,39 @@ class LedgerFeed:
                 events.append(event)
         return events
 
-    def _new_in_ledger(self) -> tuple[list[dict[str, Any]], bool]:
-        """Runs added to the ledger since this feed last looked, and whether a merge brought them.
+    def _publish_rest(self, run_id: str, after: int) -> None:
+        """The output a finished foreign run spooled after *after* that no poll read yet
+        (its last lines), from its raw log: the newest ``TAIL_PUBLISHED`` at most."""
+        path = self.ledger.logs_dir / f"{run_id}.events.jsonl"
+        if not path.exists():
+            path = self.ledger.journal.events_path(run_id)
+        for event in rawlog.read_tail(path, after, TAIL_PUBLISHED):
+            if event.get("type") in ("run:output", "run:progress"):
+                self._publish_event(run_id, event)
+
+    def _publish_event(self, run_id: str, event: dict[str, Any]) -> None:
+        data = dict(event.get("data") or {})
+        if event["type"] == "run:output":
+            data["seq"] = event["seq"]
+        self.bus.publish(event["type"], data, run_id=run_id)
+
+    def _new_in_ledger(self) -> tuple[list[dict[str, Any]], set[str]]:
+        """Runs added to the ledger since this feed last looked, and the ids a pull brought.
 
         The index is shared with other processes and may already be ahead, so
-        the feed diffs from its own last-seen tip.
+        the feed diffs from its own last-seen tip. A pull and local records can
+        land in one poll: only what the pull brought is announced as a sync.
         """
         head = self.ledger.store.head()
         if head is None or head == self._head:
-            return [], False
-        with self.ledger.store.lock:
-            merged = len(self.ledger.store.repo[head].parents) > 1 \
-                or self.ledger.is_synced(str(head))
+            return [], set()
         changed, _ = self.ledger.store.changed_entry_dirs(self._head, head)
+        pulled_dirs = self._pulled_dirs(self._head, head)
         self._head = head
         self.ledger.catch_up()
         runs = []
         mine = set(self.ledger.recorded_here)
+        pulled = {directory.rsplit("/", 1)[-1] for directory in pulled_dirs}
         for directory in changed:
             entry_id = directory.rsplit("/", 1)[-1]
             run = self.ledger.index.get(entry_id)
@@ -141,11 +164,35 @@ class LedgerFeed:
             if run is not None:
                 runs.append(run)
                 continue
+            pulled.discard(entry_id)  # a message: ledger:synced counts runs
             message = self.ledger.index.message(entry_id)
-            if message is not None and entry_id not in mine and not merged \
+            if message is not None and entry_id not in mine and directory not in pulled_dirs \
                     and not self._announced(message):
                 self.bus.publish("chat:message", message)
-        return runs, merged
+        return runs, pulled
+
+    def _pulled_dirs(self, old: pygit2.Oid | None, head: pygit2.Oid) -> set[str]:
+        """Entry directories between *old* and *head* that a pull brought, not local records.
+
+        Walks the first-parent chain (local records and merges): a merge brings
+        what differs from its first parent; a fast-forwarded pull brings all
+        below the tip it moved to.
+        """
+        store = self.ledger.store
+        with store.lock:
+            walker = store.repo.walk(head, pygit2.enums.SortMode.TOPOLOGICAL)
+            walker.simplify_first_parent()
+            if old is not None:
+                walker.hide(old)
+            commits = [(c.id, c.parent_ids) for c in itertools.islice(walker, WALK_MAX)]
+        pulled: set[str] = set()
+        for commit, parents in commits:
+            if len(parents) > 1:
+                pulled.update(store.changed_entry_dirs(parents[0], commit)[0])
+            elif self.ledger.is_synced(str(commit)):
+                pulled.update(store.changed_entry_dirs(old, commit)[0])
+                break
+        return pulled
 
     def _announced(self, entry: dict[str, Any]) -> bool:
         """Already on this bus: announced live by the process sharing it that records it
