@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, SecretStr, ValidationError, ValidationInfo
 
+from controlplane.core.contracts import RunReporter
 from controlplane.core.errors import InvalidInput
 from controlplane.core.runs import check_subtype, type_of
 from controlplane.core.tools import ToolResult, run_tool
@@ -52,7 +53,7 @@ class ActionContext:
     """What a service gets besides its parameters: where to work, how to run tools."""
 
     project_root: Path
-    run: Any  # the ActiveRun the service reports to
+    run: RunReporter  # the ActiveRun the service reports to
     env: Mapping[str, str] | None = None
     timeout: float | None = 900.0
     settings: Mapping[str, Any] = field(default_factory=dict)

@@ -16,8 +16,13 @@ from typing import Any, Protocol
 class RunSink(Protocol):
     """What code running inside a Run may report to it."""
 
-    run_id: str
-    cancel_requested: threading.Event
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+
+    @property
+    def cancel_requested(self) -> threading.Event:
+        """Set when someone asked to cancel the run."""
 
     def output(self, line: str, stream: str = "stdout") -> None:
         """Record one line of output (already without its newline)."""

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from controlplane.core.contracts import Coordinator
+
 log = logging.getLogger(__name__)
 
 CLAIM_SLOT = """
@@ -232,7 +234,8 @@ class RedisCoordinator:
         self.client.close()
 
 
-def coordinator_for(bus_url: str | None, limit: int, lock_dir: Path | None = None) -> Any:
+def coordinator_for(bus_url: str | None, limit: int, lock_dir: Path | None = None
+                    ) -> Coordinator:
     """Redis-backed when the bus is Redis (several workers), else local (locks in
     *lock_dir* shared with the project's other processes)."""
     if bus_url and bus_url.startswith(("redis://", "rediss://", "unix://")):

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import blinker
 
+from controlplane.core.contracts import BusBackend
 from controlplane.core.errors import ControlPlaneError
 from controlplane.core.runs import iso, utc_now
 
@@ -303,7 +304,7 @@ class EventBus:
     """
 
     def __init__(self, replay_size: int = 10_000, queue_size: int = 2_000,
-                 backend: Any = None, url: str = "memory") -> None:
+                 backend: BusBackend | None = None, url: str = "memory") -> None:
         self.url = url
         self.backend = backend or MemoryBackend(replay_size)
         self.queue_size = queue_size

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from controlplane.core.contracts import Coordinator
 from controlplane.core.coordination import LocalCoordinator
 from controlplane.core.errors import NotFound, RunInProgress
 from controlplane.core.events import EventBus
@@ -52,7 +53,7 @@ class Job:
 class Executor:
     """Runs jobs in threads, at most ``limit`` at once."""
 
-    def __init__(self, bus: EventBus, limit: int = 4, coordinator: Any = None,
+    def __init__(self, bus: EventBus, limit: int = 4, coordinator: Coordinator | None = None,
                  refresh_seconds: float = 5.0) -> None:
         self.bus = bus
         self.limit = max(1, int(limit))

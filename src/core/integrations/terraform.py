@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -227,10 +228,37 @@ class _HeldOutput:
         self.run = run
         self.lines: list[tuple[str, str]] = []
         self.target: dict[str, Any] = run.target if run is not None else {}
-        self.cancel_requested = getattr(run, "cancel_requested", None)
+        self.cancel_requested: threading.Event = getattr(run, "cancel_requested", None) \
+            or threading.Event()
 
     def output(self, line: str, stream: str = "stdout") -> None:
         self.lines.append((line, stream))
+
+    # the rest of the run reporter contract passes through to the run
+    @property
+    def run_id(self) -> str:
+        return str(getattr(self.run, "run_id", ""))
+
+    @property
+    def summary(self) -> str:
+        return str(getattr(self.run, "summary", ""))
+
+    @summary.setter
+    def summary(self, text: str) -> None:
+        if self.run is not None:
+            self.run.summary = text
+
+    def progress(self, done: int, total: int) -> None:
+        if self.run is not None:
+            self.run.progress(done, total)
+
+    def add_artifact(self, path: str, sha256: str | None = None, **info: Any) -> None:
+        if self.run is not None:
+            self.run.add_artifact(path, sha256, **info)
+
+    def fail(self, code: str, message: str) -> None:
+        if self.run is not None:
+            self.run.fail(code, message)
 
     def attach_process(self, pid: int, pgid: int) -> None:
         if self.run is not None:
