@@ -201,6 +201,13 @@ class RunIndex:
             db.execute("DELETE FROM meta WHERE key='head'")
 
     @healing
+    def rows(self) -> list[tuple[str, str]]:
+        """(directory, JSON) of every run and chat message held (for ``ledger doctor``)."""
+        conn = self._db().conn
+        return [*conn.execute("SELECT dir, json FROM runs"),
+                *conn.execute("SELECT dir, json FROM chat")]
+
+    @healing
     def count(self) -> int:
         return self._db().conn.execute("SELECT count(*) FROM runs").fetchone()[0]
 

@@ -8,6 +8,7 @@ processes as ``interrupted``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 GC_EVERY = 500  # records between background `git gc --auto` checks
 TAG_NAMESPACES = ("refs/scp/run/", "refs/tags/scp/run/")
+MISSING_OBJECTS = ("the ledger tip %s misses objects (%s): a `git gc --prune=now` ran during a "
+                   "record; run `controlplane ledger doctor` to repair it")
 
 
 class NotARepository(Exception):
@@ -181,11 +184,16 @@ class Ledger:
             self._catch_up_view(head)
         except OSError as exc:
             log.warning("could not bring the view up to date: %s", exc)
+        except (KeyError, pygit2.GitError) as exc:
+            log.warning(MISSING_OBJECTS, head, exc)
+            return []
         try:
             return self._catch_up_index(head)
         except (OSError, sqlite3.Error) as exc:
             log.warning("could not bring the index up to date: %s", exc)
-            return []
+        except (KeyError, pygit2.GitError) as exc:
+            log.warning(MISSING_OBJECTS, head, exc)
+        return []
 
     def _catch_up_view(self, head) -> None:
         for _ in range(20):
@@ -291,7 +299,8 @@ class Ledger:
         self.journal.restore_legacy_claims()
         self.journal.sweep()
         found = []
-        for entry, path in self.journal.dead_entries():
+        dead = self.journal.dead_entries()
+        for number, (entry, path) in enumerate(dead):
             killed = kill_left_groups(entry.groups)  # first: a tool must not outlive a crash here
             claim = self.journal.claim(path)
             if claim is None:
@@ -302,9 +311,16 @@ class Ledger:
                 self.journal.finish(run_id,
                                     keep_events_at=self.logs_dir / f"{run_id}.events.jsonl")
                 found.append(report)
-            except (ValueError, LedgerWriteError) as exc:
+            except ValueError as exc:
                 log.error("could not record interrupted run %s (kept for the next open): %s",
                           run_id, exc)
+            except LedgerWriteError as exc:  # the ledger refuses writes: the rest would too
+                for _, other in dead[number + 1:]:  # still, no tool may outlive its run
+                    with contextlib.suppress(OSError, ValueError, KeyError):
+                        kill_left_groups(JournalEntry.from_json(other.read_bytes()).groups)
+                log.error("could not record interrupted run %s and %d more (kept for the next "
+                          "open): %s", run_id, len(dead) - number - 1, exc)
+                break
             finally:
                 claim.release()
         return found

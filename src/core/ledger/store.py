@@ -19,6 +19,7 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FileMode, ObjectType
 
+from controlplane.core.ledger.gc_guard import Written, keep, wait_for_gc, written
 from controlplane.core.ledger.layout import BUCKET
 from controlplane.core.ledger.locks import clear_stale_locks, ref_move
 
@@ -30,6 +31,7 @@ RUNS_DIR = "ledger/runs/"
 CHAT_DIR = "ledger/chat/"
 
 _RETRIES = 200
+_MISSING_RETRIES = 20  # waits of 0.1 s for a concurrent writer to restore pruned objects
 
 # libgit2 caches no tree above 4 kB by default; a day's tree (256 buckets, or a few hundred runs
 # in the old layout) is larger and would be re-parsed for every entry a catch-up reads from it.
@@ -76,6 +78,7 @@ class GitStore:
         self.tag_prefix = tag_prefix
         self.lock = threading.RLock()
         self._uses = 0
+        self._broken_tip: pygit2.Oid | None = None  # a tip found missing objects for good
 
     def _used(self) -> None:
         """Clear libgit2's object cache now and then (caller holds the lock).
@@ -127,36 +130,55 @@ class GitStore:
     def commit_files(
         self, directory: str, files: Mapping[str, bytes], message: str, author: str | None = None
     ) -> tuple[pygit2.Oid | None, pygit2.Oid]:
-        """Add *files* under *directory* in one commit; returns (parent, new tip)."""
+        """Add *files* under *directory* in one commit; returns (parent, new tip).
+
+        Once the branch points at the commit, objects a concurrent ``git gc --prune=now``
+        deleted are written back (``gc_guard``).
+        """
         with self.lock:
             self._used()
             try:
-                return self._commit_files(directory, files, message, author)
+                parent, commit, objects = self._commit_files(directory, files, message, author)
             except (OSError, pygit2.GitError) as exc:
                 raise LedgerWriteError(f"could not write the ledger: {exc}") from exc
+        self._keep(objects)
+        return parent, commit
+
+    def _keep(self, objects: list[Written]) -> None:
+        """Restore what a gc pruned under this write (outside the lock: it may wait)."""
+        try:
+            if keep(Path(self.repo.path), objects):
+                with self.lock:
+                    self.repo.free()  # its cache and pack list predate the gc
+        except (OSError, pygit2.GitError) as exc:
+            raise LedgerWriteError(f"could not check the ledger's new objects: {exc}") from exc
 
     def _commit_files(self, directory, files, message, author):
         repo = self.repo
-        blobs = {name: repo.create_blob(data) for name, data in files.items()}
-        leaf = repo.TreeBuilder()
-        for name, oid in sorted(blobs.items()):
-            leaf.insert(name, oid, FileMode.BLOB)
-        leaf_oid = leaf.write()
         parts = directory.strip("/").split("/")
         sig = self.signature(author)
+        missing = 0
         for attempt in range(_RETRIES):
             ref = repo.references.get(BRANCH_REF)
             parent = ref.target if ref is not None else None
-            base = repo[parent].peel(pygit2.Tree) if parent is not None else None
-            tree = self._with_subtree(base, parts, leaf_oid)
-            commit = repo.create_commit(None, sig, sig, message, tree, [parent] if parent else [])
+            try:  # every attempt writes its objects again: a prune may have taken them
+                base = repo[parent].peel(pygit2.Tree) if parent is not None else None
+                objects = self._entry_objects(files)
+                tree = self._with_subtree(base, parts, objects[-1].oid, objects)
+                commit = repo.create_commit(None, sig, sig, message, tree,
+                                            [parent] if parent else [])
+                objects.append(written(repo, commit))
+            except (KeyError, pygit2.GitError) as exc:  # pruned: the tip's objects or ours
+                missing += 1
+                self._await_restore(parent, exc, missing)
+                continue
             with ref_move(Path(repo.path), BRANCH_REF, self.work_tree):  # names the writer
                 try:
                     if ref is None:
                         repo.references.create(BRANCH_REF, commit)
                     else:
                         ref.set_target(commit, message.splitlines()[0])
-                    return parent, commit
+                    return parent, commit, objects
                 except (pygit2.GitError, OSError, pygit2.AlreadyExistsError):
                     pass
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))  # back off, retry
@@ -170,8 +192,30 @@ class GitStore:
                                    "removes a stale lock)")
         raise LedgerWriteError("the ledger branch kept moving; gave up after retries")
 
-    def _with_subtree(self, tree: pygit2.Tree | None, parts: list[str], leaf: pygit2.Oid
-                      ) -> pygit2.Oid:
+    def _await_restore(self, parent: pygit2.Oid | None, exc: BaseException, tries: int) -> None:
+        """The tip misses objects: give a gc and the writer it pruned time to put them back."""
+        if tries > _MISSING_RETRIES or parent == self._broken_tip:
+            self._broken_tip = parent  # known broken: later records fail at once
+            raise LedgerWriteError(
+                f"the ledger tip {parent} misses objects ({exc}): a `git gc --prune=now` or "
+                "`git prune` ran during a record; run `controlplane ledger doctor` to repair it")
+        wait_for_gc(Path(self.repo.path))
+        time.sleep(0.1)  # the pruned writer restores its objects once the gc has ended
+        self.repo.free()
+
+    def _entry_objects(self, files: Mapping[str, bytes]) -> list[Written]:
+        """Write the blobs of *files* and their directory's tree (last)."""
+        objects = [Written(self.repo.create_blob(data), int(ObjectType.BLOB), bytes(data))
+                   for _, data in sorted(files.items())]
+        leaf = self.repo.TreeBuilder()
+        for name, item in zip(sorted(files), objects, strict=True):
+            leaf.insert(name, item.oid, FileMode.BLOB)
+        objects.append(written(self.repo, leaf.write()))
+        return objects
+
+    def _with_subtree(self, tree: pygit2.Tree | None, parts: list[str], leaf: pygit2.Oid,
+                      made: list[Written]) -> pygit2.Oid:
+        """The new tree with *leaf* at *parts* under *tree*; new trees are added to *made*."""
         builder = self.repo.TreeBuilder(tree) if tree is not None else self.repo.TreeBuilder()
         name = parts[0]
         if len(parts) == 1:
@@ -181,8 +225,10 @@ class GitStore:
             if tree is not None and name in tree:
                 entry = tree[name]
                 child = entry if entry.type == ObjectType.TREE else None
-            builder.insert(name, self._with_subtree(child, parts[1:], leaf), FileMode.TREE)
-        return builder.write()
+            builder.insert(name, self._with_subtree(child, parts[1:], leaf, made),
+                           FileMode.TREE)
+        made.append(written(self.repo, builder.write()))
+        return made[-1].oid
 
     def resolve_commit(self, text: str | None) -> str | None:
         """The full id of commit *text* (a full or short hex id) if this repository has it."""
@@ -216,7 +262,8 @@ class GitStore:
                 return False
             except (OSError, pygit2.GitError) as exc:
                 raise LedgerWriteError(f"could not write the run tag: {exc}") from exc
-            return True
+        self._keep([Written(tag, int(ObjectType.TAG), raw)])
+        return True
 
     def read_blob(self, commit: pygit2.Oid | str | None, path: str) -> bytes | None:
         """A file's bytes at *path* in the ledger commit (the tip by default)."""
@@ -236,7 +283,7 @@ class GitStore:
                 return False
             try:
                 self.repo[commit].peel(pygit2.Tree)[path]
-            except KeyError:
+            except (KeyError, pygit2.GitError):  # absent, or pruned (doctor repairs that)
                 return False
             return True
 

@@ -1,0 +1,91 @@
+"""A ``git gc --prune=now`` racing a ledger write: see it, wait it out, put pruned objects back.
+
+``git prune`` marks what the refs reach, then deletes every other loose object. A
+writer's new objects (blobs, trees, commit, tag) exist before the ref that reaches
+them moves, so a prune that marked before the move deletes them after it: the
+ledger tip points at missing objects. git documents the risk. The writer keeps
+the raw bytes of what it wrote; after moving the ref it waits for a running gc
+(``gc.pid``) to end, then writes back whatever is missing (the same bytes give
+the same ids). A prune without ``git gc`` leaves no trace: ``ledger doctor``
+repairs that.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from controlplane.core.runs import process_alive
+
+log = logging.getLogger(__name__)
+
+GC_WAIT_SECONDS = 120.0  # a record waits at most this long for a running gc to end
+_POLL = 0.05
+
+
+@dataclass(frozen=True)
+class Written:
+    """One object a writer created: enough to write it again."""
+
+    oid: pygit2.Oid
+    type: int
+    data: bytes
+
+
+def written(repo: pygit2.Repository, oid: pygit2.Oid) -> Written:
+    """*oid*'s raw object, read back right after writing it."""
+    kind, data = repo.odb.read(oid)
+    return Written(oid, int(kind), bytes(data))
+
+
+def gc_running(git_dir: Path) -> bool:
+    """True while a ``git gc`` of this host works in *git_dir* (its ``gc.pid`` names it)."""
+    try:
+        pid_text, _, host = (git_dir / "gc.pid").read_text().strip().partition(" ")
+    except OSError:
+        return False
+    if host and host != socket.gethostname():
+        return False  # another host's gc on a shared disk: doctor repairs what it prunes
+    return pid_text.isdigit() and process_alive(int(pid_text), None)
+
+
+def wait_for_gc(git_dir: Path, timeout: float = GC_WAIT_SECONDS) -> bool:
+    """Wait until no gc runs in *git_dir*; False if one still runs after *timeout* s."""
+    deadline = time.monotonic() + timeout
+    while gc_running(git_dir):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(_POLL)
+    return True
+
+
+def restore_missing(git_dir: Path, objects: list[Written]) -> list[Written]:
+    """Write back the *objects* no longer in the object store; returns those restored.
+
+    Checked through a fresh object database: a repository's cache may still hold
+    an object whose file is gone.
+    """
+    odb = pygit2.Odb(str(git_dir / "objects"))
+    missing = [item for item in objects if not odb.exists(item.oid)]
+    for item in missing:
+        odb.write(item.type, item.data)
+    return missing
+
+
+def keep(git_dir: Path, objects: list[Written]) -> list[Written]:
+    """After a ref moved to *objects*: outlast a running gc, restore what it pruned."""
+    if not objects:
+        return []
+    if gc_running(git_dir) and not wait_for_gc(git_dir):
+        log.warning("a git gc still runs after %.0f s; if it prunes the ledger's newest "
+                    "objects, `controlplane ledger doctor` repairs it", GC_WAIT_SECONDS)
+    restored = restore_missing(git_dir, objects)
+    if restored:
+        log.warning("restored %d ledger objects a concurrent git gc/prune had deleted",
+                    len(restored))
+    return restored
