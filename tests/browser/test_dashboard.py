@@ -82,9 +82,9 @@ def test_a_long_run_is_cancelled_from_its_page(server, context):
     run_id = start_from_form(page, "/testing/run")
 
     card.get_by_role("button", name="Run now").click()  # the same lock: refused with 409
-    banner = page.locator("[data-banner]")
-    expect(banner).to_contain_text("already queued or running")
-    banner.get_by_role("link", name="Open the run in progress").click()
+    refusal = card.locator("[data-refusal]")  # said next to the button (issue 17 item 4)
+    expect(refusal).to_contain_text("Already running: started by")
+    refusal.get_by_role("link", name="open it").click()
     expect(page).to_have_url(f"{server.url}/runs/{run_id}")
     connected(page)
     expect(page.locator("[data-output]")).to_contain_text("demo line 0")

@@ -1,14 +1,22 @@
-// The live connection indicator in the top bar, and a banner when the server is gone.
+// The live connection indicator in the top bar, and a banner when the server is gone or the
+// login has ended (with the way back: the login page, returning here).
 
+import { url } from './base.js';
 import { hideBanner, showBanner } from './banner.js';
-import { onState } from './live.js';
+import { loginRefusal, onState } from './live.js';
 
 const LABELS = {
   connecting: 'Connecting…',
   connected: 'Live',
   reconnecting: 'Reconnecting…',
   offline: 'Offline',
+  'logged-out': 'Logged out',
 };
+
+function loginLink() {
+  const here = window.location.pathname + window.location.search;
+  return { href: url(`/login?next=${encodeURIComponent(here)}`), text: 'Log in again' };
+}
 
 export function initConnectionIndicator() {
   const indicator = document.querySelector('[data-conn]');
@@ -18,9 +26,14 @@ export function initConnectionIndicator() {
     indicator.className = `conn conn--${state}`;
     indicator.dataset.state = state;
     label.textContent = LABELS[state] || state;
-    if (state === 'offline') {
-      showBanner('Lost the live connection to the server; retrying. Turn on Auto-refresh '
-        + 'to poll meanwhile.', { kind: 'warning', source: 'connection' });
+    if (state === 'logged-out') {
+      const refusal = loginRefusal();
+      const detail = refusal && refusal.message ? ` ${refusal.message}` : '';
+      showBanner(`Your login has ended (logged out, or its token was changed): this page no `
+        + `longer updates.${detail}`, { kind: 'error', source: 'connection', link: loginLink() });
+    } else if (state === 'offline') {
+      showBanner('Lost the live connection to the server; reconnecting every second.',
+        { kind: 'warning', source: 'connection' });
     } else if (state === 'connected') {
       hideBanner('connection');
     }

@@ -1,9 +1,11 @@
 // The tab's one live connection: an EventSource on /api/events, shared by every module.
 //
 // on(type, fn) receives envelopes {id, type, run_id, at, data} ('*' for all);
-// onState(fn) receives 'connecting' | 'connected' | 'reconnecting' | 'offline'.
-// The browser reconnects by itself (sending Last-Event-ID, so the server replays
-// what was missed); when it gives up we reconnect with ?last_event_id= and back off.
+// onState(fn) receives 'connecting' | 'connected' | 'reconnecting' | 'offline' |
+// 'logged-out'. On any error we reconnect ourselves with ?last_event_id= (so the server
+// replays what was missed), backing off to at most 1 s: a restarted server is found within
+// a second, and logins survive restarts. An error with the server up is asked about: a 401
+// means the login really ended (logout, token changed), and we stop and say so.
 // A 'resync' envelope means the replay was impossible: listeners reload their data.
 
 import { url as at } from './base.js';
@@ -17,6 +19,8 @@ let failures = 0;
 let retryTimer = null;
 let dropped = false; // lost the connection since the last open
 const GIVE_UP_AFTER = 3; // failed attempts in a row before we say 'offline'
+const MAX_BACKOFF_MS = 1000; // DECISIONS §12: live reconnect backoff is capped at 1 s
+let loginProblem = null; // {message} once the server said our login ended
 
 function setState(next) {
   if (next === state) return;
@@ -38,8 +42,27 @@ function dispatch(envelope) {
 
 function scheduleReconnect() {
   clearTimeout(retryTimer);
-  const delay = Math.min(30000, 1000 * 2 ** Math.min(failures, 5));
+  const delay = Math.min(MAX_BACKOFF_MS, 125 * 2 ** Math.min(failures, 4));
   retryTimer = setTimeout(connect, delay);
+}
+
+/** After a failed stream: is the server up and refusing our login? (401/403) */
+async function loginEnded() {
+  try {
+    const response = await fetch(at('/api/executor'), {
+      credentials: 'same-origin', headers: { Accept: 'application/json' }, cache: 'no-store',
+    });
+    if (response.status !== 401 && response.status !== 403) return null;
+    let body = {};
+    try {
+      body = await response.json();
+    } catch {
+      body = {};
+    }
+    return { status: response.status, message: body.message || '' };
+  } catch {
+    return null; // the server is unreachable: keep reconnecting
+  }
 }
 
 function connect() {
@@ -66,12 +89,21 @@ function connect() {
     if (event.lastEventId) lastId = event.lastEventId;
     dispatch(envelope);
   });
-  source.addEventListener('error', () => {
+  source.addEventListener('error', async () => {
+    const failed = source;
+    failed.close(); // we reconnect ourselves: the browser's own retry waits longer than 1 s
     dropped = true;
     failures += 1;
     const down = failures > GIVE_UP_AFTER || !navigator.onLine;
     setState(down ? 'offline' : 'reconnecting');
-    if (source.readyState === EventSource.CLOSED) scheduleReconnect();
+    const ended = await loginEnded();
+    if (failed !== source) return; // reconnected meanwhile ('online')
+    if (ended) {
+      loginProblem = ended;
+      setState('logged-out');
+      return;
+    }
+    scheduleReconnect();
   });
 }
 
@@ -87,7 +119,7 @@ export function start() {
     setState('offline');
   });
   window.addEventListener('online', () => {
-    if (state !== 'connected') connect();
+    if (state !== 'connected' && state !== 'logged-out') connect();
   });
 }
 
@@ -107,4 +139,9 @@ export function onState(fn) {
 
 export function connectionState() {
   return state;
+}
+
+/** What the server said when it refused our login ({status, message}), or null. */
+export function loginRefusal() {
+  return loginProblem;
 }
