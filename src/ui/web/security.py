@@ -241,8 +241,10 @@ def own_origin() -> str:
 def same_origin() -> bool:
     """True if the request comes from a page of this server (Origin, else Sec-Fetch-Site)."""
     origin = request.headers.get("Origin")
-    if origin is not None:
+    if origin is not None and origin != "null":
         return origin.lower() == own_origin()
+    # A form post from our page (JavaScript off) says "Origin: null" under our
+    # Referrer-Policy no-referrer: the browser's own Sec-Fetch-Site decides then.
     return request.headers.get("Sec-Fetch-Site") == "same-origin"
 
 
