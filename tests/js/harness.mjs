@@ -2,7 +2,7 @@
 // manual clock, and fakes of the network APIs (fetch, EventSource) that tests answer.
 // Each test file runs in its own process, so one page (installPage) per file.
 
-import { JSDOM } from 'jsdom';
+import { JSDOM, VirtualConsole } from 'jsdom';
 
 export const JS = new URL('../../src/ui/web/static/js/', import.meta.url);
 
@@ -83,7 +83,7 @@ export async function settle(rounds = 5) {
 
 /**
  * The server, as fetch meets it: routes maps 'METHOD /path?query' (or '/path?query' for GET)
- * to a body, a {status, body} answer, or a function (request) => either. Unmatched: 404.
+ * to a body, a {status: number, body} answer, or a function (request) => either. Unmatched: 404.
  * Every request is kept in `requests` ({method, path, headers, body}).
  */
 export class FakeServer {
@@ -103,7 +103,7 @@ export class FakeServer {
     const route = this.routes[`${method} ${path}`] ?? (method === 'GET' ? this.routes[path] : undefined);
     let answer = typeof route === 'function' ? await route(request) : route;
     if (answer === undefined) answer = { status: 404, body: { error: 'not_found', message: `No ${path}.` } };
-    if (!(answer && typeof answer === 'object' && 'status' in answer)) answer = { status: 200, body: answer };
+    if (typeof answer?.status !== 'number') answer = { status: 200, body: answer };
     const text = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body ?? null);
     const empty = answer.status === 204 || answer.status === 304;
     return new Response(empty ? null : text, { status: answer.status,
@@ -165,13 +165,17 @@ export class FakeEventSource {
 
 /**
  * Install a page: body is the markup inside <body>, base the mount point meta.
- * Returns {window, document, clock, server}.
+ * Returns {window, document, clock, server, jsdomErrors} (jsdomErrors: what jsdom reports,
+ * e.g. "Not implemented: navigation" when a page calls location.assign).
  */
 export function installPage(body = '', { base = '', csrf = 'token-1', url = 'http://localhost/',
   routes = {} } = {}) {
+  const jsdomErrors = [];
+  const virtualConsole = new VirtualConsole();
+  virtualConsole.on('jsdomError', (error) => jsdomErrors.push(error.message));
   const dom = new JSDOM(`<!doctype html><html><head>
     <meta name="csrf-token" content="${csrf}"><meta name="controlplane-base" content="${base}">
-    </head><body>${body}</body></html>`, { url });
+    </head><body>${body}</body></html>`, { url, virtualConsole });
   const { window } = dom;
   polyfill(window);
   for (const name of GLOBALS) define(name, window[name]);
@@ -180,8 +184,7 @@ export function installPage(body = '', { base = '', csrf = 'token-1', url = 'htt
   window.EventSource = FakeEventSource;
   const clock = new Clock();
   const server = new FakeServer(routes);
-  // jsdom's window timers are its own: the modules' window.* listeners are all we need
-  return { window, document: window.document, clock, server };
+  return { window, document: window.document, clock, server, jsdomErrors };
 }
 
 /** Fire a DOM event of the window's own kind on node. */
