@@ -11,6 +11,11 @@
   points at a code commit, so pushing it publishes that commit: only tags whose commit
   the remote already has are pushed; the others are held and reported (unless
   ``include_unpublished``).
+- **Cost**: one ``git ls-remote`` says what the remote holds; a pull fetches only the
+  ledger when it is not already ours and the run tags we lack, a push sends only the tags
+  the remote lacks, from a throw-away repository borrowing our objects (no temporary
+  refs here: an interrupted push leaves none behind). A push with nothing new is one
+  ``ls-remote`` (docs/benchmarks.md).
 - **Turns**: the merge holds the writers' ref lock (``locks.ref_move``) from reading our
   tip to moving it, so local writers wait for it instead of winning every race.
 
@@ -22,7 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
+import shutil
+import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,12 +46,15 @@ from controlplane.core.ledger.locks import WriterLockTimeout, ref_move
 from controlplane.core.ledger.merge import MergePlan, plan_append_only
 from controlplane.core.ledger.store import BRANCH, BRANCH_REF, TAG_PREFIX
 from controlplane.core.ledger.view import write_private
-from controlplane.core.tools import ToolResult, run_tool
+from controlplane.core.redact import redact
+from controlplane.core.tools import ToolResult, run_tool, tool_env
 
 log = logging.getLogger(__name__)
 
 REMOTE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
-OUTBOX = "refs/scp/outbox/"
+OUTBOX = "refs/scp/outbox/"  # temporary refs of older versions' pushes: removed when seen
+FETCH_BY_NAME = 200  # missing run tags fetched by name; more: all of them (one pattern)
+OUTBOX_DIR = "outbox-"  # under .git/scp/: a push's throw-away repository, <pid>-<random>
 CONFLICTS = "conflicts"  # under .git/scp/: remote versions of entries we kept ours of
 
 
@@ -118,35 +130,97 @@ class LedgerSync:
     def _git(self, *args: str) -> ToolResult:
         return run_tool(["git", "-C", str(self.ledger.root), *args], timeout=300)
 
-    def _fetch(self) -> pygit2.Oid | None:
-        """Fetch the remote's ledger and run tags into our staging refs (not yet trusted).
+    def _git_quiet(self, args: list[str], stdin: str | None = None
+                   ) -> subprocess.CompletedProcess[str]:
+        """Plain git whose output is data, not news for the run (a listing, ref updates)."""
+        return subprocess.run(["git", "-C", str(self.ledger.root), *args], input=stdin,
+                              stdin=None if stdin is not None else subprocess.DEVNULL,
+                              capture_output=True, text=True, env=tool_env(None),
+                              timeout=300, check=False)
 
-        Returns the remote ledger tip, None if the remote has no ledger.
+    def _remote_refs(self) -> dict[str, str]:
+        """Every ref the remote holds (name -> object id), from one ``git ls-remote``."""
+        listed = self._git_quiet(["ls-remote", "--", self.remote])
+        if listed.returncode != 0:
+            raise SyncError("fetch_failed", f"git ls-remote {self.remote} failed: "
+                            + redact(listed.stderr.strip()[-300:]))
+        refs = {}
+        for line in listed.stdout.splitlines():
+            sha, _, name = line.partition("\t")
+            refs[name] = sha
+        return refs
+
+    def _contains(self, sha: str | None) -> bool:
+        """True if commit *sha* is our ledger tip or in its history (nothing to fetch)."""
+        if sha is None:
+            return True
+        with self.ledger.store.lock:
+            repo = self.ledger.store.repo
+            ours = self.ledger.store.head()
+            if ours is None:
+                return False
+            try:
+                theirs = pygit2.Oid(hex=sha)
+                return ours == theirs or (theirs in repo and repo.descendant_of(ours, theirs))
+            except (ValueError, pygit2.GitError):
+                return False
+
+    def _missing_tags(self, remote_refs: dict[str, str]) -> list[str]:
+        """The remote's run tag names we lack; a name that is no run id refuses the remote."""
+        with self.ledger.store.lock:
+            ours = set(self.ledger.store.repo.references)
+        missing = []
+        for name in remote_refs:
+            if not name.startswith(TAG_PREFIX) or name.endswith("^{}") or name in ours:
+                continue
+            if not is_entry_id(name[len(TAG_PREFIX):]):
+                raise SyncError("hostile_ledger", f"refused the ledger of {self.remote}: "
+                                f"{name[:120]!a} is not a run tag (run id); nothing of it was "
+                                "merged (ask who writes that remote)")
+            missing.append(name)
+        return missing
+
+    def _fetch(self, remote_refs: dict[str, str]) -> pygit2.Oid | None:
+        """Fetch what we lack of the remote's ledger and run tags into our staging refs.
+
+        Returns the remote ledger tip when it has to be checked and merged, else None.
         """
-        has_ledger = self._git("ls-remote", "--exit-code", "--", self.remote, BRANCH_REF)
-        if has_ledger.exit_code == 2:
-            return None  # the remote has no ledger yet
-        if not has_ledger.ok:
-            raise SyncError("fetch_failed", has_ledger.error["message"] + " "
-                            + has_ledger.stderr.strip()[-300:])
-        fetched = self._git("fetch", "--no-tags", "--quiet", "--refmap=", "--", self.remote,
-                            f"+{BRANCH_REF}:{self.tracking}", f"+{TAG_PREFIX}*:{self.staged}*")
+        remote_tip = remote_refs.get(BRANCH_REF)
+        specs = [] if self._contains(remote_tip) else [f"+{BRANCH_REF}:{self.tracking}"]
+        missing = self._missing_tags(remote_refs)
+        if len(missing) > FETCH_BY_NAME:  # git matches each named refspec against every ref
+            specs.append(f"+{TAG_PREFIX}*:{self.staged}*")
+        else:
+            specs += [f"+{name}:{self.staged}{name[len(TAG_PREFIX):]}" for name in missing]
+        if not specs:
+            return None
+        fetched = run_tool(["git", "-C", str(self.ledger.root), "fetch", "--no-tags", "--quiet",
+                            "--refmap=", "--stdin", "--", self.remote],
+                           stdin_data="".join(f"{spec}\n" for spec in specs), timeout=300)
         if not fetched.ok:
             raise SyncError("fetch_failed", fetched.stderr.strip()[-500:] or
                             fetched.error["message"])
+        if not specs[0].startswith(f"+{BRANCH_REF}:"):
+            return None
         with self.ledger.store.lock:
             ref = self.ledger.store.repo.references.get(self.tracking)
             return ref.target if ref is not None else None
 
-    def pull(self) -> SyncReport:
-        """Fetch, check and merge the remote's runs into the local ledger (append-only)."""
+    def pull(self, remote_refs: dict[str, str] | None = None) -> SyncReport:
+        """Fetch, check and merge the remote's runs into the local ledger (append-only).
+
+        *remote_refs*: the remote's listing when the caller has it (``push``).
+        """
         report = SyncReport(self.remote)
+        if remote_refs is None:
+            remote_refs = self._remote_refs()
+        before = self.ledger.index.count()
         try:
-            remote_tip = self._fetch()
+            remote_tip = self._fetch(remote_refs)
             tags = self._checked(remote_tip)
-            before = self.ledger.index.count()
             if remote_tip is not None:
                 report.merged = self._merge(remote_tip, report)
+            if BRANCH_REF in remote_refs:
                 tip = self.ledger.store.head()
                 if tip is not None:
                     self.ledger.mark_synced(str(tip))
@@ -191,8 +265,13 @@ class LedgerSync:
             return tags
 
     def _adopt_tags(self, tags: dict[str, pygit2.Oid]) -> None:
-        """Create the checked run tags we lack; a tag we hold is never moved by a pull."""
-        with self.ledger.store.lock:
+        """Create the checked run tags we lack (one transaction); a tag we hold never moves."""
+        if not tags:
+            return
+        lines = "".join(f"create {name} {target}\n" for name, target in tags.items())
+        if self._git_quiet(["update-ref", "--stdin"], lines).returncode == 0:
+            return
+        with self.ledger.store.lock:  # one of them appeared meanwhile: one by one
             refs = self.ledger.store.repo.references
             for ref_name, target in tags.items():
                 if ref_name not in refs:
@@ -202,10 +281,20 @@ class LedgerSync:
                         continue
 
     def _drop_refs(self, prefix: str) -> None:
+        """Delete the refs named *prefix* or under it, in one transaction."""
         with self.ledger.store.lock:
-            refs = self.ledger.store.repo.references
-            for ref_name in [r for r in refs if r == prefix or r.startswith(prefix)]:
-                refs.delete(ref_name)
+            names = [r for r in self.ledger.store.repo.references
+                     if r == prefix or r.startswith(prefix)]
+        if not names:
+            return
+        dropped = self._git_quiet(["update-ref", "--stdin"],
+                                  "".join(f"delete {name}\n" for name in names))
+        if dropped.returncode != 0:  # a name git refuses: libgit2 deletes one by one
+            with self.ledger.store.lock:
+                refs = self.ledger.store.repo.references
+                for name in names:
+                    with contextlib.suppress(KeyError, pygit2.GitError):
+                        refs.delete(name)
 
     def _merge(self, theirs: pygit2.Oid, report: SyncReport) -> bool:
         """Bring *theirs* into the local ledger branch; True if a merge commit was made."""
@@ -273,54 +362,101 @@ class LedgerSync:
             self.ledger.root) else str(root)
 
     def push(self, include_unpublished: bool = False) -> SyncReport:
-        """Pull when the remote moved, then push the ledger and the publishable run tags."""
-        report = self.pull()
+        """Pull when the remote moved, then push the ledger and the publishable run tags it
+        lacks (no ``git push`` at all when it lacks nothing)."""
+        self._drop_refs(OUTBOX)  # left by an older version's interrupted push
+        remote_refs = self._remote_refs()
+        report = self.pull(remote_refs)
         for _attempt in range(3):
             local = self.ledger.store.head()
             if local is None:
                 return report
-            published, held = self._publishable_tags(include_unpublished)
+            published, held = self._publishable_tags(remote_refs, include_unpublished)
             report.tags_held = held
-            self._fill_outbox(published)
-            try:
-                pushed = self._git("push", "--quiet", "--", self.remote,
-                                   f"{BRANCH_REF}:{BRANCH_REF}",
-                                   f"{OUTBOX}*:refs/scp/run/*")
-            finally:
-                self._empty_outbox()
-            if pushed.ok:
+            refs = {name: self._target(name) for name in published}
+            if remote_refs.get(BRANCH_REF) != str(local):
+                refs[BRANCH_REF] = str(local)
+            pushed = self._push(refs)
+            if pushed is None or pushed.ok:
                 report.pushed, report.tags_pushed = True, len(published)
                 return report
             if "fetch first" not in pushed.stderr and "non-fast-forward" not in pushed.stderr:
                 raise SyncError("remote_rejected", rejection_reason(pushed.stderr) or
                                 pushed.error["message"])
-            more = self.pull()  # the remote moved meanwhile: merge and try again
+            remote_refs = self._remote_refs()  # the remote moved meanwhile: merge, try again
+            more = self.pull(remote_refs)
             report.pulled_runs += more.pulled_runs
             report.merged = report.merged or more.merged
         raise SyncError("remote_rejected", "the remote kept moving; push again later")
 
-    def _publishable_tags(self, include_unpublished: bool) -> tuple[list[str], list[str]]:
-        """Run tag refs whose code commit the remote has, and the others (held)."""
-        listed = self._git("ls-remote", "--heads", "--tags", "--", self.remote)
-        if not listed.ok:
-            raise SyncError("fetch_failed", listed.stderr.strip()[-500:])
-        remote_heads = []
+    def _push(self, refs: dict[str, str]) -> ToolResult | None:
+        """``git push`` of *refs* (name -> object id) under their own names; None if empty.
+
+        The refs are written into a throw-away repository that borrows our objects
+        (alternates) and our config, and pushed from there with one wildcard: git matches
+        each explicit refspec against every ref (quadratic at 10k runs), and our own
+        repository never holds a temporary ref that an interrupted push could leave behind.
+        """
+        if not refs:
+            return None
+        self._remove_stale_outboxes()
+        common = Path(self._git_quiet(["rev-parse", "--path-format=absolute",
+                                       "--git-common-dir"]).stdout.strip())
+        self.ledger.scp_dir.mkdir(mode=0o700, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"{OUTBOX_DIR}{os.getpid()}-",
+                                         dir=self.ledger.scp_dir) as outbox:
+            made = self._git_quiet(["init", "--quiet", "--bare", "--template=", outbox])
+            Path(outbox, "objects", "info", "alternates").write_text(f"{common / 'objects'}\n")
+            lines = "".join(f"create {name} {sha}\n" for name, sha in refs.items())
+            if made.returncode == 0:
+                made = self._git_quiet([f"--git-dir={outbox}", "update-ref", "--stdin"], lines)
+            if made.returncode != 0:
+                raise SyncError("push_failed", "could not prepare the push under "
+                                f"{self.ledger.scp_dir}: {made.stderr.strip()[-300:]}")
+            specs = [f"{name}:{name}" for name in refs if not name.startswith(TAG_PREFIX)]
+            if any(name.startswith(TAG_PREFIX) for name in refs):
+                specs.append(f"{TAG_PREFIX}*:{TAG_PREFIX}*")
+            return self._git(f"--git-dir={outbox}", "-c", f"include.path={common / 'config'}",
+                             "push", "--quiet", "--", self.remote, *specs)
+
+    def _remove_stale_outboxes(self) -> None:
+        """Remove the throw-away push repositories of pushes that were killed."""
+        for path in self.ledger.scp_dir.glob(f"{OUTBOX_DIR}*"):
+            pid = path.name[len(OUTBOX_DIR):].partition("-")[0]
+            try:
+                os.kill(int(pid), 0)
+                continue  # a push in progress
+            except (ValueError, ProcessLookupError):
+                shutil.rmtree(path, ignore_errors=True)
+            except PermissionError:
+                continue
+
+    def _target(self, ref_name: str) -> str:
+        with self.ledger.store.lock:
+            return str(self.ledger.store.repo.references[ref_name].target)
+
+    def _publishable_tags(self, remote_refs: dict[str, str], include_unpublished: bool
+                          ) -> tuple[list[str], list[str]]:
+        """Run tag refs the remote lacks: those whose code commit it has, and the others."""
+        published: list[str] = []
+        held: list[str] = []
         with self.ledger.store.lock:
             repo = self.ledger.store.repo
-            for line in listed.stdout.splitlines():
-                sha, _, name = line.partition("\t")
-                if name.startswith("refs/heads/scp-ledger"):
+            prefix = self.ledger.store.tag_prefix
+            wanted = [name for name in repo.references
+                      if name.startswith(prefix) and name not in remote_refs]
+            if not wanted:
+                return published, held
+            remote_heads = []
+            for name, sha in remote_refs.items():
+                if not name.startswith(("refs/heads/", "refs/tags/")) or name == BRANCH_REF:
                     continue
                 try:
                     remote_heads.append(repo[sha].peel(pygit2.Commit).id)
                 except (KeyError, ValueError, pygit2.InvalidSpecError):
                     continue  # a commit we do not have: it cannot contain ours
             known: dict[pygit2.Oid, bool] = {}
-            published, held = [], []
-            prefix = self.ledger.store.tag_prefix
-            for ref_name in repo.references:
-                if not ref_name.startswith(prefix):
-                    continue
+            for ref_name in wanted:
                 commit = repo.references[ref_name].peel(pygit2.Commit).id
                 if commit not in known:
                     known[commit] = include_unpublished or any(
@@ -328,21 +464,6 @@ class LedgerSync:
                         for head in remote_heads)
                 (published if known[commit] else held).append(ref_name)
         return published, held
-
-    def _fill_outbox(self, refs: list[str]) -> None:
-        self._empty_outbox()
-        with self.ledger.store.lock:
-            repo = self.ledger.store.repo
-            prefix = self.ledger.store.tag_prefix
-            for ref_name in refs:
-                repo.references.create(OUTBOX + ref_name[len(prefix):],
-                                       repo.references[ref_name].target, force=True)
-
-    def _empty_outbox(self) -> None:
-        with self.ledger.store.lock:
-            repo = self.ledger.store.repo
-            for ref_name in [r for r in repo.references if r.startswith(OUTBOX)]:
-                repo.references.delete(ref_name)
 
 
 class AutoSync:
