@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from flask import Blueprint, Response, current_app, request
 from flask_sock import Sock
 
+from controlplane.core.descriptors import stream_refusal
 from controlplane.core.events import Subscription
+from controlplane.ui.web.errors import error_response
 from controlplane.ui.web.state import state
 
 sock = Sock()
@@ -81,6 +83,9 @@ def sse_frames(sub: Subscription, heartbeat: float) -> Iterator[str]:
 
 @bp.get("/api/events")
 def events_sse() -> Response:
+    refusal = stream_refusal()  # a stream holds a descriptor: keep some for everything else
+    if refusal:
+        return error_response(503, "too_many_streams", refusal)
     sub = state().bus.subscribe(resume_id())
     heartbeat = current_app.config.get("SSE_HEARTBEAT", HEARTBEAT_SECONDS)
     return Response(sse_frames(sub, heartbeat), mimetype="text/event-stream",
