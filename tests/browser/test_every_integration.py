@@ -25,9 +25,9 @@ TRIED = {
     "docs": ("/docs/generate/readme", {}, "ok"),
     "git": ("/git/ledger/pull", {}, "failed"),  # this project has no remote
     "infra": ("/infra/env/generate-example", {}, "ok"),
-    "k8s": ("/k8s/generate/manifests", {}, "ok"),
+    "k8s": ("/k8s/generate/manifests", {}, "failed"),  # a library: it serves nothing
     "packages": ("/packages/install", {}, "failed"),  # no virtual environment here
-    "pages": ("/pages/ci", {}, "ok"),
+    "pages": ("/pages/ci", {}, "failed"),  # no docs system to build
     "quality": ("/quality/generate/config", {}, "ok"),
     "security": ("/security/generate/gitignore", {}, "ok"),
     "terraform": ("/terraform/generate", {}, "ok"),

@@ -180,13 +180,13 @@ def url_var(service: str, names_read: list[str]) -> str:
     return SERVICES[service].url_var
 
 
-def compose(*, name: str, port: int, services: list[str], names_read: list[str],
+def compose(*, name: str, port: int | None, services: list[str], names_read: list[str],
             image: str | None = None, pass_through: tuple[str, ...] = (),
             env_file: bool = False) -> str:
     """A compose file: the app, the services it depends on, their URLs in its environment."""
     specs = [SERVICES[s] for s in dict.fromkeys(services)]
     environment = [f"{url_var(s.name, names_read)}={s.url}" for s in specs]
-    if "PORT" in names_read:
+    if "PORT" in names_read and port:
         environment.append(f"PORT={port}")
     environment += [n for n in pass_through if not any(e.startswith(f"{n}=") for e in environment)]
     return render("compose.yaml.j2", name=name, image=image, port=port, services=specs,
@@ -198,10 +198,11 @@ def compose_summary(content: str) -> dict[str, Any]:
     return {"services": list(yaml.safe_load(content)["services"])}
 
 
-def project_compose(facts: ProjectFacts) -> str:
+def project_compose(facts: ProjectFacts, port: int | None) -> str:
+    """The project's compose file; *port* published (None: a command-line tool, no port)."""
     names = [v.name for v in facts.env_vars]
     set_by_compose = {url_var(s, names) for s in facts.services} | {"PORT"}
-    return compose(name=facts.name, port=facts.port, services=list(facts.services),
+    return compose(name=facts.name, port=port, services=list(facts.services),
                    names_read=names, env_file=bool(set(names) - set_by_compose))
 
 
@@ -252,11 +253,20 @@ def generate_dockerignore(ctx: ActionContext, params: DockerignoreParams) -> dic
 
 def generate_compose(ctx: ActionContext, params: ComposeParams) -> dict[str, Any]:
     """A compose file with the app and the services its dependencies imply (redis, postgres, mysql,
-    mongodb, rabbitmq), their URLs set.
+    mongodb, rabbitmq), their URLs set; a port published only when the project listens on one.
+    A library has nothing to run: refused (the compose wizard takes an image and a port).
     """
     facts = project_facts(ctx.project_root)
-    content = project_compose(facts)
-    return {"ok": True, "language": facts.language, "port": facts.port, **compose_summary(content),
+    kind = project_kind(facts)
+    if kind.kind == "library":
+        return {"ok": False, "language": facts.language, "project_kind": kind.kind,
+                "error": {"code": "nothing_to_run", "message": (
+                    f"{facts.name} is a library ({kind.why}): a compose service needs something "
+                    "to run; use /docker/generate/compose-wizard with \"image\" and \"port\"")}}
+    port = facts.port if kind.kind == "application" else None
+    content = project_compose(facts, port)
+    return {"ok": True, "language": facts.language, "project_kind": kind.kind, "port": port,
+            **compose_summary(content),
             **deliver(ctx.project_root, params.output, content, params, "output")}
 
 

@@ -11,6 +11,7 @@ from controlplane.core.actions import ActionContext, Example, ProjectPath, regis
 from controlplane.core.integrations._cli_tools import DNSName, ImageRef
 from controlplane.core.integrations._generated_files import GenerateParams, deliver
 from controlplane.core.integrations._project_facts import EnvVar, project_facts
+from controlplane.core.integrations._project_traits import project_kind
 from controlplane.core.integrations.generators_common import (
     FLASK_EXAMPLE,
     EnvName,
@@ -78,9 +79,16 @@ def described(content: str) -> dict[str, Any]:
 
 def generate_manifests(ctx: ActionContext, params: ManifestParams) -> dict[str, Any]:
     """A Deployment and a Service (and a ConfigMap of the variables the code reads) fitted to the
-    project: its name, port and environment.
+    project: its name, port and environment. Only for an application (a library or command-line
+    tool serves nothing: refused, the wizard takes an image and a port).
     """
     facts = project_facts(ctx.project_root)
+    kind = project_kind(facts)
+    if kind.kind != "application":
+        return {"ok": False, "language": facts.language, "project_kind": kind.kind,
+                "error": {"code": "nothing_to_run", "message": (
+                    f"{facts.name} is a {kind.kind} ({kind.why}): a Deployment needs a server "
+                    "to run; use /k8s/generate/wizard with \"name\", \"image\" and \"port\"")}}
     name = params.name or facts.name
     image = params.image or f"{name}:latest"
     content = render_manifests(name=name, image=image, port=facts.port, env=list(facts.env_vars),

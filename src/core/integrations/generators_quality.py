@@ -10,6 +10,7 @@ would be ignored, make the tool refuse to start, or shadow the project's.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -38,6 +39,18 @@ Tool = Literal["ruff", "mypy", "pytest"]
 TABLES = {"ruff": "tool.ruff", "mypy": "tool.mypy", "pytest": "tool.pytest.ini_options"}
 SEPARATE = {"ruff": "ruff.toml", "mypy": "mypy.ini", "pytest": "pytest.ini"}
 NODE_FILES = {"eslint": "eslint.config.mjs", "prettier": ".prettierrc.json"}
+# Where ESLint and Prettier read their settings besides our files (legacy .eslintrc included:
+# a flat eslint.config.mjs beside it would replace the project's rules in ESLint 9).
+NODE_CONFIGS = {
+    "eslint": (".eslintrc", ".eslintrc.js", ".eslintrc.cjs", ".eslintrc.json", ".eslintrc.yaml",
+               ".eslintrc.yml", "eslint.config.js", "eslint.config.mjs", "eslint.config.cjs",
+               "eslint.config.ts", "eslint.config.mts", "eslint.config.cts"),
+    "prettier": (".prettierrc", ".prettierrc.json", ".prettierrc.yaml", ".prettierrc.yml",
+                 ".prettierrc.json5", ".prettierrc.js", ".prettierrc.cjs", ".prettierrc.mjs",
+                 ".prettierrc.toml", "prettier.config.js", "prettier.config.cjs",
+                 "prettier.config.mjs"),
+}
+PACKAGE_KEYS = {"eslint": "eslintConfig", "prettier": "prettier"}
 HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 
 
@@ -126,7 +139,8 @@ def conflicts(root: Path, params: QualityConfigParams) -> list[str]:
     """What a write would replace: existing separate files, or sections of pyproject.toml."""
     language = project_facts(root).language
     if language == "node":
-        files: list[str] = list(NODE_FILES.values())
+        configured = node_configured(root / params.directory)
+        files: list[str] = [f for t, f in NODE_FILES.items() if t not in configured]
     elif language == "python" and params.target == "separate":
         elsewhere = configured_elsewhere(root, params)
         files = [SEPARATE[t] for t in params.tools if t not in elsewhere]
@@ -146,21 +160,38 @@ def conflicts(root: Path, params: QualityConfigParams) -> list[str]:
     return [p for p in paths if project_path(root, p, "directory").exists()]
 
 
+def node_configured(root: Path) -> dict[str, str]:
+    """ESLint/Prettier settings the Node project has already: tool → file (or package.json key)."""
+    try:
+        package = json.loads((root / "package.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        package = {}
+    found = {}
+    for tool, names in NODE_CONFIGS.items():
+        name = next((n for n in names if (root / n).is_file()), None)
+        if name is None and isinstance(package, dict) and PACKAGE_KEYS[tool] in package:
+            name = f"package.json {PACKAGE_KEYS[tool]}"
+        if name:
+            found[tool] = name
+    return found
+
+
 def node_files(facts: ProjectFacts, params: QualityConfigParams) -> list[tuple[str, str]]:
     entry = facts.root / (facts.entry_point or "index.js")
     code = entry.read_text(encoding="utf-8", errors="replace") if entry.is_file() else ""
     values = {"line_length": params.line_length, "single_quote": code.count("'") > code.count('"'),
               "typescript": facts.depends_on("typescript"),
               "browser": facts.depends_on("react", "vue", "svelte")}
+    configured = node_configured(facts.root / params.directory)
     return [(str(Path(params.directory) / NODE_FILES[kind]),
              render_facts(f"quality_{NODE_FILES[kind].lstrip('.')}.j2", facts, **values))
-            for kind in NODE_FILES]
+            for kind in NODE_FILES if kind not in configured]
 
 
 def generate_quality_config(ctx: ActionContext, params: QualityConfigParams) -> dict[str, Any]:
     """ruff, mypy and pytest settings (pyproject.toml sections or separate files) for a Python
     project, only for tools it does not configure yet (never a file shadowing its settings);
-    ESLint and Prettier for a Node project.
+    ESLint and Prettier for a Node project, likewise only where it has no config of its own.
     """
     facts = project_facts(ctx.project_root)
     kept: list[str] = []
@@ -174,7 +205,16 @@ def generate_quality_config(ctx: ActionContext, params: QualityConfigParams) -> 
                     "message": "every tool is configured by the project already: nothing to add"}
         params = params.model_copy(update={"tools": wanted})
     if facts.language == "node":
-        files, tools = node_files(facts, params), list(NODE_FILES)
+        elsewhere_node = node_configured(ctx.project_root / params.directory)
+        files = node_files(facts, params)
+        tools = [t for t in NODE_FILES if t not in elsewhere_node]
+        if not tools:
+            return {"ok": True, "language": facts.language, "tools": [], "kept_sections": [],
+                    "configured_in": elsewhere_node, "files": [],
+                    "message": "every tool is configured by the project already: nothing to add"}
+        return {"ok": True, "language": facts.language, "tools": tools, "kept_sections": [],
+                "configured_in": elsewhere_node,
+                "files": deliver_all(ctx.project_root, files, params)}
     elif facts.language != "python":
         return unsupported(facts, "quality configuration")
     elif params.target == "separate":
