@@ -38,10 +38,12 @@ def _damaged(exc: BaseException) -> bool:
 
 
 def healing(method: Callable[..., T]) -> Callable[..., T]:
-    """Decorate a RunIndex method: a damaged index is replaced, refilled, and asked again."""
+    """Decorate a RunIndex method: one caller at a time on the shared connection; a damaged
+    index is replaced, refilled, and asked again."""
     @functools.wraps(method)
     def wrapper(self: RunIndex, *args: Any, **kwargs: Any) -> T:
-        return self._healing(lambda: method(self, *args, **kwargs))()
+        with self._lock:
+            return self._healing(lambda: method(self, *args, **kwargs))()
     return wrapper
 
 SCHEMA_VERSION = "2"
@@ -71,27 +73,30 @@ def _row(run: dict[str, Any], directory: str) -> tuple:
 
 
 class RunIndex:
-    """Queries over finished runs. Thread-safe: one connection per thread."""
+    """Queries over finished runs. Thread-safe: one connection per process, used by one
+    thread at a time (a connection per thread held three descriptors per server thread)."""
 
     def __init__(self, path: Path, on_rebuilt: Callable[[], object] | None = None) -> None:
         self.path = path
         self.on_rebuilt = on_rebuilt  # refills the index from the ledger after a damaged one
-        self._local = threading.local()
-        self._healing(lambda: self._db())()
+        self._lock = threading.RLock()
+        self._shared = _Shared()
+        with self._lock:
+            self._healing(lambda: self._db())()
 
     def _db(self) -> _Tx:
-        """This thread's connection, reopened if the file was replaced (moved aside, deleted)."""
-        db = getattr(self._local, "db", None)
+        """The connection (caller holds the lock), reopened if the file was replaced."""
+        db = self._shared.db
         if db is not None:
             try:
-                same = os.stat(self.path).st_ino == self._local.inode
+                same = os.stat(self.path).st_ino == self._shared.inode
             except OSError:
                 same = False
             if not same:
                 db.close()
                 db = None
         if db is None:
-            self._local.db = None
+            self._shared.db = None
             db = self._connect()
         return _Tx(db)
 
@@ -103,7 +108,7 @@ class RunIndex:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                              check_same_thread=False)
         try:
-            self._local.inode = os.stat(self.path).st_ino
+            self._shared.inode = os.stat(self.path).st_ino
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_DDL)
@@ -119,8 +124,15 @@ class RunIndex:
         except BaseException:
             db.close()
             raise
-        self._local.db = db
+        self._shared.db = db
         return db
+
+    def close(self) -> None:
+        """Close the connection (the next use opens it again)."""
+        with self._lock:
+            if self._shared.db is not None:
+                self._shared.db.close()
+                self._shared.db = None
 
     def _healing(self, operation: Callable[[], T]) -> Callable[[], T]:
         """*operation*, run again on a fresh index if this one turns out to be damaged."""
@@ -130,22 +142,22 @@ class RunIndex:
             except (sqlite3.DatabaseError, ValueError) as exc:
                 if not _damaged(exc):
                     raise
-                self._replace_damaged(getattr(self._local, "inode", None), exc)
-            if self.on_rebuilt is not None and not getattr(self._local, "refilling", False):
-                self._local.refilling = True
+                self._replace_damaged(self._shared.inode, exc)
+            if self.on_rebuilt is not None and not self._shared.refilling:
+                self._shared.refilling = True
                 try:
                     self.on_rebuilt()
                 finally:
-                    self._local.refilling = False
+                    self._shared.refilling = False
             return operation()
         return run
 
     def _replace_damaged(self, inode: int | None, exc: BaseException) -> None:
         """Move a damaged index aside (once, whichever process sees it first); say so."""
-        db = getattr(self._local, "db", None)
+        db = self._shared.db
         if db is not None:
             db.close()
-            self._local.db = None
+            self._shared.db = None
         with open(self.path.with_name(self.path.name + ".lock"), "a") as guard:
             fcntl.flock(guard, fcntl.LOCK_EX)  # one process replaces it; the others reopen
             try:
@@ -309,6 +321,15 @@ def summarize(rows: list[tuple]) -> dict[str, Any]:
         "last_status": rows[-1][2] if rows else None,
         "per_type": by_type, "per_subtype": by_subtype, "per_day": by_day,
     }
+
+
+class _Shared:
+    """The connection's state: the connection, the inode it opened, a refill under way."""
+
+    def __init__(self) -> None:
+        self.db: sqlite3.Connection | None = None
+        self.inode: int | None = None
+        self.refilling = False
 
 
 class _Tx:
