@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -33,7 +34,7 @@ from git.refs.symbolic import SymbolicReference
 from controlplane.core.actions import ActionContext
 from controlplane.core.integrations._cli_tools import tool_target
 from controlplane.core.redact import redact
-from controlplane.core.tools import missing_message, tool_env
+from controlplane.core.tools import _gated, _open_gate, missing_message, tool_env
 
 _POLL = 0.1  # how often a running git is checked for its deadline or a cancel
 
@@ -77,22 +78,34 @@ def execute(root: Path, args: Iterable[str], env: Mapping[str, str] | None = Non
     """Run ``git *args`` in *root* through GitPython; never raises for git's own failures.
 
     git leads a process group of its own, noted in *run* (the action's run, if any), so a
-    timeout, a cancel of the run or the server's death also stops its ssh.
+    timeout, a cancel of the run or the server's death also stops its ssh. Like every tool
+    of a run, it starts behind ``core.tools``' gate: it runs only once its group is journaled.
     """
     argv = list(args)
-    command = [git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git", *argv]
+    environment = git_env(env)
+    executable = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
+    tracked = hasattr(run, "attach_process")
+    command = [executable, *argv]
+    if tracked:  # git waits behind the tool runner's gate until its group is journaled
+        found = shutil.which(executable, path=environment.get("PATH"))
+        if found is None:
+            return GitResult(argv, None, "", "", {"code": "tool_missing",
+                                                  "message": missing_message("git")})
+        command = _gated([found, *argv], found, keep_stdin=False)
     try:
-        handle = git.Git(str(root)).execute(command, as_process=True, env=git_env(env),
-                                            start_new_session=True)
+        handle = git.Git(str(root)).execute(command, as_process=True, env=environment,
+                                            start_new_session=True,
+                                            istream=subprocess.PIPE if tracked else None)
     except GitCommandNotFound:
         return GitResult(argv, None, "", "", {"code": "tool_missing",
                                               "message": missing_message("git")})
     process = handle.proc
-    assert process is not None  # as_process: the started git
+    assert process is not None  # as_process: the started git (or its gate)
     cancel: threading.Event | None = getattr(run, "cancel_requested", None)
-    tracked = hasattr(run, "attach_process")
     if tracked:
-        run.attach_process(process.pid, process.pid)
+        run.attach_process(process.pid, process.pid)  # journaled: a crash from here is found
+        _open_gate(process, keep_stdin=False)
+        process.stdin = None  # closed by the gate: communicate() must not flush it
     try:
         out, err, stopped = _wait(process, timeout, cancel)
     finally:
