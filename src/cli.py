@@ -6,6 +6,7 @@ SGR colours survive, and only on a terminal (``exec`` shows its own child's outp
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
@@ -43,7 +44,25 @@ def open_ledger(repo: str | None) -> Ledger:
         raise Fail(str(exc)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+LAZY_COMMANDS = {"users": ("controlplane.cli_users", "users_group"),
+                 "action": ("controlplane.cli_action", "action_command")}
+
+
+class LazyGroup(click.Group):
+    """Subcommands defined in other modules, imported when named (pydantic and the rest
+    would otherwise cost every command's start-up)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS and name not in self.commands:
+            module, attribute = LAZY_COMMANDS[name]
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="solution-control-plane")
 def main() -> None:
     """Solution Control Plane: every action is a Run, recorded in git and shown live."""
@@ -441,12 +460,3 @@ def _warn_refused_settings(root: Any) -> None:
 
     for warning in settings_module.warnings(root):
         say(f"controlplane: warning: {warning}", err=True)
-
-
-def _add_subcommands() -> None:
-    from controlplane.cli_users import users_group
-
-    main.add_command(users_group)
-
-
-_add_subcommands()

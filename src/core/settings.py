@@ -13,6 +13,7 @@ setting with where its value came from, secrets masked, and the warnings.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import reprlib
@@ -20,8 +21,6 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +73,24 @@ class SettingsError(ValueError):
     """A setting has a value that cannot be used."""
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that refuses anchors and aliases (a 380-byte alias bomb expands to GBs)."""
+@functools.cache
+def _no_alias_loader() -> type:
+    """SafeLoader that refuses anchors and aliases (a 380-byte alias bomb expands to GBs).
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise yaml.composer.ComposerError(
-                None, None, "YAML anchors and aliases (&name, *name) are not accepted",
-                event.start_mark)
-        return super().compose_node(parent, index)
+    Made on first use: yaml is imported only when a settings file exists (start-up cost).
+    """
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                raise yaml.composer.ComposerError(
+                    None, None, "YAML anchors and aliases (&name, *name) are not accepted",
+                    event.start_mark)
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
 
 
 @dataclass
@@ -258,8 +265,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if len(data) > MAX_FILE_BYTES:
         raise SettingsError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB; "
                             "settings files are small")
+    import yaml
+
     try:
-        loaded = yaml.load(data, Loader=_NoAliasLoader) or {}  # SafeLoader, minus aliases
+        loaded = yaml.load(data, Loader=_no_alias_loader()) or {}  # SafeLoader, minus aliases
     except (yaml.YAMLError, RecursionError) as exc:  # nesting deeper than the stack
         raise SettingsError(f"{path}: not valid YAML: {_one_line(exc)}") from None
     if not isinstance(loaded, dict):

@@ -22,8 +22,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
-
 from controlplane.core.runs import process_alive, process_start_time
 
 log = logging.getLogger(__name__)
@@ -43,6 +41,8 @@ def lock_files(git_dir: Path) -> list[Path]:
 
 def _git_at_work(places: tuple[str, ...]) -> bool:
     """True if a git process (or a process holding a lock open) works in one of *places*."""
+    import psutil  # here: its import costs start-up time of every command
+
     for process in psutil.process_iter(["name", "cwd", "cmdline"]):
         info = process.info
         name = info.get("name") or ""
@@ -55,6 +55,8 @@ def _git_at_work(places: tuple[str, ...]) -> bool:
 
 
 def _open_anywhere(paths: set[str]) -> bool:
+    import psutil
+
     for process in psutil.process_iter():
         try:
             if any(f.path in paths for f in process.open_files()):
