@@ -77,7 +77,7 @@ export class Clock {
 }
 
 /** Let pending promise chains (fetch answers, awaits) run to the end. */
-export async function settle(rounds = 5) {
+export async function settle(rounds = 20) {
   for (let i = 0; i < rounds; i += 1) await new Promise((resolve) => setImmediate(resolve));
 }
 
