@@ -9,6 +9,7 @@ WAL, one write transaction per change).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import json
@@ -26,6 +27,7 @@ from controlplane.core.runs import iso, utc_now
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DAMAGE_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+READ_ONLY_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _damaged(exc: BaseException) -> bool:
@@ -87,7 +89,7 @@ class RunIndex:
     def _db(self) -> _Tx:
         """The connection (caller holds the lock), reopened if the file was replaced."""
         db = self._shared.db
-        if db is not None:
+        if db is not None and not self._shared.in_memory:
             try:
                 same = os.stat(self.path).st_ino == self._shared.inode
             except OSError:
@@ -101,7 +103,12 @@ class RunIndex:
         return _Tx(db)
 
     def _connect(self) -> sqlite3.Connection:
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        except OSError as exc:
+            if exc.errno not in READ_ONLY_ERRNOS:
+                raise
+            return self._connect_in_memory(exc)
         for suffix in ("", "-wal", "-shm"):  # an older version made them world-readable
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(f"{self.path}{suffix}", 0o600)
@@ -111,21 +118,49 @@ class RunIndex:
             self._shared.inode = os.stat(self.path).st_ino
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_DDL)
-            with _Tx(db) as tx:
-                version = tx.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                if version is None or version[0] != SCHEMA_VERSION:
-                    tx.execute("DELETE FROM runs")
-                    tx.execute("DELETE FROM chat")
-                    tx.execute("DELETE FROM mentions")
-                    tx.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
-                               (SCHEMA_VERSION,))
-                    tx.execute("DELETE FROM meta WHERE key='head'")
+            self._prepare(db)
         except BaseException:
             db.close()
             raise
         self._shared.db = db
         return db
+
+    def _connect_in_memory(self, reason: OSError) -> sqlite3.Connection:
+        """A read-only disk: a copy of the index in memory, caught up from the ledger there."""
+        db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        try:
+            if self.path.exists():
+                source = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True)
+                try:
+                    source.backup(db)
+                except sqlite3.Error:
+                    pass  # unreadable: the ledger refills the copy
+                finally:
+                    source.close()
+            self._prepare(db)
+        except BaseException:
+            db.close()
+            raise
+        if not self._shared.in_memory:
+            log.warning("the run index %s cannot be written (%s): reading from a copy in "
+                        "memory", self.path, reason.strerror)
+        self._shared.in_memory = True
+        self._shared.db = db
+        return db
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        """Create the tables; empty them if they hold another schema version."""
+        db.executescript(_DDL)
+        with _Tx(db) as tx:
+            version = tx.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if version is None or version[0] != SCHEMA_VERSION:
+                tx.execute("DELETE FROM runs")
+                tx.execute("DELETE FROM chat")
+                tx.execute("DELETE FROM mentions")
+                tx.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
+                           (SCHEMA_VERSION,))
+                tx.execute("DELETE FROM meta WHERE key='head'")
+
 
     def close(self) -> None:
         """Close the connection (the next use opens it again)."""
@@ -330,6 +365,7 @@ class _Shared:
         self.db: sqlite3.Connection | None = None
         self.inode: int | None = None
         self.refilling = False
+        self.in_memory = False  # the disk is read-only: a copy in memory
 
 
 class _Tx:
