@@ -6,7 +6,7 @@ export default [
   { ignores: ['node_modules/', 'build/', 'dist/', '.venv/'] },
   js.configs.recommended,
   {
-    files: ['src/ui/web/static/js/**/*.js'],
+    files: ['src/ui/web/static/**/*.js'],
     languageOptions: { ecmaVersion: 2022, sourceType: 'module', globals: globals.browser },
     rules: {
       eqeqeq: ['error', 'smart'],
@@ -14,6 +14,11 @@ export default [
       'prefer-const': 'error',
       'no-implicit-globals': 'error',
     },
+  },
+  {
+    // a service worker (PWA), wherever it lands under static/
+    files: ['src/ui/web/static/**/sw.js', 'src/ui/web/static/**/service-worker.js'],
+    languageOptions: { globals: globals.serviceworker },
   },
   {
     files: ['src/ui/web/static/js/ansi.js'],
