@@ -406,13 +406,13 @@ class LedgerSync:
         with tempfile.TemporaryDirectory(prefix=f"{OUTBOX_DIR}{os.getpid()}-",
                                          dir=self.ledger.scp_dir) as outbox:
             made = self._git_quiet(["init", "--quiet", "--bare", "--template=", outbox])
-            Path(outbox, "objects", "info", "alternates").write_text(f"{common / 'objects'}\n")
-            lines = "".join(f"create {name} {sha}\n" for name, sha in refs.items())
-            if made.returncode == 0:
-                made = self._git_quiet([f"--git-dir={outbox}", "update-ref", "--stdin"], lines)
             if made.returncode != 0:
                 raise SyncError("push_failed", "could not prepare the push under "
                                 f"{self.ledger.scp_dir}: {made.stderr.strip()[-300:]}")
+            Path(outbox, "objects", "info", "alternates").write_text(f"{common / 'objects'}\n")
+            Path(outbox, "packed-refs").write_text(  # one write however many refs
+                "# pack-refs with: sorted \n"
+                + "".join(f"{refs[name]} {name}\n" for name in sorted(refs)))
             specs = [f"{name}:{name}" for name in refs if not name.startswith(TAG_PREFIX)]
             if any(name.startswith(TAG_PREFIX) for name in refs):
                 specs.append(f"{TAG_PREFIX}*:{TAG_PREFIX}*")

@@ -1,0 +1,101 @@
+"""Start-up benchmark: ``controlplane runs list`` and ``exec -- true`` vs ``python -c pass``.
+
+Like hyperfine: the commands run in interleaved rounds (a few warm-up rounds first),
+each a fresh process; the minimum and the median of each are printed. Goals (issue 18,
+item 8): ``runs list`` <= 40 ms; ``exec -- true`` <= 50 ms over running ``true`` itself.
+
+`python -m bench.startup_bench [--rounds 30]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.goals import Goal, print_goals
+
+GOAL_RUNS_LIST_MS, GOAL_EXEC_OVERHEAD_MS = 40.0, 50.0
+
+
+def commands() -> dict[str, list[str]]:
+    script = shutil.which("controlplane")
+    cp = [script] if script else [sys.executable, "-m", "controlplane"]
+    return {"python -c pass": [sys.executable, "-c", "pass"],
+            "true": ["true"],
+            "runs list": [*cp, "runs", "list"],
+            "exec -- true": [*cp, "exec", "test:startup", "--", "true"]}
+
+
+def project(root: Path) -> Path:
+    repo = root / "project"
+    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.com",
+           "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@example.com"}
+    for args in (["init", "-q", "-b", "main", str(repo)],
+                 ["-C", str(repo), "commit", "-q", "--allow-empty", "-m", "initial"]):
+        subprocess.run(["git", *args], check=True, env=env)
+    subprocess.run(commands()["exec -- true"], cwd=repo, check=True, env=env,
+                   capture_output=True)  # the ledger exists: what a user's second command sees
+    return repo
+
+
+def measure(rounds: int, warmup: int = 3) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in commands()}
+    with tempfile.TemporaryDirectory(prefix="scp-startup-bench-") as tmp:
+        repo = project(Path(tmp))
+        # as installed: byte code cached (the warm-up writes it, outside the checkout)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
+        for n in range(warmup + rounds):
+            for name, argv in commands().items():
+                t0 = time.perf_counter()
+                subprocess.run(argv, cwd=repo, check=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=env)
+                if n >= warmup:
+                    times[name].append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def goals(times: dict[str, list[float]]) -> list[Goal]:
+    base = min(times["python -c pass"])
+    runs_list, exec_true, true = (min(times[k]) for k in ("runs list", "exec -- true", "true"))
+    return [
+        Goal("runs list (min wall time)", runs_list, GOAL_RUNS_LIST_MS, unit="ms",
+             note=f"python -c pass {base:.1f} ms; "
+                  f"median {statistics.median(times['runs list']):.1f} ms"),
+        Goal("exec -- true overhead (min, minus true)", exec_true - true, GOAL_EXEC_OVERHEAD_MS,
+             unit="ms", note=f"median {statistics.median(times['exec -- true']):.1f} ms; "
+                             f"{exec_true / base:.1f}x python -c pass"),
+    ]
+
+
+def run(quick: bool = False, long: bool = False) -> list[Goal]:
+    times = measure(8 if quick else 30)
+    found = goals(times)
+    print_goals(f"start-up (load average {os.getloadavg()[0]:.1f})", found)
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    args = parser.parse_args()
+    times = measure(args.rounds)
+    for name, values in times.items():
+        print(f"  {name:16} min {min(values):7.1f} ms  median {statistics.median(values):7.1f} ms")
+    found = goals(times)
+    print_goals(f"start-up (load average {os.getloadavg()[0]:.1f})", found)
+    return 0 if all(goal.met for goal in found) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
