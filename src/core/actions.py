@@ -82,6 +82,11 @@ class Action:
     integration: str = ""
     lock_key: str = "{route}"  # may name params ("testing:{path}" is the tests' path)
     destructive: bool = False
+    # Whether a run may change the project's work tree. False: the runtime runs the service
+    # under the read-only guard (``_read_only``: no-write environment, ``wrote_files`` if the
+    # tree changed). True, or a callable of the params answering per call (a generator's
+    # ``write``, format without ``check``): it runs unguarded and says what it wrote.
+    writes: bool | Callable[[Any], bool] = False
     example: Example = field(default_factory=Example)
     description: str = ""
     # Checks that need the project (not just the body) and refuse before any run starts:
@@ -96,6 +101,10 @@ class Action:
     @property
     def run_type(self) -> str:
         return type_of(self.subtype)
+
+    def writes_for(self, params: BaseModel) -> bool:
+        """Whether this call may write to the work tree (see ``writes``)."""
+        return bool(self.writes(params)) if callable(self.writes) else self.writes
 
     @property
     def url_params(self) -> list[str]:

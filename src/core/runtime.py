@@ -176,8 +176,14 @@ class Runtime:
                                 timeout=self.settings.get("action_timeout"),
                                 settings=self.settings)
 
+        service = declared.service
+        if not declared.writes_for(validated):  # checks never write: the guard tells if one did
+            from controlplane.core.integrations._read_only import read_only
+
+            service = read_only(service)
+
         def call_service(run: Any) -> Any:
-            return declared.service(context, validated)
+            return service(context, validated)
 
         lock = declared.lock_for(validated, route or declared.path)
         return self.executor.submit(active, call_service, lock)

@@ -239,3 +239,47 @@ def test_the_validator_names_what_is_broken(tmp_path: Path) -> None:
                   "main.tf: HCL does not parse", "bad.yml: YAML does not load",
                   ".gitignore: lost patterns ['dropped']"):
         assert any(p.startswith(start) for p in found), (start, found)
+
+
+def test_an_action_not_declared_writing_is_guarded_by_the_runtime(repo: Path, make_app,
+                                                                  tmp_path: Path) -> None:
+    """``writes=False`` is the default: ``git push`` whose pre-push hook writes into the tree
+    (a formatter run by a hook) fails ``wrote_files`` naming the file, through Runtime.submit."""
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(repo, "remote", "add", "origin", str(remote))
+    hook = repo / ".git" / "hooks" / "pre-push"
+    hook.write_text("#!/bin/sh\necho formatted > hook-output.txt\n")
+    hook.chmod(0o755)
+    app = make_app()
+    assert app.extensions["controlplane"].action("/git/push").writes is False
+    body = bearer_client(app).post("/git/push", json={"remote": "origin"}).get_json()
+    assert body["error"]["code"] == "wrote_files" and body["wrote_files"] == ["hook-output.txt"]
+
+
+def test_generators_write_only_when_asked_and_previews_are_guarded(tmp_path: Path) -> None:
+    from controlplane.core.actions import REGISTRY
+
+    readme = REGISTRY["/docs/generate/readme"]
+    params = readme.validate({"write": False})
+    assert readme.writes_for(params) is False
+    assert readme.writes_for(readme.validate({"write": True})) is True
+    fmt = REGISTRY["/quality/format"]
+    assert fmt.writes_for(fmt.validate({"check": True})) is False
+    assert REGISTRY["/terraform/apply"].writes is True and REGISTRY["/quality/lint"].writes is False
+
+
+@pytest.mark.parametrize("repo", ["click"], indirect=True)
+def test_the_guard_costs_little_on_click(repo: Path) -> None:
+    """Two ``git status`` per guarded run: measured, bounded loosely (shared 2-core machine)."""
+    import time
+
+    from controlplane.core.integrations._read_only import work_tree_state
+
+    work_tree_state(repo)
+    started = time.perf_counter()
+    for _ in range(5):
+        work_tree_state(repo)
+    each = (time.perf_counter() - started) / 5
+    print(f"work_tree_state on click: {each * 1000:.1f} ms")
+    assert each < 0.5

@@ -1,6 +1,7 @@
-"""Checks never write: one wrapper for every check action's service.
+"""Checks never write: the guard around every action not declared as writing.
 
-``read_only(service)`` runs the service with the no-write environment (bytecode under
+``Runtime.submit`` wraps the service of each action whose ``writes`` is false (for its
+params) in ``read_only``, which runs it with the no-write environment (bytecode under
 ``.git/scp/cache``) and compares the work tree before and after: ``git status
 --porcelain`` plus the size and mtime of every path it lists. If a check changed
 anything, the run fails ``wrote_files`` naming the paths — whatever the tool's own

@@ -136,6 +136,7 @@ def install_tool(ctx: ActionContext, params: InstallToolParams) -> dict[str, Any
 
 register(
     Action(path="/audit/install-tool", subtype="install:tool", title="Install DevOps tool",
+           writes=True,
            params=InstallToolParams, service=install_tool, lock_key="install-tool",
            description="Installs an allow-listed tool with pip (project venv), apt-get or "
                        "npm; dry run by default (answers the command, runs nothing).",

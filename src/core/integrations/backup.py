@@ -243,7 +243,7 @@ SAMPLE = {"docs/guide.md": "# Guide\n\nHello.\n", "config/app.yaml": "port: 8080
 SAMPLE_ARCHIVE = safety.text_archive(SAMPLE)
 
 register_actions(
-    Action(path="/backup/create", subtype="backup:create", title="Create backup",
+    Action(path="/backup/create", writes=True, subtype="backup:create", title="Create backup",
            params=CreateParams, service=create_backup, lock_key=LOCK, precheck=name_free,
            description="A tar.gz of the chosen paths with MANIFEST.json (path, size, SHA-256 "
                        "of each file) in .controlplane/backups; the archive is the run's "
@@ -253,7 +253,7 @@ register_actions(
                            expect={"name": "nightly", "files": 2,
                                    "archive": ".controlplane/backups/nightly.tar.gz"},
                            invalid={"paths": ["../outside"]}, invalid_field="paths.0")),
-    Action(path="/backup/restore", subtype="restore:backup", title="Restore backup",
+    Action(path="/backup/restore", writes=True, subtype="restore:backup", title="Restore backup",
            params=NamedParams, service=restore_backup, lock_key=LOCK, destructive=True,
            precheck=backup_exists,
            description="Put a backup's files back in place, all or nothing, after checking its "
@@ -264,7 +264,7 @@ register_actions(
                                   f"{BACKUPS}/nightly{SUFFIX}": SAMPLE_ARCHIVE},
                            expect={"name": "nightly", "restored": 2},
                            invalid={"name": "-nightly"}, invalid_field="name")),
-    Action(path="/backup/import", subtype="restore:import", title="Import backup",
+    Action(path="/backup/import", writes=True, subtype="restore:import", title="Import backup",
            params=ImportParams, service=import_backup, lock_key=LOCK, destructive=True,
            precheck=name_free,
            description="Bring an archive from elsewhere in the project into the backups, after "
@@ -274,7 +274,7 @@ register_actions(
                            expect={"name": "site", "files": 2,
                                    "archive": ".controlplane/backups/site.tar.gz"},
                            invalid={"path": "/etc/passwd"}, invalid_field="path")),
-    Action(path="/backup/wipe", subtype="destroy:backup_wipe", title="Wipe data",
+    Action(path="/backup/wipe", writes=True, subtype="destroy:backup_wipe", title="Wipe data",
            params=WipeParams, service=wipe_backups, lock_key=LOCK, destructive=True,
            description="Delete ALL backup archives in .controlplane/backups (takes no "
                        "parameters; the result says how many).",
@@ -282,6 +282,7 @@ register_actions(
                            expect={"deleted": 1, "names": ["old"]},
                            invalid={"name": "old"}, invalid_field="name")),
     Action(path="/backup/delete", subtype="destroy:backup_delete", title="Delete backup",
+           writes=True,
            params=NamedParams, service=delete_backup, lock_key=LOCK, destructive=True,
            precheck=backup_exists, description="Delete one backup archive by name.",
            example=Example(params={"name": "old"},

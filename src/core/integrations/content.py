@@ -122,7 +122,7 @@ def decrypt_file(ctx: ActionContext, params: DecryptParams) -> dict[str, Any]:
 VAULT_FILES = {DEFAULT_VAULT: EXAMPLE_VAULT}
 
 register_actions(
-    Action(path="/content/encrypt", subtype="setup:encrypt", title="Encrypt content",
+    Action(path="/content/encrypt", writes=True, subtype="setup:encrypt", title="Encrypt content",
            params=EncryptParams, service=encrypt_file, lock_key="content:{input}",
            precheck=precheck,
            description="Encrypt a project file with the vault's key (the vault must be "
@@ -132,7 +132,7 @@ register_actions(
                            files={**VAULT_FILES, "notes.txt": EXAMPLE_PLAINTEXT},
                            expect={"output": "notes.txt.enc", "bytes_in": 21},
                            invalid={"input": "../notes.txt"}, invalid_field="input")),
-    Action(path="/content/decrypt", subtype="setup:decrypt", title="Decrypt content",
+    Action(path="/content/decrypt", writes=True, subtype="setup:decrypt", title="Decrypt content",
            params=DecryptParams, service=decrypt_file, lock_key="content:{input}",
            precheck=precheck,
            description="Decrypt a file encrypted with the vault's key; a tampered file fails "

@@ -282,7 +282,7 @@ register(
         argv=("compose", "--ansi=never", "--file=compose.yaml", "--project-name=shop", "up",
               "--detach", "--build", "--"),
         invalid={"project_name": "-rf"}, invalid_field="project_name"),
-        params=UpParams, lock_key=STACK),
+        params=UpParams, lock_key=STACK, writes=True),  # bind mounts write into the tree
     _action("down", "destroy:docker_down", "Compose down", down, Example(
         params={"project_name": "shop", "volumes": True}, tool="docker",
         tool_output=" Container shop-web-1  Removed\n Network shop_default  Removed\n",
@@ -290,12 +290,12 @@ register(
         expect={"removed": [{"kind": "container", "name": "shop-web-1"},
                             {"kind": "network", "name": "shop_default"}]},
         invalid={"rmi": "everything"}, invalid_field="rmi"),
-        params=DownParams, lock_key=STACK, destructive=True),
+        params=DownParams, lock_key=STACK, destructive=True, writes=True),
     _action("restart", "deploy:docker_restart", "Compose restart", restart, Example(
         params={"services": ["web"], "timeout": 5}, tool="docker", tool_output=PS,
         argv=("compose", "--ansi=never", "restart", "--timeout=5", "--", "web"),
         expect={"containers": [WEB]}, invalid={"services": ["--upload-pack=touch pwned"]},
-        invalid_field="services.0"), params=RestartParams, lock_key=STACK),
+        invalid_field="services.0"), params=RestartParams, lock_key=STACK, writes=True),
     _action("prune", "destroy:docker_prune", "Docker prune", prune, Example(
         params={"all": True, "until": "24h"}, tool="docker",
         tool_output=f"Deleted Images:\nuntagged: shop:0.9\ndeleted: {DIGEST}\n\n"
@@ -314,7 +314,8 @@ register(
         params={"container": "shop-web-1", "command": ["python", "-V"]}, tool="docker",
         tool_output="Python 3.12.3\n", argv=("exec", "--", "shop-web-1", "python", "-V"),
         expect={"output": "Python 3.12.3\n"}, invalid={"container": "-rf"},
-        invalid_field="container"), params=ExecParams, lock_key="docker:{container}"),
+        invalid_field="container"), params=ExecParams, lock_key="docker:{container}",
+        writes=True),
     _action("rm", "destroy:docker_rm", "Remove container", rm, Example(
         params={"containers": ["shop-web-1"], "force": True}, tool="docker",
         tool_output="shop-web-1\n", argv=("rm", "--force", "--", "shop-web-1"),

@@ -94,6 +94,12 @@ def output_field(default: str | None, what: str) -> Any:
     return Field(default, min_length=1, max_length=300, description=f"{what}, inside the project")
 
 
+def asked_to_write(params: BaseModel) -> bool:
+    """A generator writes only when asked (``write``; true where the params have no such field);
+    a preview runs under the read-only guard."""
+    return bool(getattr(params, "write", True))
+
+
 def generator(*, conflicts: Conflicts | None = None, lock_key: str = "generate:{output}",
               precheck: Callable[[Path, BaseModel], None] | None = None,
               **declaration: Any) -> Action:
@@ -103,6 +109,7 @@ def generator(*, conflicts: Conflicts | None = None, lock_key: str = "generate:{
     Its description (the dashboard's help text) is the service's docstring.
     """
     declaration.setdefault("description", " ".join((declaration["service"].__doc__ or "").split()))
+    declaration.setdefault("writes", asked_to_write)
     return Action(lock_key=lock_key,
                   precheck=precheck or refuse_overwrite(conflicts or existing("output")),
                   **declaration)

@@ -272,6 +272,7 @@ PUSHED = "To /srv/git/project.git\n*\trefs/heads/main:refs/heads/main\t[new bran
 
 register(
     Action(path="/git/commit", subtype="git:commit", title="Git commit", params=CommitParams,
+           writes=True,
            service=commit, lock_key="git:worktree", precheck=refuse_empty_commit,
            description="Stages every change (or the given paths) and commits. Nothing to "
                        "commit → 409 nothing_to_commit before any run starts.",
@@ -280,7 +281,7 @@ register(
                                              "--allow-empty"),
                            expect={"ok": True, "files_changed": 0, "branch": "main"},
                            invalid={"paths": ["../outside.txt"]}, invalid_field="paths.0")),
-    Action(path="/git/pull", subtype="git:pull", title="Git pull", params=PullParams,
+    Action(path="/git/pull", writes=True, subtype="git:pull", title="Git pull", params=PullParams,
            service=pull, lock_key="git:worktree",
            description="Pulls one branch of a remote, fast-forward only by default "
                        "(ff_only: false merges).",

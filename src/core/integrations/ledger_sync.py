@@ -54,7 +54,7 @@ register(
            example=Example(params={"remote": "origin"}, remote="origin",
                            invalid={"remote": "--upload-pack=touch pwned"},
                            invalid_field="remote")),
-    Action(path="/git/ledger/pull", subtype="git:ledger_pull", integration="git",
+    Action(path="/git/ledger/pull", writes=True, subtype="git:ledger_pull", integration="git",
            title="Pull and merge the ledger branch and run tags", params=PullParams,
            service=pull, lock_key="ledger-sync",
            example=Example(params={"remote": "origin"}, remote="origin",

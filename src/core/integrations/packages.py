@@ -167,6 +167,7 @@ NO_FLAGS = ("install", "--no-audit", "--no-fund", "--ignore-scripts", "--json")
 
 register(
     Action(path="/packages/install", subtype="install:packages", title="Install packages",
+           writes=True,
            params=InstallParams, service=install, lock_key="packages",
            description="pip into the project's virtualenv (never the server's), or npm.",
            example=Example(params={"packages": ["left-pad@^1.3.0"]}, tool="npm",
@@ -176,6 +177,7 @@ register(
                            invalid={"packages": ["--index-url=https://evil.example/simple"]},
                            invalid_field="packages.0")),
     Action(path="/packages/update", subtype="install:packages_update", title="Update packages",
+           writes=True,
            params=InstallParams, service=update, lock_key="packages",
            description="Upgrades the named packages, a requirements file, or all outdated.",
            example=Example(params={"manager": "npm"}, tool="npm", files=PACKAGE_JSON,

@@ -227,6 +227,7 @@ BUILT = {CONFIG: EXAMPLE_CONFIG, **EXAMPLE_DOCS}
 
 register(
     Action(path="/pages/init", subtype="setup:pages", title="Initialize pages", params=InitParams,
+           writes=True,
            service=init_pages, lock_key="pages", precheck=check_init,
            description=f"Write {CONFIG}: the site's segments (name, source directory, builder).",
            example=Example(params={}, files=EXAMPLE_DOCS,
@@ -234,7 +235,7 @@ register(
                                {"name": "docs", "source": "docs", "builder": "static"}]},
                            invalid={"segments": [{"name": "-docs", "source": "docs"}]},
                            invalid_field="segments.0.name")),
-    Action(path="/pages/builders/<name>/install", subtype="install:pages_builder",
+    Action(path="/pages/builders/<name>/install", writes=True, subtype="install:pages_builder",
            title="Install builder deps", params=BuilderParams, service=install_builder,
            integration="pages", lock_key="pages:builder:{name}",
            description="Install a builder's packages with the project's pip (mkdocs); the "
@@ -245,6 +246,7 @@ register(
                            expect={"builder": "mkdocs", "installed": ["mkdocs"]},
                            invalid={"name": "sphinx"}, invalid_field="name")),
     Action(path="/pages/build/<name>", subtype="build:pages_segment", title="Build single segment",
+           writes=True,
            params=SegmentParams, service=build_one, lock_key="pages", precheck=check_segment,
            description=f"Build one segment into {BUILD}/<name>/ (Markdown rendered to HTML by "
                        "the static builder, or mkdocs).",
@@ -252,11 +254,12 @@ register(
                            expect={"segment": "docs", "files": ["guide.html", "index.html"]},
                            invalid={"name": "-docs"}, invalid_field="name")),
     Action(path="/pages/build-all", subtype="build:pages_all", title="Build all segments",
+           writes=True,
            params=BuildAllParams, service=build_all, lock_key="pages", precheck=check_config,
            description="Build every segment of the site in order.",
            example=Example(params={}, files=BUILT, expect={"built": ["docs"], "failed": []},
                            invalid={"fail_fast": "maybe"}, invalid_field="fail_fast")),
-    Action(path="/pages/merge", subtype="build:pages_merge", title="Merge segments",
+    Action(path="/pages/merge", writes=True, subtype="build:pages_merge", title="Merge segments",
            params=MergeParams, service=merge_site, lock_key="pages", precheck=check_config,
            description=f"Put the segments' builds side by side in {SITE}/ with an index page.",
            example=Example(params={"title": "Demo"},
@@ -264,7 +267,7 @@ register(
                                   f"{BUILD}/docs/index.html": "<h1>Docs</h1>\n"},
                            expect={"segments": ["docs"], "files": 3},
                            invalid={"title": ""}, invalid_field="title")),
-    Action(path="/pages/deploy", subtype="deploy:pages", title="Deploy to gh-pages",
+    Action(path="/pages/deploy", writes=True, subtype="deploy:pages", title="Deploy to gh-pages",
            params=DeployParams, service=deploy_site, lock_key="pages",
            description="Commit the merged site to the gh-pages branch with git plumbing (your "
                        "index and work tree untouched); optionally push it to a remote.",
@@ -273,7 +276,7 @@ register(
                            expect={"branch": "gh-pages", "files": 1, "changed": True},
                            invalid={"remote": "--upload-pack=touch pwned"},
                            invalid_field="remote")),
-    Action(path="/pages/build-stream/<name>", subtype="build:pages_stream",
+    Action(path="/pages/build-stream/<name>", writes=True, subtype="build:pages_stream",
            title="Build with SSE stream", params=SegmentParams, service=build_stream,
            lock_key="pages", precheck=check_segment,
            description="The segment build for async clients: answers 202 under "

@@ -35,7 +35,6 @@ from controlplane.core.integrations._python_tools import (
     project_python,
     python_tool,
 )
-from controlplane.core.integrations._read_only import read_only
 from controlplane.core.integrations.testing import (
     SMOKE_SUITE,
     TestRunParams,
@@ -248,7 +247,7 @@ MYPY_OK = ('{"file": "calc.py", "line": 2, "column": 4, "message": "Revealed typ
 
 register(
     Action(path="/quality/lint", subtype="validate:lint", title="Run linter",
-           params=QualityParams, service=read_only(lint), lock_key="quality:lint",
+           params=QualityParams, service=lint, lock_key="quality:lint",
            precheck=python_precheck,
            description="ruff check; findings by rule, the first ones with file:line:code.",
            example=Example(params={"paths": ["."]}, tool="ruff", tool_output="[]\n",
@@ -257,7 +256,7 @@ register(
                            expect={"findings_count": 0, "by_rule": {}},
                            invalid={"paths": ["../other"]}, invalid_field="paths.0")),
     Action(path="/quality/format", subtype="format:quality", title="Run formatter",
-           params=FormatParams, service=read_only(format_code, writes=lambda p: not p.check),
+           params=FormatParams, service=format_code, writes=lambda p: not p.check,
            lock_key="quality:format", precheck=python_precheck,
            description="ruff format (check: list the files that would change).",
            example=Example(params={"check": True}, tool="ruff", tool_output="[]\n", files=CLEAN,
@@ -265,7 +264,7 @@ register(
                            expect={"files_count": 0, "files": []},
                            invalid={"check": "maybe"}, invalid_field="check")),
     Action(path="/quality/typecheck", subtype="validate:typecheck", title="Type checking",
-           params=QualityParams, service=read_only(typecheck), lock_key="quality:typecheck",
+           params=QualityParams, service=typecheck, lock_key="quality:typecheck",
            precheck=python_precheck,
            description="mypy -O json; errors counted by code and file.",
            example=Example(params={"paths": ["calc.py"]}, tool="mypy", tool_output=MYPY_OK,
@@ -274,7 +273,7 @@ register(
                            expect={"errors": 0, "notes": 1},
                            invalid={"max_findings": 0}, invalid_field="max_findings")),
     Action(path="/quality/check", subtype="validate:quality", title="Quality check",
-           params=QualityParams, service=read_only(check), lock_key="quality:check",
+           params=QualityParams, service=check, lock_key="quality:check",
            precheck=python_precheck,
            description="Lint, format check and typecheck in one run.",
            example=Example(params={}, files=CLEAN, note="runs the real ruff and mypy",
@@ -282,7 +281,7 @@ register(
                                                            "type_errors": 0}},
                            invalid={"paths": []}, invalid_field="paths")),
     Action(path="/quality/test", subtype="test:quality", title="Run tests via quality",
-           params=TestRunParams, service=read_only(run_tests), lock_key="testing:{path}",
+           params=TestRunParams, service=run_tests, lock_key="testing:{path}",
            precheck=tests_precheck,
            description="The project's tests (pytest, or npm test), through the testing "
                        "integration.",

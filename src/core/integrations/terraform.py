@@ -401,7 +401,7 @@ LOCK = "terraform:{workspace}"
 INIT_DONE = "Terraform has been successfully initialized!"
 
 register(
-    Action(path="/terraform/init", subtype="setup:terraform", title="Terraform init",
+    Action(path="/terraform/init", writes=True, subtype="setup:terraform", title="Terraform init",
            params=InitParams, service=init, lock_key=LOCK, description=init.__doc__ or "",
            example=Example(
                params={"dir": "infra", "upgrade": True}, tool="terraform", files=FILES,
@@ -417,7 +417,7 @@ register(
                argv=("-chdir=infra", "validate", "-json", "-no-color"),
                expect={"valid": True, "error_count": 0}, invalid={"dir": "../elsewhere"},
                invalid_field="dir")),
-    Action(path="/terraform/plan", subtype="plan:terraform", title="Terraform plan",
+    Action(path="/terraform/plan", writes=True, subtype="plan:terraform", title="Terraform plan",
            params=PlanParams, service=plan, lock_key=LOCK, description=plan.__doc__ or "",
            example=Example(
                params={"dir": "infra", "workspace": "staging", "vars": {"region": "eu-west-1"}},
@@ -426,6 +426,7 @@ register(
                expect={"add": 2, "change": 0, "destroy": 1, "output_changes": ["greeting"]},
                invalid={"var_files": ["../secret.tfvars"]}, invalid_field="var_files.0")),
     Action(path="/terraform/apply", subtype="deploy:terraform", title="Terraform apply",
+           writes=True,
            params=ApplyParams, service=apply, lock_key=LOCK, destructive=True,
            description=apply.__doc__ or "",
            example=Example(
@@ -434,6 +435,7 @@ register(
                argv=("apply", "-auto-approve", "-input=false", "-no-color", "-json"),
                invalid={"plan": "/tmp/other.tfplan"}, invalid_field="plan")),
     Action(path="/terraform/destroy", subtype="destroy:terraform", title="Terraform destroy",
+           writes=True,
            params=Variables, service=destroy, lock_key=LOCK, destructive=True,
            description=destroy.__doc__ or "",
            example=Example(
@@ -442,7 +444,7 @@ register(
                      "-json"),
                expect={"add": 1}, invalid={"workspace": "--upload-pack=touch pwned"},
                invalid_field="workspace")),
-    Action(path="/terraform/workspace/select", subtype="setup:terraform_ws",
+    Action(path="/terraform/workspace/select", writes=True, subtype="setup:terraform_ws",
            title="Switch workspace", params=SelectParams, service=select_workspace,
            lock_key=LOCK, description=select_workspace.__doc__ or "",
            example=Example(
@@ -451,7 +453,7 @@ register(
                argv=("workspace", "select", "-no-color", "-or-create=true", "--", "staging"),
                expect={"created": True}, invalid={"workspace": "-rf"},
                invalid_field="workspace")),
-    Action(path="/terraform/fmt", subtype="format:terraform", title="Format files",
+    Action(path="/terraform/fmt", writes=True, subtype="format:terraform", title="Format files",
            params=FmtParams, service=fmt, description=fmt.__doc__ or "",
            example=Example(
                params={"dir": "infra"}, tool="terraform", files=FILES, tool_output="main.tf\n",

@@ -31,7 +31,6 @@ from controlplane.core.integrations import _test_template as test_template
 from controlplane.core.integrations._generated_files import GenerateParams, deliver
 from controlplane.core.integrations._project_facts import language_of, tool_config
 from controlplane.core.integrations._python_tools import interpreter, python_tool
-from controlplane.core.integrations._read_only import read_only
 from controlplane.core.tools import ToolResult
 
 KEYWORD = r"^[A-Za-z0-9_ ().\[\]:-]{1,200}$"
@@ -366,7 +365,7 @@ SMOKE_SUITE = {"tests/test_smoke.py": "def test_one():\n    assert True\n\n"
 
 register(
     Action(path="/testing/run", subtype="test:run", title="Execute tests", params=TestRunParams,
-           service=read_only(run_tests), lock_key="testing:{path}", precheck=tests_precheck,
+           service=run_tests, lock_key="testing:{path}", precheck=tests_precheck,
            description="Runs the project's tests: pytest (counts from its JUnit report) or, "
                        "for Node, its npm test; names the failing tests.",
            example=Example(params={"path": "tests", "keyword": "smoke"}, tool="pytest",
@@ -376,7 +375,7 @@ register(
                            expect={"passed": 2, "exit_code": 0},
                            invalid={"path": "../elsewhere"}, invalid_field="path")),
     Action(path="/testing/coverage", subtype="test:coverage", title="Run coverage",
-           params=TestRunParams, service=read_only(run_coverage), lock_key="testing:{path}",
+           params=TestRunParams, service=run_coverage, lock_key="testing:{path}",
            precheck=coverage_precheck,
            description="pytest under coverage.py; coverage's own total, lines and branches "
                        "apart, the least covered files.",
@@ -386,6 +385,7 @@ register(
                            invalid={"maxfail": -1}, invalid_field="maxfail")),
     Action(path="/testing/generate/template", subtype="generate:test_template",
            title="Generate test template", params=TemplateParams, service=generate_test_template,
+           writes=lambda p: p.write,
            description="A pytest file with a test per public function and class of a module.",
            example=Example(params={"module": "calc.py"}, files=SMOKE_SUITE,
                            expect={"functions": ["add"], "written": False,

@@ -216,6 +216,7 @@ LOCK = "vault:{vault}"
 
 register_actions(
     Action(path="/vault/create", subtype="setup:vault", title="Create vault", params=CreateParams,
+           writes=True,
            service=create_vault, lock_key=LOCK,
            description="A new encrypted vault (Argon2id key slot, AES-256-GCM); it is left "
                        "unlocked. An existing vault is never replaced.",
@@ -236,6 +237,7 @@ register_actions(
                            expect={"unlocked": True, "entries": 1, "names": ["API_TOKEN"]},
                            invalid={"passphrase": ""}, invalid_field="passphrase")),
     Action(path="/vault/register", subtype="setup:vault_register", title="Register vault",
+           writes=True,
            params=RegisterParams, service=register_entry, lock_key=LOCK,
            precheck=check_passphrase(),
            description="Keep a named value encrypted in the vault (which must be unlocked, or "
@@ -244,7 +246,7 @@ register_actions(
                                    **UNLOCK_ONCE}, files=VAULT_FILES,
                            expect={"name": "DEPLOY_TOKEN", "entries": 2, "replaced": False},
                            invalid={"name": "-rf"}, invalid_field="name")),
-    Action(path="/vault/add-keys", subtype="setup:vault_keys", title="Add keys",
+    Action(path="/vault/add-keys", writes=True, subtype="setup:vault_keys", title="Add keys",
            params=AddKeysParams, service=add_key_slot, lock_key=LOCK,
            precheck=check_passphrase(),
            description="Another passphrase that opens the vault (a second key slot).",
@@ -252,7 +254,7 @@ register_actions(
                                    **UNLOCK_ONCE}, files=VAULT_FILES,
                            expect={"slots": 2, "labels": ["primary", "backup"]},
                            invalid={"new_passphrase": "x"}, invalid_field="new_passphrase")),
-    Action(path="/vault/import", subtype="restore:vault", title="Import vault",
+    Action(path="/vault/import", writes=True, subtype="restore:vault", title="Import vault",
            params=ImportParams, service=import_vault, lock_key=LOCK, destructive=True,
            precheck=check_import,
            description="Read an encrypted export file into the vault; its entries replace "
@@ -262,7 +264,7 @@ register_actions(
                            files={**VAULT_FILES, "vault-export.json": EXAMPLE_EXPORT},
                            expect={"imported": 1, "names": ["DB_PASSWORD"], "entries": 2},
                            invalid={"path": "/etc/passwd"}, invalid_field="path")),
-    Action(path="/vault/export", subtype="backup:vault", title="Export vault",
+    Action(path="/vault/export", writes=True, subtype="backup:vault", title="Export vault",
            params=ExportParams, service=export_vault, lock_key=LOCK,
            precheck=check_passphrase(),
            description="Write every entry to a file encrypted with an export passphrase.",
