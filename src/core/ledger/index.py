@@ -295,6 +295,48 @@ class RunIndex:
         return [json.loads(r[0]) for r in rows]
 
     @healing
+    def filtered(self, flt: Any, limit: int = 50,
+                 before: str | None = None) -> list[dict[str, Any]]:
+        """Newest runs first matching *flt* (a ``run_query.RunFilter``); *before* a cursor."""
+        where, args = flt.where()
+        if before:
+            where += " AND run_id < ?"
+            args.append(before)
+        sql = f"SELECT json FROM runs WHERE {where} ORDER BY run_id DESC LIMIT ?"
+        return [json.loads(r[0]) for r in self._db().conn.execute(sql, [*args, max(0, limit)])]
+
+    @healing
+    def filtered_metrics(self, flt: Any, minutes: int | None = None) -> dict[str, Any]:
+        """``metrics`` over the runs matching *flt*, plus ``window_minutes``,
+        ``last_finished_at`` and ``pipelines`` (per subtype, ``run_query.pipelines``)."""
+        from controlplane.core.ledger.run_query import pipelines
+
+        where, args = flt.where()
+        if minutes:
+            where += " AND started_at >= ?"
+            args.append(iso(utc_now() - timedelta(minutes=minutes)))
+        rows = self._db().conn.execute(
+            "SELECT type, subtype, status, duration_ms, started_at, ended_at FROM runs "
+            f"WHERE {where} ORDER BY run_id", args).fetchall()
+        ended = [r[5] for r in rows if r[5]]
+        return {**summarize([r[:5] for r in rows]), "window_minutes": minutes,
+                "last_finished_at": max(ended) if ended else None,
+                "pipelines": pipelines([(r[1], r[2], r[3], r[5]) for r in rows])}
+
+    @healing
+    def distinct_values(self, limit: int = 200) -> dict[str, list[str]]:
+        """The actors, branches and subtypes of the indexed runs (the filters' choices)."""
+        conn = self._db().conn
+        found = {}
+        for name, expression in (("actor", "json_extract(json, '$.actor.name')"),
+                                 ("branch", "json_extract(json, '$.code_ref.branch')"),
+                                 ("subtype", "subtype")):
+            found[name] = [r[0] for r in conn.execute(
+                f"SELECT DISTINCT {expression} AS v FROM runs WHERE v IS NOT NULL AND v != '' "
+                "ORDER BY v LIMIT ?", (limit,))]
+        return found
+
+    @healing
     def message(self, message_id: str) -> dict[str, Any] | None:
         row = self._db().conn.execute("SELECT json FROM chat WHERE message_id=?",
                                       (message_id,)).fetchone()
