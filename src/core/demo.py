@@ -27,10 +27,11 @@ CATALOGUE = (
 OUTPUT = ("collecting…", "running step 1/3", "running step 2/3", "running step 3/3", "done")
 
 
-def fill(ledger: Ledger, runs: int = 200, days: int = 42, seed: int | None = None) -> list[str]:
-    """Record *runs* finished runs spread over the last *days* days; returns their ids."""
+def fill(ledger: Ledger, runs: int = 200, days: int = 42, seed: int | None = None,
+         now: float | None = None) -> list[str]:
+    """Record *runs* finished runs spread over the *days* days before *now*; returns their ids."""
     rng = random.Random(seed)
-    now = time.time()
+    now = time.time() if now is None else now
     starts = sorted(now - rng.uniform(0, days * 86_400) for _ in range(runs))
     code_ref = ledger.store.code_ref()
     recorded = []
