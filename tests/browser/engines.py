@@ -327,6 +327,11 @@ def launch(engine: str) -> Iterator[Driver]:
 
 def which_missing(engine: str) -> str | None:
     """Why *engine* cannot be launched here, or None."""
+    import importlib.util
+
+    module = "websocket" if engine == "firefox" else "selenium"
+    if importlib.util.find_spec(module) is None:
+        return f"the Python module {module} is missing (pip install -e '.[test]')"
     if engine == "firefox":
         return missing_tools(FIREFOX)
     reason = missing_tools(WEBKIT_DRIVER, MINIBROWSER, XVFB)
