@@ -11,6 +11,7 @@ from pathlib import Path
 
 from controlplane.core.integrations._git_porcelain import execute
 from tests.conftest import make_repo
+from tests.reliability.fault_support import wait_until
 
 
 class JournalingRun:
@@ -22,8 +23,10 @@ class JournalingRun:
         self.seen: list[tuple[bool, list[str]]] = []
 
     def attach_process(self, pid: int, pgid: int) -> None:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        self.seen.append((self.marker.exists(), [a.decode() for a in argv if a]))
+        ran_before = self.marker.exists()
+        # right after exec the kernel may show an empty cmdline for a moment
+        argv = wait_until(lambda: Path(f"/proc/{pid}/cmdline").read_bytes(), 2.0, "cmdline")
+        self.seen.append((ran_before, [a.decode() for a in argv.split(b"\0") if a]))
 
     def detach_process(self, pid: int) -> None:
         pass
