@@ -63,7 +63,8 @@ REFUSED: dict[str, dict[str, str]] = {
               "/security/generate/gitignore": '.gitignore exists: send "overwrite"',
               "/quality/generate/config": "pyproject.toml [tool.ruff], pyproject.toml "
                                           "[tool.mypy], pyproject.toml [tool.pytest",
-              "/docs/generate/changelog": "towncrier from changelog.d/",
+              "/testing/generate/template": "CPY001 Missing copyright notice",
+        "/docs/generate/changelog": "towncrier from changelog.d/",
               "/docs/generate/readme": 'README.md exists: send "overwrite"'},
     "minimist": {"/docker/generate/dockerfile": LIBRARY, "/docker/generate/compose": LIBRARY,
                  "/k8s/generate/manifests": LIBRARY,
