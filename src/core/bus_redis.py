@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -85,7 +85,9 @@ class RedisBackend:
     def __init__(self, url: str, prefix: str = "controlplane", replay_size: int = 10_000,
                  block_ms: int = 1_000) -> None:
         self.url = url
-        self.client = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT)
+        # replies are bytes (decode_responses off); redis-py types them as unions of all modes
+        self.client: Any = cast(
+            Any, redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT))
         self._down_until = 0.0  # monotonic time before which appends fail at once
         self.prefix = prefix
         self.replay_size = replay_size

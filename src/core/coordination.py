@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from controlplane.core.contracts import Coordinator
 
@@ -143,7 +143,7 @@ class RedisCoordinator:
         import redis
 
         self.url = url
-        self.client = redis.Redis.from_url(url)
+        self.client: Any = cast(Any, redis.Redis.from_url(url))  # bytes replies (see bus_redis)
         self.limit, self.prefix, self.ttl = limit, prefix, ttl
         self.slots_key = f"{prefix}:slots"
         self.cancel_channel = f"{prefix}:cancel"

@@ -92,6 +92,6 @@ def graft(repo: pygit2.Repository, tree: pygit2.Tree | None,
         child = None
         if tree is not None and name in tree:
             found = tree[name]
-            child = repo[found.id] if found.type == ObjectType.TREE else None
+            child = repo[found.id].peel(pygit2.Tree) if found.type == ObjectType.TREE else None
         builder.insert(name, graft(repo, child, sub), FileMode.TREE)
     return builder.write()
