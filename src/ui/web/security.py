@@ -350,7 +350,7 @@ def login_still_valid(plane: Runtime, user: str | None, digest: str | None) -> b
     if not isinstance(digest, str):
         return False
     if user is None:
-        return hmac.compare_digest(digest, token_digest(plane.token))
+        return plane.token is not None and hmac.compare_digest(digest, token_digest(plane.token))
     try:
         entry = users(plane).entries().get(user)
     except UsersError as exc:  # locks this user out until the file is fixed, ends nothing
