@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 
 from controlplane.core import terminal
-from controlplane.core.ledger import Ledger, LedgerWriteError, NotARepository
+from controlplane.core.ledger import (
+    Ledger,
+    LedgerWriteError,
+    NotARepository,
+    disk_errors,
+    find_git_dir,
+)
+from controlplane.core.ledger.journal import JournalWriteError
 from controlplane.core.runs import RUN_TYPES, RunStatus
 
 EXPECTED_ERRORS = (NotARepository, LedgerWriteError, ValueError, OSError)
@@ -36,12 +45,38 @@ def say(text: str, err: bool = False) -> None:
     click.echo(terminal.clean_for(stream, text), err=err, color=True)
 
 
-def open_ledger(repo: str | None) -> Ledger:
-    """The ledger of *repo* (default: the repository holding the current directory)."""
+def open_ledger(repo: str | None, writing: bool = False) -> Ledger:
+    """The ledger of *repo* (default: the repository holding the current directory).
+
+    *writing*: fail at once, in one line, when ``.git/scp`` cannot be written (a read-only
+    ``.git``), before opening the ledger warns that it reads from copies.
+    """
     try:
+        if writing:
+            _check_writable(Path(find_git_dir(repo)[1]) / "scp" / "journal")
         return Ledger.open(repo)
     except EXPECTED_ERRORS as exc:
         raise Fail(str(exc)) from None
+
+
+def _check_writable(directory: Path) -> None:
+    """Create and remove a file in *directory*; Fail naming it and what to do if it cannot."""
+    probe = directory / f".probe.{os.getpid()}.tmp"  # swept by the journal if left behind
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        raise Fail(f"cannot write {directory} ({disk_errors.reason(exc)}); "
+                   f"{disk_errors.what_to_do(exc)}") from None
+
+
+def one_line(exc: BaseException) -> str:
+    """*exc* as one line that ends with what to do."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return text if "retry" in text else f"{text}; {disk_errors.what_to_do(exc)}"
 
 
 LAZY_COMMANDS = {"users": ("controlplane.cli_users", "users_group"),
@@ -60,6 +95,15 @@ class LazyGroup(click.Group):
             module, attribute = LAZY_COMMANDS[name]
             self.add_command(getattr(importlib.import_module(module), attribute), name)
         return super().get_command(ctx, name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Any command: a write the disk refused is one line and exit 2, not a traceback."""
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise  # click's own handling (stdout closed by `| head`)
+        except (LedgerWriteError, OSError) as exc:
+            raise Fail(one_line(exc)) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,7 +138,7 @@ def exec_command(subtype: str, command: tuple[str, ...], summary: str | None,
     from controlplane.core.tools import run_tool
 
     run_type = subtype.partition(":")[0]
-    ledger = open_ledger(repo)
+    ledger = open_ledger(repo, writing=True)
     argv = list(command)
 
     own_run: list[str] = []  # a shared bus (CONTROLPLANE_BUS) carries other runs too
@@ -120,7 +164,7 @@ def exec_command(subtype: str, command: tuple[str, ...], summary: str | None,
                 run.status = "cancelled"
             elif not result.ok:
                 run.fail(result.error["code"], result.error["message"])
-    except ValueError as exc:
+    except (ValueError, JournalWriteError) as exc:  # the run did not start
         raise Fail(str(exc)) from None
     except LedgerWriteError as exc:  # the run ended but its record could not be written
         raise Fail(f"run {run.run_id} {run.run.status}, not recorded: {exc}") from None
@@ -219,7 +263,7 @@ def ledger_doctor(repo: str | None) -> None:
     """git fsck, interrupted runs, unreadable run files, index rebuild."""
     from controlplane.core.ledger.doctor import diagnose
 
-    ledger = open_ledger(repo)
+    ledger = open_ledger(repo, writing=True)
     report = diagnose(ledger)
     for line in report.lines():
         say(line)
@@ -235,7 +279,7 @@ def _tracked_sync(repo: str | None, subtype: str, work) -> dict:
     from controlplane.core.ledger.sync import SyncError
     from controlplane.core.run_tracker import default_actor, tracked_run
 
-    ledger = open_ledger(repo)
+    ledger = open_ledger(repo, writing=True)
     try:
         with tracked_run("git", subtype, summary=subtype.replace("git:", "").replace("_", " "),
                          project_root=ledger.root, actor=default_actor("cli")) as run:
@@ -246,6 +290,8 @@ def _tracked_sync(repo: str | None, subtype: str, work) -> dict:
                 report = None
             else:
                 run.result = report
+    except JournalWriteError as exc:  # the run did not start
+        raise Fail(str(exc)) from None
     except LedgerWriteError as exc:
         raise Fail(f"run {run.run_id} {run.run.status}, not recorded: {exc}") from None
     if report is None:
@@ -339,7 +385,7 @@ def chat_post(text: str, repo: str | None) -> None:
     from controlplane.core.events import default_bus
     from controlplane.core.run_tracker import default_actor
 
-    ledger = open_ledger(repo)
+    ledger = open_ledger(repo, writing=True)
     try:
         message = post_message(ledger, default_bus(), text, default_actor("cli"))
     except InvalidInput as exc:
@@ -355,7 +401,7 @@ def demo(runs: int, days: int, repo: str | None) -> None:
     """Fill this (throwaway) repository's ledger with realistic runs over past weeks."""
     from controlplane.core.demo import fill
 
-    ledger = open_ledger(repo)
+    ledger = open_ledger(repo, writing=True)
     recorded = fill(ledger, runs=runs, days=days)
     click.echo(f"recorded {len(recorded)} demo runs in {ledger.root}")
 

@@ -26,10 +26,13 @@ import signal
 import socket
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controlplane.core.ledger import disk_errors
+from controlplane.core.ledger.store import LedgerWriteError
 from controlplane.core.output import event_seq
 from controlplane.core.runs import iso, process_alive, process_start_time, utc_now
 
@@ -38,11 +41,20 @@ _POLL = 0.05  # how often a signalled group is checked for members left
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write *data* to *path* via a temporary file and a rename."""
+    """Write *data* to *path* via a temporary file and a rename; on failure, no file is left."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class JournalWriteError(LedgerWriteError):
+    """A run could not be journaled (read-only ``.git``, disk full): it did not start."""
 
 
 @dataclass
@@ -126,8 +138,17 @@ class Journal:
         pid = os.getpid()
         entry = JournalEntry(run=run, host=socket.gethostname(), pid=pid,
                              pid_start=process_start_time(pid))
-        write_atomic(self.meta_path(run["run_id"]), entry.to_json())  # first: no orphan spool
-        self.events_path(run["run_id"]).touch()
+        run_id = run["run_id"]
+        try:
+            write_atomic(self.meta_path(run_id), entry.to_json())  # first: no orphan spool
+            self.events_path(run_id).touch()
+        except OSError as exc:
+            for path in (self.events_path(run_id), self.meta_path(run_id)):
+                with suppress(OSError):  # neither half of an entry stays behind
+                    path.unlink(missing_ok=True)
+            raise JournalWriteError(
+                f"run {run_id} not started: cannot write the journal {self.dir} "
+                f"({disk_errors.reason(exc)}); {disk_errors.what_to_do(exc)}") from exc
         return entry
 
     def update(self, entry: JournalEntry) -> None:
