@@ -13,6 +13,7 @@ from controlplane.core.actions import validate_model
 from controlplane.core.errors import Conflict, InvalidInput, NotFound
 from controlplane.core.ingest import DELIVERY_HEADER, EVENT_HEADER, IngestedRun, Origin, ingest
 from controlplane.core.ingest_github import from_github
+from controlplane.core.ledger.run_query import RunFilter, find_runs
 from controlplane.core.output import HEAD_EVENTS, TAIL_EVENTS, cap_events
 from controlplane.core.runs import RUN_TYPES, RunStatus, is_run_id
 from controlplane.ui.web.openapi import openapi_document
@@ -63,13 +64,17 @@ def healthz() -> Response:
 
 @bp.get("/api/runs/recent")
 def recent() -> Response:
+    """Newest runs first; ``q`` searches id, summary, actor, branch and params; ``actor``,
+    ``branch``, ``subtype``, ``since``/``until`` (days, UTC, included) filter exactly."""
     limit = query_int("limit", 50, 1, MAX_LIMIT)
     run_type = query_choice("type", RUN_TYPES)
     status = query_choice("status", [s.value for s in RunStatus])
     before = request.args.get("before") or None
     if before is not None and not is_run_id(before):
         raise InvalidInput({"before": "must be a run id"})
-    runs = state().ledger.recent(limit=limit, type=run_type, status=status, before=before)
+    flt = RunFilter.of({**request.args.to_dict(), "type": run_type or "",
+                        "status": status or ""})
+    runs = find_runs(state().ledger, flt, limit=limit, before=before)
     next_cursor = runs[-1]["run_id"] if len(runs) == limit else None
     return jsonify(runs=runs, next_before=next_cursor)
 
@@ -203,10 +208,14 @@ def webhook_body() -> dict[str, Any]:
 
 @bp.get("/api/metrics/summary")
 def metrics() -> Response:
+    """Figures over the last ``minutes`` of the runs the runs list's filters select."""
     minutes = query_int("minutes", None, 1, 60 * 24 * 366)
+    flt = RunFilter.of({**request.args.to_dict(),
+                        "type": query_choice("type", RUN_TYPES) or "",
+                        "status": query_choice("status", [s.value for s in RunStatus]) or ""})
     plane = state()
     plane.ledger.catch_up()
-    return jsonify(plane.ledger.index.metrics(minutes))
+    return jsonify(plane.ledger.index.filtered_metrics(flt, minutes))
 
 
 @bp.get("/api/executor")

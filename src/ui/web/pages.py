@@ -16,8 +16,10 @@ from typing import Any
 from flask import Blueprint, abort, render_template, request
 
 from controlplane.core.actions import Action
+from controlplane.core.ledger.run_query import RunFilter, find_runs
 from controlplane.core.output import HEAD_EVENTS, TAIL_EVENTS, cap_events
 from controlplane.core.runs import RUN_TYPES, RunStatus, is_run_id
+from controlplane.ui.web.commit_links import commit_base
 from controlplane.ui.web.forms import fields_of, form_id
 from controlplane.ui.web.state import base_url, state
 
@@ -101,27 +103,38 @@ def metrics_summary(days: int) -> dict[str, Any]:
 RUNS_PAGE = 50  # rows a page shows (static/js/runs-table.js loads as many)
 
 
-def run_filters() -> dict[str, str]:
-    """The runs list's filters from the query: unknown values are ignored (all runs)."""
+def run_filters() -> RunFilter:
+    """The runs list's filters from the query: unknown types, statuses and days are ignored."""
     statuses = [s.value for s in RunStatus]
-    wanted = {"type": request.args.get("type", ""), "status": request.args.get("status", "")}
-    return {"type": wanted["type"] if wanted["type"] in RUN_TYPES else "",
-            "status": wanted["status"] if wanted["status"] in statuses else ""}
+    values = request.args.to_dict()
+    values["type"] = values.get("type", "") if values.get("type") in RUN_TYPES else ""
+    values["status"] = values.get("status", "") if values.get("status") in statuses else ""
+    return RunFilter.of(values, strict=False)
+
+
+def job_url(run: dict[str, Any]) -> str | None:
+    """An ingested CI run's job page (http/https only), else None."""
+    url = (run.get("target") or {}).get("url") if run.get("type") == "ci" else None
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
 
 
 @bp.get("/")
 def runs_page() -> str:
-    filters = run_filters()
+    flt = run_filters()
     before = request.args.get("before") or None
     if before is not None and not is_run_id(before):
         before = None
-    runs = state().ledger.recent(limit=RUNS_PAGE, type=filters["type"] or None,
-                                 status=filters["status"] or None, before=before)
+    plane = state()
+    runs = find_runs(plane.ledger, flt, limit=RUNS_PAGE, before=before)
     next_before = runs[-1]["run_id"] if len(runs) == RUNS_PAGE else None
+    dated = bool(flt.since or flt.until)
+    summary = plane.ledger.index.filtered_metrics(flt, None if dated else METRICS_DAYS * 24 * 60)
     return render_template("controlplane/runs.html", page="runs", run_types=RUN_TYPES,
-                           statuses=[s.value for s in RunStatus], filters=filters, runs=runs,
-                           before=before, next_before=next_before,
-                           kpis=kpi_values(metrics_summary(METRICS_DAYS)))
+                           statuses=[s.value for s in RunStatus], filters=flt,
+                           query=flt.query(), runs=runs, before=before, next_before=next_before,
+                           choices=plane.ledger.index.distinct_values(),
+                           commit_base=commit_base(plane.root), job_url=job_url,
+                           kpis=kpi_values(summary), dated=dated)
 
 
 @bp.get("/metrics")

@@ -9,12 +9,23 @@ import { on } from './live.js';
 
 export const METRICS_MINUTES = 14 * 24 * 60;
 
-/** Fetch the summary when a run ends (debounced), on resync and on auto-refresh. */
-export function followMetrics(render, minutes = METRICS_MINUTES) {
+/**
+ * Fetch the summary when a run ends (debounced), on resync and on auto-refresh.
+ * `extra()` gives more query parameters (the runs list's filters; with `since`/`until`
+ * the dates replace the window). Returns `reload`, to call when those change.
+ */
+export function followMetrics(render, minutes = METRICS_MINUTES, extra = () => ({})) {
   let timer = null;
+  let generation = 0;
   const load = async () => {
+    generation += 1;
+    const mine = generation;
+    const wanted = Object.fromEntries(Object.entries(extra()).filter(([, v]) => v));
+    const params = new URLSearchParams(wanted.since || wanted.until ? {} : { minutes: String(minutes) });
+    for (const [name, value] of Object.entries(wanted)) params.set(name, value);
     try {
-      render(await api(`/api/metrics/summary?minutes=${minutes}`));
+      const summary = await api(`/api/metrics/summary?${params}`);
+      if (mine === generation) render(summary);
     } catch {
       // the cards keep their last figures; the banner reports lost connections
     }
@@ -24,10 +35,12 @@ export function followMetrics(render, minutes = METRICS_MINUTES) {
     timer = setTimeout(load, 500);
   };
   on('run:completed', soon);
+  on('metrics:update', soon);
   on('ledger:synced', soon);
   on('resync', soon);
   onRefresh(load);
-  return load();
+  load();
+  return load;
 }
 
 export function renderKpis(root, summary) {

@@ -11,6 +11,32 @@ import { formatDuration, formatFullTime, formatTime, runDuration, statusRank } f
 import { on } from './live.js';
 
 const PAGE_SIZE = 50;
+/** The filters the runs list keeps in the address (templates/controlplane/runs.html). */
+export const FILTERS = ['q', 'type', 'status', 'subtype', 'actor', 'branch', 'since', 'until'];
+
+/** The day after an ISO day (`YYYY-MM-DD`), for an `until` that includes its day. */
+function nextDay(day) {
+  const next = new Date(`${day}T00:00:00Z`);
+  next.setUTCDate(next.getUTCDate() + 1);
+  return next.toISOString().slice(0, 10);
+}
+
+/** Does *run* pass *filters*? The same rules as the server's RunFilter.matches. */
+export function runMatches(run, filters) {
+  const actor = (run.actor && run.actor.name) || '';
+  const branch = (run.code_ref && run.code_ref.branch) || '';
+  const started = run.started_at || run.queued_at || '';
+  for (const name of ['type', 'status', 'subtype']) {
+    if (filters[name] && run[name] !== filters[name]) return false;
+  }
+  if ((filters.actor && actor !== filters.actor) || (filters.branch && branch !== filters.branch)) return false;
+  if (filters.since && started < filters.since) return false;
+  if (filters.until && started >= nextDay(filters.until)) return false;
+  if (!filters.q) return true;
+  const haystack = [run.run_id, run.summary || '', actor, branch, JSON.stringify(run.params || {})]
+    .join('\n').toLowerCase();
+  return haystack.includes(filters.q.toLowerCase());
+}
 
 export class RunsTable {
   constructor(root) {
@@ -19,6 +45,8 @@ export class RunsTable {
     this.loading = $('[data-runs-loading]', root);
     this.more = $('[data-load-more]', root);
     this.form = $('[data-filters]', root);
+    const table = $('[data-runs]', root);
+    this.commitBase = (table && table.dataset.commitBase) || ''; // the remote's commit pages
     this.rows = new Map(); // run id -> {run, tr, cells}
     this.nextBefore = null;
     this.generation = 0; // bumps on each reload, so a stale answer is dropped
@@ -27,14 +55,27 @@ export class RunsTable {
 
   start() {
     const params = new URLSearchParams(window.location.search);
-    for (const name of ['type', 'status']) this.form.elements[name].value = params.get(name) || '';
-    this.form.addEventListener('change', () => {
+    for (const name of FILTERS) {
+      if (this.form.elements[name]) this.form.elements[name].value = params.get(name) || '';
+    }
+    const apply = () => {
       this.saveFilters();
       this.reload();
+      this.onFilters();
+    };
+    let typing = null;
+    this.form.addEventListener('change', () => {
+      clearTimeout(typing);
+      apply();
+    });
+    this.form.addEventListener('input', (event) => {
+      if (event.target.name !== 'q') return;
+      clearTimeout(typing);
+      typing = setTimeout(apply, 300);
     });
     this.form.addEventListener('submit', (event) => event.preventDefault());
-    const apply = $('[data-filters-apply]', this.form);
-    if (apply) apply.hidden = true; // a change applies at once
+    const applyButton = $('[data-filters-apply]', this.form);
+    if (applyButton) applyButton.hidden = true; // a change applies at once
     this.more.addEventListener('click', (event) => {
       event.preventDefault();
       this.loadMore();
@@ -51,8 +92,16 @@ export class RunsTable {
     return this.reload();
   }
 
+  /** Called after the filters change (the page reloads its KPIs). */
+  onFilters() {}
+
   get filters() {
-    return { type: this.form.elements.type.value, status: this.form.elements.status.value };
+    const found = {};
+    for (const name of FILTERS) {
+      const field = this.form.elements[name];
+      if (field) found[name] = field.value.trim();
+    }
+    return found;
   }
 
   saveFilters() {
@@ -122,8 +171,7 @@ export class RunsTable {
   }
 
   matches(run) {
-    const { type, status } = this.filters;
-    return (!type || run.type === type) && (!status || run.status === status);
+    return runMatches(run, this.filters);
   }
 
   /** Add or update a run's row; a run never moves back (a late snapshot loses to an event). */
@@ -167,6 +215,7 @@ export class RunsTable {
     const cells = {
       status: cell('status'), link: cell('link'), summary: cell('summary'),
       started: cell('started'), duration: cell('duration'), actor: cell('actor'),
+      branch: cell('branch'), commit: cell('commit'), job: cell('job'),
     };
     cells.link.href = runHref(run.run_id);
     const entry = { run, tr, cells };
@@ -184,9 +233,31 @@ export class RunsTable {
     cells.started.dateTime = run.started_at || '';
     cells.started.title = formatFullTime(run.started_at);
     cells.duration.textContent = formatDuration(runDuration(run));
+    this.fillCode(run, cells);
     const actor = run.actor || {};
     cells.actor.textContent = [actor.name, actor.kind && `(${actor.kind})`]
       .filter(Boolean).join(' ');
+  }
+
+  /** Branch, commit (linked to the remote's page when known) and an ingested run's CI job. */
+  fillCode(run, cells) {
+    const code = run.code_ref || {};
+    if (cells.branch) cells.branch.textContent = code.branch || '';
+    if (cells.commit) {
+      const sha = code.commit || '';
+      const base = this.commitBase;
+      cells.commit.textContent = sha.slice(0, 8);
+      cells.commit.title = sha;
+      if (sha && base) cells.commit.href = base + sha;
+      else cells.commit.removeAttribute('href');
+    }
+    if (cells.job) {
+      const url = run.type === 'ci' && run.target ? String(run.target.url || '') : '';
+      const safe = /^https?:\/\//.test(url);
+      cells.job.hidden = !safe;
+      if (safe) cells.job.href = url;
+      else cells.job.removeAttribute('href');
+    }
   }
 
   tick() {

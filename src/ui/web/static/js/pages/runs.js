@@ -9,6 +9,9 @@ import { RunsTable } from '../runs-table.js';
 initCommon();
 
 const kpis = $('[data-kpis]');
-followMetrics((summary) => renderKpis(kpis, summary));
+const table = new RunsTable($('[data-runs]').closest('section'));
+const reloadKpis = followMetrics((summary) => renderKpis(kpis, summary), undefined,
+  () => table.filters);
 initOperations($('[data-operations]'));
-new RunsTable($('[data-runs]').closest('section')).start();
+table.onFilters = reloadKpis;
+table.start();

@@ -1,0 +1,67 @@
+"""Issue 17's operator depth in Chromium: the runs list's search and filters kept in the
+address with KPIs that follow them, and what fits above the fold at 1920x1080."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import TOKEN
+
+FOLD = {"width": 1920, "height": 1080}
+
+
+def ingest_many(url: str, count: int) -> None:
+    """*count* CI runs (two actors, two branches) through the real ingest endpoint."""
+    import json
+    import urllib.request
+
+    for number in range(count):
+        body = {"pipeline": "nightly" if number % 2 else "lint", "status": "ok" if number % 3
+                else "failed", "branch": "main" if number % 2 else "release/2.1",
+                "commit": f"{number:040x}", "actor": "carol" if number % 2 else "dave",
+                "duration_ms": 1000 + number, "summary": f"run number {number}",
+                "ci_run_id": str(1000 + number), "url": f"https://ci.example.com/jobs/{number}"}
+        request = urllib.request.Request(f"{url}/api/runs/ingest", data=json.dumps(body).encode(),
+                                         headers={"Authorization": f"Bearer {TOKEN}",
+                                                  "Content-Type": "application/json"})
+        with urllib.request.urlopen(request) as answer:
+            assert answer.status in (200, 201)
+
+
+def test_kpis_operations_and_25_runs_above_the_fold(server, open_context) -> None:
+    ingest_many(server.url, 40)
+    page = open_context(server, viewport=FOLD).new_page()
+    page.goto("/")
+    page.locator("[data-runs-body] tr").nth(39).wait_for()
+    boxes: list[dict[str, Any]] = page.evaluate("""() => ({
+        kpis: document.querySelector('[data-kpis]').getBoundingClientRect().bottom,
+        ops: document.querySelector('[data-operations]').getBoundingClientRect().bottom,
+        rows: [...document.querySelectorAll('[data-runs-body] tr')]
+            .map((tr) => tr.getBoundingClientRect().bottom)})""")
+    assert boxes["kpis"] <= FOLD["height"] and boxes["ops"] <= FOLD["height"], boxes
+    above = sum(1 for bottom in boxes["rows"] if bottom <= FOLD["height"])
+    assert above >= 25, f"{above} runs above the fold at 1920x1080"
+
+
+def test_search_and_filters_live_in_the_address_and_the_kpis_follow(server, open_context) -> None:
+    ingest_many(server.url, 6)
+    page = open_context(server, viewport=FOLD).new_page()
+    page.goto("/")
+    rows = page.locator("[data-runs-body] tr")
+    rows.nth(5).wait_for()
+    page.fill("[data-filter-text]", "number 3")
+    page.wait_for_url("**/?q=number+3")
+    page.wait_for_function("document.querySelectorAll('[data-runs-body] tr').length === 1")
+    page.wait_for_function("document.querySelector('[data-kpi=\"total\"]').textContent === '1'")
+    page.fill("[data-filter-text]", "")
+    page.fill("input[name=actor]", "carol")
+    page.locator("input[name=actor]").press("Enter")
+    page.wait_for_url("**/?actor=carol")
+    page.wait_for_function("document.querySelectorAll('[data-runs-body] tr').length === 3")
+    page.wait_for_function("document.querySelector('[data-kpi=\"total\"]').textContent === '3'")
+    first = rows.first
+    assert first.locator("[data-cell=job]").get_attribute("href").startswith(
+        "https://ci.example.com/jobs/")
+    page.reload()  # the address holds the filters: the server renders the same list
+    assert page.locator("input[name=actor]").input_value() == "carol"
+    assert rows.count() == 3

@@ -1,0 +1,92 @@
+"""Issue 17's operator depth, through the Flask client: the runs list's search and filters,
+the metrics shape, the run page's failure order, the operations card and "retry failed"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controlplane import tracked_run
+from tests.conftest import git
+from tests.test_pages_nojs import logged_in, page
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def ingest(client: Any, **report: Any) -> dict[str, Any]:
+    answer = client.post("/api/runs/ingest", json=report)
+    assert answer.status_code in (200, 201), answer.get_json()
+    return answer.get_json()
+
+
+@pytest.fixture
+def mixed_runs(app, client, repo: Path) -> dict[str, str]:
+    """Runs of several actors, branches, pipelines and days; returns their ids by name."""
+    ids = {}
+    ids["nightly"] = ingest(client, pipeline="nightly", status="ok", branch="release/2.1",
+                            commit=SHA, actor="carol", url="https://ci.example.com/jobs/77",
+                            started_at="2026-01-10T08:00:00Z", duration_ms=60_000,
+                            summary="nightly build", ci_run_id="77")["run_id"]
+    ids["lint"] = ingest(client, pipeline="lint", status="failed", branch="main", commit=SHA,
+                         actor="dave", started_at="2026-02-01T08:00:00Z", duration_ms=5_000,
+                         summary="lint of everything", ci_run_id="78")["run_id"]
+    with app.extensions["controlplane"].activated(), \
+            tracked_run("deploy", "deploy:k8s", project_root=repo, summary="roll out",
+                        params={"namespace": "shop-prod"}) as run:
+        run.result = {"ok": True}
+    ids["deploy"] = run.run_id
+    return ids
+
+
+def ids_of(answer: Any) -> list[str]:
+    assert answer.status_code == 200, answer.get_json()
+    return [r["run_id"] for r in answer.get_json()["runs"]]
+
+
+def test_recent_searches_text_and_filters(client, mixed_runs) -> None:
+    def recent(**query: str) -> list[str]:
+        return ids_of(client.get("/api/runs/recent", query_string=query))
+
+    assert set(recent()) == set(mixed_runs.values())
+    assert recent(q="SHOP-PROD") == [mixed_runs["deploy"]]  # params, any case
+    assert recent(q="carol") == [mixed_runs["nightly"]]  # actor
+    assert recent(q="release/") == [mixed_runs["nightly"]]  # branch
+    assert recent(q="everything") == [mixed_runs["lint"]]  # summary
+    assert recent(q=mixed_runs["lint"][:20]) == [mixed_runs["lint"]]  # id
+    assert recent(q="100%_") == []  # LIKE's wildcards are text
+    assert recent(actor="dave") == [mixed_runs["lint"]]
+    assert recent(branch="release/2.1") == [mixed_runs["nightly"]]
+    assert mixed_runs["lint"] in recent(branch="main")
+    assert recent(subtype="ci:nightly") == [mixed_runs["nightly"]]
+    assert recent(since="2026-01-10", until="2026-01-10") == [mixed_runs["nightly"]]
+    assert recent(since="2026-01-11", until="2026-02-01") == [mixed_runs["lint"]]
+    assert recent(type="ci", status="failed") == [mixed_runs["lint"]]
+    bad = client.get("/api/runs/recent?since=2026-13-01")
+    assert bad.status_code == 422 and "since" in bad.get_json()["fields"]
+
+
+def test_metrics_follow_the_filters(client, mixed_runs) -> None:
+    summary = client.get("/api/metrics/summary?type=ci").get_json()
+    assert (summary["total"], summary["ok"], summary["failed"]) == (2, 1, 1)
+    only = client.get("/api/metrics/summary?actor=carol").get_json()
+    assert only["total"] == 1 and only["last_status"] == "ok"
+    assert client.get("/api/metrics/summary?until=nope").status_code == 422
+
+
+def test_runs_page_filters_in_the_url_kpis_and_links(app, mixed_runs, repo: Path) -> None:
+    git(repo, "remote", "add", "origin", "git@github.com:acme/shop.git")
+    client = logged_in(app)
+    html = page(client, "/?q=carol&since=2026-01-01")
+    assert f'data-run-id="{mixed_runs["nightly"]}"' in html
+    assert f'data-run-id="{mixed_runs["lint"]}"' not in html
+    assert 'name="q" value="carol"' in html and 'name="since" value="2026-01-01"' in html
+    assert '<p class="kpi__value" data-kpi="total">1</p>' in html  # the KPIs follow
+    assert f'href="https://github.com/acme/shop/commit/{SHA}"' in html
+    assert 'href="https://ci.example.com/jobs/77"' in html and ">release/2.1<" in html
+    # The status quick filters keep the other filters.
+    assert 'href="/?status=failed&amp;q=carol&amp;since=2026-01-01"' in html \
+        or 'href="/?q=carol&amp;since=2026-01-01&amp;status=failed"' in html
+    everything = page(client, "/?since=not-a-day")  # a bad day is ignored on the page
+    assert all(f'data-run-id="{i}"' in everything for i in mixed_runs.values())
