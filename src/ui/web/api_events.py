@@ -92,6 +92,15 @@ def events_sse() -> Response:
                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
+@bp.before_request
+def refuse_websockets_past_the_limit() -> Response | None:
+    """A WebSocket holds a descriptor like an SSE stream: refused 503 before the upgrade."""
+    if (request.endpoint or "").rpartition(".")[2] != "events_ws":  # nested: "….api_events."
+        return None
+    refusal = stream_refusal()
+    return error_response(503, "too_many_streams", refusal) if refusal else None
+
+
 @sock.route("/ws/events", bp=bp)
 def events_ws(ws) -> None:
     """The same envelopes over a WebSocket; resume with ``?last_event_id=``."""
