@@ -9,6 +9,7 @@ from pathlib import Path
 from controlplane import tracked_run
 from controlplane.core.events import default_bus
 from controlplane.core.ledger import Ledger
+from controlplane.core.runs import chat_dir
 from tests.conftest import git
 
 
@@ -30,8 +31,8 @@ def test_post_and_list_with_mentions(repo: Path, client) -> None:
     assert client.get(f"/api/runs/{run.run_id}").get_json()["mentions"][0]["text"] == \
         message["text"]
     path = git(repo, "ls-tree", "-r", "--name-only", "scp-ledger", "ledger/chat").split()
-    assert path == [f"ledger/chat/{message['message_id'][:4]}/{message['message_id'][4:6]}/"
-                    f"{message['message_id'][6:8]}/{message['message_id']}/message.json"]
+    assert path == [f"{chat_dir(message['message_id'])}/message.json"]
+    assert chat_dir(message["message_id"]).split("/")[-2] == message["message_id"][20:22]
 
 
 def test_bad_messages_are_refused(repo: Path, client) -> None:

@@ -23,7 +23,7 @@ from controlplane.core.ledger import Ledger
 from controlplane.core.ledger.layout import entry_dirs
 from controlplane.core.ledger.sync import LedgerSync, SyncError
 from controlplane.core.ledger.view import LedgerView
-from controlplane.core.runs import new_run_id
+from controlplane.core.runs import ledger_dir, new_run_id
 from tests.conftest import git, make_repo
 
 LINK = 0o120000
@@ -249,7 +249,7 @@ def test_a_view_root_that_is_a_symlink_is_not_written_through(tmp_path: Path) ->
 def drop_runs(run_ids: list[str]):
     def change(repo: pygit2.Repository, tree: pygit2.Tree) -> pygit2.Oid:
         for run_id in run_ids:
-            directory = entry_dirs("runs", run_id)[0]
+            directory = ledger_dir(run_id)
             parent, name = directory.rsplit("/", 1)
             builder = repo.TreeBuilder(repo[tree[parent].id])
             builder.remove(name)
@@ -262,7 +262,7 @@ def drop_runs(run_ids: list[str]):
 
 def edit_run(run_id: str, summary: str):
     def change(repo: pygit2.Repository, tree: pygit2.Tree) -> pygit2.Oid:
-        path = entry_dirs("runs", run_id)[0] + "/run.json"
+        path = ledger_dir(run_id) + "/run.json"
         data = json.loads(tree[path].data) | {"summary": summary}
         blob = repo.create_blob(json.dumps(data).encode())
         return with_path(repo, tree, [p.encode() for p in path.split("/")], FileMode.BLOB, blob)
@@ -294,8 +294,8 @@ def test_a_remote_that_deletes_runs_loses_us_nothing(world, tmp_path: Path) -> N
     ledger = Ledger.open(ours)
     for run_id in [*mine, *added]:
         assert ledger.get(run_id) is not None
-        assert (ours / ".scp-ledger" / entry_dirs("runs", run_id)[0] / "run.json").exists()
-        assert git(ours, "cat-file", "-t", f"scp-ledger:{entry_dirs('runs', run_id)[0]}")
+        assert (ours / ".scp-ledger" / ledger_dir(run_id) / "run.json").exists()
+        assert git(ours, "cat-file", "-t", f"scp-ledger:{ledger_dir(run_id)}")
     assert set(before_tags.splitlines()) <= set(git(ours, "for-each-ref",
                                                     "refs/scp/run").splitlines())
     report = LedgerSync(Ledger.open(ours)).pull()  # once seen, not reported again
@@ -312,7 +312,7 @@ def test_a_remote_edit_of_a_run_we_hold_is_kept_aside(world) -> None:
     assert target in report.warning and "ls .git/scp/conflicts" in report.warning
     ledger = Ledger.open(ours)
     assert ledger.get(target)["summary"] != "rewritten by the remote"
-    kept = json.loads((ours / ".scp-ledger" / entry_dirs("runs", target)[0] / "run.json")
+    kept = json.loads((ours / ".scp-ledger" / ledger_dir(target) / "run.json")
                       .read_text())
     assert kept["summary"] != "rewritten by the remote"
     aside = ours / ".git" / "scp" / "conflicts" / target

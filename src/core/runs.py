@@ -237,14 +237,30 @@ _FIELD_KINDS: dict[str, tuple[type, ...]] = {
 }
 
 
+def _entry_dir(kind: str, entry_id: str) -> str:
+    """Where a new entry is written: ``ledger/<kind>/<YYYY>/<MM>/<DD>/<bb>/<id>``.
+
+    ``<bb>`` is the first two hex characters of the id's random suffix (256 buckets a day,
+    DECISIONS §1). Readers accept the first layout too (``ledger_dirs``).
+    """
+    day = f"ledger/{kind}/{entry_id[0:4]}/{entry_id[4:6]}/{entry_id[6:8]}"
+    return f"{day}/{entry_id[20:22]}/{entry_id}"
+
+
 def ledger_dir(run_id: str) -> str:
-    """The ledger directory of a run: ``ledger/runs/<YYYY>/<MM>/<DD>/<run_id>``."""
-    return f"ledger/runs/{run_id[0:4]}/{run_id[4:6]}/{run_id[6:8]}/{run_id}"
+    """The ledger directory a run is written to: ``ledger/runs/<YYYY>/<MM>/<DD>/<bb>/<id>``."""
+    return _entry_dir("runs", run_id)
 
 
 def chat_dir(message_id: str) -> str:
-    """The ledger directory of a chat message: ``ledger/chat/<YYYY>/<MM>/<DD>/<id>``."""
-    return f"ledger/chat/{message_id[0:4]}/{message_id[4:6]}/{message_id[6:8]}/{message_id}"
+    """The ledger directory a chat message is written to (bucketed like runs)."""
+    return _entry_dir("chat", message_id)
+
+
+def ledger_dirs(kind: str, entry_id: str) -> tuple[str, str]:
+    """Both places an entry may live, newest layout first: (bucketed, first layout)."""
+    bucketed = _entry_dir(kind, entry_id)
+    return bucketed, bucketed[:-len(entry_id) - 3] + entry_id
 
 
 def process_start_time(pid: int) -> float | None:
@@ -275,8 +291,10 @@ __all__ = [
     "RUN_TYPES",
     "Run",
     "RunStatus",
+    "chat_dir",
     "check_subtype",
     "iso",
     "ledger_dir",
+    "ledger_dirs",
     "new_run_id",
 ]

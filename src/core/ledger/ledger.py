@@ -29,7 +29,7 @@ from controlplane.core.ledger.journal import Journal, JournalEntry, kill_left_gr
 from controlplane.core.ledger.store import RUNS_DIR, GitStore, LedgerWriteError
 from controlplane.core.ledger.view import VIEW_DIR, LedgerView, exclude_from_status
 from controlplane.core.output import cap_events, events_after
-from controlplane.core.runs import Run, RunStatus, chat_dir, ledger_dir
+from controlplane.core.runs import Run, RunStatus, chat_dir, ledger_dir, ledger_dirs
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class Ledger:
         return str(commit)
 
     def record_message(self, message: dict[str, Any]) -> str:
-        """Record a chat message in one commit (``ledger/chat/YYYY/MM/DD/<id>/message.json``)."""
+        """Record a chat message in one commit (``ledger/chat/YYYY/MM/DD/<bb>/<id>/``)."""
         directory = chat_dir(message["message_id"])
         files = {"message.json": dumps(message)}
         parent, commit = self.store.commit_files(directory, files, "chat message",
@@ -330,7 +330,9 @@ class Ledger:
         run = Run.from_dict(entry.run)
         groups = _merge_kills(killed or [], kill_left_groups(entry.groups))
         report = {"run_id": run.run_id, "pid": entry.pid, "groups": groups}
-        if self.store.has_path(self.store.head(), f"{ledger_dir(run.run_id)}/run.json"):
+        head = self.store.head()
+        places = ledger_dirs("runs", run.run_id)
+        if any(self.store.has_path(head, f"{place}/run.json") for place in places):
             return report | {"already_recorded": True}  # died after recording, before cleanup
         events = self.journal.read_events(run.run_id)
         run.finish(RunStatus.INTERRUPTED, {
@@ -402,9 +404,18 @@ class Ledger:
                 else list(rawlog.iter_events(path, after))
             if local or path.exists():
                 return local
-        data = self.store.read_blob(None, f"{ledger_dir(run_id)}/events.jsonl")
+        data = self._ledger_events(run_id)
         events = _parse_jsonl(data or b"", after)
         return events if tail is None else cap_events(events, head=0, tail=tail)[0]
+
+    def _ledger_events(self, run_id: str) -> bytes | None:
+        """A run's events.jsonl at the ledger tip, in either layout."""
+        head = self.store.head()
+        for directory in ledger_dirs("runs", run_id):
+            data = self.store.read_blob(head, f"{directory}/events.jsonl")
+            if data is not None:
+                return data
+        return None
 
     def iter_events(self, run_id: str) -> Iterator[dict[str, Any]]:
         """Every event of a run, lazily: the local spool or raw log, else the ledger's."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pygit2
 
-from controlplane.core.ledger.layout import entry_of
+from controlplane.core.ledger.layout import entry_dirs, entry_of
 from controlplane.core.ledger.store import BRANCH_REF, GitStore
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,9 @@ def repair_tip(store: GitStore, view_root: Path, index_rows: list[tuple[str, str
     report = TipRepair(str(tip), good, [], tags_removed)
     base = pygit2.Oid(hex=good) if good else None
     for directory in sorted(entries, key=lambda d: d.rsplit("/", 1)[-1]):
-        if store.has_path(base, directory):
-            continue
+        kind, entry_id = entry_of(directory) or ("", "")
+        if any(store.has_path(base, place) for place in entry_dirs(kind, entry_id)):
+            continue  # held, in either layout
         files = entries[directory]
         store.commit_files(directory, files, _message(directory, files))
         report.rerecorded.append(directory.rsplit("/", 1)[-1])

@@ -20,7 +20,7 @@ import pygit2
 from pygit2.enums import FileMode, ObjectType
 
 from controlplane.core.ledger.gc_guard import Written, keep, wait_for_gc, written
-from controlplane.core.ledger.layout import BUCKET
+from controlplane.core.ledger.layout import BUCKET, FORMAT_FILE
 from controlplane.core.ledger.locks import clear_stale_locks, ref_move
 
 BRANCH = "scp-ledger"
@@ -29,6 +29,9 @@ TAG_PREFIX = "refs/scp/run/"
 ENTRY_KINDS = ("runs", "chat")
 RUNS_DIR = "ledger/runs/"
 CHAT_DIR = "ledger/chat/"
+LAYOUT_VERSION = 2  # ledger/FORMAT: 2 = entries in 256 buckets a day (DECISIONS §1)
+FORMAT_PATH = f"ledger/{FORMAT_FILE}"
+_FORMAT_BYTES = f"{LAYOUT_VERSION}\n".encode()
 
 _RETRIES = 200
 _MISSING_RETRIES = 20  # waits of 0.1 s for a concurrent writer to restore pruned objects
@@ -69,6 +72,10 @@ class LedgerWriteError(RuntimeError):
     """The ledger could not be written (disk full, permissions, endless contention)."""
 
 
+class NewerLedgerFormat(LedgerWriteError):
+    """The ledger's ``FORMAT`` is newer than this version writes: it must not write there."""
+
+
 class GitStore:
     """pygit2 access to one repository's ledger branch. Thread-safe (one lock)."""
 
@@ -79,6 +86,7 @@ class GitStore:
         self.lock = threading.RLock()
         self._uses = 0
         self._broken_tip: pygit2.Oid | None = None  # a tip found missing objects for good
+        self._format_oid = pygit2.hash(_FORMAT_BYTES)  # ledger/FORMAT's blob at this version
 
     def _used(self) -> None:
         """Clear libgit2's object cache now and then (caller holds the lock).
@@ -164,7 +172,9 @@ class GitStore:
             try:  # every attempt writes its objects again: a prune may have taken them
                 base = repo[parent].peel(pygit2.Tree) if parent is not None else None
                 objects = self._entry_objects(files)
-                tree = self._with_subtree(base, parts, objects[-1].oid, objects)
+                leaf = objects[-1].oid
+                extra = self._format_entry(base, objects)
+                tree = self._with_subtree(base, parts, leaf, objects, extra)
                 commit = repo.create_commit(None, sig, sig, message, tree,
                                             [parent] if parent else [])
                 objects.append(written(repo, commit))
@@ -203,6 +213,34 @@ class GitStore:
         time.sleep(0.1)  # the pruned writer restores its objects once the gc has ended
         self.repo.free()
 
+    def _format_entry(self, base: pygit2.Tree | None, made: list[Written]
+                      ) -> dict[int, tuple[str, pygit2.Oid, int]]:
+        """``ledger/FORMAT`` to add when *base* lacks it or holds an older version.
+
+        Raises NewerLedgerFormat when *base* holds a newer one. Returns {depth: entry}
+        for ``_with_subtree`` (depth 1 is the ``ledger`` tree).
+        """
+        try:
+            entry = base[FORMAT_PATH] if base is not None else None
+        except KeyError:
+            entry = None
+        if entry is not None:
+            if entry.id == self._format_oid:
+                return {}
+            try:
+                found = int(entry.data.strip() or b"0")
+            except (ValueError, AttributeError):
+                found = 0
+            if found > LAYOUT_VERSION:
+                raise NewerLedgerFormat(
+                    f"the ledger's layout is version {found}, newer than this controlplane "
+                    f"writes ({LAYOUT_VERSION}): upgrade controlplane")
+            if found == LAYOUT_VERSION:
+                return {}
+        blob = self.repo.create_blob(_FORMAT_BYTES)
+        made.append(Written(blob, int(ObjectType.BLOB), _FORMAT_BYTES))
+        return {1: (FORMAT_FILE, blob, FileMode.BLOB)}
+
     def _entry_objects(self, files: Mapping[str, bytes]) -> list[Written]:
         """Write the blobs of *files* and their directory's tree (last)."""
         objects = [Written(self.repo.create_blob(data), int(ObjectType.BLOB), bytes(data))
@@ -214,9 +252,15 @@ class GitStore:
         return objects
 
     def _with_subtree(self, tree: pygit2.Tree | None, parts: list[str], leaf: pygit2.Oid,
-                      made: list[Written]) -> pygit2.Oid:
-        """The new tree with *leaf* at *parts* under *tree*; new trees are added to *made*."""
+                      made: list[Written], extra: Mapping[int, tuple[str, pygit2.Oid, int]]
+                      | None = None, depth: int = 0) -> pygit2.Oid:
+        """The new tree with *leaf* at *parts* under *tree*; new trees are added to *made*.
+
+        *extra* maps a depth on the path to one more entry to insert in that tree.
+        """
         builder = self.repo.TreeBuilder(tree) if tree is not None else self.repo.TreeBuilder()
+        if extra and depth in extra:
+            builder.insert(*extra[depth])
         name = parts[0]
         if len(parts) == 1:
             builder.insert(name, leaf, FileMode.TREE)
@@ -225,8 +269,8 @@ class GitStore:
             if tree is not None and name in tree:
                 entry = tree[name]
                 child = entry if entry.type == ObjectType.TREE else None
-            builder.insert(name, self._with_subtree(child, parts[1:], leaf, made),
-                           FileMode.TREE)
+            builder.insert(name, self._with_subtree(child, parts[1:], leaf, made, extra,
+                                                    depth + 1), FileMode.TREE)
         made.append(written(self.repo, builder.write()))
         return made[-1].oid
 

@@ -1,0 +1,142 @@
+"""Busy days: what recording a run costs when today already holds thousands of runs.
+
+``python bench/busy_day_bench.py [--day-runs 5000] [--samples 150] [--check]``
+
+Two throw-away repositories: a quiet one (nothing today) and a busy one (``--day-runs``
+runs today, bulk-written like ``ledger_bench.prefill``). In each, ``Ledger.record`` of a
+realistic run is timed, and the bytes of the loose objects it adds are counted. The same
+is measured with the first layout (runs directly under the day, ``--first-layout``) for the
+before figure. Goals (issue 18 item 2): busy / quiet <= 1.2x, bytes per record <= 10 KiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.goals import Goal, print_goals
+from bench.ledger_bench import (
+    GIT_ENV,
+    bulk_tree,
+    git,
+    make_repo,
+    synthetic_run,
+    write_leaf,
+)
+from controlplane.core.ledger import Ledger
+from controlplane.core.ledger import ledger as ledger_module
+from controlplane.core.ledger.ledger import dumps, events_jsonl
+from controlplane.core.ledger.store import BRANCH_REF
+from controlplane.core.runs import ledger_dirs, new_run_id
+
+GOAL_BUSY_RATIO, GOAL_BYTES = 1.2, 10 * 1024
+
+
+def first_layout_dir(run_id: str) -> str:
+    """Where the first layout put a run (no bucket)."""
+    return ledger_dirs("runs", run_id)[1]
+
+
+def fill_today(repo: Path, count: int, code: str, directory_of, seed: int) -> None:
+    """*count* runs of today in the ledger, as one commit (objects written by pygit2)."""
+    ledger = Ledger.open(repo, recover=False)
+    store, rng = ledger.store, random.Random(seed)
+    now = time.time()
+    midnight = now - now % 86_400  # the measured runs fall on the same UTC day
+    leaves = {}
+    for _ in range(count):
+        run_id = new_run_id(now=rng.uniform(midnight, now))
+        run, events = synthetic_run(rng, run_id, code, GIT_ENV["GIT_AUTHOR_NAME"], "bench")
+        files = {"run.json": dumps(run.to_dict()), "events.jsonl": events_jsonl(events)}
+        leaves[directory_of(run_id)] = write_leaf(store.repo, files)
+    sig = store.signature()
+    tree = bulk_tree(store.repo, None, leaves)
+    commit = store.repo.create_commit(None, sig, sig, f"{count} runs today", tree, [])
+    store.repo.references.create(BRANCH_REF, commit, force=True)
+    ledger.catch_up()
+
+
+def loose_bytes(repo: Path) -> int:
+    objects = repo / ".git" / "objects"
+    return sum(entry.stat().st_size for sub in objects.glob("[0-9a-f][0-9a-f]")
+               for entry in os.scandir(sub))
+
+
+def measure(repo: Path, code: str, samples: int, seed: int) -> tuple[float, float]:
+    """(median ms per record, loose bytes added per record) over *samples* records."""
+    ledger = Ledger.open(repo)
+    rng = random.Random(seed)
+    runs = [synthetic_run(rng, new_run_id(), code, "bench", socket.gethostname())
+            for _ in range(samples + 10)]
+    for run, events in runs[:10]:  # warm-up
+        ledger.record(run, events)
+    before = loose_bytes(repo)
+    times = []
+    for run, events in runs[10:]:
+        t0 = time.perf_counter()
+        ledger.record(run, events)
+        times.append(time.perf_counter() - t0)
+    added = loose_bytes(repo) - before
+    return statistics.median(times) * 1e3, added / samples
+
+
+def run(day_runs: int, samples: int, first_layout: bool) -> dict[str, float]:
+    original = ledger_module.ledger_dir
+    directory_of = first_layout_dir if first_layout else original
+    ledger_module.ledger_dir = directory_of  # the first layout: where the previous version wrote
+    try:
+        with tempfile.TemporaryDirectory(prefix="scp-busy-") as tmp:
+            quiet, busy = Path(tmp) / "quiet", Path(tmp) / "busy"
+            code_quiet, code_busy = make_repo(quiet), make_repo(busy)
+            git(busy, "config", "gc.auto", "0")
+            git(quiet, "config", "gc.auto", "0")
+            fill_today(busy, day_runs, code_busy, directory_of, seed=7)
+            quiet_ms, quiet_bytes = measure(quiet, code_quiet, samples, seed=1)
+            busy_ms, busy_bytes = measure(busy, code_busy, samples, seed=1)
+            Ledger.forget_instances()
+    finally:
+        ledger_module.ledger_dir = original
+    return {"quiet_ms": quiet_ms, "busy_ms": busy_ms, "quiet_bytes": quiet_bytes,
+            "busy_bytes": busy_bytes}
+
+
+def goals(day_runs: int = 5000, samples: int = 150) -> list[Goal]:
+    """The busy-day goals, measured with the current layout."""
+    found = run(day_runs, samples, first_layout=False)
+    return [
+        Goal(f"record on a {day_runs:,}-run day / quiet day", found["busy_ms"] / found["quiet_ms"],
+             GOAL_BUSY_RATIO, note=f"{found['busy_ms']:.2f} vs {found['quiet_ms']:.2f} ms"),
+        Goal(f"bytes added per record on a {day_runs:,}-run day", found["busy_bytes"] / 1024,
+             GOAL_BYTES / 1024, unit="KiB"),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--day-runs", type=int, default=5000)
+    parser.add_argument("--samples", type=int, default=150)
+    parser.add_argument("--first-layout", action="store_true",
+                        help="measure the first layout (no buckets): the before figure")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
+    args = parser.parse_args(argv)
+    if args.first_layout:
+        found = run(args.day_runs, args.samples, first_layout=True)
+        print({k: round(v, 2) for k, v in found.items()})
+        return 0
+    measured = goals(args.day_runs, args.samples)
+    print_goals("busy days (issue 18 item 2)", measured)
+    return 1 if args.check and not all(g.met for g in measured) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
