@@ -4,12 +4,14 @@ A client resumes with the last id it saw (``Last-Event-ID`` or
 ``?last_event_id=``): it gets what it missed once, in order, or ``resync``
 when the id is of another epoch (the server restarted) or too old. A slow
 client is dropped from the bus (its queue is bounded) and told to resync; it
-never slows a run or another client. Each stream holds one server thread.
+never slows a run or another client. Under gunicorn an SSE stream holds no thread: one
+broadcaster per worker writes to all of them (``broadcast.py``); a WebSocket holds two.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, request
@@ -17,6 +19,7 @@ from flask_sock import Sock
 
 from controlplane.core.descriptors import stream_refusal
 from controlplane.core.events import Subscription
+from controlplane.ui.web.broadcast import Broadcaster, broadcaster_for, detach
 from controlplane.ui.web.errors import error_response
 from controlplane.ui.web.state import state
 
@@ -86,10 +89,29 @@ def events_sse() -> Response:
     refusal = stream_refusal()  # a stream holds a descriptor: keep some for everything else
     if refusal:
         return error_response(503, "too_many_streams", refusal)
-    sub = state().bus.subscribe(resume_id())
+    bus = state().bus
     heartbeat = current_app.config.get("SSE_HEARTBEAT", HEARTBEAT_SECONDS)
-    return Response(sse_frames(sub, heartbeat), mimetype="text/event-stream",
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None and current_app.config.get("SSE_BROADCAST", True):
+        broadcaster = broadcaster_for(bus, heartbeat)  # on the bus before the subscription
+        chunked = request.environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
+        frames = handed_over(bus.subscribe(resume_id()), broadcaster, sock, chunked)
+    else:  # another server (tests, flask run): one thread per stream
+        frames = sse_frames(bus.subscribe(resume_id()), heartbeat)
+    return Response(frames, mimetype="text/event-stream",
                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def handed_over(sub: Subscription, broadcaster: Broadcaster, sock: socket.socket,
+                chunked: bool) -> Iterator[str]:
+    """The first lines from this thread (gunicorn sends the headers with them), then the
+    connection goes to the broadcaster and this thread back to the pool."""
+    try:
+        yield f"retry: {RETRY_MS}\n: connected\n\n"
+    except GeneratorExit:
+        sub.close()
+        raise
+    broadcaster.adopt(detach(sock), sub, chunked)
 
 
 @bp.before_request
