@@ -123,6 +123,10 @@ def shots(browser: Any, serve: Any, seeded: tuple[str, datetime]) -> Iterator[An
         page.goto(f"/login?token={TOKEN}&next={paths[page_name]}")
         sync_api.expect(page.locator("[data-conn]")).to_have_attribute(
             "data-state", "connected", timeout=20_000)
+        help_card = page.locator("[data-help]:visible")
+        if help_card.count():  # the first-visit help would fill a phone's screen: dismissed
+            help_card.locator("[data-help-dismiss]").click()
+            sync_api.expect(page.locator("[data-help]:visible")).to_have_count(0)
         page.wait_for_load_state("networkidle")
         page.evaluate("document.fonts.ready")
         if tweak:
