@@ -60,12 +60,17 @@ def open_ledger(repo: str | None, writing: bool = False) -> Ledger:
 
 
 def _check_writable(directory: Path) -> None:
-    """Create and remove a file in *directory*; Fail naming it and what to do if it cannot."""
+    """Write a byte to a new file in *directory* and remove it; Fail naming it and what to
+    do if the disk refuses (read-only, full)."""
     probe = directory / f".probe.{os.getpid()}.tmp"  # swept by the journal if left behind
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-        probe.unlink()
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, b"\n")  # a block of its own: ENOSPC here on a full disk
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
     except OSError as exc:
         raise Fail(f"cannot write {directory} ({disk_errors.reason(exc)}); "
                    f"{disk_errors.what_to_do(exc)}") from None
@@ -380,7 +385,7 @@ def chat() -> None:
 @repo_option
 def chat_post(text: str, repo: str | None) -> None:
     """Post TEXT; mention runs as @run:<run_id>."""
-    from controlplane.core.chat import post_message
+    from controlplane.core.chat import MessageNotStored, post_message
     from controlplane.core.errors import InvalidInput
     from controlplane.core.events import default_bus
     from controlplane.core.run_tracker import default_actor
@@ -390,6 +395,8 @@ def chat_post(text: str, repo: str | None) -> None:
         message = post_message(ledger, default_bus(), text, default_actor("cli"))
     except InvalidInput as exc:
         raise Fail("; ".join(f"{k}: {v}" for k, v in exc.fields.items())) from None
+    except MessageNotStored as exc:
+        raise Fail(exc.message) from None
     click.echo(message["message_id"])
 
 

@@ -6,13 +6,25 @@ import re
 from typing import Any
 
 from controlplane.core import redact
-from controlplane.core.errors import InvalidInput
+from controlplane.core.errors import ControlPlaneError, InvalidInput
 from controlplane.core.events import EventBus
-from controlplane.core.ledger import Ledger
+from controlplane.core.ledger import Ledger, LedgerWriteError, disk_errors
 from controlplane.core.runs import iso, new_run_id, run_id_time
 
 MENTION = re.compile(r"@run:(\d{8}T\d{9}Z-[0-9a-f]{8})", re.ASCII)  # \d: 0-9 only
 MAX_TEXT = 4_000
+
+
+class MessageNotStored(ControlPlaneError):
+    """The ledger refused the message: 507 when the disk is full, else 503 (read-only, busy)."""
+
+    status, code = 503, "ledger_unwritable"
+
+    def __init__(self, exc: BaseException) -> None:
+        if disk_errors.is_disk_full(exc):
+            self.status, self.code = 507, "insufficient_storage"
+        super().__init__(f"the message was not posted: the ledger could not be written "
+                         f"({disk_errors.reason(exc)}); {disk_errors.what_to_do(exc)}")
 
 
 def mentions(text: str) -> list[str]:
@@ -23,7 +35,8 @@ def mentions(text: str) -> list[str]:
 def post_message(ledger: Ledger, bus: EventBus, text: Any, author: dict[str, str]) -> dict:
     """Record a message in the ledger, publish ``chat:message``.
 
-    InvalidInput (naming ``text``) if it is empty, too long or not valid Unicode.
+    InvalidInput (naming ``text``) if it is empty, too long or not valid Unicode;
+    MessageNotStored (507/503) if the ledger cannot be written.
     """
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput({"text": "write a message"})
@@ -38,7 +51,10 @@ def post_message(ledger: Ledger, bus: EventBus, text: Any, author: dict[str, str
     message = {"schema": 1, "message_id": message_id, "text": clean, "author": author,
                "at": iso(run_id_time(message_id)), "mentions": mentions(clean)}
     bus.announce(message_id)  # feeds on a shared bus leave it to us (BusUnavailable: 503)
-    ledger.record_message(message)
+    try:
+        ledger.record_message(message)
+    except (LedgerWriteError, OSError) as exc:
+        raise MessageNotStored(exc) from exc
     bus.publish("chat:message", with_runs(ledger, [message])[0])
     return message
 

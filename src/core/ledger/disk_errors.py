@@ -42,7 +42,11 @@ def reason(exc: BaseException) -> str:
     for error in _errors(exc):
         if isinstance(error, OSError) and error.strerror:
             return error.strerror
-    return " ".join(str(exc).split()) or type(exc).__name__
+    text = " ".join(str(exc).split())
+    for known in (*_FULL_TEXT, *_READ_ONLY_TEXT):  # pygit2, sqlite: the reason inside a text
+        if known in text:
+            return known
+    return text or type(exc).__name__
 
 
 def what_to_do(exc: BaseException) -> str:

@@ -74,6 +74,14 @@ def _row(run: dict[str, Any], directory: str) -> tuple:
             run.get("duration_ms"), directory, json.dumps(run, ensure_ascii=False))
 
 
+def _disk_full(directory: Path) -> bool:
+    """No block left for us on the file system holding *directory*."""
+    try:
+        return os.statvfs(directory).f_bavail == 0
+    except OSError:
+        return False
+
+
 class RunIndex:
     """Queries over finished runs. Thread-safe: one connection per process, used by one
     thread at a time (a connection per thread held three descriptors per server thread)."""
@@ -119,6 +127,12 @@ class RunIndex:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             self._prepare(db)
+        except sqlite3.OperationalError:
+            db.close()
+            if not _disk_full(self.path.parent):
+                raise
+            # a full disk: SQLite cannot make its WAL or shared memory, so reads too fail
+            return self._connect_in_memory(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
         except BaseException:
             db.close()
             raise

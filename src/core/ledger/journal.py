@@ -148,7 +148,7 @@ class Journal:
                     path.unlink(missing_ok=True)
             raise JournalWriteError(
                 f"run {run_id} not started: cannot write the journal {self.dir} "
-                f"({disk_errors.reason(exc)}); {disk_errors.what_to_do(exc)}") from exc
+                f"({disk_errors.reason(exc)}); {disk_errors.what_to_do(exc)}") from None
         return entry
 
     def update(self, entry: JournalEntry) -> None:
