@@ -138,11 +138,16 @@ class Users:
         spare = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, (json.dumps({"users": users}, indent=2, sort_keys=True) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(spare, self.path)
+            try:
+                text = json.dumps({"users": users}, indent=2, sort_keys=True) + "\n"
+                os.write(fd, text.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(spare, self.path)
+        except BaseException:  # a full disk: no spare file stays behind
+            spare.unlink(missing_ok=True)
+            raise
 
 
 def users_for(scp_dir: str | os.PathLike[str], settings: dict[str, Any]) -> Users:

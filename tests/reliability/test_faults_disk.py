@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tests.reliability.fault_support import (
     ledger_state,
     listed_runs,
 )
+from tests.reliability.test_readonly_disk import SCRIPT, one_error_line, temp_files
 from tests.test_serve import BEARER, Server, request, server_env
 
 SIZE = "8m"
@@ -122,3 +124,65 @@ def test_an_action_on_a_full_disk_answers_clearly(full_repo: Path, small_disk: P
     print(f"FIGURE disk-full web: answer {answer.status} {failed['status']} "
           f"({failed.get('error', {}).get('message', '')[:60]}), GET run 200, ledger unchanged; "
           "recorded on the next run after freeing space")
+
+
+def fill(disk: Path) -> None:
+    """Fill *disk* to its last block, as another program would."""
+    subprocess.run(["sh", "-c", filler_command(disk)], check=True)
+
+
+def test_reads_work_and_writes_fail_in_one_line_on_a_disk_already_full(
+        full_repo: Path, small_disk: Path) -> None:
+    repo = full_repo
+    before = ledger_state(repo)
+    fill(small_disk)
+    listed = cli(repo, "runs", "list", "--json")
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+    assert [r["summary"] for r in json.loads(listed.stdout)] == ["before"]
+    errors = {}
+    for command in (("exec", "test:disk", "--", "echo", "not run"), ("chat", "post", "hi"),
+                    ("demo", "--runs", "1")):
+        errors[command[0]] = error = one_error_line(cli(repo, *command))
+        assert "No space left on device" in error and "free disk space" in error, error
+    script = subprocess.run([sys.executable, "-c", SCRIPT], cwd=repo, capture_output=True,
+                            text=True, timeout=60, env=server_env())
+    assert script.returncode != 0
+    last = script.stderr.strip().splitlines()[-1]
+    assert "JournalWriteError: run " in last and "No space left on device" in last, last
+    assert temp_files(repo) == []  # the journal's temporary file was removed
+    assert journal_entries(repo) == []
+
+    (small_disk / "filler").unlink()
+    assert ledger_state(repo) == before
+    assert fsck(repo).returncode == 0
+    print(f"FIGURE disk already full: runs list exit 0; exec: {errors['exec'][:100]}; "
+          f"script: {last[:100]}")
+
+
+def test_chat_on_a_full_disk_answers_507_and_leaves_nothing(full_repo: Path, small_disk: Path,
+                                                           tmp_path: Path) -> None:
+    repo = full_repo
+    server = Server(repo, tmp_path)
+    try:
+        before = ledger_state(repo)
+        fill(small_disk)
+        posted = request(server, "POST", "/api/chat", {"text": "hello"}, headers=BEARER)
+        assert posted.status == 507, (posted.status, posted.body)
+        refusal = posted.json()
+        assert refusal["error"] == "insufficient_storage", refusal
+        assert "No space left on device" in refusal["message"], refusal
+        assert "free disk space" in refusal["message"] and "\n" not in refusal["message"]
+        for path in ("/api/chat", "/api/runs/recent", "/"):
+            assert request(server, "GET", path, headers=BEARER).status == 200, path
+        assert temp_files(repo) == []
+        (small_disk / "filler").unlink()
+        assert ledger_state(repo) == before
+        again = request(server, "POST", "/api/chat", {"text": "hello"}, headers=BEARER)
+        assert again.status == 201, again.body
+        assert server.stop() == 0
+    finally:
+        server.kill()
+    assert "Traceback" not in server.stderr(), server.stderr()
+    assert fsck(repo).returncode == 0
+    print(f"FIGURE disk-full chat: POST /api/chat {posted.status} {refusal['error']}: "
+          f"{refusal['message'][:80]}; 201 after freeing space")

@@ -126,10 +126,14 @@ class Sessions:
         spare = self.directory / f".{key}.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, json.dumps(record).encode())
-        finally:
-            os.close(fd)
-        os.replace(spare, self.directory / f"{key}.json")
+            try:
+                os.write(fd, json.dumps(record).encode())
+            finally:
+                os.close(fd)
+            os.replace(spare, self.directory / f"{key}.json")
+        except BaseException:  # a full disk: no spare file stays behind
+            spare.unlink(missing_ok=True)
+            raise
 
     def _load(self, key: str) -> dict[str, Any] | None:
         if self.directory is None:

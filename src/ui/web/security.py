@@ -104,11 +104,11 @@ def token_from_file(path: Path) -> str:
     spare = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, (secrets.token_urlsafe(32) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
+        try:
+            os.write(fd, (secrets.token_urlsafe(32) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.link(spare, path)  # atomic and exclusive: of two racing processes, one token wins
     except FileExistsError:
         if not _read_token(path):  # an empty file left by a crash
