@@ -22,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from controlplane.core.ledger import totals
 from controlplane.core.runs import iso, utc_now
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ class RunIndex:
 
     def _prepare(self, db: sqlite3.Connection) -> None:
         """Create the tables; empty them if they hold another schema version."""
-        db.executescript(_DDL)
+        db.executescript(_DDL + totals.DDL)
         with _Tx(db) as tx:
             version = tx.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if version is None or version[0] != SCHEMA_VERSION:
@@ -174,6 +175,7 @@ class RunIndex:
                 tx.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
                            (SCHEMA_VERSION,))
                 tx.execute("DELETE FROM meta WHERE key='head'")
+                totals.reset(tx)
 
 
     def close(self) -> None:
@@ -237,10 +239,15 @@ class RunIndex:
             current = db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
             if (current[0] if current else None) != expected_head:
                 return False
+            upserts = list(upserts)
+            held = db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is not None
+            rewritten = held and any(  # a run replaced: the totals are recomputed
+                db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run["run_id"],)).fetchone()
+                for run, _ in upserts)
             db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)",
                            [_row(run, directory) for run, directory in upserts])
             removed = [(d,) for d in removed]
-            db.executemany("DELETE FROM runs WHERE dir = ?", removed)
+            rewritten |= db.executemany("DELETE FROM runs WHERE dir = ?", removed).rowcount > 0
             db.executemany("DELETE FROM mentions WHERE message_id IN "
                            "(SELECT message_id FROM chat WHERE dir = ?)", removed)
             db.executemany("DELETE FROM chat WHERE dir = ?", removed)
@@ -250,6 +257,8 @@ class RunIndex:
                 db.executemany("INSERT OR IGNORE INTO mentions VALUES (?,?)",
                                [(r, message["message_id"]) for r in message.get("mentions", [])
                                 if isinstance(r, str)])
+            totals.follow(db, expected_head, new_head,
+                          [totals.row_of(run) for run, _ in upserts], rewritten)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (new_head,))
             return True
 
@@ -260,6 +269,7 @@ class RunIndex:
             db.execute("DELETE FROM chat")
             db.execute("DELETE FROM mentions")
             db.execute("DELETE FROM meta WHERE key='head'")
+            totals.reset(db)
 
     @healing
     def rows(self) -> list[tuple[str, str]]:
@@ -326,6 +336,10 @@ class RunIndex:
         from controlplane.core.ledger.run_query import pipelines
 
         where, args = flt.where()
+        if where == "1" and not minutes:
+            fast = self._totals()
+            if fast is not None:
+                return fast
         if minutes:
             where += " AND started_at >= ?"
             args.append(iso(utc_now() - timedelta(minutes=minutes)))
@@ -375,9 +389,26 @@ class RunIndex:
         args.append(max(0, int(limit)))
         return [json.loads(r[0]) for r in self._db().conn.execute(sql, args)]
 
+    def _totals(self) -> dict[str, Any] | None:
+        """Every run's metrics from the running totals; None when they are stale."""
+        conn = self._db().conn
+        conn.execute("BEGIN")  # one snapshot: head, totals and the durations' index
+        try:
+            head = conn.execute("SELECT value FROM meta WHERE key='head'").fetchone()
+            if not totals.valid_at(conn, head[0] if head else None):
+                return None
+            return totals.summary(conn)
+        finally:
+            conn.execute("COMMIT")
+
     @healing
     def metrics(self, minutes: int | None = None) -> dict[str, Any]:
         """Totals, success rate, durations and breakdowns, over the last *minutes* if given."""
+        if not minutes:
+            fast = self._totals()
+            if fast is not None:
+                return {k: v for k, v in fast.items()
+                        if k not in ("window_minutes", "last_finished_at", "pipelines")}
         sql = "SELECT type, subtype, status, duration_ms, started_at FROM runs"
         args: list[Any] = []
         if minutes:
