@@ -3,6 +3,8 @@ the metrics shape, the run page's failure order, the operations card and "retry 
 
 from __future__ import annotations
 
+import itertools
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +92,48 @@ def test_runs_page_filters_in_the_url_kpis_and_links(app, mixed_runs, repo: Path
         or 'href="/?q=carol&amp;since=2026-01-01&amp;status=failed"' in html
     everything = page(client, "/?since=not-a-day")  # a bad day is ignored on the page
     assert all(f'data-run-id="{i}"' in everything for i in mixed_runs.values())
+
+
+def test_metrics_shape_window_and_pipelines(client, mixed_runs) -> None:
+    summary = client.get("/api/metrics/summary?minutes=60").get_json()
+    assert summary["window_minutes"] == 60 and summary["total"] == 1  # only the deploy
+    everything = client.get("/api/metrics/summary").get_json()
+    assert everything["window_minutes"] is None
+    assert everything["last_finished_at"] >= "2026-"
+    lint = next(p for p in everything["pipelines"] if p["subtype"] == "ci:lint")
+    assert lint == {"subtype": "ci:lint", "total": 1, "ok": 0, "failed": 1, "success_rate": 0.0,
+                    "avg_duration_ms": 5000, "last_status": "failed",
+                    "last_finished_at": lint["last_finished_at"]}
+    assert lint["last_finished_at"].startswith("2026-02-01T08:00:05")
+
+
+def test_metrics_update_is_published_coalesced_when_runs_end(app, client, repo: Path) -> None:
+    from datetime import datetime
+
+    bus = app.extensions["controlplane"].bus
+    client.get("/healthz")  # the app follows its bus from its first request
+    with bus.subscribe() as events:
+        for number in range(12):  # a burst: runs ended and ingested within a moment
+            last_started = datetime.now(UTC)
+            ingest(client, pipeline="burst", status="ok", ci_run_id=f"b{number}")
+        updates = []
+        envelope = events.get(timeout=10)
+        while envelope is not None:  # until 1.5 s without any event
+            if envelope["type"] == "metrics:update":
+                updates.append(datetime.fromisoformat(envelope["at"].replace("Z", "+00:00")))
+            envelope = events.get(timeout=1.5)
+    assert 1 <= len(updates) < 12, updates
+    assert updates[-1] >= last_started, "the last run ended after the last update"
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(updates)]
+    assert all(gap >= 0.95 for gap in gaps), gaps
+
+
+def test_metrics_page_window_and_pipelines(app, mixed_runs) -> None:
+    client = logged_in(app)
+    html = page(client, "/metrics?window=30d")
+    assert '<option value="30d" selected>' in html and 'data-minutes="43200"' in html
+    assert 'data-cell="subtype">deploy:k8s</th>' in html  # today's run is in the window
+    assert "ci:lint" not in html.split("data-pipelines-body")[1].split("</tbody>")[0]
+    hour = page(client, "/metrics?window=1h")
+    assert 'data-minutes="60"' in hour and '<option value="1h" selected>' in hour
+    assert 'data-minutes="10080"' in page(client, "/metrics?window=bogus")  # 7 days

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from playwright.sync_api import expect
+
 from tests.conftest import TOKEN
 
 FOLD = {"width": 1920, "height": 1080}
@@ -51,17 +53,37 @@ def test_search_and_filters_live_in_the_address_and_the_kpis_follow(server, open
     rows.nth(5).wait_for()
     page.fill("[data-filter-text]", "number 3")
     page.wait_for_url("**/?q=number+3")
-    page.wait_for_function("document.querySelectorAll('[data-runs-body] tr').length === 1")
-    page.wait_for_function("document.querySelector('[data-kpi=\"total\"]').textContent === '1'")
+    expect(rows).to_have_count(1)
+    expect(page.locator('[data-kpi="total"]')).to_have_text("1")
     page.fill("[data-filter-text]", "")
     page.fill("input[name=actor]", "carol")
     page.locator("input[name=actor]").press("Enter")
     page.wait_for_url("**/?actor=carol")
-    page.wait_for_function("document.querySelectorAll('[data-runs-body] tr').length === 3")
-    page.wait_for_function("document.querySelector('[data-kpi=\"total\"]').textContent === '3'")
+    expect(rows).to_have_count(3)
+    expect(page.locator('[data-kpi="total"]')).to_have_text("3")
     first = rows.first
     assert first.locator("[data-cell=job]").get_attribute("href").startswith(
         "https://ci.example.com/jobs/")
     page.reload()  # the address holds the filters: the server renders the same list
     assert page.locator("input[name=actor]").input_value() == "carol"
     assert rows.count() == 3
+
+
+def test_kpis_follow_metrics_update_and_pipelines_read_at_390px(server, open_context) -> None:
+    ingest_many(server.url, 2)
+    page = open_context(server, viewport={"width": 390, "height": 844}).new_page()
+    page.goto("/metrics?window=24h")
+    expect(page.locator('[data-kpi="total"]')).to_have_text("2")
+    ingest_many(server.url, 3)  # ci_run_id 1000..1002: 1000 and 1001 update, 1002 is new
+    expect(page.locator('[data-kpi="total"]')).to_have_text("3")
+    rows = page.locator("[data-pipelines-body] tr")
+    assert rows.count() == 2
+    layout = page.evaluate("""() => ({
+        scroll: document.documentElement.scrollWidth,
+        cells: [...document.querySelectorAll('[data-pipelines-body] th, [data-pipelines-body] td')]
+            .map((c) => c.getBoundingClientRect()).map((r) => [r.left, r.right])})""")
+    assert layout["scroll"] <= 390, "the metrics page scrolls sideways at 390 px"
+    assert all(left >= 0 and right <= 390 for left, right in layout["cells"]), layout["cells"]
+    labels = page.evaluate("""() => [...document.querySelectorAll('[data-pipelines-body] td')]
+        .slice(0, 7).map((td) => getComputedStyle(td, '::before').content)""")
+    assert labels[-1] == '"Last finished: "', labels  # each figure says what it is

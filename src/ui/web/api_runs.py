@@ -14,6 +14,7 @@ from controlplane.core.errors import Conflict, InvalidInput, NotFound
 from controlplane.core.ingest import DELIVERY_HEADER, EVENT_HEADER, IngestedRun, Origin, ingest
 from controlplane.core.ingest_github import from_github
 from controlplane.core.ledger.run_query import RunFilter, find_runs
+from controlplane.core.metrics_feed import follow as follow_metrics
 from controlplane.core.output import HEAD_EVENTS, TAIL_EVENTS, cap_events
 from controlplane.core.runs import RUN_TYPES, RunStatus, is_run_id
 from controlplane.ui.web.openapi import openapi_document
@@ -55,6 +56,12 @@ def known_run(run_id: str) -> dict[str, Any]:
     if run is None:
         raise NotFound(f"no run {run_id}")
     return run
+
+
+@bp.before_app_request
+def publish_metrics_updates() -> None:
+    """Make sure this process turns ended runs into ``metrics:update`` (once per bus)."""
+    follow_metrics(state().bus)
 
 
 @bp.get("/healthz")

@@ -93,12 +93,6 @@ def kpi_values(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def metrics_summary(days: int) -> dict[str, Any]:
-    plane = state()
-    plane.ledger.catch_up()
-    return plane.ledger.index.metrics(days * 24 * 60)
-
-
 
 RUNS_PAGE = 50  # rows a page shows (static/js/runs-table.js loads as many)
 
@@ -137,16 +131,29 @@ def runs_page() -> str:
                            kpis=kpi_values(summary), dated=dated)
 
 
+WINDOWS = {"1h": 60, "24h": 24 * 60, "7d": 7 * 24 * 60, "30d": 30 * 24 * 60}
+DEFAULT_WINDOW = "7d"
+
+
 @bp.get("/metrics")
 def metrics_page() -> str:
-    summary = metrics_summary(METRICS_DAYS)
+    window = request.args.get("window") or DEFAULT_WINDOW
+    window = window if window in WINDOWS else DEFAULT_WINDOW
+    minutes = WINDOWS[window]
+    plane = state()
+    plane.ledger.catch_up()
+    summary = plane.ledger.index.filtered_metrics(RunFilter(), minutes)
     per_type = sorted((summary.get("per_type") or {}).items(), key=lambda kv: -kv[1]["total"])
     breakdown = [{"type": name, **counts, "rate": format_percent(
         counts["ok"] / (counts["ok"] + counts["failed"])
         if counts["ok"] + counts["failed"] else None)} for name, counts in per_type]
     per_day = sorted((summary.get("per_day") or {}).items(), reverse=True)
-    return render_template("controlplane/metrics.html", page="metrics", days=METRICS_DAYS,
-                           kpis=kpi_values(summary), breakdown=breakdown, per_day=per_day)
+    pipelines = [{**p, "rate": format_percent(p["success_rate"]),
+                  "avg": format_duration(p["avg_duration_ms"])} for p in summary["pipelines"]]
+    return render_template("controlplane/metrics.html", page="metrics",
+                           days=max(1, minutes // (24 * 60)), minutes=minutes, window=window,
+                           windows=list(WINDOWS), kpis=kpi_values(summary),
+                           breakdown=breakdown, per_day=per_day, pipelines=pipelines)
 
 
 def known_run_or_404(run_id: str) -> dict[str, Any]:
