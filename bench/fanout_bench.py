@@ -106,6 +106,34 @@ def publisher(url: str):
     return EventBus(backend=RedisBackend(url), url=url)
 
 
+PUBLISHERS = 3  # processes: one process's round trips to Redis would cap the burst
+PUBLISH = """import sys
+from bench.fanout_bench import publisher
+bus, count = publisher(sys.argv[1]), int(sys.argv[2])
+print("ready", flush=True)
+sys.stdin.readline()
+for n in range(count):
+    bus.publish("run:progress", {"done": n, "total": count})
+"""
+
+
+def burst_publish(url: str, burst: int) -> float:
+    """Publish *burst* events from PUBLISHERS processes started together; the start time."""
+    procs = [subprocess.Popen([sys.executable, "-c", PUBLISH, url, str(burst // PUBLISHERS)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT) for _ in range(PUBLISHERS)]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    first = time.time()
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.close()
+    for proc in procs:
+        proc.wait(timeout=300)
+    return first
+
+
 def wait_for(condition, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -161,10 +189,9 @@ def one_server(repo: Path, url: str, clients: int, quick: bool, pythonpath: str 
         for values in readers.got.values():
             values.clear()
         readers.parse = False
-        burst = 300 if quick else 2000
-        first = time.time()
-        for n in range(burst):
-            bus.publish("run:progress", {"done": n, "total": burst})
+        burst = 300 if quick else 3000
+        first = burst_publish(url, burst)
+        burst -= burst % PUBLISHERS
         wait_for(lambda: readers.received() >= clients * burst, 120)
         rates = sorted(len(v) / max(1e-6, v[-1][0] - first) for v in readers.got.values() if v)
         received = readers.received()
