@@ -17,7 +17,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench` (the directory) rather than `python -m bench`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SUITES = ("ledger", "push", "fanout", "startup")
+SUITES = ("ledger", "push", "fanout", "startup", "busy", "metrics")
 FANOUT_BASELINE = "2b25e84"  # the last commit before the broadcaster: "today" for fan-out
 
 
@@ -57,6 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         from bench import startup_bench
 
         goals += startup_bench.run(quick=quick, long=args.long)
+    if "busy" in chosen:
+        from bench import busy_day_bench
+
+        goals += busy_day_bench.run_suite(quick=quick, long=args.long)
+    if "metrics" in chosen:
+        from bench import metrics_bench
+
+        goals += metrics_bench.run_suite(quick=quick, long=args.long)
     missed = [goal for goal in goals if not goal.met]
     print(f"\n{len(goals) - len(missed)}/{len(goals)} goals met"
           + (": missed " + "; ".join(goal.name for goal in missed) if missed else ""))

@@ -66,6 +66,17 @@ def measure(count: int, samples: int) -> tuple[float, float]:
     return fast, slow
 
 
+def run_suite(quick: bool = False, long: bool = False) -> list[Goal]:
+    """``python -m bench``'s entry: 10k (and 100k unless *quick*; 100k is the goal's size)."""
+    del long
+    sizes = [10_000] if quick else [10_000, 100_000]
+    measured = [Goal(f"metrics summary @{n:,} runs (index)", fast, GOAL_MS, unit="ms",
+                     note=f"scan {slow:.1f} ms")
+                for n, (fast, slow) in ((n, measure(n, 50)) for n in sizes)]
+    print_goals("metrics summary (issue 18 item 6)", measured)
+    return measured
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
