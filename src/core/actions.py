@@ -91,7 +91,8 @@ class Action:
     description: str = ""
     # Checks that need the project (not just the body) and refuse before any run starts:
     # raise a ControlPlaneError (e.g. Conflict → 409 "nothing to commit"); records nothing.
-    precheck: Callable[[Path, BaseModel], None] | None = None
+    # It receives the validated instance of ``params``, hence Any (like ``writes``).
+    precheck: Callable[[Path, Any], None] | None = None
 
     def __post_init__(self) -> None:
         check_subtype(self.subtype.partition(":")[0], self.subtype)

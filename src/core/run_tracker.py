@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from controlplane.core import redact
 from controlplane.core.context import (
@@ -45,6 +45,7 @@ from controlplane.core.events import (
     default_bus,
 )
 from controlplane.core.ledger import Ledger, LedgerWriteError
+from controlplane.core.ledger.journal import JournalEntry
 from controlplane.core.output import EventLog, bound_result, cap_events, clip_line
 from controlplane.core.runs import Run, RunStatus, check_subtype, iso, process_start_time, utc_now
 
@@ -89,8 +90,8 @@ class ActiveRun:
         self.cancel_requested: threading.Event = ledger.journal.cancel_flag(run.run_id)
         self._lock = threading.Lock()
         self._events = EventLog()  # head and tail only: a long run stays bounded
-        self._entry = None
-        self._spool = None
+        self._entry: JournalEntry | None = None
+        self._spool: BinaryIO | None = None
 
     # what code inside a run reports
 

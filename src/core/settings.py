@@ -18,6 +18,7 @@ import logging
 import os
 import reprlib
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,11 +104,11 @@ class Files:
     warnings: list[str] = field(default_factory=list)
 
 
-def user_file_path(environ: dict[str, str] | None = None) -> Path | None:
+def user_file_path(environ: Mapping[str, str] | None = None) -> Path | None:
     """``$XDG_CONFIG_HOME/controlplane/config.yaml`` (default ``~/.config/…``); None if no home."""
-    environ = os.environ if environ is None else environ
-    base = environ.get("XDG_CONFIG_HOME") or (
-        str(Path(environ["HOME"]) / ".config") if environ.get("HOME") else "")
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    base = env.get("XDG_CONFIG_HOME") or (
+        str(Path(env["HOME"]) / ".config") if env.get("HOME") else "")
     return Path(base) / USER_FILE if base and Path(base).is_absolute() else None
 
 

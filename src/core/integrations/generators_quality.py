@@ -66,7 +66,7 @@ class QualityConfigParams(GenerateParams):
 
 def configured_elsewhere(root: Path, params: QualityConfigParams) -> dict[str, ToolConfig]:
     """Tools the project configures in a place this run would not write (their settings win)."""
-    found = {}
+    found: dict[str, ToolConfig] = {}
     for tool in params.tools:
         where = tool_config(root / params.directory, tool)
         if where is None:

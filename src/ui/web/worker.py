@@ -320,11 +320,14 @@ class BufferingThreadWorker(ThreadWorker):
     def expire_reading(self) -> None:
         """Close the connections whose request did not arrive in time."""
         now = time.monotonic()
-        if not self.alive and self.stop_deadline is None:
-            self.stop_deadline = now + STOP_LINGER_SECONDS
+        stop_deadline: float | None = None  # set once this worker stops
+        if not self.alive:
+            if self.stop_deadline is None:
+                self.stop_deadline = now + STOP_LINGER_SECONDS
+            stop_deadline = self.stop_deadline
         for conn in list(self.reading):
             idle = not conn.inbox
-            if not self.alive and (idle or now >= self.stop_deadline):
+            if stop_deadline is not None and (idle or now >= stop_deadline):
                 self.drop(conn)
             elif now >= conn.deadline:
                 if not idle:
