@@ -4,6 +4,7 @@ the metrics shape, the run page's failure order, the operations card and "retry 
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,50 @@ def test_metrics_page_window_and_pipelines(app, mixed_runs) -> None:
     hour = page(client, "/metrics?window=1h")
     assert 'data-minutes="60"' in hour and '<option value="1h" selected>' in hour
     assert 'data-minutes="10080"' in page(client, "/metrics?window=bogus")  # 7 days
+
+
+def visible(html: str, hook: str) -> bool:
+    """Whether the element carrying *hook* is rendered without ``hidden``."""
+    tag = re.search(rf"<[^>]*\s{hook}[\s>=][^>]*>", html)
+    assert tag, f"no {hook} in the page"
+    return " hidden" not in tag.group(0)
+
+
+def test_failed_run_shows_failing_tests_then_error_then_output(app, repo: Path) -> None:
+    with app.extensions["controlplane"].activated(), \
+            tracked_run("test", "test:pytest", project_root=repo) as run:
+        run.output("collected 3 items")
+        run.result = {"failed_tests": ["tests/test_a.py::test_one", "tests/test_b.py::test_<two>"]}
+        run.fail("exit_status", "pytest exited with 1")
+    html = page(logged_in(app), f"/runs/{run.run_id}")
+    failing = html.index("tests/test_a.py::test_one")
+    assert "tests/test_b.py::test_&lt;two&gt;" in html and visible(html, "data-run-failures")
+    assert failing < html.index("pytest exited with 1") < html.index("collected 3 items")
+    assert html.index("collected 3 items") < html.index('id="run-details-title"')
+
+
+def python_project(repo: Path) -> None:
+    """*repo* as a tiny Python project with one passing and one failing test."""
+    (repo / "pyproject.toml").write_text("[project]\nname = 'demo'\nversion = '0'\n")
+    (repo / "tests").mkdir(exist_ok=True)
+    (repo / "tests" / "test_demo.py").write_text(
+        "def test_ok():\n    assert True\n\n\ndef test_broken():\n    assert 1 == 2\n")
+
+
+def test_queued_then_cancelled_run_page(app, client, repo: Path) -> None:
+    python_project(repo)
+    browser = logged_in(app)
+    assert client.post("/api/executor/pause", json={}).status_code == 200
+    queued = client.post("/testing/run", json={}, headers={"Prefer": "respond-async"})
+    assert queued.status_code == 202, queued.get_json()
+    run_id = queued.get_json()["run_id"]
+    html = page(browser, f"/runs/{run_id}")
+    assert "not yet (queued)" in html and 'data-run-started datetime=""' in html
+    assert not visible(html, "data-output"), "an empty output box"
+    assert "No output yet." in html
+    assert client.post(f"/api/runs/{run_id}/cancel").get_json()["outcome"] == "cancelled"
+    html = page(browser, f"/runs/{run_id}")
+    assert visible(html, "data-run-cancelled") and not visible(html, "data-run-error")
+    assert "This run was cancelled before it started." in html
+    assert not visible(html, "data-output") and "This run printed nothing." in html
+    client.post("/api/executor/resume", json={})

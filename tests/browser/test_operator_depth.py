@@ -30,6 +30,19 @@ def ingest_many(url: str, count: int) -> None:
             assert answer.status in (200, 201)
 
 
+def post(url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POST JSON with the bearer token (a script's way in), asking for 202 on actions."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{url}{path}", data=json.dumps(body or {}).encode(),
+                                     headers={"Authorization": f"Bearer {TOKEN}",
+                                              "Content-Type": "application/json",
+                                              "Prefer": "respond-async"})
+    with urllib.request.urlopen(request) as answer:
+        return json.loads(answer.read() or b"{}")
+
+
 def test_kpis_operations_and_25_runs_above_the_fold(server, open_context) -> None:
     ingest_many(server.url, 40)
     page = open_context(server, viewport=FOLD).new_page()
@@ -87,3 +100,28 @@ def test_kpis_follow_metrics_update_and_pipelines_read_at_390px(server, open_con
     labels = page.evaluate("""() => [...document.querySelectorAll('[data-pipelines-body] td')]
         .slice(0, 7).map((td) => getComputedStyle(td, '::before').content)""")
     assert labels[-1] == '"Last finished: "', labels  # each figure says what it is
+
+
+def test_failed_test_run_and_cancelled_queued_run_pages(server, open_context) -> None:
+    (server.repo / "tests" / "test_broken.py").write_text(
+        "def test_broken():\n    assert 1 == 2\n")
+    failed = post(server.url, "/testing/run", {"path": "tests/test_broken.py"})["run_id"]
+    page = open_context(server, viewport=FOLD).new_page()
+    page.goto(f"/runs/{failed}")
+    expect(page.locator("[data-run-status]")).to_have_text("failed")
+    failures = page.locator("[data-run-failures]")
+    expect(failures).to_contain_text("tests/test_broken.py::test_broken")
+    tops = page.evaluate("""() => ['[data-run-failures]', '[data-run-error]', '[data-output]']
+        .map((s) => document.querySelector(s).getBoundingClientRect().top)""")
+    assert tops == sorted(tops), f"not failing tests, then error, then output: {tops}"
+    post(server.url, "/api/executor/pause")
+    queued = post(server.url, "/testing/run")
+    page.goto(f"/runs/{queued['run_id']}")
+    expect(page.locator("[data-run-started]")).to_have_text("not yet (queued)")
+    expect(page.locator("[data-output]")).to_be_hidden()
+    page.click("[data-run-cancel]")
+    expect(page.locator("[data-run-cancelled]")).to_contain_text("cancelled before it started")
+    expect(page.locator("[data-run-error]")).to_be_hidden()
+    expect(page.locator("[data-output]")).to_be_hidden()
+    expect(page.locator("[data-output-empty]")).to_have_text("This run printed nothing.")
+    post(server.url, "/api/executor/resume")

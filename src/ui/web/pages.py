@@ -194,12 +194,29 @@ def shown(values: Any) -> dict[str, Any]:
         if isinstance(values, dict) else {}
 
 
+def failing_tests(run: dict[str, Any]) -> list[str]:
+    """The failing tests' node ids a failed test run's result names (``failed_tests``)."""
+    if run.get("status") != "failed":
+        return []
+    names = (run.get("result") or {}).get("failed_tests")
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def cancel_note(run: dict[str, Any]) -> str:
+    """One calm line for a cancelled run: who or what cancelled it, never a traceback."""
+    message = str((run.get("error") or {}).get("message") or "").strip()
+    first = message.splitlines()[0] if message else ""
+    return f"This run was {first}." if first.startswith("cancelled") else \
+        "This run was cancelled before it finished."
+
+
 @bp.get("/runs/<run_id>")
 def run_page(run_id: str) -> str:
     run = known_run_or_404(run_id)
     lines, hidden, last_seq = recorded_output(run["run_id"])
     params, result = (shown(run.get(part)) for part in ("params", "result"))
     return render_template("controlplane/run.html", page="run", run_id=run["run_id"],
+                           failures=failing_tests(run), cancel_note=cancel_note(run),
                            subtype=run.get("subtype", ""), run=run, params=params, result=result,
                            withheld=(run.get("params") or {}).get("_withheld_fields") or [],
                            lines=lines, hidden_lines=hidden, last_seq=last_seq)

@@ -104,6 +104,7 @@ export class OutputView {
     }
     this.updateNote();
     if (this.empty) this.empty.hidden = this.count > 0;
+    this.box.hidden = this.count === 0; // no empty output box
     if (this.following) this.box.scrollTop = this.box.scrollHeight;
     if (this.pending.length) this.frame = requestAnimationFrame(() => this.flush());
   }

@@ -42,22 +42,65 @@ function setTime(node, iso) {
   node.textContent = formatFullTime(iso);
 }
 
-export function renderRun(root, run) {
-  setBadge($('[data-run-status]', root), run.status);
-  $('[data-run-subtype]', root).textContent = run.subtype || '';
-  $('[data-run-summary]', root).textContent = run.summary || '';
-  setTime($('[data-run-started]', root), run.started_at);
-  setTime($('[data-run-ended]', root), run.ended_at);
-  tickDuration(root, run);
-  $('[data-run-result]', root).replaceChildren(valueList(run.result,
-    run.status === 'running' || run.status === 'queued' ? 'Not yet.' : 'None.'));
+/** The failing tests' ids a failed run's result names (`failed_tests`), as pages.py. */
+export function failingTests(run) {
+  const names = run.status === 'failed' && run.result ? run.result.failed_tests : null;
+  return Array.isArray(names) ? names.filter((name) => typeof name === 'string') : [];
+}
 
+/** One calm line for a cancelled run (never its traceback), as pages.py's cancel_note. */
+export function cancelNote(run) {
+  const first = String((run.error && run.error.message) || '').trim().split('\n')[0];
+  return first.startsWith('cancelled') ? `This run was ${first}.`
+    : 'This run was cancelled before it finished.';
+}
+
+function renderOutcome(root, run) {
+  const failures = $('[data-run-failures]', root);
+  if (failures) {
+    const names = failingTests(run);
+    failures.hidden = names.length === 0;
+    $('[data-run-failures-list]', failures).replaceChildren(...names.map((name) => {
+      const item = document.createElement('li');
+      const code = document.createElement('code');
+      code.textContent = name;
+      item.append(code);
+      return item;
+    }));
+  }
+  const cancelled = run.status === 'cancelled';
   const errorBox = $('[data-run-error]', root);
-  errorBox.hidden = !run.error;
+  errorBox.hidden = !run.error || cancelled;
   if (run.error) {
     $('[data-run-error-code]', root).textContent = run.error.code || 'error';
     $('[data-run-error-message]', root).textContent = run.error.message || '';
   }
+  const note = $('[data-run-cancelled]', root);
+  if (note) {
+    note.hidden = !cancelled;
+    if (cancelled) $('[data-run-cancelled-text]', note).textContent = cancelNote(run);
+  }
+}
+
+export function renderRun(root, run) {
+  setBadge($('[data-run-status]', root), run.status);
+  $('[data-run-subtype]', root).textContent = run.subtype || '';
+  $('[data-run-summary]', root).textContent = run.summary || '';
+  const started = $('[data-run-started]', root);
+  if (run.status === 'queued') {
+    started.dateTime = '';
+    started.textContent = 'not yet (queued)';
+  } else setTime(started, run.started_at);
+  setTime($('[data-run-ended]', root), run.ended_at);
+  tickDuration(root, run);
+  $('[data-run-result]', root).replaceChildren(valueList(run.result,
+    run.status === 'running' || run.status === 'queued' ? 'Not yet.' : 'None.'));
+  const empty = $('[data-output-empty]', root);
+  if (empty) {
+    empty.textContent = run.status === 'running' || run.status === 'queued'
+      ? 'No output yet.' : 'This run printed nothing.';
+  }
+  renderOutcome(root, run);
 }
 
 export function tickDuration(root, run) {
