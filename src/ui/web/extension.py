@@ -30,7 +30,7 @@ from controlplane.core.alerts import Alerter, alerts_for
 from controlplane.core.events import EventBus
 from controlplane.core.ledger.sync import AutoSync
 from controlplane.core.runtime import Runtime
-from controlplane.ui.web import api_chat, api_events, api_runs, errors, pages, routes, security
+from controlplane.ui.web import api_chat, api_events, api_runs, errors, pages, pwa, routes, security
 from controlplane.ui.web.state import PREFIX_KEY
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def build_blueprint(app: Flask, plane: Runtime, *, whole_app: bool) -> Blueprint
         errors.init_app(app)
     for target in ((app, parent) if whole_app else (parent,)):
         target.context_processor(pages.navigation)
-    for child in (api_runs.bp, api_chat.bp, api_events.bp, pages.bp,
+    for child in (api_runs.bp, api_chat.bp, api_events.bp, pages.bp, pwa.bp,
                   *routes.build_blueprints(dict(plane.actions))):
         parent.register_blueprint(child)
     return parent
