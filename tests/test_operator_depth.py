@@ -185,3 +185,28 @@ def test_queued_then_cancelled_run_page(app, client, repo: Path) -> None:
     assert "This run was cancelled before it started." in html
     assert not visible(html, "data-output") and "This run printed nothing." in html
     client.post("/api/executor/resume", json={})
+
+
+def test_drain_answers_what_remains_and_cancel_all_queued(app, client, repo: Path) -> None:
+    python_project(repo)
+    assert client.post("/api/executor/pause", json={}).status_code == 200
+    run_id = client.post("/testing/run", json={},
+                         headers={"Prefer": "respond-async"}).get_json()["run_id"]
+    drained = client.post("/api/executor/drain", json={"timeout": 0}).get_json()
+    assert drained["paused"] is True and drained["remaining"] == {"running": [],
+                                                                  "queued": [run_id]}
+    bad = client.post("/api/executor/drain", json={"timeout": "soon"})
+    assert bad.status_code == 422 and "timeout" in bad.get_json()["fields"]
+    answer = client.post("/api/executor/cancel-queued", json={}).get_json()
+    assert answer["cancelled"] == [run_id] and answer["remaining"]["queued"] == []
+    assert client.get(f"/api/runs/{run_id}").get_json()["run"]["status"] == "cancelled"
+    assert client.post("/api/executor/cancel-queued", json={}).get_json()["cancelled"] == []
+    client.post("/api/executor/resume", json={})
+
+
+def test_drain_waits_300_seconds_by_default() -> None:
+    import inspect
+
+    from controlplane.core.executor import Executor
+
+    assert inspect.signature(Executor.drain).parameters["timeout"].default == 300.0

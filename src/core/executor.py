@@ -35,6 +35,7 @@ from controlplane.core.runs import RunStatus
 log = logging.getLogger(__name__)
 
 JobFn = Callable[[ActiveRun], Any]
+DRAIN_TIMEOUT = 300.0  # seconds a drain waits by default
 
 
 @dataclass
@@ -223,13 +224,25 @@ class Executor:
             self._pump()
         self._publish_state()
 
-    def drain(self, timeout: float) -> dict[str, Any]:
-        """Pause, then wait up to *timeout* s for running runs to end; returns what remains."""
+    def drain(self, timeout: float = DRAIN_TIMEOUT) -> dict[str, Any]:
+        """Pause, then wait up to *timeout* s for running runs to end; returns what remains
+        (``state()``: the runs still running and those still queued, which stay queued)."""
         self.pause()
         deadline = time.monotonic() + max(0.0, timeout)
         with self._lock:
             self._lock.wait_for(lambda: not self._running, max(0.0, deadline - time.monotonic()))
         return self.state()
+
+    def cancel_queued(self) -> list[str]:
+        """Cancel every run queued here (recorded ``cancelled``); returns their ids."""
+        with self._lock:
+            queued = [job.active.run_id for job in self._queued]
+        cancelled = []
+        for run_id in queued:
+            with contextlib.suppress(NotFound):  # it started or was cancelled meanwhile
+                if self.cancel(run_id) == "cancelled":
+                    cancelled.append(run_id)
+        return cancelled
 
     def shutdown(self, graceful: bool = False, timeout: float = 30.0) -> None:
         """Leave no run in flight: cancel queued ones; cancel (or, if graceful, await) running."""

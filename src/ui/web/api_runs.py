@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from controlplane.core.actions import validate_model
 from controlplane.core.errors import Conflict, InvalidInput, NotFound
+from controlplane.core.executor import DRAIN_TIMEOUT
 from controlplane.core.ingest import DELIVERY_HEADER, EVENT_HEADER, IngestedRun, Origin, ingest
 from controlplane.core.ingest_github import from_github
 from controlplane.core.ledger.run_query import RunFilter, find_runs
@@ -245,21 +247,38 @@ def executor_view() -> dict[str, Any]:
 
 @bp.post("/api/executor/<command>")
 def executor_command(command: str) -> Response:
-    executor = state().executor
+    """``pause``, ``resume``, ``drain`` (pause, then wait up to ``timeout`` s, default 300,
+    for running runs; answers ``remaining``: what still runs and what is still queued,
+    here and elsewhere) or ``cancel-queued`` (answers ``cancelled``: the run ids)."""
+    plane = state()
+    executor = plane.executor
     body = read_json_body()
+    extra: dict[str, Any] = {}
     if command == "pause":
         executor.pause()
     elif command == "resume":
         executor.resume()
     elif command == "drain":
-        timeout = body.get("timeout", 30)
+        timeout = body.get("timeout", DRAIN_TIMEOUT)
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) \
                 or not 0 <= timeout <= 3600:
             raise InvalidInput({"timeout": "must be a number of seconds from 0 to 3600"})
         executor.drain(float(timeout))
+    elif command == "cancel-queued":
+        cancelled = executor.cancel_queued()
+        for run in plane.ledger.active():  # queued in another process of this clone
+            if run.get("status") == RunStatus.QUEUED and run["run_id"] not in cancelled:
+                with contextlib.suppress(NotFound, Conflict):
+                    plane.executor.cancel_anywhere(run["run_id"], plane.ledger.journal,
+                                                   queued=True, by=request_actor())
+                    cancelled.append(run["run_id"])
+        extra["cancelled"] = cancelled
     else:
-        raise NotFound(f"no executor command {command!r}: pause, resume or drain")
-    return jsonify(executor_view())
+        raise NotFound(f"no executor command {command!r}: pause, resume, drain or cancel-queued")
+    view = executor_view()
+    remaining = {kind: sorted(set(view[kind]) | set(view["elsewhere"][kind]))
+                 for kind in ("running", "queued")}
+    return jsonify({**view, "remaining": remaining, **extra})
 
 
 @bp.get("/api/actions")
