@@ -61,10 +61,10 @@ def event_type(name: str) -> Callable[[EventT], EventT]:
     """Declare a frozen dataclass as the shape of the ``data`` of events called *name*."""
 
     def register(cls: EventT) -> EventT:
-        declared = dataclasses.dataclass(frozen=True)(cls)
-        declared.event_name = name
-        EVENT_TYPES[name] = declared
-        return declared
+        dataclasses.dataclass(frozen=True)(cls)  # without slots: decorates cls in place
+        cls.event_name = name
+        EVENT_TYPES[name] = cls
+        return cls
 
     return register
 
@@ -427,8 +427,8 @@ def use_bus(url: str | None) -> EventBus:
         wanted = url or "memory"
         current = _default_bus
         if current is None or current.url != wanted:
-            _default_bus = bus_from_url(url)
-        return _default_bus
+            current = _default_bus = bus_from_url(url)
+        return current
 
 
 def bus_from_url(url: str | None) -> EventBus:
