@@ -365,6 +365,14 @@ class RunIndex:
         return found
 
     @healing
+    def latest_of_action(self, path: str, subtype: str) -> dict[str, Any] | None:
+        """The newest finished run an action (its route *path*, recording *subtype*) started."""
+        row = self._db().conn.execute(
+            "SELECT json FROM runs WHERE subtype = ? AND json_extract(json, '$.action') = ? "
+            "ORDER BY run_id DESC LIMIT 1", (subtype, path)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    @healing
     def message(self, message_id: str) -> dict[str, Any] | None:
         row = self._db().conn.execute("SELECT json FROM chat WHERE message_id=?",
                                       (message_id,)).fetchone()
