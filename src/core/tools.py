@@ -63,6 +63,11 @@ class ToolResult:
         """True if the tool ran and exited with status 0."""
         return self.status == "ok"
 
+    @property
+    def error_message(self) -> str:
+        """The error's message; empty when the tool succeeded."""
+        return self.error["message"] if self.error is not None else ""
+
 
 class ToolMissing(Exception):
     """A required tool is not installed or not on PATH; ``.tool`` names it."""

@@ -58,6 +58,12 @@ OUTBOX_DIR = "outbox-"  # under .git/scp/: a push's throw-away repository, <pid>
 CONFLICTS = "conflicts"  # under .git/scp/: remote versions of entries we kept ours of
 
 
+def direct_target(ref: pygit2.Reference | None) -> pygit2.Oid | None:
+    """The commit id *ref* points at; None when it is absent or symbolic."""
+    target = ref.target if ref is not None else None
+    return target if isinstance(target, pygit2.Oid) else None
+
+
 def rejection_reason(stderr: str) -> str:
     """What the remote said (its ``remote:`` lines, e.g. a hook's reason), then git's verdict.
 
@@ -199,12 +205,11 @@ class LedgerSync:
                            stdin_data="".join(f"{spec}\n" for spec in specs), timeout=300)
         if not fetched.ok:
             raise SyncError("fetch_failed", fetched.stderr.strip()[-500:] or
-                            fetched.error["message"])
+                            fetched.error_message)
         if not specs[0].startswith(f"+{BRANCH_REF}:"):
             return None
         with self.ledger.store.lock:
-            ref = self.ledger.store.repo.references.get(self.tracking)
-            return ref.target if ref is not None else None
+            return direct_target(self.ledger.store.repo.references.get(self.tracking))
 
     def pull(self, remote_refs: dict[str, str] | None = None) -> SyncReport:
         """Fetch, check and merge the remote's runs into the local ledger (append-only).
@@ -241,12 +246,14 @@ class LedgerSync:
         with store.lock:
             repo = store.repo
             try:
-                tags = {}
+                tags: dict[str, pygit2.Oid] = {}
                 for ref_name in [r for r in repo.references if r.startswith(self.staged)]:
                     run_id = ref_name[len(self.staged):]
                     if not is_entry_id(run_id):
                         raise LayoutError(TAG_PREFIX + run_id, "is not a run tag (run id)")
-                    target = repo.references[ref_name].target
+                    target = direct_target(repo.references[ref_name])
+                    if target is None:  # symbolic
+                        raise LayoutError(TAG_PREFIX + run_id, "does not point at a commit")
                     try:
                         repo[target].peel(pygit2.Commit)
                     except (KeyError, ValueError, pygit2.InvalidSpecError):
@@ -303,7 +310,7 @@ class LedgerSync:
             with store.lock, self._writers_wait():
                 repo = store.repo
                 ref = repo.references.get(BRANCH_REF)
-                ours = ref.target if ref is not None else None
+                ours = direct_target(ref)
                 if ours == theirs or (ours is not None and repo.descendant_of(ours, theirs)):
                     return False
                 plan = None
@@ -382,7 +389,7 @@ class LedgerSync:
                 return report
             if "fetch first" not in pushed.stderr and "non-fast-forward" not in pushed.stderr:
                 raise SyncError("remote_rejected", rejection_reason(pushed.stderr) or
-                                pushed.error["message"])
+                                pushed.error_message)
             remote_refs = self._remote_refs()  # the remote moved meanwhile: merge, try again
             more = self.pull(remote_refs)
             report.pulled_runs += more.pulled_runs
