@@ -46,6 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 GOAL_P99_MS, GOAL_SATURATION_X = 20.0, 5.0
 
 
+MARKER = b'"type": "run:progress"'
+
+
 class Clients:
     """C SSE connections read by one thread: per client, (receive time, envelope at)."""
 
@@ -76,18 +79,21 @@ class Clients:
                     continue
                 now = time.time()
                 buffer = key.data
+                if not self.parse:  # the burst: count the events, no line splitting
+                    seen = bytes(buffer[-len(MARKER) + 1:]) + data
+                    got = self.got[key.fileobj.fileno()]
+                    got.extend([(now, 0.0)] * seen.count(MARKER))
+                    buffer[:] = data[-len(MARKER) + 1:]
+                    continue
                 buffer += data
                 while (end := buffer.find(b"\n")) >= 0:
                     line = bytes(buffer[:end])
                     del buffer[:end + 1]
-                    if not line.startswith(b"data: {") or b'"run:progress"' not in line:
+                    if not line.startswith(b"data: {") or MARKER not in line:
                         continue
-                    at = 0.0
-                    if self.parse:  # the burst is only counted: this reader must keep up
-                        envelope = json.loads(line[6:])
-                        at = datetime.fromisoformat(envelope["at"].replace("Z", "+00:00")
-                                                    ).timestamp()
-                    self.got[key.fileobj.fileno()].append((now, at))
+                    envelope = json.loads(line[6:])
+                    at = datetime.fromisoformat(envelope["at"].replace("Z", "+00:00"))
+                    self.got[key.fileobj.fileno()].append((now, at.timestamp()))
 
     def received(self) -> int:
         return sum(len(v) for v in self.got.values())
@@ -106,14 +112,23 @@ def publisher(url: str):
     return EventBus(backend=RedisBackend(url), url=url)
 
 
-PUBLISHERS = 3  # processes: one process's round trips to Redis would cap the burst
-PUBLISH = """import sys
+PUBLISHERS = 2  # processes, pipelined: one event per round trip capped the burst
+PUBLISH = """import json, sys
+from controlplane.core.bus_redis import new_redis_epoch
+from controlplane.core.runs import iso, utc_now
 from bench.fanout_bench import publisher
-bus, count = publisher(sys.argv[1]), int(sys.argv[2])
+backend, count = publisher(sys.argv[1]).backend, int(sys.argv[2])
+keys = [backend.seq_key, backend.stream_key, backend.epoch_key]
 print("ready", flush=True)
 sys.stdin.readline()
-for n in range(count):
-    bus.publish("run:progress", {"done": n, "total": count})
+for start in range(0, count, 100):  # the bus's own append script, pipelined
+    pipe = backend.client.pipeline(transaction=False)
+    for n in range(start, min(count, start + 100)):
+        body = json.dumps({"type": "run:progress", "run_id": None, "at": iso(utc_now()),
+                           "data": {"done": n, "total": count}})
+        backend._append(keys=keys, args=[body, backend.replay_size, new_redis_epoch()],
+                        client=pipe)
+    pipe.execute()
 """
 
 
@@ -188,6 +203,8 @@ def one_server(repo: Path, url: str, clients: int, quick: bool, pythonpath: str 
         latencies = [(got - at) * 1000 for v in readers.got.values() for got, at in v]
         for values in readers.got.values():
             values.clear()
+        for buffer in [key.data for key in readers.selector.get_map().values()]:
+            buffer.clear()
         readers.parse = False
         burst = 300 if quick else 3000
         first = burst_publish(url, burst)

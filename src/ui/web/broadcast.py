@@ -147,7 +147,22 @@ class Broadcaster:
     def _broadcast(self, batch: list[dict[str, Any]]) -> None:
         frames = [(e, sse_frame(e).encode()) for e in batch]
         cache: dict[tuple[int, ...], tuple[bytes, bytes]] = {}  # which frames -> (raw, chunk)
+        ids = [parse_event_id(e["id"]) for e in batch]
+        first, last = ids[0], ids[-1]
+        plain = None  # the usual batch: one epoch, numbered in order, no resync
+        epoch, start, end = "", 0, 0
+        if first is not None and last is not None and all(
+                e["type"] != "resync" for e in batch) and all(
+                i is not None and i[0] == first[0] for i in ids) and \
+                [i[1] for i in ids if i] == list(range(first[1], last[1] + 1)):
+            raw = b"".join(frame for _, frame in frames)
+            plain = (raw, chunk(raw))
+            epoch, start, end = first[0], first[1], last[1]
         for client in list(self._clients.values()):
+            if plain is not None and client.epoch == epoch and client.seq < start:
+                client.seq = end  # all of it is new to this client: no check per event
+                self._send(client, plain[1 if client.chunked else 0], framed=True)
+                continue
             wanted = tuple(n for n, (e, _) in enumerate(frames) if client.wants(e))
             if not wanted:
                 continue
