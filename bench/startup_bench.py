@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -28,8 +27,8 @@ GOAL_RUNS_LIST_MS, GOAL_EXEC_OVERHEAD_MS = 40.0, 50.0
 
 
 def commands() -> dict[str, list[str]]:
-    script = shutil.which("controlplane")
-    cp = [script] if script else [sys.executable, "-m", "controlplane"]
+    script = Path(sys.executable).parent / "controlplane"  # the console script (not a shim)
+    cp = [str(script)] if script.exists() else [sys.executable, "-m", "controlplane"]
     return {"python -c pass": [sys.executable, "-c", "pass"],
             "true": ["true"],
             "runs list": [*cp, "runs", "list"],
