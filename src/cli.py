@@ -41,7 +41,7 @@ class Fail(click.ClickException):
 
 def say(text: str, err: bool = False) -> None:
     """Echo *text* that others wrote (runs, events, errors) without its terminal controls."""
-    stream = click.get_text_stream("stderr" if err else "stdout")
+    stream = sys.stderr if err else sys.stdout  # click 8.5 deprecates get_text_stream
     click.echo(terminal.clean_for(stream, text), err=err, color=True)
 
 
@@ -167,7 +167,7 @@ def exec_command(subtype: str, command: tuple[str, ...], summary: str | None,
                 run.run.error = {"code": "cancelled", "message": f"controlplane exec received "
                                  f"{forwarder.signal_name}: the command was stopped"}
                 run.status = "cancelled"
-            elif not result.ok:
+            elif not result.ok and result.error is not None:
                 run.fail(result.error["code"], result.error["message"])
     except (ValueError, JournalWriteError) as exc:  # the run did not start
         raise Fail(str(exc)) from None
@@ -299,8 +299,8 @@ def _tracked_sync(repo: str | None, subtype: str, work) -> dict:
         raise Fail(str(exc)) from None
     except LedgerWriteError as exc:
         raise Fail(f"run {run.run_id} {run.run.status}, not recorded: {exc}") from None
-    if report is None:
-        raise Fail(run.run.error["message"])
+    if report is None:  # run.fail set the run's (redacted) error
+        raise Fail((run.run.error or {}).get("message", "failed"))
     return report
 
 

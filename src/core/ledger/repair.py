@@ -138,6 +138,9 @@ def repair_tip(store: GitStore, view_root: Path, index_rows: list[tuple[str, str
                  if oid != str(tip) and readable(git_dir, oid)), None)
     with store.lock:
         ref = store.repo.references.get(BRANCH_REF)
+        if ref is None:  # read as the tip above, gone since
+            raise RuntimeError(f"{BRANCH_REF} vanished during the repair: "
+                               "run `controlplane ledger doctor` again")
         if good is None:
             ref.delete()
         else:
