@@ -125,8 +125,8 @@ export function rememberPage(doc = document, every = 500) {
   saveLastSeen(snapshot(doc));
   let timer = null;
   const main = doc.querySelector('main');
-  if (!main || typeof MutationObserver === 'undefined') return () => {};
-  const observer = new MutationObserver(() => {
+  if (!main || !window.MutationObserver) return () => {};
+  const observer = new window.MutationObserver(() => {
     if (timer !== null) return;
     timer = setTimeout(() => {
       timer = null;
