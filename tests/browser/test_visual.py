@@ -1,7 +1,7 @@
 """Visual regression: the main pages compared with committed screenshots, in Debian chromium.
 
 Seeded demo data (``demo.fill`` with a fixed seed, ending at today's UTC midnight so every run
-falls on the same calendar day offsets and inside the metrics window), a fixed browser clock
+falls on the same calendar day offsets and inside a 7-day or wider window), a fixed browser clock
 (Playwright's clock API, noon of that day, UTC), absolute dates and run ids masked (they name
 today's date), one repository commit with fixed dates (its id shows as the code ref).
 
@@ -85,11 +85,11 @@ def midnight_utc() -> datetime:
 
 @pytest.fixture
 def seeded(project: Path) -> tuple[str, datetime]:
-    """200 demo runs over the 12 days before today's UTC midnight: the newest failed one, that
-    midnight."""
+    """150 demo runs over the 6 days before today's UTC midnight: the newest failed one, that
+    midnight. Any metrics window of 7 days or more holds them all, whatever the hour."""
     midnight = midnight_utc()
     ledger = Ledger.open(project)
-    ids = demo.fill(ledger, runs=200, days=12, seed=SEED, now=midnight.timestamp())
+    ids = demo.fill(ledger, runs=150, days=6, seed=SEED, now=midnight.timestamp())
     failed = [i for i in ids if (ledger.get(i) or {}).get("status") == "failed"]
     assert failed, "the seeded demo data has no failed run"
     return failed[-1], midnight
