@@ -210,3 +210,22 @@ def test_drain_waits_300_seconds_by_default() -> None:
     from controlplane.core.executor import Executor
 
     assert inspect.signature(Executor.drain).parameters["timeout"].default == 300.0
+
+
+def test_action_card_shows_its_latest_run_and_a_running_button(app, client, repo: Path) -> None:
+    python_project(repo)
+    browser = logged_in(app)
+    card = page(browser, "/integrations/testing").split('data-action="/testing/run"')[1]
+    card = card.split("</section>")[0]
+    assert "data-last-run hidden" in card and ">Run now</button>" in card
+    client.post("/api/executor/pause", json={})
+    run_id = client.post("/testing/run", json={},
+                         headers={"Prefer": "respond-async"}).get_json()["run_id"]
+    card = page(browser, "/integrations/testing").split('data-action="/testing/run"')[1]
+    card = card.split("</section>")[0]
+    assert f'disabled data-running="{run_id}">Running…</button>' in card
+    assert f'href="/runs/{run_id}"' in card and 'data-last="status">queued' in card
+    client.post("/api/executor/cancel-queued", json={})
+    card = page(browser, "/integrations/testing").split('data-action="/testing/run"')[1]
+    assert 'data-last="status">cancelled' in card.split("</section>")[0]
+    client.post("/api/executor/resume", json={})

@@ -3,11 +3,21 @@ address with KPIs that follow them, and what fits above the fold at 1920x1080.""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from playwright.sync_api import expect
+import pytest
 
+from tests.browser.conftest import CHROMIUM
+from tests.browser.test_dashboard import action_card, open_page
 from tests.conftest import TOKEN
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason=f"{CHROMIUM} is missing (CI installs Debian's chromium package)"),
+]
+expect = pytest.importorskip("playwright.sync_api").expect
 
 FOLD = {"width": 1920, "height": 1080}
 
@@ -125,3 +135,47 @@ def test_failed_test_run_and_cancelled_queued_run_pages(server, open_context) ->
     expect(page.locator("[data-output]")).to_be_hidden()
     expect(page.locator("[data-output-empty]")).to_have_text("This run printed nothing.")
     post(server.url, "/api/executor/resume")
+
+
+def test_run_button_stays_running_on_every_tab_and_operations_ask_first(server, context) -> None:
+    first = open_page(context, "/integrations/testing")
+    second = open_page(context, "/integrations/testing")
+    runs = open_page(context, "/")
+    expect(first.locator("[data-refresh-now]")).to_be_visible()
+    action_card(first, "/testing/run").get_by_role("button", name="Run now").click()
+    for tab in (first, second):  # the other tab learns it from the live events
+        button = action_card(tab, "/testing/run").locator("button[type=submit]")
+        expect(button).to_have_text("Running…")
+        expect(button).to_be_disabled()
+    reloaded = open_page(context, "/integrations/testing")  # and a page loaded meanwhile
+    expect(action_card(reloaded, "/testing/run").locator("button[type=submit]")).to_be_disabled()
+    server.open_gate()
+    for tab in (first, second, reloaded):
+        card = action_card(tab, "/testing/run")
+        expect(card.locator("button[type=submit]")).to_have_text("Run now")
+        expect(card.locator("button[type=submit]")).to_be_enabled()
+        expect(card.locator("[data-last=status]")).to_have_text("ok")
+        expect(card.locator("[data-last=actor]")).not_to_have_text("—")
+        expect(card.locator("[data-last=duration]")).to_have_text(re.compile(r"\d"))
+
+    pause = runs.locator('[data-ops-command="pause"]')
+    pause.click()
+    dialog = runs.locator("[data-confirm]")
+    expect(dialog).to_be_visible()
+    dialog.locator("[data-confirm-cancel]").click()
+    expect(runs.locator("[data-ops-mode]")).to_have_text("accepting runs")  # no: nothing
+    pause.click()
+    dialog.locator("[data-confirm-ok]").click()
+    expect(runs.locator("[data-ops-mode]")).to_have_text("paused")
+    post(server.url, "/testing/run", {"path": "tests/test_demo.py"})  # waits in the queue
+    expect(runs.locator('[data-ops="queued"]')).to_have_text("1")
+    runs.locator('[data-ops-command="drain"]').click()
+    expect(dialog.locator("[data-drain-timeout]")).to_have_value("300")
+    dialog.locator("[data-drain-timeout]").fill("0")
+    dialog.locator("[data-confirm-ok]").click()
+    expect(runs.locator("[data-toasts]")).to_contain_text("0 run(s) still running, 1 still queued")
+    runs.locator('[data-ops-command="cancel-queued"]').click()
+    expect(dialog.locator("[data-drain-field]")).to_be_hidden()
+    dialog.locator("[data-confirm-ok]").click()
+    expect(runs.locator("[data-toasts]")).to_contain_text("Cancelled 1 queued run(s).")
+    expect(runs.locator('[data-ops="queued"]')).to_have_text("0")

@@ -155,11 +155,12 @@ test('operations: Drain posts its timeout and toasts what is still running', asy
   const drain = $('[data-ops-command="drain"]');
   drain.disabled = false;
   fire(drain, 'click');
+  await Promise.resolve(); // the command asks first (no dialog on this page: the default)
   assert.equal(drain.textContent, 'Draining…');
   await settle();
-  assert.deepEqual(server.sent('/api/executor/drain', 'POST')[0].body, { timeout: 30 });
+  assert.deepEqual(server.sent('/api/executor/drain', 'POST')[0].body, { timeout: 300 });
   assert.equal(drain.textContent, 'Drain');
-  assert.match($('[data-toasts]').textContent, /1 run\(s\) still running/);
+  assert.match($('[data-toasts]').textContent, /1 run\(s\) still running, 0 still queued/);
   executor = { ...executor, running: [] };
   drain.disabled = false;
   fire(drain, 'click');

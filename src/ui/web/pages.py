@@ -231,11 +231,30 @@ def integrations_page() -> str:
                            integrations=overview)
 
 
+def latest_runs(actions: list[Action]) -> dict[str, dict[str, Any]]:
+    """Each action's newest run: one in flight (any process of the clone), else the index's."""
+    plane = state()
+    plane.ledger.catch_up()
+    latest: dict[str, dict[str, Any]] = {}
+    for run in plane.ledger.active():  # newest last is not promised: keep the newest id
+        path = run.get("action")
+        if isinstance(path, str) and run["run_id"] > latest.get(path, {}).get("run_id", ""):
+            latest[path] = run
+    for action in actions:
+        if action.path not in latest:
+            found = plane.ledger.index.latest_of_action(action.path, action.subtype)
+            if found is not None:
+                latest[action.path] = found
+    return latest
+
+
 @bp.get("/integrations/<name>")
 def integration_page(name: str) -> str:
     actions = by_integration().get(name)
     if not actions:
         abort(404, f"There is no integration called {name}.")
-    cards = [{"action": a, "fields": fields_of(a), "form_id": form_id(a)} for a in actions]
+    latest = latest_runs(actions)
+    cards = [{"action": a, "fields": fields_of(a), "form_id": form_id(a),
+              "latest": latest.get(a.path)} for a in actions]
     return render_template("controlplane/integration.html", page="integration", integration=name,
                            action_count=len(actions), cards=cards)

@@ -39,7 +39,17 @@ export function onRefresh(fn) {
   return () => refreshers.delete(fn);
 }
 
+/** Fetch everything the page polls for, once, now (the "Refresh status" button). */
+export function refreshNow() {
+  tick();
+}
+
 export function initAutoRefresh() {
+  const now = document.querySelector('[data-refresh-now]');
+  if (now) {
+    now.hidden = false; // it needs this script: without it the page is as fresh as its load
+    now.addEventListener('click', refreshNow);
+  }
   const box = document.querySelector('[data-autorefresh]');
   if (!box) return;
   box.checked = stored();
