@@ -92,7 +92,8 @@ def events_sse() -> Response:
     bus = state().bus
     heartbeat = current_app.config.get("SSE_HEARTBEAT", HEARTBEAT_SECONDS)
     sock = request.environ.get("gunicorn.socket")
-    if sock is not None and current_app.config.get("SSE_BROADCAST", True):
+    if sock is not None and request.method == "GET" \
+            and current_app.config.get("SSE_BROADCAST", True):  # HEAD: no body to hand over
         broadcaster = broadcaster_for(bus, heartbeat)  # on the bus before the subscription
         chunked = request.environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
         frames = handed_over(bus.subscribe(resume_id()), broadcaster, sock, chunked)
