@@ -33,7 +33,8 @@ from controlplane.core.runs import Run, RunStatus, chat_dir, ledger_dir, ledger_
 
 log = logging.getLogger(__name__)
 
-GC_EVERY = 500  # records between background `git gc --auto` checks
+GC_SAMPLE_DIR = "17"  # git's own `gc --auto` estimate counts the loose objects of objects/17
+GC_AUTO_DEFAULT = 6700
 TAG_NAMESPACES = ("refs/scp/run/", "refs/tags/scp/run/")
 MISSING_OBJECTS = ("the ledger tip %s misses objects (%s): a `git gc --prune=now` ran during a "
                    "record; run `controlplane ledger doctor` to repair it")
@@ -51,9 +52,43 @@ def events_jsonl(events: list[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(e, ensure_ascii=False).encode() + b"\n" for e in events)
 
 
+_FOUND: dict[str, tuple[Path, Path]] = {}  # start path -> (work tree, common git dir)
+
+
+def _still_found(start: str, found: tuple[Path, Path]) -> bool:
+    """True if *start* still belongs to that work tree: its ``.git`` is there, and no
+    directory from *start* up to it has gained a ``.git`` of its own."""
+    root = str(found[0])
+    if not os.path.exists(os.path.join(root, ".git")):
+        return False
+    here = start
+    while here != root:
+        if os.path.lexists(os.path.join(here, ".git")):
+            return False
+        parent = os.path.dirname(here)
+        if parent == here:
+            return False
+        here = parent
+    return True
+
+
 def find_git_dir(path: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
-    """(work tree, common git dir) of the repository holding *path* (default: cwd)."""
+    """(work tree, common git dir) of the repository holding *path* (default: cwd).
+
+    Remembered per path (a record opens the ledger once per run), checked with a few stats.
+    """
     start = str(Path(path or os.getcwd()).resolve())
+    known = _FOUND.get(start)
+    if known is not None and _still_found(start, known):
+        return known
+    found = _discover(start)
+    if len(_FOUND) > 1000:
+        _FOUND.clear()
+    _FOUND[start] = found
+    return found
+
+
+def _discover(start: str) -> tuple[Path, Path]:
     found = pygit2.discover_repository(start)
     if found is None:
         raise NotARepository(f"not a git repository (or any parent): {start}")
@@ -97,6 +132,8 @@ class Ledger:
         exclude_from_status(git_dir)
         self.recorded_here: deque[str] = deque(maxlen=10_000)  # for the cross-process feed
         self._records = 0
+        self._gc: subprocess.Popen[bytes] | None = None
+        self._gc_auto = _gc_auto(self.store.repo)
         self.interrupted: list[dict[str, Any]] = []
         # runs that ended here but could not be recorded (disk full…): retried at each open
         self.unrecorded: dict[str, tuple[Run, list[dict[str, Any]]]] = {}
@@ -117,9 +154,10 @@ class Ledger:
 
     @classmethod
     def forget_instances(cls) -> None:
-        """Drop cached ledgers (tests that delete repositories)."""
+        """Drop cached ledgers and discovered repositories (tests that delete repositories)."""
         with cls._instances_lock:
             cls._instances.clear()
+            _FOUND.clear()
 
     # -- writing ---------------------------------------------------------
 
@@ -143,8 +181,8 @@ class Ledger:
                 log.warning("run %s recorded without its tag (doctor recreates it)", run.run_id)
         self._advance(parent, commit, directory, files, run.to_dict())
         self._records += 1
-        if self._records % GC_EVERY == 0:
-            self.gc_in_background()
+        if self.gc_due():
+            self.gc_in_background(skip_run=run.run_id)
         if self._records % 100 == 0:
             self.prune_logs()
         return str(commit)
@@ -198,7 +236,7 @@ class Ledger:
     def _catch_up_view(self, head) -> None:
         for _ in range(20):
             current = self.view.head()
-            if self._ahead_of(current, head):
+            if current == str(head) or self._ahead_of(current, head):
                 return
             changed, removed = self.store.changed_entry_dirs(self._known_commit(current), head)
             upserts = [(d, self.store.read_dir(head, d)) for d in changed]
@@ -452,18 +490,44 @@ class Ledger:
             path.unlink(missing_ok=True)
         return len(stale)
 
-    def gc_in_background(self) -> None:
-        """Let git pack loose objects, outside any run (libgit2 never does)."""
+    def gc_due(self) -> bool:
+        """True when git's own ``gc --auto`` rule says so: more loose objects in
+        ``objects/17`` than ``gc.auto`` / 256 (a listing of ~30 names), or too many packs
+        (``gc.autoPackLimit``, checked by git itself once started)."""
+        if self._gc_auto <= 0:
+            return False
+        limit = -(-self._gc_auto // 256)
+        try:
+            with os.scandir(self.git_dir / "objects" / GC_SAMPLE_DIR) as found:
+                return sum(1 for entry in found if len(entry.name) >= 38) > limit
+        except OSError:
+            return False
+
+    def gc_in_background(self, skip_run: str | None = None) -> bool:
+        """Start ``git gc --auto`` detached (it outlives a script or the CLI), unless a run
+        other than *skip_run* (the one being recorded) is in flight in this clone or the last
+        one still works. Returns True if started. libgit2 never packs by itself."""
+        if self._gc is not None and self._gc.poll() is None:
+            return False
+        if any(e.alive and e.run.get("run_id") != skip_run for e in self.journal.entries()):
+            return False  # never inside a run: the next record checks again
         argv = ["git", "--git-dir", str(self.git_dir), "gc", "--auto", "--quiet"]
+        try:
+            self._gc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True, close_fds=True)
+        except OSError as exc:
+            log.warning("could not start git gc --auto: %s", exc)
+            return False
+        return True
 
-        def collect() -> None:
-            try:
-                subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=600,
-                               check=False, start_new_session=True)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                log.warning("git gc --auto failed: %s", exc)
 
-        threading.Thread(target=collect, name="scp-gc", daemon=True).start()
+def _gc_auto(repo: pygit2.Repository) -> int:
+    """git's ``gc.auto`` (6700 when unset; 0 turns automatic packing off)."""
+    try:
+        return int(repo.config.get_int("gc.auto"))
+    except (KeyError, ValueError, pygit2.GitError):
+        return GC_AUTO_DEFAULT
 
 
 def _merge_kills(first: list[dict[str, Any]], again: list[dict[str, Any]]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import shutil
 import stat
 from collections.abc import Iterable, Iterator, Mapping
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 VIEW_DIR = ".scp-ledger"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_HEAD = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}", re.ASCII)
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -82,6 +84,15 @@ class LedgerView:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def head(self) -> str | None:
+        """The commit the view reflects. ``.head`` is rewritten in place (``_set_head``): a
+        read that catches a write half done is made again under the lock."""
+        found = self._read_head()
+        if found is None or _HEAD.fullmatch(found):
+            return found
+        with self.locked():
+            return self._read_head()
+
+    def _read_head(self) -> str | None:
         try:
             fd = os.open(self.head_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
@@ -96,7 +107,7 @@ class LedgerView:
         A directory outside the ledger layout is skipped (logged), never written or removed.
         """
         with self.locked():
-            if self.head() != expected_head:
+            if self._read_head() != expected_head:  # under the lock: never half written
                 return False
             root_fd = self._open_root()
             try:
@@ -104,7 +115,7 @@ class LedgerView:
                     self._write_entry(root_fd, directory, files)
                 for directory in removed:
                     self._remove_entry(root_fd, directory)
-                _write_at(root_fd, ".head", new_head.encode())
+                _set_head(root_fd, new_head.encode())
             finally:
                 os.close(root_fd)
             return True
@@ -136,11 +147,19 @@ class LedgerView:
         if entry is None:
             log.warning("view: skipped %s, not a ledger entry directory", ascii(directory))
             return
-        fd = _walk(root_fd, directory.split("/"), create=True)
+        *parents, leaf = directory.split("/")
+        fd = _walk(root_fd, parents, create=True)
+        try:
+            fresh = _mkdir(fd, leaf)
+            child = os.open(leaf, _DIR_FLAGS, dir_fd=fd)  # ELOOP/ENOTDIR on a symlink
+        finally:
+            os.close(fd)
+        fd = child
         try:
             for name, data in files.items():
                 if name in ENTRY_FILES[entry[0]]:
-                    _write_at(fd, name, data)
+                    # a directory this apply made holds nothing to replace: written in place
+                    (_create_at if fresh else _write_at)(fd, name, data)
                 else:
                     log.warning("view: skipped %s in %s", ascii(name), directory)
         finally:
@@ -164,15 +183,59 @@ class LedgerView:
             os.close(fd)
 
 
+def _set_head(root_fd: int, head: bytes) -> None:
+    """Write ``.head``: in place when it holds an id of the same length, else through a
+    temporary file. A rename over an existing file makes ext4 flush the new one
+    (``auto_da_alloc``): 1-3 ms per record on the development VM."""
+    try:
+        fd = os.open(".head", os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd)
+    except FileNotFoundError:
+        fd = None
+    if fd is not None:
+        try:
+            found = os.fstat(fd)
+            if stat.S_ISREG(found.st_mode) and found.st_size == len(head) \
+                    and os.pwrite(fd, head, 0) == len(head):
+                return
+        finally:
+            os.close(fd)
+    _write_at(root_fd, ".head", head)
+
+
+def _mkdir(dir_fd: int, name: str) -> bool:
+    """Make directory *name* (0700) in *dir_fd*; False if it exists already."""
+    try:
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _create_at(dir_fd: int, name: str, data: bytes) -> None:
+    """Write the new file *name* (0600) of directory *dir_fd*: no temporary file, no rename."""
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600, dir_fd=dir_fd)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 def _walk(root_fd: int, parts: list[str], create: bool) -> int:
     """An fd of the directory *parts* below *root_fd*, never following a symlink."""
     fd = os.dup(root_fd)
     try:
         for part in parts:
-            if create:
+            try:  # opened first: the day's directories exist for all but its first entry
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)  # ELOOP/ENOTDIR on a symlink
+            except FileNotFoundError:
+                if not create:
+                    raise
                 with suppress(FileExistsError):
                     os.mkdir(part, 0o700, dir_fd=fd)
-            child = os.open(part, _DIR_FLAGS, dir_fd=fd)  # ELOOP/ENOTDIR on a symlink
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = child
     except BaseException:

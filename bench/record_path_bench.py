@@ -1,0 +1,155 @@
+"""The record path against its pygit2 floor, at 0 and N runs (issue 18 items 4 and 5).
+
+``python bench/record_path_bench.py [--runs 10000] [--samples 150] [--check]``
+
+*ours*: an empty ``tracked_run`` (open, journal, commit, tag, view, index).
+*floor*: what git needs for the same run and nothing else, with pygit2 in process: the two
+blobs, the trees on the run's path, the commit, the branch moved, the tag object and its
+ref, on a branch of its own that starts at the ledger's tip (the same tree sizes).
+Samples alternate between the two. Goals: ours / floor <= 1.3 at 0 and N runs (item 5),
+ours @N / ours @0 <= 1.2 with N run refs packed (item 4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import FileMode, ObjectType
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.goals import Goal, print_goals
+from bench.ledger_bench import make_repo, prefill, spread_ids
+from controlplane import tracked_run
+from controlplane.core.ledger import Ledger
+from controlplane.core.ledger.ledger import dumps, events_jsonl
+from controlplane.core.ledger.store import BRANCH_REF
+from controlplane.core.runs import Run, RunStatus, ledger_dir
+
+GOAL_FLOOR, GOAL_GROWTH = 1.3, 1.2
+FLOOR_REF = "refs/heads/bench-floor"
+
+
+class Floor:
+    """One run's git objects and refs, written the cheapest way pygit2 allows."""
+
+    def __init__(self, repo: Path, code: str) -> None:
+        self.repo = pygit2.Repository(str(repo))
+        self.code = code
+        tip = self.repo.references.get(BRANCH_REF)
+        if tip is not None:
+            self.repo.references.create(FLOOR_REF, tip.target, force=True)
+        self.sig = pygit2.Signature("bench", "bench@example.com")
+
+    def __call__(self) -> None:
+        repo = self.repo
+        run = Run.new("test:floor", summary="")
+        run.finish(RunStatus.OK)
+        files = {"run.json": dumps(run.to_dict()), "events.jsonl": events_jsonl([])}
+        leaf = repo.TreeBuilder()
+        for name in sorted(files):
+            leaf.insert(name, repo.create_blob(files[name]), FileMode.BLOB)
+        ref = repo.references.get(FLOOR_REF)
+        base = repo[ref.target].peel(pygit2.Tree) if ref is not None else None
+        tree = self._path(base, ledger_dir(run.run_id).split("/"), leaf.write())
+        parents = [ref.target] if ref is not None else []
+        commit = repo.create_commit(None, self.sig, self.sig, "run", tree, parents)
+        if ref is None:
+            repo.references.create(FLOOR_REF, commit)
+        else:
+            ref.set_target(commit)
+        tag = repo.odb.write(ObjectType.TAG, (
+            f"object {self.code}\ntype commit\ntag floor/{run.run_id}\n"
+            f"tagger bench <bench@example.com> 0 +0000\n\nfloor\n").encode())
+        repo.references.create(f"refs/floor/{run.run_id}", tag)
+
+    def _path(self, tree: pygit2.Tree | None, parts: list[str], leaf: pygit2.Oid) -> pygit2.Oid:
+        builder = self.repo.TreeBuilder(tree) if tree is not None else self.repo.TreeBuilder()
+        child = None
+        if len(parts) > 1 and tree is not None and parts[0] in tree:
+            child = self.repo[tree[parts[0]].id]
+        builder.insert(parts[0], leaf if len(parts) == 1 else self._path(child, parts[1:], leaf),
+                       FileMode.TREE)
+        return builder.write()
+
+
+def ours(repo: Path):
+    def record() -> None:
+        with tracked_run("test", "test:bench", project_root=repo):
+            pass
+    return record
+
+
+def alternate(first, second, samples: int) -> tuple[float, float]:
+    """Median ms of each, samples interleaved (10 warm-up calls each)."""
+    for _ in range(10):
+        first()
+        second()
+    a, b = [], []
+    for _ in range(samples):
+        for fn, out in ((first, a), (second, b)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(a) * 1e3, statistics.median(b) * 1e3
+
+
+def measure(runs: int, samples: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="scp-record-") as tmp:
+        found = {}
+        for label, count in (("0", 0), ("n", runs)):
+            repo = Path(tmp) / f"repo-{label}"
+            code = make_repo(repo)
+            if count:
+                ids = spread_ids(random.Random(5), count,
+                                 time.time() - 365 * 86_400, time.time() - 86_400)
+                prefill(repo, None, ids, code, seed=5, scratch=Path(tmp) / f"scratch-{label}")
+            Ledger.open(repo)  # catch up once, outside the timing
+            with tracked_run("test", "test:first", project_root=repo):
+                pass
+            mine, floor = alternate(ours(repo), Floor(repo, code), samples)
+            found[f"ours_{label}"], found[f"floor_{label}"] = mine, floor
+            Ledger.forget_instances()
+        return found
+
+
+def goals(runs: int = 10_000, samples: int = 150) -> list[Goal]:
+    found = measure(runs, samples)
+    return [
+        Goal("record / pygit2 floor @0 runs", found["ours_0"] / found["floor_0"], GOAL_FLOOR,
+             note=f"{found['ours_0']:.2f} vs {found['floor_0']:.2f} ms"),
+        Goal(f"record / pygit2 floor @{runs:,} runs", found["ours_n"] / found["floor_n"],
+             GOAL_FLOOR, note=f"{found['ours_n']:.2f} vs {found['floor_n']:.2f} ms"),
+        Goal(f"record @{runs:,} / record @0 (refs packed)", found["ours_n"] / found["ours_0"],
+             GOAL_GROWTH),
+    ]
+
+
+def run_suite(quick: bool = False, long: bool = False) -> list[Goal]:
+    """``python -m bench``'s entry."""
+    measured = goals(100_000 if long else 2_000 if quick else 10_000, 40 if quick else 150)
+    print_goals("record path (issue 18 items 4, 5)", measured)
+    return measured
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--samples", type=int, default=150)
+    parser.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
+    args = parser.parse_args(argv)
+    measured = goals(args.runs, args.samples)
+    print_goals("record path (issue 18 items 4, 5)", measured)
+    return 1 if args.check and not all(g.met for g in measured) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

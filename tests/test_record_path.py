@@ -1,0 +1,77 @@
+"""The record path (issue 18 items 4, 5): run tags written as git writes a ref (lock file and
+rename), the view's head rewritten in place, repositories discovered once per path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from controlplane import tracked_run
+from controlplane.core.ledger import Ledger
+from tests.conftest import git
+
+
+def record(repo: Path, subtype: str = "test:a") -> str:
+    with tracked_run("test", subtype, project_root=repo) as run:
+        pass
+    return run.run_id
+
+
+def test_run_tags_beside_packed_ones_are_refs_git_reads(repo: Path) -> None:
+    packed = [record(repo) for _ in range(3)]
+    git(repo, "pack-refs", "--all")
+    assert not list((repo / ".git" / "refs" / "scp" / "run").glob("*"))
+    fresh = record(repo)
+    loose = repo / ".git" / "refs" / "scp" / "run" / fresh
+    assert loose.read_text() == git(repo, "rev-parse", f"refs/scp/run/{fresh}")
+    assert not loose.with_name(fresh + ".lock").exists()
+    assert git(repo, "cat-file", "-t", f"refs/scp/run/{fresh}").strip() == "tag"
+    assert git(repo, "rev-parse", f"refs/scp/run/{fresh}^{{commit}}") == \
+        git(repo, "rev-parse", "HEAD")
+    listed = git(repo, "for-each-ref", "--format=%(refname:lstrip=3)", "refs/scp/run").split()
+    assert sorted(listed) == sorted([*packed, fresh])
+    fsck = subprocess.run(["git", "fsck", "--no-dangling"], cwd=repo, capture_output=True,
+                          text=True, check=False)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    store = Ledger.open(repo).store
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert store.tag_run(packed[0], head, "again") is False  # packed: exists
+    assert store.tag_run(fresh, head, "again") is False  # loose: exists
+
+
+def test_a_tag_locked_by_git_leaves_the_run_recorded_untagged(repo: Path) -> None:
+    ledger = Ledger.open(repo)
+    with tracked_run("test", "test:a", project_root=repo) as run:
+        lock = repo / ".git" / "refs" / "scp" / "run" / f"{run.run_id}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.write_text("held by a git\n")  # as a git that writes this ref right now
+    assert ledger.get(run.run_id)["status"] == "ok"
+    assert lock.read_text() == "held by a git\n"  # not ours to take or remove
+    assert not (lock.parent / run.run_id).exists()
+    lock.unlink()
+    doctor = subprocess.run([sys.executable, "-m", "controlplane", "ledger", "doctor"], cwd=repo,
+                            capture_output=True, text=True, check=False)
+    assert "run tags recreated: 1" in doctor.stdout, doctor.stdout
+
+
+def test_the_view_head_follows_every_record_and_survives_garbage(repo: Path) -> None:
+    ledger = Ledger.open(repo)
+    for _ in range(3):
+        record(repo)
+        assert (repo / ".scp-ledger" / ".head").read_text() == \
+            git(repo, "rev-parse", "scp-ledger").strip()
+    (repo / ".scp-ledger" / ".head").write_text("not a commit at all\n")
+    Ledger.forget_instances()
+    ledger = Ledger.open(repo)
+    assert ledger.view.head() == git(repo, "rev-parse", "scp-ledger").strip()
+    assert len(list((repo / ".scp-ledger").rglob("run.json"))) == 3
+
+
+def test_a_repository_made_inside_a_known_path_is_found(repo: Path) -> None:
+    sub = repo / "sub"
+    sub.mkdir()
+    assert Ledger.open(sub).root == repo
+    git(sub, "init", "-q", "-b", "main")
+    assert Ledger.open(sub).root == sub  # not the remembered outer repository
+    assert Ledger.open(repo).root == repo
