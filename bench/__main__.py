@@ -17,7 +17,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench` (the directory) rather than `python -m bench`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SUITES = ("ledger", "push", "fanout", "startup", "busy", "metrics")
+SUITES = ("ledger", "push", "fanout", "startup", "busy", "metrics", "record")
 FANOUT_BASELINE = "2b25e84"  # the last commit before the broadcaster: "today" for fan-out
 
 
@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import metrics_bench
 
         goals += metrics_bench.run_suite(quick=quick, long=args.long)
+    if "record" in chosen:
+        from bench import record_path_bench
+
+        goals += record_path_bench.run_suite(quick=quick, long=args.long)
     missed = [goal for goal in goals if not goal.met]
     print(f"\n{len(goals) - len(missed)}/{len(goals)} goals met"
           + (": missed " + "; ".join(goal.name for goal in missed) if missed else ""))
