@@ -14,15 +14,16 @@ import re
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo
 
 from controlplane.core.actions import (
     Action,
     ActionContext,
     Example,
     ProjectPath,
+    _inside_project,
     project_path,
     register,
 )
@@ -39,12 +40,26 @@ MAX_NAMED = 50
 NPM_PLACEHOLDER = 'echo "Error: no test specified" && exit 1'
 
 
+def _node_inside_project(value: str, info: ValidationInfo) -> str:
+    """A node id whose file part (before ``::``) is a path inside the project."""
+    _inside_project(value.split("::", 1)[0], info)
+    return value
+
+
+NodeId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.][^\x00-\x1f]{0,499}$"),
+                   AfterValidator(_node_inside_project)]
+
+
 class TestRunParams(BaseModel):
     path: ProjectPath = Field(DEFAULT_TESTS, min_length=1, max_length=300,
                       description="test file or directory inside the project")
     keyword: str | None = Field(None, pattern=KEYWORD, description="only tests matching (-k)")
     marker: str | None = Field(None, pattern=KEYWORD, description="only tests marked (-m)")
     maxfail: int | None = Field(None, ge=1, le=10_000, description="stop after N failures")
+    node_ids: list[NodeId] = Field(
+        default_factory=list, max_length=MAX_NAMED,
+        description="only these tests (pytest node ids, e.g. tests/test_a.py::test_b): "
+                    "the run page's 'Retry failed' sends a failed run's failing tests")
 
 
 def node_test_script(root: Path) -> str | None:
@@ -72,7 +87,8 @@ def tests_precheck(root: Path, params: TestRunParams) -> None:
         raise InvalidInput({"path": "package.json has no scripts.test: add the project's test "
                                     "command there"}, message="no test command in package.json")
     pytest_only = {name: "applies to pytest only: a Node project runs its own npm test"
-                   for name in ("keyword", "marker", "maxfail") if getattr(params, name)}
+                   for name in ("keyword", "marker", "maxfail", "node_ids")
+                   if getattr(params, name)}
     if params.path != DEFAULT_TESTS:
         pytest_only["path"] = "npm test runs the project's own test command: no path"
     if pytest_only:
@@ -92,6 +108,8 @@ def coverage_precheck(root: Path, params: TestRunParams) -> None:
 def pytest_targets(ctx: ActionContext, params: TestRunParams) -> tuple[list[str], str]:
     """The operands, and where the tests come from: the project's ``testpaths`` when the
     default path is asked for (an operand would override them)."""
+    if params.node_ids:  # a retry of named tests: exactly those
+        return ["--", *params.node_ids], "node_ids"
     config = tool_config(ctx.project_root, "pytest")
     if params.path == DEFAULT_TESTS and config is not None and config.values.get("testpaths"):
         return [], f"{config}: testpaths"
@@ -368,12 +386,14 @@ register(
            service=run_tests, lock_key="testing:{path}", precheck=tests_precheck,
            description="Runs the project's tests: pytest (counts from its JUnit report) or, "
                        "for Node, its npm test; names the failing tests.",
-           example=Example(params={"path": "tests", "keyword": "smoke"}, tool="pytest",
-                           files=SMOKE_SUITE, tool_output="..\n2 passed in 0.01s\n",
+           example=Example(params={"path": "tests", "keyword": "smoke",
+                                   "node_ids": ["tests/test_smoke.py::test_one"]}, tool="pytest",
+                           files=SMOKE_SUITE, tool_output=".\n1 passed in 0.01s\n",
                            argv=("-q", "-rfE", "*", "-p", "no:cacheprovider", "-ksmoke", "--",
-                                 "tests"),
-                           expect={"passed": 2, "exit_code": 0},
-                           invalid={"path": "../elsewhere"}, invalid_field="path")),
+                                 "tests/test_smoke.py::test_one"),
+                           expect={"passed": 1, "exit_code": 0},
+                           invalid={"node_ids": ["../elsewhere.py::test_x"]},
+                           invalid_field="node_ids.0")),
     Action(path="/testing/coverage", subtype="test:coverage", title="Run coverage",
            params=TestRunParams, service=run_coverage, lock_key="testing:{path}",
            precheck=coverage_precheck,
