@@ -64,6 +64,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ledger_remote", "origin", "remote the ledger is pushed to and pulled from"),
     Setting("tag_namespace", "refs/scp/run/", "where run tags live (or refs/tags/scp/run/)"),
     Setting("logs_retention", 1000, "raw run logs kept under .git/scp/logs", int),
+    Setting("durability", "batched", "what a power cut may lose: batched (the last second of "
+            "records), record (nothing recorded), none (left to the OS)"),
     Setting("bus", "memory", "event bus backend"),
     Setting("auto_sync", 0, "pull the ledger from ledger_remote every N seconds (0: off)", int),
 )

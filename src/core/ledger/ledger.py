@@ -24,6 +24,7 @@ import pygit2
 
 from controlplane.core import settings
 from controlplane.core.ledger import rawlog
+from controlplane.core.ledger.durability import Durability
 from controlplane.core.ledger.index import RunIndex
 from controlplane.core.ledger.journal import Journal, JournalEntry, kill_left_groups
 from controlplane.core.ledger.store import RUNS_DIR, GitStore, LedgerWriteError
@@ -124,6 +125,7 @@ class Ledger:
         if namespace not in TAG_NAMESPACES:
             raise settings.SettingsError(f"tag_namespace must be one of {TAG_NAMESPACES}")
         self.logs_retention = max(1, int(configured["logs_retention"]))
+        self.durability = Durability(git_dir, str(configured["durability"]))
         self.store = GitStore(git_dir, tag_prefix=namespace)
         self.journal = Journal(self.scp_dir / "journal")
         self.index = RunIndex(self.scp_dir / "index.sqlite")
@@ -179,6 +181,7 @@ class Ledger:
                                    tagger=run.actor.get("name"))
             except LedgerWriteError:
                 log.warning("run %s recorded without its tag (doctor recreates it)", run.run_id)
+        self.durability.recorded()
         self._advance(parent, commit, directory, files, run.to_dict())
         self._records += 1
         if self.gc_due():
@@ -194,6 +197,7 @@ class Ledger:
         parent, commit = self.store.commit_files(directory, files, "chat message",
                                                  author=(message.get("author") or {}).get("name"))
         self.recorded_here.append(message["message_id"])
+        self.durability.recorded()
         self._advance(parent, commit, directory, files, message=message)
         return str(commit)
 

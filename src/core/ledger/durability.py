@@ -1,0 +1,96 @@
+"""What a power cut may lose of the ledger: the ``durability`` operator setting.
+
+* ``record``: libgit2 fsyncs every object, the ref and their directories before a record
+  returns (``enable_fsync_gitdir``; process-wide, so the strictest ledger of a process
+  wins). A power cut loses nothing recorded.
+* ``batched`` (default): the file system holding ``.git`` is flushed (``syncfs``) at most
+  ``BATCH_SECONDS`` after a record, and when the process exits. A power cut loses at most
+  the records of that last second; a tip whose objects did not reach the disk is moved
+  back by ``controlplane ledger doctor``, which records those runs again from the view.
+* ``none``: the kernel writes back when it likes (about 30 s on Linux); the same repair.
+
+Caches (view, index) are never flushed: they are rebuilt from the ledger.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import ctypes.util
+import logging
+import os
+import threading
+from pathlib import Path
+
+import pygit2
+
+from controlplane.core import settings
+
+log = logging.getLogger(__name__)
+
+MODES = ("none", "record", "batched")
+BATCH_SECONDS = 1.0
+
+
+def _syncfs_function():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _syncfs_function()
+
+
+def flush_filesystem(path: Path) -> None:
+    """Write back every dirty page of the file system holding *path* (``syncfs``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _SYNCFS is None or _SYNCFS(fd) != 0:
+            os.sync()  # no syncfs: every file system
+    finally:
+        os.close(fd)
+
+
+class Durability:
+    """One ledger's durability mode; ``recorded()`` after each commit on the ledger."""
+
+    def __init__(self, git_dir: Path, mode: str) -> None:
+        if mode not in MODES:
+            raise settings.SettingsError(f"durability must be one of {', '.join(MODES)} "
+                                         f"(got {mode!r})")
+        self.git_dir = git_dir
+        self.mode = mode
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._exit_hook = False
+        if mode == "record":
+            pygit2.settings.enable_fsync_gitdir(True)
+
+    def recorded(self) -> None:
+        """A commit was made: nothing to do (``none``, ``record``) or flush soon (batched)."""
+        if self.mode != "batched":
+            return
+        with self._lock:
+            if self._timer is not None:
+                return  # the pending flush covers this record too
+            self._timer = threading.Timer(BATCH_SECONDS, self.flush)
+            self._timer.daemon = True
+            self._timer.name = "scp-flush"
+            self._timer.start()
+            if not self._exit_hook:
+                atexit.register(self.flush)  # a script or the CLI exits before the timer
+                self._exit_hook = True
+
+    def flush(self) -> None:
+        """Flush now if a batch is pending."""
+        with self._lock:
+            timer, self._timer = self._timer, None
+        if timer is None:
+            return
+        timer.cancel()
+        try:
+            flush_filesystem(self.git_dir)
+        except OSError as exc:
+            log.warning("could not flush the ledger to disk: %s", exc)
