@@ -246,11 +246,11 @@ class RunIndex:
                 for run, _ in upserts)
             db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)",
                            [_row(run, directory) for run, directory in upserts])
-            removed = [(d,) for d in removed]
-            rewritten |= db.executemany("DELETE FROM runs WHERE dir = ?", removed).rowcount > 0
+            gone = [(d,) for d in removed]
+            rewritten |= db.executemany("DELETE FROM runs WHERE dir = ?", gone).rowcount > 0
             db.executemany("DELETE FROM mentions WHERE message_id IN "
-                           "(SELECT message_id FROM chat WHERE dir = ?)", removed)
-            db.executemany("DELETE FROM chat WHERE dir = ?", removed)
+                           "(SELECT message_id FROM chat WHERE dir = ?)", gone)
+            db.executemany("DELETE FROM chat WHERE dir = ?", gone)
             for message, directory in messages:
                 db.execute("INSERT OR REPLACE INTO chat VALUES (?,?,?)",
                            (message["message_id"], directory, json.dumps(message)))
@@ -291,7 +291,8 @@ class RunIndex:
     def recent(self, limit: int = 50, type: str | None = None, status: str | None = None,
                before: str | None = None, subtype: str | None = None) -> list[dict[str, Any]]:
         """Newest runs first, filtered; *before* is a run id cursor (exclusive)."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         for column, value in (("type", type), ("status", status), ("subtype", subtype)):
             if value:
                 where.append(f"{column} = ?")
@@ -382,7 +383,8 @@ class RunIndex:
     def messages(self, limit: int = 50, before: str | None = None,
                  mentioning: str | None = None) -> list[dict[str, Any]]:
         """Chat messages, newest first; only those mentioning a run if *mentioning*."""
-        sql, args = "SELECT chat.json FROM chat", []
+        sql = "SELECT chat.json FROM chat"
+        args: list[str | int] = []
         where = []
         if mentioning:
             sql += " JOIN mentions ON mentions.message_id = chat.message_id"
