@@ -229,3 +229,30 @@ def test_action_card_shows_its_latest_run_and_a_running_button(app, client, repo
     card = page(browser, "/integrations/testing").split('data-action="/testing/run"')[1]
     assert 'data-last="status">cancelled' in card.split("</section>")[0]
     client.post("/api/executor/resume", json={})
+
+
+def test_retry_failed_reruns_only_the_failing_tests(app, client, repo: Path) -> None:
+    python_project(repo)
+    executor = app.extensions["controlplane"].executor
+    first = client.post("/testing/run", json={}, headers={"Prefer": "respond-async"})
+    first_id = first.get_json()["run_id"]
+    executor.wait(first_id, timeout=60)
+    run = client.get(f"/api/runs/{first_id}").get_json()["run"]
+    assert run["status"] == "failed" and run["result"]["total"] == 2
+    assert run["result"]["failed_tests"] == ["tests/test_demo.py::test_broken"]
+    html = page(logged_in(app), f"/runs/{first_id}")
+    assert 'data-retry-supported="yes"' in html and "data-run-retry-failed" in html
+    retry = client.post(f"/api/runs/{first_id}/retry-failed", json={},
+                        headers={"Prefer": "respond-async"})
+    assert retry.status_code == 202, retry.get_json()
+    retry_id = retry.get_json()["run_id"]
+    executor.wait(retry_id, timeout=60)
+    again = client.get(f"/api/runs/{retry_id}").get_json()["run"]
+    assert again["params"]["node_ids"] == ["tests/test_demo.py::test_broken"]
+    assert again["rerun_of"] == first_id
+    assert (again["result"]["total"], again["result"]["failed"]) == (1, 1)  # only that one
+    with app.extensions["controlplane"].activated(), \
+            tracked_run("test", "test:other", project_root=repo) as passed:
+        passed.result = {"ok": True}
+    refused = client.post(f"/api/runs/{passed.run_id}/retry-failed", json={})
+    assert refused.status_code == 409 and "Rerun" in refused.get_json()["message"]

@@ -124,6 +124,11 @@ def test_failed_test_run_and_cancelled_queued_run_pages(server, open_context) ->
     tops = page.evaluate("""() => ['[data-run-failures]', '[data-run-error]', '[data-output]']
         .map((s) => document.querySelector(s).getBoundingClientRect().top)""")
     assert tops == sorted(tops), f"not failing tests, then error, then output: {tops}"
+    page.get_by_role("button", name="Retry failed (1)").click()
+    expect(page).not_to_have_url(re.compile(f"/runs/{failed}$"))
+    expect(page.locator("[data-run-status]")).to_have_text("failed")
+    expect(page.locator("[data-run-params]")).to_contain_text("tests/test_broken.py::test_broken")
+    expect(page.locator("[data-run-result]")).to_contain_text("total")
     post(server.url, "/api/executor/pause")
     queued = post(server.url, "/testing/run")
     page.goto(f"/runs/{queued['run_id']}")

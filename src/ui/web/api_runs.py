@@ -175,6 +175,35 @@ def rerun(run_id: str) -> Response:
     return answer(plane, job)
 
 
+def retry_params(run: dict[str, Any], action: Any) -> dict[str, Any] | None:
+    """A failed run's parameters narrowed to its failing tests (``node_ids``), or None when
+    it cannot be retried that way (not failed, no names, an action without ``node_ids``)."""
+    names = (run.get("result") or {}).get("failed_tests")
+    if run.get("status") != RunStatus.FAILED or not isinstance(names, list) or not names \
+            or action is None or "node_ids" not in action.params.model_fields:
+        return None
+    params = {k: v for k, v in (run.get("params") or {}).items() if not k.startswith("_")}
+    return {**params, "node_ids": [n for n in names if isinstance(n, str)]}
+
+
+@bp.post("/api/runs/<run_id>/retry-failed")
+def retry_failed(run_id: str) -> Response:
+    """A new run of a failed test run's action with only its failing tests (``node_ids``
+    from the result's ``failed_tests``); 409 when the run named none."""
+    run = known_run(run_id)
+    plane = state()
+    action = plane.actions.get(run.get("action") or "")
+    params = retry_params(run, action)
+    if params is None:
+        raise Conflict(f"run {run_id} names no failing tests to retry: use Rerun")
+    path = action.path
+    for name in action.url_params:
+        path = path.replace(f"<{name}>", str(params.get(name, "")))
+    job = start_action(plane, action, params, path, actor=request_actor(), rerun_of=run_id,
+                       confirm=read_json_body().get("confirm", False) is True)
+    return answer(plane, job)
+
+
 @bp.post("/api/runs/ingest")
 def ingest_run() -> tuple[Response, int]:
     """Record a run that happened elsewhere (CI) as ``ci:<pipeline>``: with the ingest token,

@@ -202,6 +202,12 @@ def failing_tests(run: dict[str, Any]) -> list[str]:
     return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
 
 
+def retry_supported(run: dict[str, Any]) -> bool:
+    """Whether the run's action can rerun only some tests (it takes ``node_ids``)."""
+    action = state().actions.get(run.get("action") or "")
+    return action is not None and "node_ids" in action.params.model_fields
+
+
 def cancel_note(run: dict[str, Any]) -> str:
     """One calm line for a cancelled run: who or what cancelled it, never a traceback."""
     message = str((run.get("error") or {}).get("message") or "").strip()
@@ -217,6 +223,7 @@ def run_page(run_id: str) -> str:
     params, result = (shown(run.get(part)) for part in ("params", "result"))
     return render_template("controlplane/run.html", page="run", run_id=run["run_id"],
                            failures=failing_tests(run), cancel_note=cancel_note(run),
+                           retry_supported=retry_supported(run),
                            subtype=run.get("subtype", ""), run=run, params=params, result=result,
                            withheld=(run.get("params") or {}).get("_withheld_fields") or [],
                            lines=lines, hidden_lines=hidden, last_seq=last_seq)

@@ -9,7 +9,7 @@ import { $, runHref } from '../dom.js';
 import { isFinal } from '../format.js';
 import { OutputView } from '../output.js';
 import { followRun } from '../run-follower.js';
-import { renderRun, tickDuration } from '../run-details.js';
+import { failingTests, renderRun, tickDuration } from '../run-details.js';
 import { noteRun, watchRun } from '../watch.js';
 
 initCommon();
@@ -19,6 +19,7 @@ const runId = root.dataset.runId;
 followMentions($('[data-run-mentions]', root), $('[data-run-mentions-empty]', root), runId);
 const cancelButton = $('[data-run-cancel]', root);
 const rerunButton = $('[data-run-rerun]', root);
+const retryButton = $('[data-run-retry-failed]', root);
 const progress = $('[data-run-progress]', root);
 const output = new OutputView({
   box: $('[data-output]', root),
@@ -37,6 +38,11 @@ function showControls(run) {
   cancelButton.disabled = cancelling;
   cancelButton.textContent = cancelling ? 'Cancelling…' : 'Cancel run';
   rerunButton.hidden = active || !run.action;
+  if (retryButton) {
+    const failing = failingTests(run).length;
+    retryButton.hidden = !failing || !run.action || root.dataset.retrySupported !== 'yes';
+    retryButton.textContent = `Retry failed (${failing})`;
+  }
 }
 
 const follower = followRun(runId, {
@@ -120,3 +126,20 @@ rerunButton.addEventListener('click', async () => {
     rerunButton.disabled = false;
   }
 });
+
+// "Retry failed": a new run of the same action with only the failing tests' node ids.
+if (retryButton) {
+  retryButton.addEventListener('click', async () => {
+    retryButton.disabled = true;
+    try {
+      const answer = await api(`/api/runs/${encodeURIComponent(runId)}/retry-failed`,
+        { method: 'POST', body: {}, async: true });
+      watchRun(answer.run_id);
+      window.location.assign(runHref(answer.run_id));
+    } catch (error) {
+      showError(error, { source: 'run', near: retryButton });
+    } finally {
+      retryButton.disabled = false;
+    }
+  });
+}
