@@ -17,7 +17,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench` (the directory) rather than `python -m bench`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SUITES = ("ledger", "push", "fanout", "startup", "busy", "metrics", "record")
+SUITES = ("ledger", "push", "fanout", "startup", "busy", "metrics", "record",
+          "rebuild")
 FANOUT_BASELINE = "2b25e84"  # the last commit before the broadcaster: "today" for fan-out
 
 
@@ -69,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import record_path_bench
 
         goals += record_path_bench.run_suite(quick=quick, long=args.long)
+    if "rebuild" in chosen:
+        from bench import rebuild_bench
+
+        goals += rebuild_bench.run_suite(quick=quick, long=args.long)
     missed = [goal for goal in goals if not goal.met]
     print(f"\n{len(goals) - len(missed)}/{len(goals)} goals met"
           + (": missed " + "; ".join(goal.name for goal in missed) if missed else ""))
