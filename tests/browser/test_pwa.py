@@ -84,9 +84,9 @@ def test_offline_the_shell_says_offline_and_shows_what_it_last_saw(server: LiveS
     page.wait_for_function("""(id) => Object.keys(localStorage).some(
         (k) => k.startsWith('controlplane.lastSeen:') && localStorage.getItem(k).includes(id))""",
                            arg=seen.run_id)
-    kept = last_seen(page)
-    assert kept is not None
+    assert last_seen(page) is not None
 
+    offline_at = page.evaluate("new Date().toISOString()")
     context.set_offline(True)
     with tracked_run("test", "test:while-offline", project_root=server.repo):
         pass  # a run the browser never saw: the shell must not pretend to know it
@@ -95,6 +95,8 @@ def test_offline_the_shell_says_offline_and_shows_what_it_last_saw(server: LiveS
     expect(shell).to_be_visible()
     expect(shell.locator("[data-last-seen-text]")).to_contain_text("Offline — last seen ")
     expect(shell.locator("[data-last-seen-text]")).to_contain_text("Runs, ")
+    kept = last_seen(page)  # the shell only reads it
+    assert kept is not None and kept["savedAt"] <= offline_at
     expect(shell.locator("[data-last-seen-time]")).to_have_attribute("datetime", kept["savedAt"])
     expect(shell.locator("[data-last-seen-time]")).to_contain_text("Last seen data, as of ")
     expect(shell.locator("[data-last-seen-runs]")).to_contain_text("seen before going offline")

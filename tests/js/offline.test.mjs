@@ -11,7 +11,8 @@ function row(id, status, name, summary, started = '2026-01-15T11:58:00Z', extra 
     <td><time data-cell="started" datetime="${started}">x</time></td></tr>`;
 }
 
-const { window, document, clock } = installPage(`<main><table><tbody data-runs>
+const { window, document, clock, server, jsdomErrors } = installPage(`<header><span data-conn data-state="connecting">
+  </span></header><main><div data-banner></div><table><tbody data-runs>
   ${row('r1', 'ok', 'deploy', 'shipped')}
   ${row('', 'unknown', '', '')}
   ${row('r-hidden', 'failed', 'hidden one', '', '', ' hidden')}
@@ -25,7 +26,7 @@ Object.defineProperty(window.navigator, 'serviceWorker', { configurable: true, v
   },
 } });
 const offline = await load('offline.js');
-const { initPwa } = await load('pwa.js'); // runs initPwa() on this page once
+const { initPwa, reloadWhenReachable } = await load('pwa.js'); // runs initPwa() on this page once
 
 test('the worker is registered once, from the mount point, with the mount point as scope', () => {
   assert.deepEqual(registered, [{ script: '/ops/sw.js', options: { scope: '/ops/' } }]);
@@ -43,15 +44,35 @@ test('a page of data is kept at load: its title, address, and visible runs', () 
 
 test('a live update is kept again (at most twice a second), with its own time', async () => {
   const firstSaved = offline.loadLastSeen().savedAt;
-  await clock.tick(60_000);
+  await clock.tick(10_000);
   document.querySelector('[data-runs]').insertAdjacentHTML('afterbegin',
     row('r2', 'running', 'test', 'live one'));
   await settle();
   assert.equal(offline.loadLastSeen().savedAt, firstSaved, 'not before the throttle');
   await clock.tick(500);
   const seen = offline.loadLastSeen();
-  assert.notEqual(seen.savedAt, firstSaved);
+  assert.equal(seen.savedAt, new Date(clock.now).toISOString());
   assert.deepEqual(seen.runs.map((r) => r.id), ['r2', 'r1']);
+});
+
+test('a banner (going offline) changes nothing kept: the time stays the data\'s', async () => {
+  const before = offline.loadLastSeen().savedAt;
+  document.querySelector('[data-banner]').textContent = 'Lost the live connection';
+  await clock.tick(1000);
+  assert.equal(offline.loadLastSeen().savedAt, before);
+});
+
+test('while the connection is live the same data is confirmed as seen later', async () => {
+  const indicator = document.querySelector('[data-conn]');
+  const before = offline.loadLastSeen().savedAt;
+  indicator.dataset.state = 'offline';
+  await clock.tick(30_000);
+  assert.equal(offline.loadLastSeen().savedAt, before, 'offline: nothing new was seen');
+  indicator.dataset.state = 'connected';
+  await clock.tick(30_000);
+  const confirmed = Date.parse(offline.loadLastSeen().savedAt);
+  assert.ok(confirmed > Date.parse(before) && clock.now - confirmed < 30_000, 'confirmed lately');
+  assert.equal(offline.live(), true);
 });
 
 test('at most 20 runs are kept', () => {
@@ -123,4 +144,18 @@ test('with nothing kept the shell says so and shows no list', () => {
     'Offline — nothing seen yet in this browser.');
   assert.equal(doc.querySelector('[data-last-seen-runs]').hidden, true);
   assert.equal(localStorage.getItem(offline.storageKey()), null, 'the shell keeps nothing');
+});
+
+test('the shell loads the asked-for page once the server answers again, not before', async () => {
+  server.down = true;
+  const timer = reloadWhenReachable(3000);
+  await clock.tick(9000);
+  const heads = server.requests.filter((r) => r.method === 'HEAD');
+  assert.ok(heads.length >= 3, 'every 3 s');
+  assert.ok(heads.every((r) => r.path === 'http://localhost/ops/?q=x'), 'the asked-for page');
+  assert.deepEqual(jsdomErrors.filter((e) => e.includes('navigation')), [], 'no reload yet');
+  server.down = false;
+  await clock.tick(3000);
+  assert.ok(jsdomErrors.some((e) => e.includes('navigation')), 'reloaded');
+  clearInterval(timer);
 });

@@ -116,27 +116,51 @@ export function worthRemembering(doc = document) {
   return !doc.querySelector('.errorpage, [data-offline-shell]');
 }
 
+function content(seen) {
+  return JSON.stringify({ ...seen, savedAt: null });
+}
+
+/** True while the live connection says the page is current (the top bar's indicator). */
+export function live(doc = document) {
+  const indicator = doc.querySelector('[data-conn]');
+  return Boolean(indicator && indicator.dataset.state === 'connected');
+}
+
 /**
- * Keep what this page shows now, and again whenever its content changes (live updates),
- * at most once per `every` ms. Returns the function that stops it.
+ * Keep what this page shows now; again when what it shows changes (live updates; at most
+ * once per `every` ms), and every `confirm` ms while the live connection is up (the same
+ * data, seen as current later). Banners and toasts change nothing kept.
+ * Returns the function that stops it.
  */
-export function rememberPage(doc = document, every = 500) {
+export function rememberPage(doc = document, { every = 500, confirm = 30_000 } = {}) {
   if (!worthRemembering(doc)) return () => {};
-  saveLastSeen(snapshot(doc));
+  let kept = snapshot(doc);
+  saveLastSeen(kept);
+  const save = (force) => {
+    const seen = snapshot(doc);
+    if (!force && content(seen) === content(kept)) return;
+    kept = seen;
+    saveLastSeen(seen);
+  };
   let timer = null;
+  const confirmer = setInterval(() => {
+    if (live(doc)) save(true);
+  }, confirm);
   const main = doc.querySelector('main');
-  if (!main || !window.MutationObserver) return () => {};
-  const observer = new window.MutationObserver(() => {
+  const observer = main && window.MutationObserver ? new window.MutationObserver(() => {
     if (timer !== null) return;
     timer = setTimeout(() => {
       timer = null;
-      saveLastSeen(snapshot(doc));
+      save(false);
     }, every);
-  });
-  observer.observe(main, { childList: true, subtree: true, characterData: true, attributes: true,
-    attributeFilter: ['data-status'] });
+  }) : null;
+  if (observer) {
+    observer.observe(main, { childList: true, subtree: true, characterData: true,
+      attributes: true, attributeFilter: ['data-status'] });
+  }
   return () => {
-    observer.disconnect();
+    if (observer) observer.disconnect();
     clearTimeout(timer);
+    clearInterval(confirmer);
   };
 }

@@ -10,12 +10,32 @@ export function registerWorker() {
     .catch(() => null); // no worker (e.g. plain http on another host): the pages still work
 }
 
+/**
+ * On the offline shell: load the page that was asked for (the shell stands in for it) once
+ * the server answers again — checked every `every` ms and when the browser says it is online
+ * (a HEAD, which the worker leaves to the network; any answer means it is reachable).
+ */
+export function reloadWhenReachable(every = 3000) {
+  let checking = false;
+  const check = async () => {
+    if (checking || !navigator.onLine) return;
+    checking = true;
+    try {
+      await fetch(window.location.href, { method: 'HEAD', cache: 'no-store' });
+      window.location.reload();
+    } catch {
+      checking = false; // still unreachable
+    }
+  };
+  window.addEventListener('online', check);
+  return setInterval(check, every);
+}
+
 export function initPwa(doc = document) {
   const shell = doc.querySelector('[data-offline-shell]');
   if (shell) {
     renderLastSeen(shell);
-    // the network is back: load the page that was asked for (this shell stands in for it)
-    window.addEventListener('online', () => window.location.reload());
+    reloadWhenReachable();
   } else {
     rememberPage(doc);
   }
