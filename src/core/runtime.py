@@ -42,7 +42,7 @@ from controlplane.core.context import (
     stop_serving_root,
 )
 from controlplane.core.errors import ConfirmationRequired, NotFound
-from controlplane.core.events import EventBus, use_bus
+from controlplane.core.events import EventBus, bus_from_url
 from controlplane.core.executor import Executor, Job
 from controlplane.core.ledger import Ledger
 
@@ -107,7 +107,9 @@ class Runtime:
         ledger = Ledger.open(repo)
         loaded = settings_module.values(ledger.root, dict(settings or {}))
         if bus is None:
-            bus = use_bus(loaded["bus"]) if loaded["bus"] != "memory" else EventBus()
+            bus, owned = bus_from_url(loaded["bus"]), True  # a process default outlives it
+        else:
+            owned = False
         from controlplane.core.coordination import coordinator_for
 
         executor = Executor(bus, limit=loaded["executor_limit"],
@@ -115,6 +117,7 @@ class Runtime:
                                                     ledger.scp_dir / "locks"))
         runtime = cls(ledger=ledger, bus=bus, executor=executor, settings=loaded,
                       actions=select_actions(actions), tool_env=tool_env)
+        runtime.extra["owns_bus"] = owned
         if feed:
             from controlplane.core.ledger.feed import LedgerFeed
 
@@ -217,4 +220,6 @@ class Runtime:
             if part is not None:
                 (part.stop if hasattr(part, "stop") else part.close)()
         stop_serving_root(self.root, self)
+        if self.extra.pop("owns_bus", False):
+            self.bus.close()
 
