@@ -223,7 +223,7 @@ def test_action_card_shows_its_latest_run_and_a_running_button(app, client, repo
                          headers={"Prefer": "respond-async"}).get_json()["run_id"]
     card = page(browser, "/integrations/testing").split('data-action="/testing/run"')[1]
     card = card.split("</section>")[0]
-    assert f'disabled data-running="{run_id}">Running…</button>' in card
+    assert f'aria-disabled="true" data-running="{run_id}">Running…</button>' in card
     assert f'href="/runs/{run_id}"' in card and 'data-last="status">queued' in card
     client.post("/api/executor/cancel-queued", json={})
     card = page(browser, "/integrations/testing").split('data-action="/testing/run"')[1]

@@ -81,7 +81,8 @@ def test_a_long_run_is_cancelled_from_its_page(server, context):
     card.get_by_label("Keyword").fill("streams_then_waits")
     run_id = start_from_form(page, "/testing/run")
 
-    card.get_by_role("button", name="Run now").click()  # the same lock: refused with 409
+    # The button says "Running…" (aria-disabled); pressed anyway, the server refuses (409)
+    card.get_by_role("button", name="Running…").click(force=True)  # a user's click lands
     refusal = card.locator("[data-refusal]")  # said next to the button (issue 17 item 4)
     expect(refusal).to_contain_text("Already running: started by")
     refusal.get_by_role("link", name="open it").click()

@@ -269,10 +269,10 @@ def test_a_409_is_said_next_to_the_button_with_who_and_when_on_a_phone(
     page.goto("/integrations/testing")
     connected(page)
     card = page.locator('section[data-action="/testing/run"]')
-    button = card.get_by_role("button", name="Run now")
+    button = card.get_by_role("button", name="Running…")  # aria-disabled while alice's runs
     button.scroll_into_view_if_needed()
 
-    button.click()
+    button.click(force=True)  # aria-disabled: Playwright would wait; a user's click lands
 
     refusal = card.locator("[data-refusal]")
     expect(refusal).to_be_focused()

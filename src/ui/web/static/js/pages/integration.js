@@ -19,7 +19,8 @@ initCommon();
 const RUN_LABEL = 'Run now';
 
 /** The card's "Last run" line and its Run button, from the action's newest run: the button
- *  stays disabled "Running…" while that run is queued or running (every tab, live events). */
+ *  stays disabled (aria-disabled) "Running…" while that run is queued or running (every tab,
+ *  live events). */
 export class LastRun {
   constructor(card, button) {
     this.card = card;
@@ -56,7 +57,10 @@ export class LastRun {
       part('duration').textContent = formatDuration(runDuration(run));
       part('actor').textContent = (run.actor && run.actor.name) || '—';
     }
-    this.button.disabled = this.running;
+    // aria-disabled, not disabled: it stays focusable, and pressing it anyway asks the
+    // server, whose 409 says next to it who started the run and when (docs/operator.md).
+    if (this.running) this.button.setAttribute('aria-disabled', 'true');
+    else this.button.removeAttribute('aria-disabled');
     this.button.textContent = this.running ? 'Running…' : RUN_LABEL;
     if (this.running) this.button.dataset.running = run.run_id;
     else delete this.button.dataset.running;
@@ -108,7 +112,6 @@ function enhance(card) {
       if (!yes) return;
       built.body.confirm = true;
     }
-    if (last.running) return; // its run runs: the button says so
     busy = true;
     form.button.setAttribute('aria-disabled', 'true');
     form.button.textContent = 'Starting…';
