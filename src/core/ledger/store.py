@@ -53,11 +53,18 @@ def _common_dir(repo: pygit2.Repository) -> str:
     return str(Path(repo.path).resolve())
 
 
+def direct_target(ref: pygit2.Reference | None) -> pygit2.Oid | None:
+    """The commit id *ref* points at; None when it is absent or symbolic."""
+    target = ref.target if ref is not None else None
+    return target if isinstance(target, pygit2.Oid) else None
+
+
 def _code_ref(repo: pygit2.Repository) -> dict[str, object]:
     """HEAD's commit, branch and whether tracked files differ from it in *repo*."""
     if repo.head_is_unborn:
-        branch = repo.references.get("HEAD")
-        name = branch.target.removeprefix("refs/heads/") if branch is not None else None
+        head = repo.references.get("HEAD")
+        target = head.target if head is not None else None  # symbolic: a branch name
+        name = target.removeprefix("refs/heads/") if isinstance(target, str) else None
         return {"commit": None, "branch": name, "dirty": False}
     branch = None if repo.head_is_detached else repo.head.shorthand
     dirty = False
@@ -136,8 +143,7 @@ class GitStore:
     def head(self) -> pygit2.Oid | None:
         """The ledger branch tip, or None before the first run."""
         with self.lock:
-            ref = self.repo.references.get(BRANCH_REF)
-            return ref.target if ref is not None else None
+            return direct_target(self.repo.references.get(BRANCH_REF))
 
     def code_ref(self, where: str | os.PathLike[str] | None = None) -> dict[str, object]:
         """The commit, branch and dirtiness now of the work tree holding *where* (commit None
@@ -274,8 +280,8 @@ class GitStore:
             if entry.id == self._format_oid:
                 return {}
             try:
-                found = int(entry.data.strip() or b"0")
-            except (ValueError, AttributeError):
+                found = int(entry.data.strip() or b"0") if isinstance(entry, pygit2.Blob) else 0
+            except ValueError:
                 found = 0
             if found > LAYOUT_VERSION:
                 raise NewerLedgerFormat(
@@ -314,7 +320,7 @@ class GitStore:
             child = None
             if tree is not None and name in tree:
                 entry = tree[name]
-                child = entry if entry.type == ObjectType.TREE else None
+                child = entry if isinstance(entry, pygit2.Tree) else None
             builder.insert(name, self._with_subtree(child, parts[1:], leaf, made, extra,
                                                     depth + 1), FileMode.TREE)
         made.append(written(self.repo, builder.write()))
@@ -366,7 +372,7 @@ class GitStore:
                 entry = self.repo[target].peel(pygit2.Tree)[path]
             except (KeyError, ValueError):
                 return None
-            return entry.data if entry.type == ObjectType.BLOB else None
+            return entry.data if isinstance(entry, pygit2.Blob) else None
 
     def has_path(self, commit: pygit2.Oid | None, path: str) -> bool:
         with self.lock:
@@ -428,4 +434,7 @@ class GitStore:
                 tree = self.repo[commit].peel(pygit2.Tree)[directory]
             except KeyError:
                 return {}
-            return {e.name: e.data for e in self.repo[tree.id] if e.type == ObjectType.BLOB}
+            if not isinstance(tree, pygit2.Tree):
+                return {}
+            return {e.name: e.data for e in tree
+                    if isinstance(e, pygit2.Blob) and e.name is not None}

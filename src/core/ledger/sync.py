@@ -44,7 +44,7 @@ from controlplane.core.ledger.layout import LayoutError, TreeChecker, is_entry_i
 from controlplane.core.ledger.ledger import Ledger
 from controlplane.core.ledger.locks import WriterLockTimeout, ref_move
 from controlplane.core.ledger.merge import MergePlan, plan_append_only
-from controlplane.core.ledger.store import BRANCH, BRANCH_REF, TAG_PREFIX
+from controlplane.core.ledger.store import BRANCH, BRANCH_REF, TAG_PREFIX, direct_target
 from controlplane.core.ledger.view import write_private
 from controlplane.core.redact import redact
 from controlplane.core.tools import ToolResult, run_tool, tool_env
@@ -56,12 +56,6 @@ OUTBOX = "refs/scp/outbox/"  # temporary refs of older versions' pushes: removed
 FETCH_BY_NAME = 200  # missing run tags fetched by name; more: all of them (one pattern)
 OUTBOX_DIR = "outbox-"  # under .git/scp/: a push's throw-away repository, <pid>-<random>
 CONFLICTS = "conflicts"  # under .git/scp/: remote versions of entries we kept ours of
-
-
-def direct_target(ref: pygit2.Reference | None) -> pygit2.Oid | None:
-    """The commit id *ref* points at; None when it is absent or symbolic."""
-    target = ref.target if ref is not None else None
-    return target if isinstance(target, pygit2.Oid) else None
 
 
 def rejection_reason(stderr: str) -> str:
