@@ -256,3 +256,18 @@ def test_retry_failed_reruns_only_the_failing_tests(app, client, repo: Path) -> 
         passed.result = {"ok": True}
     refused = client.post(f"/api/runs/{passed.run_id}/retry-failed", json={})
     assert refused.status_code == 409 and "Rerun" in refused.get_json()["message"]
+
+
+@pytest.mark.parametrize(("remote", "page_of_commit"), [
+    ("git@github.com:acme/shop.git", "https://github.com/acme/shop/commit/"),
+    ("https://gitlab.example.com/group/sub/app.git", "https://gitlab.example.com/group/sub/app/-/commit/"),
+    ("ssh://git@github.com:22/acme/shop", "https://github.com/acme/shop/commit/"),
+    ("https://user:secret@github.com/acme/shop.git", "https://github.com/acme/shop/commit/"),
+    ("git@bitbucket.org:acme/shop.git", None),  # a host we cannot tell: no link
+    ("/srv/git/shop.git", None),
+    ("https://github.com/acme/<x>", None),
+])
+def test_commit_pages_of_remotes(remote: str, page_of_commit: str | None) -> None:
+    from controlplane.ui.web.commit_links import web_base
+
+    assert web_base(remote) == page_of_commit
