@@ -107,7 +107,7 @@ def _route_operation(path: str, method: str, view: Any) -> dict[str, Any]:
     page = not (path.startswith("/api/") or path == "/healthz")
     operation: dict[str, Any] = {
         "summary": doc[0] if doc else path, "parameters": params,
-        "tags": ["pages" if page else "api"],
+        "tags": ["dashboard" if page else "api"],
         "responses": {"200": {"description": "ok"}, **_errors(*codes)}}
     if path in OPEN_ROUTES:
         operation["security"] = []

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, redirect, render_template, request
+from flask import Blueprint, Response, g, jsonify, redirect, render_template, request
 from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
@@ -38,6 +38,7 @@ from controlplane.ui.web.forms import body_from_form, fields_of, form_id
 from controlplane.ui.web.state import base_url, state
 
 FORM_MIME = "application/x-www-form-urlencoded"
+BROWSER_AUTH = ("cookie", "host")  # a login of ours or the host app's: a browser's form post
 
 
 def read_json_body() -> dict[str, Any]:
@@ -104,8 +105,8 @@ def make_view(action: Action):
 
     def view(**url_values: str) -> BaseResponse | tuple[str, int]:
         plane = state()
-        if request.mimetype == FORM_MIME:
-            return form_post(plane, action, url_values)
+        if request.mimetype == FORM_MIME and g.get("controlplane_auth") in BROWSER_AUTH:
+            return form_post(plane, action, url_values)  # a page: its answers are pages
         body = read_json_body()
         confirmed = body.pop("confirm", False) is True
         job = plane.submit(action, {**body, **url_values}, actor=request_actor(),
