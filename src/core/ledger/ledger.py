@@ -257,7 +257,8 @@ class Ledger:
                 self.index.clear()
                 current = None
             changed, removed = self.store.changed_entry_dirs(old, head)
-            runs, messages = [], []
+            runs: list[tuple[dict[str, Any], str]] = []
+            messages: list[tuple[dict[str, Any], str]] = []
             for directory in changed:
                 entry = self._read_entry(head, directory)
                 if entry is not None:
