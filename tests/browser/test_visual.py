@@ -99,7 +99,13 @@ def seeded(project: Path) -> tuple[str, datetime]:
 def baseline_dir() -> Path:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (CI installs Debian's chromium package)")
-    return BASELINES / chromium_major()
+    found = BASELINES / chromium_major()
+    if not found.is_dir() and not UPDATE:  # a browser upgrade: new baselines are a human's call
+        have = sorted(p.name for p in BASELINES.iterdir() if p.is_dir())
+        pytest.skip(f"no visual baselines for browser major {found.name} (have {have}): look at "
+                    "the pages, then CONTROLPLANE_UPDATE_BASELINES=1 python3 -m pytest "
+                    "tests/browser/test_visual.py")
+    return found
 
 
 @pytest.fixture
