@@ -6,7 +6,7 @@ import contextlib
 import json
 import re
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, overload
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -30,6 +30,10 @@ DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,64}\Z")
 CATCH_UP_EVENTS = 2_000  # what the run page keeps: more would be built and dropped at once
 
 
+@overload
+def query_int(name: str, default: int, low: int, high: int) -> int: ...
+@overload
+def query_int(name: str, default: None, low: int, high: int) -> int | None: ...
 def query_int(name: str, default: int | None, low: int, high: int) -> int | None:
     """An integer query parameter within bounds; aborts with 422 naming it otherwise."""
     raw = request.args.get(name)
@@ -194,7 +198,7 @@ def retry_failed(run_id: str) -> Response:
     plane = state()
     action = plane.actions.get(run.get("action") or "")
     params = retry_params(run, action)
-    if params is None:
+    if params is None or action is None:  # no action: retry_params said None already
         raise Conflict(f"run {run_id} names no failing tests to retry: use Rerun")
     path = action.path
     for name in action.url_params:
