@@ -25,7 +25,9 @@ from controlplane.core.output import event_seq
 log = logging.getLogger(__name__)
 
 SPOOL_READ_MAX = 4 * 1024 * 1024  # bytes of one spool read per poll; the rest comes next poll
-TAIL_PUBLISHED = 2_000  # last events of a finished foreign run published before its completion
+# events of a finished foreign run no poll read yet, published before its completion (its
+# last ~0.2 s: a fast tool prints thousands of lines in it); beyond, one line says what is left
+TAIL_PUBLISHED = 10_000
 WALK_MAX = 10_000  # commits walked to tell a pull from local records
 COMPLETED_KEPT = 1_000  # completed run ids remembered (their journal entries go within ms)
 
@@ -130,6 +132,11 @@ class LedgerFeed:
         if not path.exists():
             path = self.ledger.journal.events_path(run_id)
         for event in rawlog.read_tail(path, after, TAIL_PUBLISHED):
+            if event.get("type") == "run:truncated":  # never a silent gap on a live page
+                data = event.get("data") or {}
+                event = {"type": "run:output", "seq": event["seq"], "data": {
+                    "stream": "stderr", "line": f"[{data.get('omitted_events')} lines not shown "
+                    f"live: GET /api/runs/{run_id}/log has them]"}}
             if event.get("type") in ("run:output", "run:progress"):
                 self._publish_event(run_id, event)
 
