@@ -27,7 +27,7 @@ from controlplane.core.ledger import rawlog
 from controlplane.core.ledger.durability import Durability
 from controlplane.core.ledger.index import RunIndex
 from controlplane.core.ledger.journal import Journal, JournalEntry, kill_left_groups
-from controlplane.core.ledger.store import RUNS_DIR, GitStore, LedgerWriteError
+from controlplane.core.ledger.store import RUNS_DIR, GitStore, LedgerWriteError, in_work_tree
 from controlplane.core.ledger.view import VIEW_DIR, LedgerView, exclude_from_status
 from controlplane.core.output import cap_events, events_after
 from controlplane.core.runs import Run, RunStatus, chat_dir, ledger_dir, ledger_dirs
@@ -59,18 +59,7 @@ _FOUND: dict[str, tuple[Path, Path]] = {}  # start path -> (work tree, common gi
 def _still_found(start: str, found: tuple[Path, Path]) -> bool:
     """True if *start* still belongs to that work tree: its ``.git`` is there, and no
     directory from *start* up to it has gained a ``.git`` of its own."""
-    root = str(found[0])
-    if not os.path.exists(os.path.join(root, ".git")):
-        return False
-    here = start
-    while here != root:
-        if os.path.lexists(os.path.join(here, ".git")):
-            return False
-        parent = os.path.dirname(here)
-        if parent == here:
-            return False
-        here = parent
-    return True
+    return in_work_tree(start, found[0])
 
 
 def find_git_dir(path: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:

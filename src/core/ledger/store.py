@@ -111,6 +111,21 @@ class NewerLedgerFormat(LedgerWriteError):
     """The ledger's ``FORMAT`` is newer than this version writes: it must not write there."""
 
 
+
+def in_work_tree(start: str, root: str | os.PathLike[str]) -> bool:
+    """True if *start* lies in the work tree at *root* (its ``.git`` there) and no directory
+    from *start* up to *root* has a ``.git`` of its own (a nested repository)."""
+    top = os.path.normpath(root)
+    here = start
+    while here != top:
+        if os.path.lexists(os.path.join(here, ".git")):
+            return False
+        parent = os.path.dirname(here)
+        if parent == here:
+            return False
+        here = parent
+    return os.path.lexists(os.path.join(top, ".git"))
+
 class GitStore:
     """pygit2 access to one repository's ledger branch. Thread-safe (one lock)."""
 
@@ -158,18 +173,7 @@ class GitStore:
 
     def _in_own_work_tree(self, start: str) -> bool:
         """True if *start* is in this store's work tree, with no ``.git`` of its own on the way."""
-        if self.work_tree is None:
-            return False
-        root = os.path.normpath(self.work_tree)
-        here = start
-        while here != root:
-            if os.path.lexists(os.path.join(here, ".git")):
-                return False
-            parent = os.path.dirname(here)
-            if parent == here:
-                return False
-            here = parent
-        return os.path.lexists(os.path.join(root, ".git"))
+        return self.work_tree is not None and in_work_tree(start, self.work_tree)
 
     def _work_repo(self, where: str | os.PathLike[str] | None) -> pygit2.Repository | None:
         """The repository (worktree) holding *where*, when it shares this store's objects."""
