@@ -20,6 +20,8 @@ def test_post_and_list_with_mentions(repo: Path, client) -> None:
         posted = client.post("/api/chat", json={"text": f"look at @run:{run.run_id} and "
                                                         "@run:20200101T000000000Z-00000000"})
         event = sub.get(timeout=5)
+        while event is not None and event["type"] == "metrics:update":  # the run's, coalesced
+            event = sub.get(timeout=5)
     assert posted.status_code == 201
     message = posted.get_json()
     assert message["mentions"] == [run.run_id, "20200101T000000000Z-00000000"]
