@@ -34,7 +34,7 @@ def exec_traced(repo: Path, mode: str | None, tmp_path: Path) -> tuple[int, str]
 
 def synced(calls: str, where: str) -> list[str]:
     return [line for line in calls.splitlines()
-            if line.split(" ", 1)[-1].startswith(("fsync", "fdatasync")) and where in line]
+            if line.split(None, 1)[-1].startswith(("fsync", "fdatasync")) and where in line]
 
 
 @needs_strace

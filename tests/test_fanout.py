@@ -91,6 +91,10 @@ def test_clients_that_leave_are_let_go(start) -> None:  # noqa: F811
     server = start()
     process = worker(server)
     request(server, "GET", "/healthz")
+    first = Events(server)  # the broadcaster starts with the first stream (its selector, pipe)
+    with_one = process.num_fds()
+    first.close()
+    assert eventually(lambda: process.num_fds() < with_one, 5)  # that stream let go
     idle = process.num_fds()
     streams = [Events(server) for _ in range(20)]
     assert process.num_fds() >= idle + 15  # the streams hold their connections
