@@ -123,7 +123,9 @@ def python_script_dirs() -> list[str]:
 def tool_env(*dirs: Path) -> dict[str, str]:
     """An environment whose PATH is only *dirs* plus what git and python need."""
     base = [str(d) for d in dirs] + [*python_script_dirs(), "/usr/bin", "/bin"]
-    return {**{k: v for k, v in os.environ.items() if k != "PATH"}, "PATH": os.pathsep.join(base)}
+    inherited = {k: v for k, v in os.environ.items()
+                 if k != "PATH" and not k.startswith("PYTEST_")}  # not this run's own pytest's
+    return {**inherited, "PATH": os.pathsep.join(base)}
 
 
 @pytest.fixture

@@ -34,11 +34,17 @@ def plain_repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "plain")
 
 
+def shell_environ() -> dict[str, str]:
+    """The environment of a user's shell: without this test run's own PYTEST_* variables
+    (PYTEST_XDIST_WORKER makes a plugin in the child pytest believe xdist is active)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+
+
 def by_hand(root: Path, *args: str, env: dict[str, str] | None = None) -> str:
     """The project's own tool run as a user would: its venv's python, in its root."""
     done = subprocess.run([str(root / ".venv" / "bin" / "python"), *args], cwd=root,
                           capture_output=True, text=True, check=False,
-                          env={**os.environ, "NO_COLOR": "1", **(env or {})})
+                          env={**shell_environ(), "NO_COLOR": "1", **(env or {})})
     return done.stdout + done.stderr
 
 
@@ -141,6 +147,7 @@ def test_testing_run_leaves_no_bytecode_and_counts_what_pytest_counts(repo: Path
     said = by_hand(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", *keyword_args(repo.name),
                    env={"PYTHONDONTWRITEBYTECODE": "1"})
     expected = pytest_counts(said.strip().splitlines()[-1])
+    assert expected, said[-3000:]  # pytest by hand said how many ran
     assert {k: body.get(k, 0) for k in expected} == expected and expected.get("passed")
 
 
