@@ -8,8 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_fanout import Events
-from tests.test_serve import start  # noqa: F401 (fixture)
+from tests.test_serve import Events, start  # noqa: F401 (fixture)
 
 LINES = 20_000
 

@@ -3,41 +3,13 @@ broadcaster writes every event to every stream, and a client that leaves is let 
 
 from __future__ import annotations
 
-import http.client
-import json
 import time
 
 import psutil
 
-from tests.test_serve import BEARER, Server, request, start  # noqa: F401 (fixture)
+from tests.test_serve import BEARER, Events, Server, request, start  # noqa: F401 (fixture)
 
 THREADS = 4
-
-
-class Events:
-    """An SSE reader of ``/api/events`` (resuming after *last_event_id*)."""
-
-    def __init__(self, server: Server, last_event_id: str | None = None) -> None:
-        headers = {**BEARER, "Accept": "text/event-stream"}
-        if last_event_id:
-            headers["Last-Event-ID"] = last_event_id
-        self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        self.conn.request("GET", "/api/events", headers=headers)
-        self.response = self.conn.getresponse()
-        assert self.response.status == 200
-        assert self.response.readline().startswith(b"retry:")
-
-    def wait_for(self, predicate) -> dict:
-        while True:
-            line = self.response.readline()
-            assert line, "the event stream ended"
-            if line.startswith(b"data: "):
-                envelope = json.loads(line[6:])
-                if predicate(envelope):
-                    return envelope
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 def worker(server: Server) -> psutil.Process:

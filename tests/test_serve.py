@@ -134,11 +134,15 @@ def start(repo: Path, tmp_path: Path) -> Iterator:
 
 
 class Events:
-    """A minimal SSE reader: the envelopes of ``/api/events`` as they arrive."""
+    """A minimal SSE reader: the envelopes of ``/api/events`` as they arrive (resuming
+    after *last_event_id* when given)."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, last_event_id: str | None = None) -> None:
+        headers = {**BEARER, "Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
         self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        self.conn.request("GET", "/api/events", headers={**BEARER, "Accept": "text/event-stream"})
+        self.conn.request("GET", "/api/events", headers=headers)
         self.response = self.conn.getresponse()
         assert self.response.status == 200
         assert self.response.readline().startswith(b"retry:")  # subscribed from here on
