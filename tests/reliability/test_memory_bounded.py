@@ -17,21 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bench.memory_bench import RECORDER
 from tests.conftest import LONG, git, scaled
 from tests.test_serve import BEARER, Server, request, server_env
-
-RECORDER = """
-import json, sys, psutil
-from controlplane import tracked_run
-root, count, every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-me = psutil.Process()
-for n in range(1, count + 1):
-    with tracked_run("test", "test:memory", summary=f"run {n}", project_root=root) as run:
-        run.output(f"line of run {n}")
-        run.result = {"n": n}
-    if n % every == 0:
-        print(json.dumps([n, me.memory_info().rss / 2**20]), flush=True)
-"""
 
 LOUD_PYTEST = """#!/bin/sh
 i=0
@@ -45,7 +33,8 @@ def test_one_process_recording_thousands_of_runs_stays_bounded(repo: Path) -> No
     done = subprocess.run([sys.executable, "-c", RECORDER, str(repo), str(last), str(first)],
                           capture_output=True, text=True, timeout=scaled(300, 1800), check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    rss = dict(json.loads(line) for line in done.stdout.splitlines())
+    points = (json.loads(line) for line in done.stdout.splitlines())
+    rss = {point["run"]: point["rss_mb"] for point in points}
     growth = rss[last] - rss[first]
     assert growth <= bound, f"RSS grew {growth:.1f} MB from run {first} to {last}: {rss}"
 
