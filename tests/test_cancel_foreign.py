@@ -8,7 +8,6 @@ run ``cancelled``; a run with no group gets a cooperative request its code can c
 from __future__ import annotations
 
 import json
-import select
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import pytest
 from controlplane.core.ledger import Ledger
 from controlplane.core.ledger.journal import CANCEL_GRACE, Journal
 from tests.conftest import TOKEN
+from tests.processes import alive, read_line
 
 WAIT = 30  # seconds: a bound for a hang, never a synchronisation
 
@@ -37,23 +37,6 @@ def post(url: str, path: str) -> tuple[int, dict[str, Any]]:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
-
-
-def read_line(process: subprocess.Popen[str]) -> str:
-    """The next line *process* prints (it prints when it is ready)."""
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], WAIT)
-    assert ready, "the process printed nothing"
-    return process.stdout.readline().strip()
-
-
-def alive(pid: int) -> bool:
-    """True if *pid* runs (a zombie waiting for its parent counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 @pytest.fixture
@@ -120,7 +103,7 @@ def test_cancel_over_http_stops_a_controlplane_exec_run(served: str, repo: Path,
                                                         spawn: Any) -> None:
     process = spawn(sys.executable, "-m", "controlplane", "exec", "test:foreign", "--",
                     "sh", "-c", "echo $$; exec sleep 60")
-    command_pid = int(read_line(process))
+    command_pid = int(read_line(process, WAIT))
     run_id = in_flight_id(repo)
 
     status, body = post(served, f"/api/runs/{run_id}/cancel")
@@ -139,7 +122,7 @@ def test_cancel_over_http_stops_a_controlplane_exec_run(served: str, repo: Path,
 def test_the_groups_get_sigterm_even_when_the_owner_never_looks(served: str, repo: Path,
                                                                 spawn: Any) -> None:
     process = spawn(sys.executable, "-c", SCRIPT_WITH_OWN_GROUP, "echo $$; exec sleep 60")
-    child_pid = int(read_line(process))
+    child_pid = int(read_line(process, WAIT))
     run_id = in_flight_id(repo)
 
     status, body = post(served, f"/api/runs/{run_id}/cancel")
@@ -155,7 +138,7 @@ def test_a_group_that_ignores_sigterm_gets_sigkill_after_the_grace(served: str, 
                                                                    spawn: Any) -> None:
     process = spawn(sys.executable, "-c", SCRIPT_WITH_OWN_GROUP,
                     "trap '' TERM; echo $$; while :; do sleep 0.1; done")
-    child_pid = int(read_line(process))
+    child_pid = int(read_line(process, WAIT))
     run_id = in_flight_id(repo)
     asked = time.monotonic()
 
@@ -171,7 +154,7 @@ def test_a_group_that_ignores_sigterm_gets_sigkill_after_the_grace(served: str, 
 def test_a_run_without_a_tool_gets_a_cooperative_request(served: str, repo: Path,
                                                          spawn: Any) -> None:
     process = spawn(sys.executable, "-c", POLITE_SCRIPT)
-    assert read_line(process) == "ready"
+    assert read_line(process, WAIT) == "ready"
     run_id = in_flight_id(repo)
 
     status, body = post(served, f"/api/runs/{run_id}/cancel")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.core.ledger import Ledger
+from tests.processes import alive, read_line
 
 WAIT = 30  # seconds: a bound for a hang, never a synchronisation
 
@@ -21,23 +21,6 @@ def exec_popen(repo: Path, *command: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "controlplane", "exec", "test:signals",
                              "--", *command], cwd=repo, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-
-
-def first_line(process: subprocess.Popen[str]) -> str:
-    """The first line exec passes on from its command (the command printed it)."""
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], WAIT)
-    assert ready, "exec printed nothing"
-    return process.stdout.readline().strip()
-
-
-def alive(pid: int) -> bool:
-    """True if *pid* runs (a zombie waiting for its parent counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 def test_a_command_killed_by_a_signal_exits_128_plus_n(repo: Path) -> None:
@@ -59,7 +42,7 @@ def test_a_signal_to_exec_stops_its_command_and_records_cancelled(
     process = exec_popen(repo, "sh", "-c", script)
     command_pid = 0
     try:
-        command_pid = int(first_line(process))  # `sleep` runs under this pid (exec)
+        command_pid = int(read_line(process, WAIT))  # `sleep` runs under this pid (exec)
         assert alive(command_pid)
         process.send_signal(sent)
         assert process.wait(WAIT) == 128 + sent

@@ -29,6 +29,7 @@ import pytest
 from controlplane.core.ledger import Ledger
 from controlplane.core.users import Users
 from tests.browser.conftest import CHROMIUM, TIMEOUT_MS, TOKEN, browser_tool_env
+from tests.processes import read_line
 
 pytestmark = [
     pytest.mark.browser,
@@ -136,17 +137,11 @@ def spawn(project: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
         process.communicate(timeout=WAIT)
 
 
-def first_line(process: subprocess.Popen[str]) -> str:
-    assert process.stdout is not None
-    assert select.select([process.stdout], [], [], WAIT)[0], "the process printed nothing"
-    return process.stdout.readline().strip()
-
-
 def exec_sleeper(spawn: Callable[..., subprocess.Popen[str]]) -> subprocess.Popen[str]:
     """A ``controlplane exec`` run that runs until it is stopped (it printed its pid)."""
     process = spawn(sys.executable, "-m", "controlplane", "exec", "test:elsewhere", "--",
                     "sh", "-c", "echo $$; exec sleep 120")
-    first_line(process)
+    read_line(process, WAIT)
     return process
 
 
