@@ -46,15 +46,8 @@ def _write_at(dir_fd: int, name: str, data: bytes) -> None:
     tmp = f".{name}.{os.getpid()}.tmp"
     with suppress(FileNotFoundError):  # a stale one (any mode, maybe a symlink) goes first
         os.unlink(tmp, dir_fd=dir_fd)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600, dir_fd=dir_fd)
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+        _create_at(dir_fd, tmp, data)
         os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:  # a full disk: no temporary file stays behind
         with suppress(OSError):
