@@ -36,6 +36,11 @@ from pathlib import Path
 
 import psutil
 
+if __package__ in (None, ""):  # `python bench/slowloris_bench.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.web_bench import free_port, init_project
+
 TOKEN = "slowloris-bench-token-0123456789"
 HALF_SENT = b"GET / HTTP/1.1\r\nHost: x\r\n"
 SLOW_BODY = (b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -58,22 +63,6 @@ def raise_fd_limit() -> int:
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def make_project(root: Path) -> Path:
-    repo = root / "project"
-    repo.mkdir()
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@x"}
-    for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "start"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, env=env)
-    return repo
 
 
 def start_server(repo: Path, port: int, threads: int) -> subprocess.Popen:
@@ -257,7 +246,7 @@ def main() -> None:
     args = parser.parse_args()
     raise_fd_limit()
     with tempfile.TemporaryDirectory() as tmp:
-        repo, port = make_project(Path(tmp)), free_port()
+        repo, port = init_project(Path(tmp)), free_port()
         server = start_server(repo, port, args.threads)
         try:
             r = attack(port, server, repo, held=args.held, slow=args.slow_body, sse=args.sse,

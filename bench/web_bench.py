@@ -33,16 +33,22 @@ import psutil
 TOKEN = "bench-token-0123456789abcdef"
 
 
-def make_project(root: Path, runs: int) -> Path:
-    from controlplane.core.demo import fill
-    from controlplane.core.ledger import Ledger
-
+def init_project(root: Path) -> Path:
+    """``root/project``: a git repository with one empty commit."""
     repo = root / "project"
     repo.mkdir()
     env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@x"}
     for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "start"]):
         subprocess.run(["git", *args], cwd=repo, check=True, env=env)
+    return repo
+
+
+def make_project(root: Path, runs: int) -> Path:
+    from controlplane.core.demo import fill
+    from controlplane.core.ledger import Ledger
+
+    repo = init_project(root)
     fill(Ledger.open(repo), runs=runs, days=365, seed=7)
     return repo
 
