@@ -20,7 +20,7 @@ from controlplane.core.metrics_feed import follow as follow_metrics
 from controlplane.core.output import HEAD_EVENTS, TAIL_EVENTS, cap_events
 from controlplane.core.runs import RUN_TYPES, RunStatus, is_run_id
 from controlplane.ui.web.openapi import openapi_document
-from controlplane.ui.web.routes import answer, read_json_body, request_actor, start_action
+from controlplane.ui.web.routes import answer, read_json_body, request_actor
 from controlplane.ui.web.state import state, url_prefix
 
 bp = Blueprint("api_runs", __name__)
@@ -171,12 +171,17 @@ def rerun(run_id: str) -> Response:
     if secret:
         raise InvalidInput({name: "a secret is not stored: start a new run and enter it"
                             for name in secret})
+    job = plane.submit(action, params, actor=request_actor(), confirm=confirmed,
+                       rerun_of=run_id, route=route_of(action, params))
+    return answer(plane, job)
+
+
+def route_of(action: Any, params: dict[str, Any]) -> str:
+    """The concrete route a run of *action* with *params* was posted to (``<name>`` filled)."""
     path = action.path
     for name in action.url_params:
         path = path.replace(f"<{name}>", str(params.get(name, "")))
-    job = start_action(plane, action, params, path, actor=request_actor(), rerun_of=run_id,
-                       confirm=confirmed)
-    return answer(plane, job)
+    return path
 
 
 def retry_params(run: dict[str, Any], action: Any) -> dict[str, Any] | None:
@@ -200,11 +205,9 @@ def retry_failed(run_id: str) -> Response:
     params = retry_params(run, action)
     if params is None or action is None:  # no action: retry_params said None already
         raise Conflict(f"run {run_id} names no failing tests to retry: use Rerun")
-    path = action.path
-    for name in action.url_params:
-        path = path.replace(f"<{name}>", str(params.get(name, "")))
-    job = start_action(plane, action, params, path, actor=request_actor(), rerun_of=run_id,
-                       confirm=read_json_body().get("confirm", False) is True)
+    job = plane.submit(action, params, actor=request_actor(),
+                       confirm=read_json_body().get("confirm", False) is True,
+                       rerun_of=run_id, route=route_of(action, params))
     return answer(plane, job)
 
 

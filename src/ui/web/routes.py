@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, redirect, render_template, request
-from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -69,15 +68,6 @@ def request_actor() -> dict[str, str]:
     kind = "web" if request.environ.get("controlplane.auth") == "cookie" else "api"
     return {"kind": kind,
             "name": request.environ.get("controlplane.user") or default_actor()["name"]}
-
-
-def start_action(plane: Runtime, action: Action, params: BaseModel | dict[str, Any],
-                 path: str, *, actor: dict[str, str] | None = None,
-                 rerun_of: str | None = None, confirm: bool = False) -> Job:
-    """Submit an action through the runtime's one start path (``Runtime.submit``)."""
-    data = params.model_dump() if isinstance(params, BaseModel) else params
-    return plane.submit(action, data, actor=actor or default_actor("web"), confirm=confirm,
-                        rerun_of=rerun_of, route=path)
 
 
 def answer(plane: Runtime, job: Job) -> Response:
