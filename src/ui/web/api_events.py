@@ -84,11 +84,11 @@ def sse_frames(sub: Subscription, heartbeat: float) -> Iterator[str]:
         sub.close()
 
 
+STREAM_ENDPOINTS = ("events_sse", "events_ws")
+
+
 @bp.get("/api/events")
 def events_sse() -> Response:
-    refusal = stream_refusal()  # a stream holds a descriptor: keep some for everything else
-    if refusal:
-        return error_response(503, "too_many_streams", refusal)
     bus = state().bus
     heartbeat = current_app.config.get("SSE_HEARTBEAT", HEARTBEAT_SECONDS)
     sock = request.environ.get("gunicorn.socket")
@@ -116,9 +116,10 @@ def handed_over(sub: Subscription, broadcaster: Broadcaster, sock: socket.socket
 
 
 @bp.before_request
-def refuse_websockets_past_the_limit() -> Response | None:
-    """A WebSocket holds a descriptor like an SSE stream: refused 503 before the upgrade."""
-    if (request.endpoint or "").rpartition(".")[2] != "events_ws":  # nested: "….api_events."
+def refuse_streams_past_the_limit() -> Response | None:
+    """A stream (SSE, or a WebSocket before its upgrade) holds a descriptor: past the limit
+    it is refused 503, keeping descriptors for everything else."""
+    if (request.endpoint or "").rpartition(".")[2] not in STREAM_ENDPOINTS:  # nested names
         return None
     refusal = stream_refusal()
     return error_response(503, "too_many_streams", refusal) if refusal else None
