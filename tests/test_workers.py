@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,14 +33,18 @@ from tests.test_serve import BEARER, SLOW_PYTEST, Events, Server, gone, server_e
 redis_url = test_bus_redis.redis_url  # the fixture: a real redis-server on a free port
 RUNS = 100
 ACTION = "/security/generate/gitignore"
+# the login URL is printed once the first worker is up; the second one may still be loading
+# the app (seconds on a loaded machine): connections are retried until it answers too
+WORKER_BOOT_SECONDS = 60
 
 
 class WorkerConnection:
     """A keep-alive connection answered by one chosen worker (gunicorn pins a connection)."""
 
-    def __init__(self, port: int, avoid: str | None = None, attempts: int = 200) -> None:
+    def __init__(self, port: int, avoid: str | None = None) -> None:
         self.port = port
-        for _ in range(attempts):
+        deadline = time.monotonic() + WORKER_BOOT_SECONDS  # the other may still be booting
+        while time.monotonic() < deadline:
             self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             self.worker = self.call("GET", "/healthz")[1]
             if self.worker != avoid:
@@ -98,7 +103,8 @@ class Client(threading.Thread):
 def sse_clients_on_both_workers(port: int, per_worker: int, expected: int) -> list[Client]:
     """Open SSE clients until each worker serves *per_worker* of them."""
     kept: dict[str, list[Client]] = {}
-    for _ in range(50 * per_worker):
+    deadline = time.monotonic() + WORKER_BOOT_SECONDS  # the other may still be booting
+    while time.monotonic() < deadline:
         client = Client(port, expected)
         group = kept.setdefault(client.worker, [])
         if len(group) < per_worker:
