@@ -353,6 +353,19 @@ class RunIndex:
                 "pipelines": pipelines([(r[1], r[2], r[3], r[5]) for r in rows])}
 
     @healing
+    def duration_trend(self, flt: Any, minutes: int | None = None) -> list[dict[str, Any]]:
+        """Per day, the runs matching *flt* started then and their exact p50/p95 durations
+        (``totals.duration_trend``), over the last *minutes* if given: one query over the
+        ``runs_started`` index."""
+        where, args = flt.where()
+        if minutes:
+            where += " AND started_at >= ?"
+            args.append(iso(utc_now() - timedelta(minutes=minutes)))
+        rows = self._db().conn.execute(
+            f"SELECT substr(started_at, 1, 10), duration_ms FROM runs WHERE {where}", args)
+        return totals.duration_trend(rows)
+
+    @healing
     def distinct_values(self, limit: int = 200) -> dict[str, list[str]]:
         """The actors, branches and subtypes of the indexed runs (the filters' choices)."""
         conn = self._db().conn

@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS totals (
     PRIMARY KEY (kind, key)
 );
 CREATE INDEX IF NOT EXISTS runs_duration ON runs (duration_ms);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at, duration_ms);
 """
 ROW_SQL = "SELECT run_id, type, subtype, status, duration_ms, started_at, ended_at FROM runs"
 _COLUMNS = "total, ok, failed, dur_n, dur_sum, last_run, last_status, last_ended"
@@ -129,3 +130,31 @@ def _p95(db: sqlite3.Connection, timed: int) -> int | None:
     row = db.execute("SELECT duration_ms FROM runs WHERE duration_ms IS NOT NULL "
                      "ORDER BY duration_ms DESC LIMIT 1 OFFSET ?", (timed - 1 - rank,)).fetchone()
     return row[0] if row else None
+
+
+def nearest_rank(ordered: list[int], percent: int) -> int:
+    """The *percent* percentile of *ordered* (ascending, not empty) by nearest rank: the value
+    at rank ceil(percent / 100 * n), counting from 1."""
+    rank = -(-percent * len(ordered) // 100)
+    return ordered[max(1, rank) - 1]
+
+
+def duration_trend(rows: Iterable[tuple]) -> list[dict[str, Any]]:
+    """Per day of the start (oldest first): the runs started that day and the exact p50 and p95
+    of the durations (nearest rank, seconds) of those that have one, from (day, ms) rows."""
+    days: dict[str, tuple[list[int], list[int]]] = {}
+    for day, duration in rows:
+        if not day:
+            continue
+        count, timed = days.setdefault(day, ([0], []))
+        count[0] += 1
+        if isinstance(duration, int):
+            timed.append(duration)
+    trend = []
+    for day in sorted(days):
+        count, timed = days[day]
+        timed.sort()
+        trend.append({"day": day, "runs": count[0],
+                      "p50_s": nearest_rank(timed, 50) / 1000 if timed else None,
+                      "p95_s": nearest_rank(timed, 95) / 1000 if timed else None})
+    return trend

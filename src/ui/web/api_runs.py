@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from controlplane.core.actions import validate_model
 from controlplane.core.errors import Conflict, InvalidInput, NotFound
-from controlplane.core.executor import DRAIN_TIMEOUT
+from controlplane.core.executor import DRAIN_TIMEOUT, Job
 from controlplane.core.ingest import DELIVERY_HEADER, EVENT_HEADER, IngestedRun, Origin, ingest
 from controlplane.core.ingest_github import from_github
 from controlplane.core.ledger.run_query import RunFilter, find_runs
@@ -141,15 +141,18 @@ def cancel(run_id: str) -> Response:
     """Cancel an in-flight run of any process: ``cancelled`` (it was queued here),
     ``cancelling`` (its tools are being stopped) or ``requested`` (it has no tool running:
     its code is asked to stop); 409 once it has ended."""
+    return jsonify(run_id=run_id, outcome=cancel_run(run_id))
+
+
+def cancel_run(run_id: str) -> str:
+    """Cancel an in-flight run for the asker (the API and the runs list's form post)."""
     run = known_run(run_id)
     status = run.get("status")
     if status not in (RunStatus.QUEUED, RunStatus.RUNNING):
         raise Conflict(f"run {run_id} has already ended ({status}): nothing to cancel")
     plane = state()
-    outcome = plane.executor.cancel_anywhere(run_id, plane.ledger.journal,
-                                             queued=status == RunStatus.QUEUED,
-                                             by=request_actor())
-    return jsonify(run_id=run_id, outcome=outcome)
+    return plane.executor.cancel_anywhere(run_id, plane.ledger.journal,
+                                          queued=status == RunStatus.QUEUED, by=request_actor())
 
 
 @bp.post("/api/runs/<run_id>/rerun")
@@ -161,6 +164,11 @@ def rerun(run_id: str) -> Response:
     the new run's actor.
     """
     confirmed = read_json_body().get("confirm", False) is True
+    return answer(state(), rerun_job(run_id, confirmed))
+
+
+def rerun_job(run_id: str, confirmed: bool) -> Job:
+    """Start the rerun of *run_id* for the asker (the API and the runs list's form post)."""
     run = known_run(run_id)
     plane = state()
     action = plane.actions.get(run.get("action") or "")
@@ -171,9 +179,8 @@ def rerun(run_id: str) -> Response:
     if secret:
         raise InvalidInput({name: "a secret is not stored: start a new run and enter it"
                             for name in secret})
-    job = plane.submit(action, params, actor=request_actor(), confirm=confirmed,
-                       rerun_of=run_id, route=route_of(action, params))
-    return answer(plane, job)
+    return plane.submit(action, params, actor=request_actor(), confirm=confirmed,
+                        rerun_of=run_id, route=route_of(action, params))
 
 
 def route_of(action: Any, params: dict[str, Any]) -> str:
@@ -251,16 +258,33 @@ def webhook_body() -> dict[str, Any]:
     return body
 
 
-@bp.get("/api/metrics/summary")
-def metrics() -> Response:
-    """Figures over the last ``minutes`` of the runs the runs list's filters select."""
+def metrics_query() -> tuple[RunFilter, int | None]:
+    """The runs list's filters and the ``minutes`` window of a metrics request (422 if bad)."""
     minutes = query_int("minutes", None, 1, 60 * 24 * 366)
     flt = RunFilter.of({**request.args.to_dict(),
                         "type": query_choice("type", RUN_TYPES) or "",
                         "status": query_choice("status", [s.value for s in RunStatus]) or ""})
+    return flt, minutes
+
+
+@bp.get("/api/metrics/summary")
+def metrics() -> Response:
+    """Figures over the last ``minutes`` of the runs the runs list's filters select."""
+    flt, minutes = metrics_query()
     plane = state()
     plane.ledger.catch_up()
     return jsonify(plane.ledger.index.filtered_metrics(flt, minutes))
+
+
+@bp.get("/api/metrics/durations")
+def metrics_durations() -> Response:
+    """``duration_trend``: per day (UTC) of the runs the filters select in the last
+    ``minutes``, ``{day, runs, p50_s, p95_s}``, exact nearest-rank percentiles."""
+    flt, minutes = metrics_query()
+    plane = state()
+    plane.ledger.catch_up()
+    return jsonify(window_minutes=minutes,
+                   duration_trend=plane.ledger.index.duration_trend(flt, minutes))
 
 
 @bp.get("/api/executor")
