@@ -16,13 +16,20 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pygit2
-from pygit2.enums import FileMode, ObjectType
-
+from controlplane.core.lazy import Lazy
 from controlplane.core.ledger.gc_guard import Written, keep, wait_for_gc, written
 from controlplane.core.ledger.layout import BUCKET, FORMAT_FILE
 from controlplane.core.ledger.locks import clear_stale_locks, ref_move
+
+if TYPE_CHECKING:
+    import pygit2
+    from pygit2.enums import FileMode, ObjectType
+else:  # imported by the first GitStore: reading runs from a current index needs none of it
+    pygit2 = Lazy(globals(), "pygit2")
+    FileMode = Lazy(globals(), "FileMode", "pygit2.enums", "FileMode")
+    ObjectType = Lazy(globals(), "ObjectType", "pygit2.enums", "ObjectType")
 
 BRANCH = "scp-ledger"
 BRANCH_REF = f"refs/heads/{BRANCH}"
@@ -41,7 +48,7 @@ _MISSING_RETRIES = 20  # waits of 0.1 s for a concurrent writer to restore prune
 # in the old layout) is larger and would be re-parsed for every entry a catch-up reads from it.
 # Not more: every commit makes new versions of the trees on its path, and libgit2 keeps cached
 # objects until 256 MB (4 MB trees took one process from 94 to 616 MB over 4,000 runs).
-pygit2.settings.cache_object_limit(ObjectType.TREE, 64 * 1024)
+TREE_CACHE_LIMIT = 64 * 1024  # set by the first GitStore
 CACHE_CLEARED_EVERY = 100  # commits and diffs between clearings of the object cache
 
 
@@ -130,6 +137,7 @@ class GitStore:
     """pygit2 access to one repository's ledger branch. Thread-safe (one lock)."""
 
     def __init__(self, git_dir: Path, tag_prefix: str = TAG_PREFIX) -> None:
+        pygit2.settings.cache_object_limit(ObjectType.TREE, TREE_CACHE_LIMIT)  # process-wide
         self.repo = pygit2.Repository(str(git_dir))
         self.work_tree = Path(self.repo.workdir) if self.repo.workdir else None
         self.tag_prefix = tag_prefix
@@ -155,10 +163,10 @@ class GitStore:
         except (KeyError, pygit2.GitError):
             return pygit2.Signature(name or "controlplane", "controlplane@localhost")
 
-    def head(self) -> pygit2.Oid | None:
-        """The ledger branch tip, or None before the first run."""
+    def head(self, branch_ref: str = BRANCH_REF) -> pygit2.Oid | None:
+        """The ledger branch tip (or *branch_ref*'s), or None before the first run."""
         with self.lock:
-            return direct_target(self.repo.references.get(BRANCH_REF))
+            return direct_target(self.repo.references.get(branch_ref))
 
     def code_ref(self, where: str | os.PathLike[str] | None = None) -> dict[str, object]:
         """The commit, branch and dirtiness now of the work tree holding *where* (commit None
@@ -192,9 +200,10 @@ class GitStore:
         return repo
 
     def commit_files(
-        self, directory: str, files: Mapping[str, bytes], message: str, author: str | None = None
+        self, directory: str, files: Mapping[str, bytes], message: str, author: str | None = None,
+        branch_ref: str = BRANCH_REF,
     ) -> tuple[pygit2.Oid | None, pygit2.Oid]:
-        """Add *files* under *directory* in one commit; returns (parent, new tip).
+        """Add *files* under *directory* in one commit on *branch_ref*; returns (parent, tip).
 
         Once the branch points at the commit, objects a concurrent ``git gc --prune=now``
         deleted are written back (``gc_guard``).
@@ -202,7 +211,8 @@ class GitStore:
         with self.lock:
             self._used()
             try:
-                parent, commit, objects = self._commit_files(directory, files, message, author)
+                parent, commit, objects = self._commit_files(directory, files, message, author,
+                                                             branch_ref)
             except (OSError, pygit2.GitError) as exc:
                 raise LedgerWriteError(f"could not write the ledger: {exc}") from exc
         self._keep(objects)
@@ -217,13 +227,13 @@ class GitStore:
         except (OSError, pygit2.GitError) as exc:
             raise LedgerWriteError(f"could not check the ledger's new objects: {exc}") from exc
 
-    def _commit_files(self, directory, files, message, author):
+    def _commit_files(self, directory, files, message, author, branch_ref=BRANCH_REF):
         repo = self.repo
         parts = directory.strip("/").split("/")
         sig = self.signature(author)
         missing = 0
         for attempt in range(_RETRIES):
-            ref = repo.references.get(BRANCH_REF)
+            ref = repo.references.get(branch_ref)
             parent = ref.target if ref is not None else None
             try:  # every attempt writes its objects again: a prune may have taken them
                 base = repo[parent].peel(pygit2.Tree) if parent is not None else None
@@ -238,20 +248,21 @@ class GitStore:
                 missing += 1
                 self._await_restore(parent, exc, missing)
                 continue
-            with ref_move(Path(repo.path), BRANCH_REF, self.work_tree):  # names the writer
+            with ref_move(Path(repo.path), branch_ref, self.work_tree):  # names the writer
                 try:
                     if ref is None:
-                        repo.references.create(BRANCH_REF, commit)
+                        repo.references.create(branch_ref, commit)
                     else:
                         ref.set_target(commit, message.splitlines()[0])
                     return parent, commit, objects
                 except (pygit2.GitError, OSError, pygit2.AlreadyExistsError):
                     pass
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))  # back off, retry
-        lock = Path(repo.path) / f"{BRANCH_REF}.lock"
+        lock = Path(repo.path) / f"{branch_ref}.lock"
         if clear_stale_locks(Path(repo.path), Path(repo.workdir) if repo.workdir else None,
                              candidates=[lock]):
-            return self._commit_files(directory, files, message, author)  # a dead git's lock
+            return self._commit_files(directory, files, message, author,
+                                      branch_ref)  # a dead git's lock
         if lock.exists():
             raise LedgerWriteError(f"the ledger branch is locked by {lock} (a git process "
                                    "writes it, or one died: `controlplane ledger doctor` "
