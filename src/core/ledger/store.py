@@ -219,7 +219,7 @@ class GitStore:
         except (OSError, pygit2.GitError) as exc:
             raise LedgerWriteError(f"could not check the ledger's new objects: {exc}") from exc
 
-    def _commit_files(self, directory, files, message, author, branch_ref=branch_ref):
+    def _commit_files(self, directory, files, message, author, branch_ref=BRANCH_REF):
         repo = self.repo
         parts = directory.strip("/").split("/")
         sig = self.signature(author)
