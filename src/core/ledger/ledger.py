@@ -23,7 +23,7 @@ from typing import Any
 import pygit2
 
 from controlplane.core import settings
-from controlplane.core.ledger import rawlog
+from controlplane.core.ledger import demo_branch, rawlog
 from controlplane.core.ledger.durability import Durability
 from controlplane.core.ledger.index import RunIndex
 from controlplane.core.ledger.journal import Journal, JournalEntry, kill_left_groups
@@ -160,6 +160,8 @@ class Ledger:
         run.events = len(events)
         files = {"run.json": dumps(run.to_dict()), "events.jsonl": events_jsonl(events)}
         message = f"run {run.run_id} {run.subtype} {run.status}\n\n{run.summary}".rstrip()
+        if demo_branch.is_demo(run):  # the simulator's: a local branch, never pushed
+            return demo_branch.record_demo(self, run, directory, files, message)
         parent, commit = self.store.commit_files(directory, files, message,
                                                  author=run.actor.get("name"))
         self.recorded_here.append(run.run_id)
@@ -301,6 +303,7 @@ class Ledger:
         self.index.clear()
         self.view.clear()
         self.catch_up()
+        demo_branch.reindex(self)
         return self.index.count()
 
     def retry_unrecorded(self) -> list[str]:
@@ -364,7 +367,8 @@ class Ledger:
         report = {"run_id": run.run_id, "pid": entry.pid, "groups": groups}
         head = self.store.head()
         places = ledger_dirs("runs", run.run_id)
-        if any(self.store.has_path(head, f"{place}/run.json") for place in places):
+        if any(self.store.has_path(head, f"{place}/run.json") for place in places) \
+                or (demo_branch.is_demo(run) and demo_branch.recorded(self, run.run_id)):
             return report | {"already_recorded": True}  # died after recording, before cleanup
         events = self.journal.read_events(run.run_id)
         run.finish(RunStatus.INTERRUPTED, {
@@ -447,7 +451,7 @@ class Ledger:
             data = self.store.read_blob(head, f"{directory}/events.jsonl")
             if data is not None:
                 return data
-        return None
+        return demo_branch.events(self, run_id)
 
     def iter_events(self, run_id: str) -> Iterator[dict[str, Any]]:
         """Every event of a run, lazily: the local spool or raw log, else the ledger's."""
