@@ -68,7 +68,13 @@ SETTINGS: tuple[Setting, ...] = (
             "records), record (nothing recorded), none (left to the OS)"),
     Setting("bus", "memory", "event bus backend"),
     Setting("auto_sync", 0, "pull the ledger from ledger_remote every N seconds (0: off)", int),
+    Setting("simulator", False, "serve POST /api/simulate: live demo runs on the local "
+            "scp-demo branch, never pushed (serve --simulator)", bool),
+    Setting("public_url", "", "the dashboard's address in alert links, e.g. "
+            "https://ops.example.com/ops (default: the bind address and url_prefix)"),
 )
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 BY_NAME = {s.name: s for s in SETTINGS}
 
 
@@ -290,6 +296,8 @@ def _one_line(exc: Exception) -> str:
 def _convert(setting: Setting, value: Any) -> Any:
     if value is None or (setting.kind is str and isinstance(value, str)):
         return value
+    if setting.kind is bool:
+        return _to_bool(setting, value)
     if setting.kind is str:  # YAML gives numbers for "port-like" text; never a list or a map
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
@@ -299,3 +307,16 @@ def _convert(setting: Setting, value: Any) -> Any:
     except (TypeError, ValueError, OverflowError):  # int(.inf) overflows
         raise SettingsError(f"{setting.name}: expected {setting.kind.__name__}, "
                             f"got {reprlib.repr(value)}") from None
+
+
+def _to_bool(setting: Setting, value: Any) -> bool:
+    """A switch: YAML true/false, 1/0, or the words yes/no, on/off, true/false."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower() if isinstance(value, str | int) else None
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise SettingsError(f"{setting.name}: expected true or false (1/0, yes/no), "
+                        f"got {reprlib.repr(value)}")
