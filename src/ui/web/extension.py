@@ -30,7 +30,17 @@ from controlplane.core.alerts import Alerter, alerts_for
 from controlplane.core.events import EventBus
 from controlplane.core.ledger.sync import AutoSync
 from controlplane.core.runtime import Runtime
-from controlplane.ui.web import api_chat, api_events, api_runs, errors, pages, pwa, routes, security
+from controlplane.ui.web import (
+    api_chat,
+    api_events,
+    api_ops,
+    api_runs,
+    errors,
+    pages,
+    pwa,
+    routes,
+    security,
+)
 from controlplane.ui.web.state import PREFIX_KEY
 
 log = logging.getLogger(__name__)
@@ -113,7 +123,8 @@ def request_actor_from(authorize: Authorize) -> Callable[[], dict[str, Any] | No
 
 
 def start_followers(plane: Runtime) -> None:
-    """Auto sync and alerts, when the project's settings ask for them."""
+    """This worker's heartbeat; auto sync and alerts, when the project's settings ask."""
+    api_ops.start_heartbeat(plane)
     if plane.settings["auto_sync"] > 0:
         plane.extra["auto_sync"] = AutoSync(plane.ledger, plane.settings["ledger_remote"],
                                             plane.settings["auto_sync"]).start()
@@ -132,7 +143,7 @@ def build_blueprint(app: Flask, plane: Runtime, *, whole_app: bool) -> Blueprint
         errors.init_app(app)
     for target in ((app, parent) if whole_app else (parent,)):
         target.context_processor(pages.navigation)
-    for child in (api_runs.bp, api_chat.bp, api_events.bp, pages.bp, pwa.bp,
+    for child in (api_runs.bp, api_chat.bp, api_events.bp, api_ops.bp, pages.bp, pwa.bp,
                   *routes.build_blueprints(dict(plane.actions))):
         parent.register_blueprint(child)
     return parent
