@@ -1,29 +1,32 @@
-"""Live events: SSE at ``/api/events`` and a WebSocket at ``/ws/events``, the same envelopes.
+"""Live events: SSE at ``/api/events``, a WebSocket at ``/ws/events`` and polling at
+``/api/events/poll``, the same envelopes.
 
 A client resumes with the last id it saw (``Last-Event-ID`` or
 ``?last_event_id=``): it gets what it missed once, in order, or ``resync``
 when the id is of another epoch (the server restarted) or too old. A slow
 client is dropped from the bus (its queue is bounded) and told to resync; it
-never slows a run or another client. Under gunicorn an SSE stream holds no thread: one
-broadcaster per worker writes to all of them (``broadcast.py``); a WebSocket holds two.
+never slows a run or another client. Under gunicorn neither an SSE stream nor a WebSocket
+holds a thread: one broadcaster per worker writes to all of them (``broadcast.py``). Under
+another server (tests, flask run) each holds a thread (a WebSocket two, simple-websocket's).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, request
-from flask_sock import Sock
+from simple_websocket import ConnectionClosed, Server
 
 from controlplane.core.descriptors import stream_refusal
 from controlplane.core.events import Subscription
 from controlplane.ui.web.broadcast import Broadcaster, broadcaster_for, detach
 from controlplane.ui.web.errors import error_response
 from controlplane.ui.web.state import state
+from controlplane.ui.web.wsframes import handshake
 
-sock = Sock()
 bp = Blueprint("api_events", __name__)
 
 HEARTBEAT_SECONDS = 15.0
@@ -125,17 +128,66 @@ def refuse_streams_past_the_limit() -> Response | None:
     return error_response(503, "too_many_streams", refusal) if refusal else None
 
 
-@sock.route("/ws/events", bp=bp)
-def events_ws(ws) -> None:
+class HandledResponse(Response):
+    """What a view returns once the connection is no longer the server's: gunicorn closes
+    its (dead) socket on StopIteration, werkzeug writes a response nobody reads."""
+
+    def __call__(self, environ, start_response):  # type: ignore[no-untyped-def, override]
+        if "gunicorn.socket" in environ:
+            raise StopIteration()
+        return super().__call__(environ, start_response)
+
+
+def websocket_key() -> str | Response:
+    """The handshake's ``Sec-WebSocket-Key``, or the 400 naming what is wrong."""
+    if request.headers.get("Sec-WebSocket-Version") != "13":
+        return error_response(400, "bad_websocket_handshake",
+                              "Sec-WebSocket-Version must be 13")
+    key = request.headers.get("Sec-WebSocket-Key", "")
+    if len(key) != 24 or not key.endswith("=="):
+        return error_response(400, "bad_websocket_handshake",
+                              "Sec-WebSocket-Key must be 16 base64-encoded bytes")
+    return key
+
+
+@bp.get("/ws/events", websocket=True)
+def events_ws() -> Response:
     """The same envelopes over a WebSocket; resume with ``?last_event_id=``."""
+    bus = state().bus
     heartbeat = current_app.config.get("SSE_HEARTBEAT", HEARTBEAT_SECONDS)
-    with state().bus.subscribe(resume_id()) as sub:
-        while ws.connected:
-            envelope = sub.get(timeout=heartbeat)
-            if envelope is None:
-                if sub.closed:
-                    return
-                continue
-            ws.send(encoded(envelope))
-            if envelope["type"] == "resync" and sub.overflowed:
-                return
+    sock = request.environ.get("gunicorn.socket")
+    if sock is None or not current_app.config.get("SSE_BROADCAST", True):
+        return websocket_thread(heartbeat)
+    key = websocket_key()
+    if isinstance(key, Response):
+        return key
+    broadcaster = broadcaster_for(bus, heartbeat)  # on the bus before the subscription
+    sub = bus.subscribe(resume_id())
+    try:
+        sock.sendall(handshake(key))
+    except OSError:
+        sub.close()
+        raise
+    broadcaster.adopt(detach(sock), sub, chunked=False, websocket=True)
+    return HandledResponse()
+
+
+def websocket_thread(heartbeat: float) -> Response:
+    """Another server (tests, flask run): simple-websocket, a thread for the WebSocket's life."""
+    ws = Server(request.environ)
+    try:
+        with state().bus.subscribe(resume_id()) as sub:
+            while ws.connected:
+                envelope = sub.get(timeout=heartbeat)
+                if envelope is None:
+                    if sub.closed:
+                        break
+                    continue
+                ws.send(encoded(envelope))
+                if envelope["type"] == "resync" and sub.overflowed:
+                    break
+    except ConnectionClosed:
+        pass
+    with contextlib.suppress(Exception):
+        ws.close()
+    return HandledResponse()

@@ -1,4 +1,5 @@
-"""One broadcaster thread per worker writes each event, encoded once, to every SSE socket.
+"""One broadcaster thread per worker writes each event, encoded once, to every SSE socket
+and every WebSocket.
 
 An SSE stream served by gunicorn sends its headers and first lines from the request's
 thread, then hands its connection here and the thread goes back to the pool: a stream
@@ -8,7 +9,10 @@ keep-alive, close) acts on the dead one. The broadcaster takes what the bus publ
 (one receiver for all clients), encodes each batch once, sends it non-blocking, keeps
 what a socket did not take, closes a client whose backlog exceeds ``BACKLOG_LIMIT``
 (it reconnects with its last id: replay, or ``resync``), notices a client that left
-(readable, EOF) and writes a heartbeat comment when idle. See docs/serving.md.
+(readable, EOF) and writes a heartbeat comment when idle. A WebSocket is adopted the same
+way after its 101: it gets one text frame per event, a ping when idle, and what it sends is
+read here (close answered and dropped, ping answered, the rest ignored; garbage or more than
+``INBOUND_LIMIT`` bytes drops it). See docs/serving.md.
 """
 
 from __future__ import annotations
@@ -25,14 +29,20 @@ import time
 from typing import Any
 
 from controlplane.core.events import EventBus, Subscription, parse_event_id
+from controlplane.ui.web import wsframes
 
 log = logging.getLogger(__name__)
 
 BACKLOG_LIMIT = 4 * 1024 * 1024  # bytes a client may be behind before it is closed
+INBOUND_LIMIT = 1024 * 1024  # bytes a WebSocket client may send in all (pongs, a close)
+WS_PING = wsframes.frame(b"", wsframes.PING)
 
 
-def sse_frame(envelope: dict[str, Any]) -> str:
-    return f"id: {envelope['id']}\ndata: {json.dumps(envelope)}\n\n"
+def encode(envelope: dict[str, Any], text: str, websocket: bool) -> bytes:
+    """*envelope* (whose JSON is *text*) as an SSE message or a WebSocket text frame."""
+    if websocket:
+        return wsframes.frame(text.encode())
+    return f"id: {envelope['id']}\ndata: {text}\n\n".encode()
 
 
 def chunk(data: bytes) -> bytes:
@@ -40,12 +50,14 @@ def chunk(data: bytes) -> bytes:
 
 
 class Client:
-    """One adopted SSE connection."""
+    """One adopted SSE connection or WebSocket."""
 
-    def __init__(self, sock: socket.socket, chunked: bool) -> None:
-        self.sock, self.chunked = sock, chunked
+    def __init__(self, sock: socket.socket, chunked: bool, websocket: bool = False) -> None:
+        self.sock, self.chunked, self.websocket = sock, chunked and not websocket, websocket
         self.epoch, self.seq = "", -1
         self.backlog = bytearray()
+        self.inbox = bytearray()  # a WebSocket client's frames not yet whole
+        self.received = 0
 
     def wants(self, envelope: dict[str, Any]) -> bool:
         """False for an event this client already got (the replay raced the live feed)."""
@@ -61,7 +73,8 @@ class Client:
 
 
 class Broadcaster:
-    """Writes the bus's events to adopted SSE sockets from one thread. Thread-safe."""
+    """Writes the bus's events to adopted SSE sockets and WebSockets from one thread.
+    Thread-safe."""
 
     def __init__(self, bus: EventBus, heartbeat: float) -> None:
         self.bus, self.heartbeat = bus, heartbeat
@@ -92,9 +105,10 @@ class Broadcaster:
         with contextlib.suppress(BlockingIOError, OSError):
             self._wake_w.send(b"\0")
 
-    def adopt(self, sock: socket.socket, sub: Subscription, chunked: bool) -> None:
-        """Take over *sock* (its headers sent); *sub* holds what it must get first."""
-        self._adopting.append((Client(sock, chunked), sub))
+    def adopt(self, sock: socket.socket, sub: Subscription, chunked: bool,
+              websocket: bool = False) -> None:
+        """Take over *sock* (its headers or its 101 sent); *sub* holds what it must get first."""
+        self._adopting.append((Client(sock, chunked, websocket), sub))
         self._wake()
 
     def close(self) -> None:
@@ -127,7 +141,7 @@ class Broadcaster:
                 self._broadcast(batch)
                 last_write = time.monotonic()
             elif time.monotonic() >= last_write + self.heartbeat:
-                self._send_all(b": heartbeat\n\n")
+                self._send_all(b": heartbeat\n\n", WS_PING)
                 last_write = time.monotonic()
         for client in list(self._clients.values()):
             self._drop(client)
@@ -140,41 +154,56 @@ class Broadcaster:
         client.sock.setblocking(False)
         self._clients[client.sock.fileno()] = client
         self._selector.register(client.sock, selectors.EVENT_READ, client)
-        text = "".join(sse_frame(e) for e in first if client.wants(e))
-        if text:
-            self._send(client, text.encode())
+        data = b"".join(encode(e, json.dumps(e), client.websocket)
+                        for e in first if client.wants(e))
+        if data:
+            self._send(client, data)
 
     def _broadcast(self, batch: list[dict[str, Any]]) -> None:
-        frames = [(e, sse_frame(e).encode()) for e in batch]
-        cache: dict[tuple[int, ...], tuple[bytes, bytes]] = {}  # which frames -> (raw, chunk)
+        texts = [json.dumps(e) for e in batch]  # once per event, for every client
+        per_kind: dict[bool, list[bytes]] = {}  # websocket? -> each event's frame
+
+        def frames(websocket: bool) -> list[bytes]:
+            if websocket not in per_kind:
+                per_kind[websocket] = [encode(e, t, websocket)
+                                       for e, t in zip(batch, texts, strict=True)]
+            return per_kind[websocket]
+
+        cache: dict[tuple[bool, bool, tuple[int, ...]], bytes] = {}  # (ws, chunked, which)
+
+        def joined(client: Client, wanted: tuple[int, ...]) -> bytes:
+            key = (client.websocket, client.chunked, wanted)
+            if key not in cache:
+                of_kind = frames(client.websocket)
+                raw = b"".join(of_kind[n] for n in wanted)
+                cache[key] = chunk(raw) if client.chunked else raw
+            return cache[key]
+
+        everything = tuple(range(len(batch)))
         ids = [parse_event_id(e["id"]) for e in batch]
         first, last = ids[0], ids[-1]
-        plain = None  # the usual batch: one epoch, numbered in order, no resync
+        plain = False  # the usual batch: one epoch, numbered in order, no resync
         epoch, start, end = "", 0, 0
         if first is not None and last is not None and all(
                 e["type"] != "resync" for e in batch) and all(
                 i is not None and i[0] == first[0] for i in ids) and \
                 [i[1] for i in ids if i] == list(range(first[1], last[1] + 1)):
-            raw = b"".join(frame for _, frame in frames)
-            plain = (raw, chunk(raw))
+            plain = True
             epoch, start, end = first[0], first[1], last[1]
         for client in list(self._clients.values()):
-            if plain is not None and client.epoch == epoch and client.seq < start:
+            if plain and client.epoch == epoch and client.seq < start:
                 client.seq = end  # all of it is new to this client: no check per event
-                self._send(client, plain[1 if client.chunked else 0], framed=True)
+                self._send(client, joined(client, everything), framed=True)
                 continue
-            wanted = tuple(n for n, (e, _) in enumerate(frames) if client.wants(e))
-            if not wanted:
-                continue
-            if wanted not in cache:
-                raw = b"".join(frames[n][1] for n in wanted)
-                cache[wanted] = (raw, chunk(raw))
-            self._send(client, cache[wanted][1 if client.chunked else 0], framed=True)
+            wanted = tuple(n for n, e in enumerate(batch) if client.wants(e))
+            if wanted:
+                self._send(client, joined(client, wanted), framed=True)
 
-    def _send_all(self, text: bytes) -> None:
+    def _send_all(self, text: bytes, ws_frame: bytes) -> None:
         framed = (text, chunk(text))
         for client in list(self._clients.values()):
-            self._send(client, framed[1 if client.chunked else 0], framed=True)
+            data = ws_frame if client.websocket else framed[1 if client.chunked else 0]
+            self._send(client, data, framed=True)
 
     def _send(self, client: Client, data: bytes, framed: bool = False) -> None:
         if client.chunked and not framed:
@@ -209,7 +238,8 @@ class Broadcaster:
             self._selector.modify(client.sock, selectors.EVENT_READ, client)
 
     def _on_readable(self, client: Client) -> None:
-        """A client sends nothing on an SSE stream: EOF or an error means it left."""
+        """A client sends nothing on an SSE stream: EOF or an error means it left. A
+        WebSocket client's frames are handled."""
         try:
             data = client.sock.recv(4096)
         except (BlockingIOError, InterruptedError):
@@ -218,6 +248,35 @@ class Broadcaster:
             data = b""
         if not data:
             self._drop(client)
+        elif client.websocket:
+            client.received += len(data)
+            client.inbox += data
+            if client.received > INBOUND_LIMIT:
+                self._drop(client)  # a dashboard sends pongs and a close, nothing more
+                return
+            self._on_frames(client)
+
+    def _on_frames(self, client: Client) -> None:
+        """Close: answered, then dropped; ping: pong; anything else ignored."""
+        while True:
+            try:
+                got = wsframes.next_frame(client.inbox)
+            except wsframes.FrameError:
+                self._drop(client)
+                return
+            if got is None:
+                return
+            opcode, payload = got
+            if opcode == wsframes.CLOSE:
+                if not client.backlog:
+                    with contextlib.suppress(OSError):
+                        client.sock.send(wsframes.close_frame(payload))
+                self._drop(client)
+                return
+            if opcode == wsframes.PING:
+                self._send(client, wsframes.frame(payload, wsframes.PONG), framed=True)
+                if client.sock.fileno() not in self._clients:
+                    return  # dropped while answering
 
     def _drop(self, client: Client) -> None:
         if self._clients.pop(client.sock.fileno(), None) is None:
