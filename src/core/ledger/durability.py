@@ -21,10 +21,15 @@ import logging
 import os
 import threading
 from pathlib import Path
-
-import pygit2
+from typing import TYPE_CHECKING
 
 from controlplane.core import settings
+from controlplane.core.lazy import Lazy
+
+if TYPE_CHECKING:
+    import pygit2
+else:
+    pygit2 = Lazy(globals(), "pygit2")  # only the "record" mode uses it
 
 log = logging.getLogger(__name__)
 

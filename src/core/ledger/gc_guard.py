@@ -17,10 +17,15 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pygit2
-
+from controlplane.core.lazy import Lazy
 from controlplane.core.runs import process_alive
+
+if TYPE_CHECKING:
+    import pygit2
+else:
+    pygit2 = Lazy(globals(), "pygit2")
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,16 @@ of it is merged, and the view writes only through paths it accepts.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import pygit2
-from pygit2.enums import FileMode, ObjectType
+from controlplane.core.lazy import Lazy
+
+if TYPE_CHECKING:
+    import pygit2
+    from pygit2.enums import ObjectType
+else:  # the view imports the paths; only the tree checks (sync) need pygit2
+    pygit2 = Lazy(globals(), "pygit2")
+    ObjectType = Lazy(globals(), "ObjectType", "pygit2.enums", "ObjectType")
 
 ENTRY_ID = re.compile(r"(\d{4})(\d{2})(\d{2})T\d{9}Z-([0-9a-f]{2})[0-9a-f]{6}", re.ASCII)
 BUCKET = re.compile(r"[0-9a-f]{2}", re.ASCII)
@@ -64,7 +71,7 @@ def entry_dirs(kind: str, entry_id: str) -> tuple[str, str]:
 
 
 _RECORD = re.compile(rb"[0-7]{1,7} [^\0]*\0.{20}", re.DOTALL)
-_TREE, _BLOB = int(FileMode.TREE), int(FileMode.BLOB)
+_TREE, _BLOB = 0o040000, 0o100644  # pygit2.enums.FileMode.TREE, .BLOB: git's own modes
 
 
 class TreeChecker:

@@ -17,20 +17,31 @@ import subprocess
 import threading
 from collections import deque
 from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import pygit2
+from typing import TYPE_CHECKING, Any
 
 from controlplane.core import settings
-from controlplane.core.ledger import demo_branch, rawlog
+from controlplane.core.lazy import Lazy
+from controlplane.core.ledger import demo_branch, gitfiles, rawlog
 from controlplane.core.ledger.durability import Durability
 from controlplane.core.ledger.index import RunIndex
 from controlplane.core.ledger.journal import Journal, JournalEntry, kill_left_groups
-from controlplane.core.ledger.store import RUNS_DIR, GitStore, LedgerWriteError, in_work_tree
+from controlplane.core.ledger.store import (
+    BRANCH_REF,
+    RUNS_DIR,
+    GitStore,
+    LedgerWriteError,
+    in_work_tree,
+)
 from controlplane.core.ledger.view import VIEW_DIR, LedgerView, exclude_from_status
 from controlplane.core.output import cap_events, events_after
 from controlplane.core.runs import Run, RunStatus, chat_dir, ledger_dir, ledger_dirs
+
+if TYPE_CHECKING:
+    import pygit2
+else:
+    pygit2 = Lazy(globals(), "pygit2")  # a read from a current index needs none of it
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +90,9 @@ def find_git_dir(path: str | os.PathLike[str] | None = None) -> tuple[Path, Path
 
 
 def _discover(start: str) -> tuple[Path, Path]:
+    plain = gitfiles.discover(start)  # a few stats; pygit2 for anything unusual
+    if plain is not None:
+        return plain
     found = pygit2.discover_repository(start)
     if found is None:
         raise NotARepository(f"not a git repository (or any parent): {start}")
@@ -115,7 +129,9 @@ class Ledger:
             raise settings.SettingsError(f"tag_namespace must be one of {TAG_NAMESPACES}")
         self.logs_retention = max(1, int(configured["logs_retention"]))
         self.durability = Durability(git_dir, str(configured["durability"]))
-        self.store = GitStore(git_dir, tag_prefix=namespace)
+        self._tag_namespace = namespace
+        self._store: GitStore | None = None
+        self._store_lock = threading.Lock()
         self.journal = Journal(self.scp_dir / "journal")
         self.index = RunIndex(self.scp_dir / "index.sqlite")
         self.view = LedgerView(root / VIEW_DIR, self.scp_dir / "view.lock")
@@ -124,10 +140,24 @@ class Ledger:
         self.recorded_here: deque[str] = deque(maxlen=10_000)  # for the cross-process feed
         self._records = 0
         self._gc: subprocess.Popen[bytes] | None = None
-        self._gc_auto = _gc_auto(self.store.repo)
         self.interrupted: list[dict[str, Any]] = []
         # runs that ended here but could not be recorded (disk full…): retried at each open
         self.unrecorded: dict[str, tuple[Run, list[dict[str, Any]]]] = {}
+
+    @property
+    def store(self) -> GitStore:
+        """The git side, opened on first use: listing from a current index needs no pygit2."""
+        store = self._store
+        if store is None:
+            with self._store_lock:
+                if self._store is None:
+                    self._store = GitStore(self.git_dir, tag_prefix=self._tag_namespace)
+                store = self._store
+        return store
+
+    @cached_property
+    def _gc_auto(self) -> int:
+        return _gc_auto(self.store.repo)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, recover: bool = True) -> Ledger:
@@ -210,6 +240,8 @@ class Ledger:
 
     def catch_up(self) -> list[dict[str, Any]]:
         """Bring view and index to the ledger tip; returns the runs the index newly learnt."""
+        if self._caches_at_tip():
+            return []
         head = self.store.head()
         if head is None:
             return []
@@ -227,6 +259,14 @@ class Ledger:
         except (KeyError, pygit2.GitError) as exc:
             log.warning(MISSING_OBJECTS, head, exc)
         return []
+
+    def _caches_at_tip(self) -> bool:
+        """True if view and index are at the branch tip, read from the ref file (no pygit2)."""
+        tip = gitfiles.read_ref(self.git_dir, BRANCH_REF)
+        try:
+            return tip is not None and self.index.head() == tip and self.view.head() == tip
+        except (OSError, sqlite3.Error):
+            return False  # the full catch-up reports and repairs it
 
     def _catch_up_view(self, head) -> None:
         for _ in range(20):

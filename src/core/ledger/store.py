@@ -16,13 +16,20 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pygit2
-from pygit2.enums import FileMode, ObjectType
-
+from controlplane.core.lazy import Lazy
 from controlplane.core.ledger.gc_guard import Written, keep, wait_for_gc, written
 from controlplane.core.ledger.layout import BUCKET, FORMAT_FILE
 from controlplane.core.ledger.locks import clear_stale_locks, ref_move
+
+if TYPE_CHECKING:
+    import pygit2
+    from pygit2.enums import FileMode, ObjectType
+else:  # imported by the first GitStore: reading runs from a current index needs none of it
+    pygit2 = Lazy(globals(), "pygit2")
+    FileMode = Lazy(globals(), "FileMode", "pygit2.enums", "FileMode")
+    ObjectType = Lazy(globals(), "ObjectType", "pygit2.enums", "ObjectType")
 
 BRANCH = "scp-ledger"
 BRANCH_REF = f"refs/heads/{BRANCH}"
@@ -41,7 +48,7 @@ _MISSING_RETRIES = 20  # waits of 0.1 s for a concurrent writer to restore prune
 # in the old layout) is larger and would be re-parsed for every entry a catch-up reads from it.
 # Not more: every commit makes new versions of the trees on its path, and libgit2 keeps cached
 # objects until 256 MB (4 MB trees took one process from 94 to 616 MB over 4,000 runs).
-pygit2.settings.cache_object_limit(ObjectType.TREE, 64 * 1024)
+TREE_CACHE_LIMIT = 64 * 1024  # set by the first GitStore
 CACHE_CLEARED_EVERY = 100  # commits and diffs between clearings of the object cache
 
 
@@ -130,6 +137,7 @@ class GitStore:
     """pygit2 access to one repository's ledger branch. Thread-safe (one lock)."""
 
     def __init__(self, git_dir: Path, tag_prefix: str = TAG_PREFIX) -> None:
+        pygit2.settings.cache_object_limit(ObjectType.TREE, TREE_CACHE_LIMIT)  # process-wide
         self.repo = pygit2.Repository(str(git_dir))
         self.work_tree = Path(self.repo.workdir) if self.repo.workdir else None
         self.tag_prefix = tag_prefix

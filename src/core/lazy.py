@@ -1,0 +1,47 @@
+"""A module, or a name from one, imported on first use (start-up time, issue 18 item 8).
+
+::
+
+    if TYPE_CHECKING:
+        import pygit2
+    else:
+        pygit2 = Lazy(globals(), "pygit2")
+
+The first attribute read imports the module and puts it in the holder's namespace in
+place of the proxy, so later reads cost nothing. ``isinstance(x, proxy)`` and calling
+the proxy are not supported: read an attribute (``pygit2.Oid``) instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+
+class Lazy:
+    """Stands for *module* (or its *attribute*) under *name* in *namespace* until first used."""
+
+    __slots__ = ("_attribute", "_module", "_name", "_namespace")
+
+    def __init__(self, namespace: dict[str, Any], name: str, module: str | None = None,
+                 attribute: str | None = None) -> None:
+        self._namespace = namespace
+        self._name = name
+        self._module = module or name
+        self._attribute = attribute
+
+    def load(self) -> Any:
+        """Import now; the holder's name then refers to the real object."""
+        value: Any = importlib.import_module(self._module)
+        if self._attribute is not None:
+            value = getattr(value, self._attribute)
+        if self._namespace.get(self._name) is self:
+            self._namespace[self._name] = value
+        return value
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.load(), attribute)
+
+    def __repr__(self) -> str:
+        target = f"{self._module}.{self._attribute}" if self._attribute else self._module
+        return f"<lazy {target}>"

@@ -1,0 +1,90 @@
+"""Plain-file reads of a git directory, for commands that must start fast (no pygit2).
+
+Each answers only the simple, common case and returns None otherwise; the caller then
+asks pygit2, so an unusual repository (linked worktree, ``.git`` file, bare, another file
+system on the way up, a symbolic or reftable ref) behaves exactly as before.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+_OID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+_NOT_PLAIN_CONFIG = re.compile(r"^\s*(bare\s*=\s*(true|yes|on|1)\s*$|worktree\s*=|\[include)",
+                               re.IGNORECASE | re.MULTILINE)
+
+
+def discover(start: str) -> tuple[Path, Path] | None:
+    """(work tree, git dir) when *start* (an absolute, resolved path) lies in a plain
+    repository: a ``.git`` directory above it on the same file system, nothing that looks
+    like a git directory on the way. None: let pygit2 discover it."""
+    try:
+        device = os.stat(start).st_dev
+    except OSError:
+        return None
+    here = start
+    while True:
+        dot_git = os.path.join(here, ".git")
+        try:
+            mode = os.lstat(dot_git).st_mode
+        except FileNotFoundError:
+            mode = None
+        except OSError:
+            return None
+        if mode is not None:
+            return (Path(here), Path(dot_git)) if stat.S_ISDIR(mode) and _plain(dot_git) \
+                else None
+        if _looks_like_git_dir(here):
+            return None  # inside a git directory or a bare repository
+        parent = os.path.dirname(here)
+        try:
+            if parent == here or os.stat(parent).st_dev != device:
+                return None
+        except OSError:
+            return None
+        here = parent
+
+
+def _looks_like_git_dir(path: str) -> bool:
+    return os.path.exists(os.path.join(path, "HEAD")) \
+        and os.path.isdir(os.path.join(path, "objects"))
+
+
+def _plain(git_dir: str) -> bool:
+    """A git directory with its work tree just above it, as ``git init`` makes it."""
+    if not (_looks_like_git_dir(git_dir) and os.path.isdir(os.path.join(git_dir, "refs"))):
+        return False
+    if os.path.lexists(os.path.join(git_dir, "commondir")):
+        return False
+    try:
+        with open(os.path.join(git_dir, "config"), encoding="utf-8") as config:
+            return _NOT_PLAIN_CONFIG.search(config.read()) is None
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def read_ref(git_dir: Path, name: str) -> str | None:
+    """The object id *name* (``refs/heads/…``) points at, from its loose file or
+    ``packed-refs``; None if it is symbolic, absent or not readable that way."""
+    try:
+        text = (git_dir / name).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return _packed(git_dir, name)
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if _OID.fullmatch(text) else None
+
+
+def _packed(git_dir: Path, name: str) -> str | None:
+    try:
+        with open(git_dir / "packed-refs", encoding="utf-8") as packed:
+            for line in packed:
+                oid, _, ref = line.rstrip("\n").partition(" ")
+                if ref == name and _OID.fullmatch(oid):
+                    return oid
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
