@@ -17,7 +17,7 @@ import json
 import socket
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from simple_websocket import ConnectionClosed, Server
 
 from controlplane.core.descriptors import stream_refusal
@@ -116,6 +116,36 @@ def handed_over(sub: Subscription, broadcaster: Broadcaster, sock: socket.socket
         sub.close()
         raise
     broadcaster.adopt(detach(sock), sub, chunked)
+
+
+POLL_LIMIT = 200  # envelopes one poll answers at most; ``more: true`` says ask again at once
+
+
+@bp.get("/api/events/poll")
+def events_poll() -> Response:
+    """The envelopes after ``?last_event_id=`` as JSON: the fallback where no stream gets
+    through. Without an id: none, and the id to poll from. An unknown or too old id:
+    ``resync`` (as on the streams) and the id to go on from."""
+    bus = state().bus
+    raw_limit = request.args.get("limit", str(POLL_LIMIT))
+    if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= POLL_LIMIT:
+        return error_response(400, "bad_limit", f"limit must be a number from 1 to {POLL_LIMIT}")
+    limit = int(raw_limit)
+    last = request.args.get("last_event_id") or None
+    head = bus.last_id  # read before the replay: nothing published meanwhile is skipped
+    missed = bus.since(last)
+    if missed is None:
+        events = [bus.make_envelope("resync", {"reason": "unknown_event_id"})]
+        body = {"events": events, "last_event_id": head, "more": False}
+    elif last is None:
+        body = {"events": [], "last_event_id": head, "more": False}
+    else:
+        events = missed[:limit]
+        body = {"events": events, "last_event_id": events[-1]["id"] if events else last,
+                "more": len(missed) > limit}
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.before_request
