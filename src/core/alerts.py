@@ -15,6 +15,10 @@ The SMTP password comes from ``CONTROLPLANE_SMTP_PASSWORD`` (environment or
 vault), never the file. The webhook never follows a redirect. Best effort: the
 bus receiver only enqueues; a worker thread sends, retries a few times with
 backoff, and logs what it could not send. A run is never failed or delayed by an alert.
+
+Each alert links to the run page, ``<base>/runs/<run_id>``: *base* is the ``public_url``
+setting (flag, environment or user file), else the serve bind address plus the
+extension's ``url_prefix`` (``page_base``).
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ import logging
 import os
 import queue
 import smtplib
+import socket
 import ssl
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -74,19 +80,64 @@ class AlertConfig(BaseModel):
         return run.get("type") in self.types or run.get("subtype") in self.subtypes
 
 
-def alert_text(run: dict[str, Any]) -> tuple[str, str]:
-    """Subject and body for a failed run (redacted)."""
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+
+def page_base(settings_values: dict[str, Any], url_prefix: str = "") -> str:
+    """Where the run pages start for a reader of the alert (no trailing slash).
+
+    ``public_url`` when set (it already names the prefix: the proxy may move it), else
+    ``http://<bind host>:<port><url_prefix>``; a wildcard bind names this machine.
+    """
+    public = str(settings_values.get("public_url") or "").strip()
+    if public:
+        problem = public_url_problem(public)
+        if problem is None:
+            return public.rstrip("/")
+        log.warning("public_url %s; alert links use the bind address instead", problem)
+    host = str(settings_values.get("host") or "127.0.0.1")
+    if host in WILDCARD_HOSTS:
+        host = socket.getfqdn()
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings_values.get('port') or 8000}{url_prefix}"
+
+
+def public_url_problem(url: str) -> str | None:
+    """Why *url* cannot start alert links (None if it can): http(s), a host, no
+    credentials, query or fragment (a link is mailed to people)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// address with a host"
+    if parts.username or parts.password or parts.query or parts.fragment:
+        return "must not hold credentials, a query or a fragment"
+    return None
+
+
+def run_url(base: str | None, run: dict[str, Any]) -> str | None:
+    """The run page of *run* under *base* (None without a base)."""
+    run_id = run.get("run_id")
+    return f"{base}/runs/{urllib.parse.quote(str(run_id), safe='')}" if base and run_id else None
+
+
+def alert_text(run: dict[str, Any], base: str | None = None) -> tuple[str, str]:
+    """Subject and body for a failed run (redacted), the body linking to its run page."""
     error = run.get("error") or {}
     subject = f"[controlplane] {run.get('subtype')} {run.get('status')}: {run.get('summary', '')}"
+    link = run_url(base, run)
     body = (f"Run {run.get('run_id')} ({run.get('subtype')}) ended {run.get('status')}.\n"
-            f"Error: {error.get('code', '-')}: {error.get('message', '-')}\n"
+            + (f"Open it: {link}\n" if link else "")
+            + f"Error: {error.get('code', '-')}: {error.get('message', '-')}\n"
             f"Started {run.get('started_at')}, took {run.get('duration_ms')} ms on "
             f"{run.get('host')}.\nCode: {json.dumps(run.get('code_ref'))}\n")
     return redact.redact(subject)[:200], redact.redact(body)
 
 
-def send_email(target: EmailTarget, run: dict[str, Any]) -> None:
-    subject, body = alert_text(run)
+def send_email(target: EmailTarget, run: dict[str, Any], base: str | None = None) -> None:
+    subject, body = alert_text(run, base)
     message = EmailMessage()
     message["Subject"], message["From"] = subject, target.sender
     message["To"] = ", ".join(target.to)
@@ -100,9 +151,10 @@ def send_email(target: EmailTarget, run: dict[str, Any]) -> None:
         smtp.send_message(message)
 
 
-def send_webhook(target: WebhookTarget, run: dict[str, Any]) -> None:
-    subject, body = alert_text(run)
+def send_webhook(target: WebhookTarget, run: dict[str, Any], base: str | None = None) -> None:
+    subject, body = alert_text(run, base)
     payload = json.dumps({"event": "run:failed", "subject": subject, "text": body,
+                          "run_url": run_url(base, run),
                           "run": redact.redact_obj(run)}).encode()
     request = urllib.request.Request(str(target.url), data=payload, method="POST",
                                      headers={"Content-Type": "application/json"})
@@ -125,8 +177,9 @@ _NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects())
 class Alerter:
     """Subscribes to ``run:completed`` and sends alerts from one worker thread."""
 
-    def __init__(self, config: AlertConfig, bus: EventBus) -> None:
+    def __init__(self, config: AlertConfig, bus: EventBus, base: str | None = None) -> None:
         self.config = config
+        self.base = base  # where run pages start (``page_base``): alerts link to the run
         self.sent: list[tuple[str, str]] = []  # (channel, run_id), for people and tests
         self.failed: list[tuple[str, str, str]] = []
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=1000)
@@ -146,10 +199,10 @@ class Alerter:
         channels = []
         if self.config.email is not None:
             email = self.config.email
-            channels.append(("email", lambda run: send_email(email, run)))
+            channels.append(("email", lambda run: send_email(email, run, self.base)))
         if self.config.webhook is not None:
             hook = self.config.webhook
-            channels.append(("webhook", lambda run: send_webhook(hook, run)))
+            channels.append(("webhook", lambda run: send_webhook(hook, run, self.base)))
         return channels
 
     def _work(self) -> None:

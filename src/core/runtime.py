@@ -215,7 +215,7 @@ class Runtime:
         self.executor.shutdown(graceful=graceful)
         if self.feed is not None:
             self.feed.stop()
-        for name in ("auto_sync", "alerter", "heartbeat"):
+        for name in ("auto_sync", "alerter", "heartbeat", "simulator"):
             part = self.extra.pop(name, None)
             if part is not None:
                 (part.stop if hasattr(part, "stop") else part.close)()

@@ -26,7 +26,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Request, g, has_request_context, request
 
-from controlplane.core.alerts import Alerter, alerts_for
+from controlplane.core.alerts import Alerter, alerts_for, page_base
 from controlplane.core.events import EventBus
 from controlplane.core.ledger.sync import AutoSync
 from controlplane.core.runtime import Runtime
@@ -35,6 +35,7 @@ from controlplane.ui.web import (
     api_events,
     api_ops,
     api_runs,
+    api_simulate,
     errors,
     pages,
     pwa,
@@ -130,7 +131,8 @@ def start_followers(plane: Runtime) -> None:
                                             plane.settings["auto_sync"]).start()
     alerts = alerts_for(plane.root)
     if alerts is not None:
-        plane.extra["alerter"] = Alerter(alerts, plane.bus)
+        plane.extra["alerter"] = Alerter(alerts, plane.bus, page_base(
+            plane.settings, plane.extra.get(PREFIX_KEY, "")))
 
 
 def build_blueprint(app: Flask, plane: Runtime, *, whole_app: bool) -> Blueprint:
@@ -144,7 +146,7 @@ def build_blueprint(app: Flask, plane: Runtime, *, whole_app: bool) -> Blueprint
     for target in ((app, parent) if whole_app else (parent,)):
         target.context_processor(pages.navigation)
     for child in (api_runs.bp, api_chat.bp, api_events.bp, api_ops.bp, pages.bp, pwa.bp,
-                  *routes.build_blueprints(dict(plane.actions))):
+                  api_simulate.bp, *routes.build_blueprints(dict(plane.actions))):
         parent.register_blueprint(child)
     return parent
 
