@@ -451,17 +451,20 @@ def _read_token_file(path: str) -> str:
 @click.option("--bus", default=None, help="Event bus: memory (default) or redis://host:port/db.")
 @click.option("--auto", "auto_sync", type=click.IntRange(0, 86_400), default=None,
               help="Pull the ledger from its remote every N seconds (not recorded as runs).")
+@click.option("--simulator", is_flag=True,
+              help="Serve POST /api/simulate: live demo runs, kept local (never pushed).")
 @repo_option
 def serve(host: str | None, port: int | None, threads: int | None, token_file: str | None,
           open_browser: bool, graceful: bool, workers: int, bus: str | None,
-          auto_sync: int | None, repo: str | None) -> None:
+          auto_sync: int | None, simulator: bool, repo: str | None) -> None:
     """Serve the dashboard and API (gunicorn, one worker); prints the login URL."""
     from controlplane.core import settings as settings_module
     from controlplane.ui.web import server
     from controlplane.ui.web.security import TOKEN_FILE, token_from_file
 
     root, git_dir = _repo_root(repo)
-    flags = {"host": host, "port": port, "threads": threads, "bus": bus, "auto_sync": auto_sync}
+    flags = {"host": host, "port": port, "threads": threads, "bus": bus, "auto_sync": auto_sync,
+             "simulator": simulator or None}
     explicit = _read_token_file(token_file) if token_file else None
     try:
         values = settings_module.values(root, {**flags, "token": explicit})

@@ -38,8 +38,8 @@ test('runs per day: stacked bars with titles, the axis to a round top', () => {
   assert.equal(chart.getAttribute('aria-label'), 'Runs per day over 7 days: 13 in all');
   const bars = chart.querySelectorAll('g.chart__bar');
   assert.equal(bars.length, 7);
-  assert.equal(bars[6].querySelector('title').textContent, `${today}: 10 runs, 7 ok, 2 failed`);
-  assert.deepEqual([...bars[6].querySelectorAll('rect')].map((r) => r.getAttribute('class')),
+  assert.equal(bars[6].querySelector('title').textContent, `10 runs on ${today}: 7 ok, 2 failed, 1 other`);
+  assert.deepEqual([...bars[6].querySelectorAll('rect.chart__rect')].map((r) => r.getAttribute('class')),
     ['chart__rect chart__rect--ok', 'chart__rect chart__rect--failed', 'chart__rect chart__rect--other']);
   assert.deepEqual([...chart.querySelectorAll('.chart__tick--y')].map((t) => t.textContent), ['0', '5', '10']);
   assert.equal(chart.querySelector('[style]'), null, 'no style attributes (CSP)');
@@ -50,7 +50,7 @@ test('success rate: dots on days with finished runs, gaps elsewhere', () => {
   assert.equal(chart.querySelectorAll('circle').length, 2);
   const path = chart.querySelector('path').getAttribute('d');
   assert.equal((path.match(/M/g) || []).length, 2, 'a gap between the two days');
-  assert.match(chart.querySelector('circle title').textContent, /67 % of 3 finished runs/);
+  assert.match(chart.querySelector('a title').textContent, /67 % of 3 finished runs on /);
   const empty = rateChart(dailySeries({}, 3));
   assert.equal(empty.querySelector('path'), null);
   const big = runsChart([{ day: '2026-01-01', total: 130, ok: 130, failed: 0 }]);

@@ -140,9 +140,11 @@ def metrics_page() -> str:
     window = request.args.get("window") or DEFAULT_WINDOW
     window = window if window in WINDOWS else DEFAULT_WINDOW
     minutes = WINDOWS[window]
+    flt = RunFilter.of({"subtype": request.args.get("subtype") or ""})  # one pipeline, or all
     plane = state()
     plane.ledger.catch_up()
-    summary = plane.ledger.index.filtered_metrics(RunFilter(), minutes)
+    summary = plane.ledger.index.filtered_metrics(flt, minutes)
+    trend = {t["day"]: t for t in plane.ledger.index.duration_trend(flt, minutes)}
     per_type = sorted((summary.get("per_type") or {}).items(), key=lambda kv: -kv[1]["total"])
     breakdown = [{"type": name, **counts, "rate": format_percent(
         counts["ok"] / (counts["ok"] + counts["failed"])
@@ -153,7 +155,9 @@ def metrics_page() -> str:
     return render_template("controlplane/metrics.html", page="metrics",
                            days=max(1, minutes // (24 * 60)), minutes=minutes, window=window,
                            windows=list(WINDOWS), kpis=kpi_values(summary),
-                           breakdown=breakdown, per_day=per_day, pipelines=pipelines)
+                           breakdown=breakdown, per_day=per_day, pipelines=pipelines,
+                           trend=trend, subtype=flt.subtype,
+                           subtypes=plane.ledger.index.distinct_values()["subtype"])
 
 
 def known_run_or_404(run_id: str) -> dict[str, Any]:
