@@ -31,6 +31,7 @@ from controlplane.core.events import EventBus
 from controlplane.core.ledger.sync import AutoSync
 from controlplane.core.runtime import Runtime
 from controlplane.ui.web import (
+    api_backups,
     api_chat,
     api_events,
     api_ops,
@@ -40,6 +41,7 @@ from controlplane.ui.web import (
     pages,
     pwa,
     routes,
+    run_forms,
     security,
 )
 from controlplane.ui.web.state import PREFIX_KEY
@@ -139,13 +141,14 @@ def build_blueprint(app: Flask, plane: Runtime, *, whole_app: bool) -> Blueprint
     """The parent blueprint: every route of ours nested in it, gated by it."""
     parent = Blueprint("controlplane", __name__, static_folder=str(WEB_DIR / "static"),
                        static_url_path="/static", template_folder=str(WEB_DIR / "templates"))
+    api_backups.install(app, parent, whole_app=whole_app)  # its body limit: before the gate
     security.install(app, parent, whole_app=whole_app)
     errors.init_app(parent)
     if whole_app:
         errors.init_app(app)
     for target in ((app, parent) if whole_app else (parent,)):
         target.context_processor(pages.navigation)
-    for child in (api_runs.bp, api_chat.bp, api_events.bp, api_ops.bp, pages.bp, pwa.bp,
+    for child in (api_runs.bp, api_chat.bp, api_events.bp, api_ops.bp, pages.bp, pwa.bp, run_forms.bp,
                   api_simulate.bp, *routes.build_blueprints(dict(plane.actions))):
         parent.register_blueprint(child)
     return parent
