@@ -90,6 +90,7 @@ class Journal:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._writers: dict[str, tuple[str, int, float | None]] = {}  # entry -> host, pid, start
 
     def meta_path(self, run_id: str) -> Path:
         return self.dir / f"{run_id}.json"
@@ -239,6 +240,40 @@ class Journal:
             if pid_text.isascii() and pid_text.isdigit() and not process_alive(int(pid_text),
                                                                                  None):
                 path.unlink(missing_ok=True)
+
+    def needs_recovery(self) -> bool:
+        """True unless one listing shows only entries of live processes and nothing to sweep.
+
+        The hot path of every run (``Ledger.open``): one ``scandir`` instead of five globs;
+        an entry's writer is remembered by name, so its file is read once, not per run.
+        """
+        try:
+            with os.scandir(self.dir) as found:
+                names = {item.name for item in found}
+        except OSError:
+            return True  # the full recovery reports it
+        entries = {n for n in names if n.endswith(".json") and not n.startswith(".")}
+        for name in names:
+            if name.startswith(".") or ".json.claimed-" in name:
+                return True  # a writer's temporary file, a legacy claim
+            for suffix in (".events.jsonl", ".cancel"):
+                if name.endswith(suffix) and name.removesuffix(suffix) + ".json" not in entries:
+                    return True  # left without its entry
+        writers, host = self._writers, socket.gethostname()
+        for name in list(writers):
+            if name not in entries:
+                del writers[name]
+        for name in entries:
+            writer = writers.get(name)
+            if writer is None:
+                try:
+                    entry = JournalEntry.from_json((self.dir / name).read_bytes())
+                except (OSError, ValueError, KeyError):
+                    continue  # being written or removed right now: as ``dead_entries``
+                writer = writers[name] = (entry.host, entry.pid, entry.pid_start)
+            if writer[0] == host and not process_alive(writer[1], writer[2]):
+                return True
+        return False
 
     def restore_legacy_claims(self) -> list[str]:
         """Give back ``<id>.json.claimed-<pid>`` files of dead claimers (older versions)."""

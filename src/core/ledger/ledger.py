@@ -371,6 +371,8 @@ class Ledger:
         then it is claimed (a lock the kernel releases if this process dies), recorded
         unless already in the ledger, and only then removed from the journal.
         """
+        if not self.journal.needs_recovery():
+            return []
         self.journal.restore_legacy_claims()
         self.journal.sweep()
         found = []
