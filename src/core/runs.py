@@ -7,6 +7,7 @@ so a run.json written by a newer version survives a round trip through this one.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import socket
@@ -263,8 +264,20 @@ def ledger_dirs(kind: str, entry_id: str) -> tuple[str, str]:
     return bucketed, bucketed[:-len(entry_id) - 3] + entry_id
 
 
+_OWN_START: dict[int, float | None] = {}  # this process's (by pid: a fork is another)
+
+
 def process_start_time(pid: int) -> float | None:
     """A process's start time in clock ticks since boot (Linux), None if gone."""
+    if pid != os.getpid():
+        return _read_start_time(pid)
+    if pid not in _OWN_START:  # read once: the journal and every ref move ask for it
+        _OWN_START.clear()
+        _OWN_START[pid] = _read_start_time(pid)
+    return _OWN_START[pid]
+
+
+def _read_start_time(pid: int) -> float | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
