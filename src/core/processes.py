@@ -76,6 +76,11 @@ class WorkerHeartbeat:
                 self.processed += 1
                 self.failed += (envelope.get("data") or {}).get("status") == "failed"
 
+    def counts(self) -> tuple[int, int]:
+        """(processed, failed) so far."""
+        with self._lock:
+            return self.processed, self.failed
+
     def beat(self) -> None:
         """Write the heartbeat file now (a full disk is retried at the next beat)."""
         with self._lock:
@@ -146,7 +151,7 @@ def _activity_age(journal: Any, run_id: str, now: float) -> float | None:
     return round(max(0.0, now - max(times)), 1) if times else None
 
 
-def list_processes(ledger: Any) -> list[dict[str, Any]]:
+def list_processes(ledger: Any, own: WorkerHeartbeat | None = None) -> list[dict[str, Any]]:
     """One line per server worker and per process with runs in flight in this clone.
 
     Each line: ``kind`` (worker, exec, script), ``pid``, ``host``, ``state`` (alive,
@@ -154,6 +159,7 @@ def list_processes(ledger: Any) -> list[dict[str, Any]]:
     (seconds; None for a process that keeps no heartbeat), ``last_activity_age``,
     ``since`` (epoch seconds), ``running``, ``queued``, ``processed`` and ``failed``
     (None where not counted) and ``runs`` (the run ids in flight). Workers first.
+    *own*, this process's heartbeat, gives its line the counts as of now.
     """
     now = time.time()
     lines = _read_workers(workers_dir(ledger.scp_dir), now)
@@ -189,6 +195,8 @@ def list_processes(ledger: Any) -> list[dict[str, Any]]:
     for line in lines:
         line.pop("pid_start", None)
         line["this"] = line["host"] == host and line["pid"] == os.getpid()
+        if line["this"] and line["kind"] == "worker" and own is not None:
+            line["processed"], line["failed"] = own.counts()
     order = {"worker": 0, "exec": 1, "script": 2}
     lines.sort(key=lambda line: (order.get(line["kind"], 3), line["state"] == "gone",
                                  line["pid"]))

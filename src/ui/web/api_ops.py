@@ -38,7 +38,9 @@ def diagnostics_of(plane: Runtime) -> Diagnostics:
 
 
 def processes_view() -> dict[str, Any]:
-    return {"processes": list_processes(state().ledger), "beat_seconds": BEAT_SECONDS,
+    plane = state()
+    own = plane.extra.get(HEARTBEAT_KEY)
+    return {"processes": list_processes(plane.ledger, own), "beat_seconds": BEAT_SECONDS,
             "stale_after": STALE_AFTER, "at": time.time()}
 
 
