@@ -68,6 +68,8 @@ SETTINGS: tuple[Setting, ...] = (
             "records), record (nothing recorded), none (left to the OS)"),
     Setting("bus", "memory", "event bus backend"),
     Setting("auto_sync", 0, "pull the ledger from ledger_remote every N seconds (0: off)", int),
+    Setting("backup_upload_max_bytes", 128 << 20, "largest backup archive an upload may send",
+            int),
     Setting("simulator", False, "serve POST /api/simulate: live demo runs on the local "
             "scp-demo branch, never pushed (serve --simulator)", bool),
     Setting("public_url", "", "the dashboard's address in alert links, e.g. "

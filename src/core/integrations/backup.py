@@ -11,9 +11,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -173,12 +176,14 @@ def import_backup(ctx: ActionContext, params: ImportParams) -> dict[str, Any]:
             "files": len(entries)}
 
 
-def copy_in(source: Path, target: Path, checked: str, root: Path | None = None) -> None:
+def copy_in(source: Path, target: Path, checked: str, root: Path | None = None,
+            exclusive: bool = False) -> None:
     """Copy the verified *source* to *target* atomically (gzip-compressing a plain tar), making
-    sure the bytes copied are the ones that were checked (sha256 *checked*)."""
+    sure the bytes copied are the ones that were checked (sha256 *checked*). *exclusive*: an
+    existing *target* is never replaced (FileExistsError)."""
     with open(source, "rb") as fh:
         gzipped = fh.read(2) == safety.GZIP_MAGIC
-    with atomic_writer(target, root=root) as raw, open(source, "rb") as fh:
+    with atomic_writer(target, root=root, exclusive=exclusive) as raw, open(source, "rb") as fh:
         digest = hashlib.sha256()
         sink = raw if gzipped else gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -236,6 +241,108 @@ def name_free(root: Path, params: BaseModel) -> None:
     if name and not getattr(params, "overwrite", False) and archive_path(root, name).exists():
         raise Conflict(f"backup {name} exists: send \"overwrite\": true to replace it",
                        name=name)
+
+
+# -- archives over HTTP: listed, downloaded, uploaded (ui/web/api_backups.py) --------------
+
+UPLOAD_SUBTYPE = "backup:upload"
+UPLOAD_MAX_BYTES = 128 << 20  # default of the backup_upload_max_bytes setting
+MADE_BY = ("backup:create", "restore:import", UPLOAD_SUBTYPE)  # runs that leave an archive
+MAX_NAME_TRIES = 1000
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    """One archive in .controlplane/backups, as the page and ``GET /api/backups`` list it."""
+
+    name: str
+    size: int
+    created: str  # the file's modification time, ISO 8601 UTC
+    run_id: str | None = None  # the newest run that recorded it as its artifact
+
+
+def list_archives(root: Path) -> list[ArchiveInfo]:
+    """The regular files ``<name>.tar.gz`` with a plain name (no link), newest first."""
+    found = []
+    for path in backups(root):
+        name = path.name[: -len(SUFFIX)]
+        info = os.lstat(path)
+        if stat.S_ISREG(info.st_mode) and _plain_name(name):
+            created = datetime.fromtimestamp(info.st_mtime, UTC).isoformat(timespec="seconds")
+            found.append(ArchiveInfo(name, info.st_size, created))
+    return sorted(found, key=lambda a: (a.created, a.name), reverse=True)
+
+
+def with_runs(archives: list[ArchiveInfo], runs: Iterable[dict[str, Any]]) -> list[ArchiveInfo]:
+    """*archives* with the run that made each: the first ok run of *runs* (newest first)
+    whose artifact is the archive's path."""
+    made: dict[str, str] = {}
+    for run in runs:
+        if run.get("status") != "ok":
+            continue
+        for artifact in run.get("artifacts") or ():
+            path = artifact.get("path") if isinstance(artifact, dict) else None
+            if isinstance(path, str):
+                made.setdefault(path, str(run.get("run_id")))
+    return [replace(a, run_id=made.get(f"{BACKUPS}/{a.name}{SUFFIX}")) for a in archives]
+
+
+def open_archive(root: Path, name: str) -> tuple[IO[bytes], int]:
+    """(an open file, its size) of the listed archive *name*; NotFound naming ``name`` for
+    anything that is not one (``..``, ``/``, a link, an absolute path, a missing file)."""
+    if name not in {a.name for a in list_archives(root)}:
+        raise NotFound(f"no backup named {name!r} in {BACKUPS}: pick one the list shows",
+                       field="name")
+    try:
+        fd = os.open(archive_path(root, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # deleted or swapped for a link since it was listed
+        raise NotFound(f"no backup named {name!r} in {BACKUPS}", field="name") from None
+    fh = os.fdopen(fd, "rb")
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        fh.close()
+        raise NotFound(f"no backup named {name!r} in {BACKUPS}", field="name")
+    return fh, info.st_size
+
+
+def upload_name(wanted: str | None, file_name: str) -> str | None:
+    """The name to keep an upload under: *wanted*, else the file's name without its
+    extension; None when neither is a plain name."""
+    name = wanted or next((file_name[: -len(ext)] for ext in (SUFFIX, ".tgz", ".tar")
+                           if file_name.endswith(ext)), file_name)
+    return name if _plain_name(name) else None
+
+
+def store_upload(run: Any, root: Path, staged: Path, name: str) -> dict[str, Any]:
+    """Check the uploaded archive *staged* like a restore would, then keep it in the
+    backups under *name*, or ``<name>-2``… when taken (an archive is never replaced)."""
+    checked = sha256_file(staged)
+    try:
+        entries = safety.verify(staged, root)
+    except safety.ArchiveRefused as exc:
+        return failure(exc.code, f"file: {exc}", field="file")
+    for attempt in range(1, MAX_NAME_TRIES + 1):
+        final = name if attempt == 1 else f"{name[:120]}-{attempt}"
+        try:
+            copy_in(staged, archive_path(root, final), checked, root, exclusive=True)
+            break
+        except FileExistsError:
+            continue
+        except safety.ArchiveRefused as exc:
+            return failure(exc.code, f"file: {exc}", field="file")
+        except UnsafePath as exc:
+            return failure(exc.code, f"{BACKUPS}: {exc.why}", field="file")
+    else:
+        return failure("exists", f"backups named {name} up to -{MAX_NAME_TRIES} exist: "
+                                 "send another \"name\"", field="name")
+    for entry in entries:
+        run.output(f"{entry.sha256[:12]}  {entry.size:>10}  {entry.path}")
+    target = archive_path(root, final)
+    digest = sha256_file(target)
+    relative = f"{BACKUPS}/{final}{SUFFIX}"
+    run.add_artifact(relative, digest, size=target.stat().st_size, files=len(entries))
+    return {"ok": True, "name": final, "archive": relative, "sha256": digest,
+            "files": len(entries), "renamed": final != name}
 
 
 SAMPLE = {"docs/guide.md": "# Guide\n\nHello.\n", "config/app.yaml": "port: 8080\n"}

@@ -403,8 +403,9 @@ def check_request() -> Response | None:
 
 
 def form_csrf_token() -> str:
-    """The ``csrf_token`` field of a form post (a page with JavaScript off), else ''."""
-    if request.mimetype != "application/x-www-form-urlencoded":
+    """The ``csrf_token`` field of a form post (a page with JavaScript off; multipart: the
+    backup upload form, its body capped before this reads it), else ''."""
+    if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         return ""
     return request.form.get("csrf_token", "")
 

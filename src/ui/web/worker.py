@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 HEADER_LIMIT = 64 * 1024  # request line + headers; more is answered 431
 BODY_LIMIT = 1024 * 1024  # the app's MAX_CONTENT_LENGTH; more is answered 413
 BODY_BUDGET = 256 * 1024 * 1024  # all bodies being buffered at once; more is answered 503
+UPLOAD_LINE = b"POST /api/backups/upload "  # a backup archive: up to the whole budget (the
+UPLOAD_LIMIT = BODY_BUDGET  # app refuses beyond its backup_upload_max_bytes setting)
 REQUEST_SECONDS = 30.0  # a request must be complete this long after its first byte (or accept)
 REQUEST_SECONDS_ENV = "CONTROLPLANE_REQUEST_SECONDS"  # overrides it (tests, slow networks)
 ACCEPT_PAUSE_SECONDS = 0.5  # out of file descriptors: stop accepting this long
@@ -265,9 +267,10 @@ class BufferingThreadWorker(ThreadWorker):
             if len(lengths) > 1 or not DIGITS.fullmatch(lengths[0]):
                 return False
             length = int(lengths[0])
-            if length > BODY_LIMIT:
+            limit = UPLOAD_LIMIT if head.startswith(UPLOAD_LINE) else BODY_LIMIT
+            if length > limit:
                 raise Refused(413, "Content Too Large", "request_entity_too_large",
-                              f"Content-Length {length} is over the {BODY_LIMIT}-byte limit")
+                              f"Content-Length {length} is over the {limit}-byte limit")
             conn.body_end = conn.header_end + length
         else:
             conn.body_end = conn.header_end
