@@ -102,14 +102,21 @@ class Simulator:
     def stop(self, timeout: float = 10.0) -> dict[str, Any]:
         """Start no more runs; those in flight end ``cancelled``. Returns the status."""
         self._stop.set()
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Block until every run of the simulation has ended (or *timeout*); the status.
+
+        The starter first: once it has returned, no run thread is added any more."""
         with self._lock:
-            threads = [t for t in [self._starter, *self._threads] if t is not None]
+            starter = self._starter
+        if starter is not None:
+            starter.join(timeout)
+        with self._lock:
+            threads = list(self._threads)
         for thread in threads:
             thread.join(timeout)
         return self.status()
-
-    def close(self) -> None:
-        self.stop()
 
     def status(self) -> dict[str, Any]:
         with self._lock:
