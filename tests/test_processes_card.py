@@ -154,7 +154,8 @@ def test_the_dashboard_card_is_readable_without_javascript(served: str, spawn: A
     process.wait(WAIT)
 
     card = page.split('data-processes', 1)[1].split("</section>", 1)[0]
-    assert f">{process.pid}<" in card and ">exec<" in card and ">worker<" in card
+    assert f'data-cell="pid">{process.pid}<' in card and 'data-cell="kind">exec<' in card
+    assert 'data-cell="kind">worker <' in card
     assert "test:page" in card
 
 
