@@ -230,3 +230,38 @@ def test_an_oversize_form_post_is_413_naming_the_field(make_app, repo: Path) -> 
     answer = browser.post("/api/backups/upload", data=form, headers={"Origin": ORIGIN})
     assert answer.status_code == 413 and answer.json["field"] == "file"
     assert stored(repo) == {}
+
+
+# -- through a real `controlplane serve` (its loop buffers bodies before a thread serves) --
+
+
+def test_a_real_serve_takes_an_upload_over_1_mib_and_refuses_one_over_the_cap(
+        repo: Path, tmp_path: Path) -> None:
+    import requests
+
+    from tests.test_serve import BEARER, Server, server_env
+
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "blob.bin").write_bytes(os.urandom(3 << 20))  # random: the gzip stays > 1 MiB
+    from controlplane.core.integrations import _archive_safety as safety
+    buffer = io.BytesIO()
+    safety.write_archive(buffer, big, ["blob.bin"])
+    data = buffer.getvalue()
+    assert len(data) > 3 << 20
+    server = Server(repo, tmp_path, env=server_env(CONTROLPLANE_BACKUP_UPLOAD_MAX_BYTES="4000000"))
+    try:
+        files = {"file": ("big.tar.gz", data, "application/gzip")}
+        answer = requests.post(f"{server.base}/api/backups/upload", files=files, headers=BEARER,
+                               timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert (repo / BACKUPS / "big.tar.gz").read_bytes() == data
+        back = requests.get(f"{server.base}/api/backups/big", headers=BEARER, timeout=60)
+        assert back.content == data
+        over = {"file": ("over.tar.gz", data + os.urandom(1 << 20), "application/gzip")}
+        refused = requests.post(f"{server.base}/api/backups/upload", files=over, headers=BEARER,
+                                timeout=60)
+        assert refused.status_code == 413 and refused.json()["field"] == "file"
+        assert not (repo / BACKUPS / "over.tar.gz").exists()
+    finally:
+        server.kill()
