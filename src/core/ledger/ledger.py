@@ -140,6 +140,7 @@ class Ledger:
         self.recorded_here: deque[str] = deque(maxlen=10_000)  # for the cross-process feed
         self._records = 0
         self._gc: subprocess.Popen[bytes] | None = None
+        self._gc_sampled: tuple[int, bool] = (-1, False)  # objects/17's mtime, gc due then
         self.interrupted: list[dict[str, Any]] = []
         # runs that ended here but could not be recorded (disk full…): retried at each open
         self.unrecorded: dict[str, tuple[Run, list[dict[str, Any]]]] = {}
@@ -192,16 +193,18 @@ class Ledger:
         message = f"run {run.run_id} {run.subtype} {run.status}\n\n{run.summary}".rstrip()
         if demo_branch.is_demo(run):  # the simulator's: a local branch, never pushed
             return demo_branch.record_demo(self, run, directory, files, message)
-        parent, commit = self.store.commit_files(directory, files, message,
-                                                 author=run.actor.get("name"))
-        self.recorded_here.append(run.run_id)
-        code_commit = self.store.resolve_commit((run.code_ref or {}).get("commit"))
-        if code_commit:
-            try:
-                self.store.tag_run(run.run_id, code_commit, f"{run.subtype} {run.status}",
-                                   tagger=run.actor.get("name"))
-            except LedgerWriteError:
-                log.warning("run %s recorded without its tag (doctor recreates it)", run.run_id)
+        with self.store.checked_once():  # the gc guard's check: once for commit and tag
+            parent, commit = self.store.commit_files(directory, files, message,
+                                                     author=run.actor.get("name"))
+            self.recorded_here.append(run.run_id)
+            code_commit = self.store.resolve_commit((run.code_ref or {}).get("commit"))
+            if code_commit:
+                try:
+                    self.store.tag_run(run.run_id, code_commit, f"{run.subtype} {run.status}",
+                                       tagger=run.actor.get("name"))
+                except LedgerWriteError:
+                    log.warning("run %s recorded without its tag (doctor recreates it)",
+                                run.run_id)
         self.durability.recorded()
         self._advance(parent, commit, directory, files, run.to_dict())
         self._records += 1
@@ -537,11 +540,17 @@ class Ledger:
         if self._gc_auto <= 0:
             return False
         limit = -(-self._gc_auto // 256)
+        sample = self.git_dir / "objects" / GC_SAMPLE_DIR
         try:
-            with os.scandir(self.git_dir / "objects" / GC_SAMPLE_DIR) as found:
-                return sum(1 for entry in found if len(entry.name) >= 38) > limit
+            changed = os.stat(sample).st_mtime_ns
+            if changed == self._gc_sampled[0]:
+                return self._gc_sampled[1]  # no name added or removed since: one stat a record
+            with os.scandir(sample) as found:
+                due = sum(1 for entry in found if len(entry.name) >= 38) > limit
         except OSError:
             return False
+        self._gc_sampled = (changed, due)
+        return due
 
     def gc_in_background(self, skip_run: str | None = None) -> bool:
         """Start ``git gc --auto`` detached (it outlives a script or the CLI), unless a run

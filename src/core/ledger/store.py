@@ -90,23 +90,30 @@ def create_loose_ref(git_dir: Path, name: str, target: pygit2.Oid) -> bool:
     checked the packed refs already, through the cached lookup. A ``.lock`` held by another
     git raises ``OSError`` (FileExistsError), as libgit2 would fail.
     """
-    path = git_dir / name
-    if path.exists():
+    path = os.path.join(git_dir, name)
+    if os.path.lexists(path):
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = path.with_name(path.name + ".lock")
-    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    lock = path + ".lock"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(lock, flags, 0o666)
+    except FileNotFoundError:  # the first ref of its directory
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(lock, flags, 0o666)
+    renamed = False
     try:
         try:
             os.write(fd, f"{target}\n".encode())
         finally:
             os.close(fd)
-        if path.exists():  # made meanwhile by a writer that is not ours (git itself)
+        if os.path.lexists(path):  # made meanwhile by a writer that is not ours (git itself)
             return False
         os.rename(lock, path)
+        renamed = True
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(lock)
+        if not renamed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
     return True
 
 
@@ -143,6 +150,7 @@ class GitStore:
         self.tag_prefix = tag_prefix
         self.lock = threading.RLock()
         self._uses = 0
+        self._deferred = threading.local()  # objects awaiting one check (checked_once)
         self._broken_tip: pygit2.Oid | None = None  # a tip found missing objects for good
         self._format_oid = pygit2.hash(_FORMAT_BYTES)  # ledger/FORMAT's blob at this version
 
@@ -218,8 +226,24 @@ class GitStore:
         self._keep(objects)
         return parent, commit
 
+    @contextlib.contextmanager
+    def checked_once(self) -> Iterator[None]:
+        """Check the objects written inside against a concurrent gc once, on leaving (a
+        record's commit and tag: one fresh object database instead of one per ref moved)."""
+        pending: list[Written] = []
+        self._deferred.pending = pending
+        try:
+            yield
+        finally:
+            self._deferred.pending = None
+            self._keep(pending)
+
     def _keep(self, objects: list[Written]) -> None:
         """Restore what a gc pruned under this write (outside the lock: it may wait)."""
+        deferred = getattr(self._deferred, "pending", None)
+        if deferred is not None:
+            deferred.extend(objects)
+            return
         try:
             if keep(Path(self.repo.path), objects):
                 with self.lock:
