@@ -1,5 +1,5 @@
 """``python -m controlplane``."""
 
-from controlplane.cli import main
+from controlplane.cli_fast import main
 
 main()

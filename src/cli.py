@@ -8,26 +8,19 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import click
 
-from controlplane.core import terminal
-from controlplane.core.ledger import (
-    Ledger,
-    LedgerWriteError,
-    NotARepository,
-    disk_errors,
-    find_git_dir,
-)
+from controlplane import cli_fast
+from controlplane.cli_fast import EXPECTED_ERRORS, CommandFailed, one_line, say
+from controlplane.core.ledger import Ledger, LedgerWriteError
 from controlplane.core.ledger.journal import JournalWriteError
 from controlplane.core.runs import RUN_TYPES, RunStatus
 
-EXPECTED_ERRORS = (NotARepository, LedgerWriteError, ValueError, OSError)
+__all__ = ["EXPECTED_ERRORS", "Fail", "main", "one_line", "open_ledger", "say"]
 
 
 class Fail(click.ClickException):
@@ -39,49 +32,12 @@ class Fail(click.ClickException):
         say(f"controlplane: error: {self.format_message()}", err=True)
 
 
-def say(text: str, err: bool = False) -> None:
-    """Echo *text* that others wrote (runs, events, errors) without its terminal controls."""
-    stream = sys.stderr if err else sys.stdout  # click 8.5 deprecates get_text_stream
-    click.echo(terminal.clean_for(stream, text), err=err, color=True)
-
-
 def open_ledger(repo: str | None, writing: bool = False) -> Ledger:
-    """The ledger of *repo* (default: the repository holding the current directory).
-
-    *writing*: fail at once, in one line, when ``.git/scp`` cannot be written (a read-only
-    ``.git``), before opening the ledger warns that it reads from copies.
-    """
+    """:func:`cli_fast.open_ledger`, failing as :class:`Fail`."""
     try:
-        if writing:
-            _check_writable(Path(find_git_dir(repo)[1]) / "scp" / "journal")
-        return Ledger.open(repo)
-    except EXPECTED_ERRORS as exc:
+        return cli_fast.open_ledger(repo, writing)
+    except CommandFailed as exc:
         raise Fail(str(exc)) from None
-
-
-def _check_writable(directory: Path) -> None:
-    """Write a byte to a new file in *directory* and remove it; Fail naming it and what to
-    do if the disk refuses (read-only, full)."""
-    probe = directory / f".probe.{os.getpid()}.tmp"  # swept by the journal if left behind
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, b"\n")  # a block of its own: ENOSPC here on a full disk
-        finally:
-            os.close(fd)
-            probe.unlink(missing_ok=True)
-    except OSError as exc:
-        raise Fail(f"cannot write {directory} ({disk_errors.reason(exc)}); "
-                   f"{disk_errors.what_to_do(exc)}") from None
-
-
-def one_line(exc: BaseException) -> str:
-    """*exc* as one line that ends with what to do."""
-    text = " ".join(str(exc).split())
-    if isinstance(exc, OSError) and exc.strerror:
-        text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    return text if "retry" in text else f"{text}; {disk_errors.what_to_do(exc)}"
 
 
 LAZY_COMMANDS = {"users": ("controlplane.cli_users", "users_group"),
@@ -107,6 +63,8 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except BrokenPipeError:
             raise  # click's own handling (stdout closed by `| head`)
+        except CommandFailed as exc:  # the bodies shared with the plain forms (cli_fast)
+            raise Fail(str(exc)) from None
         except (LedgerWriteError, OSError) as exc:
             raise Fail(one_line(exc)) from None
 
@@ -137,54 +95,7 @@ def exec_command(subtype: str, command: tuple[str, ...], summary: str | None,
     Exits with the command's code (128+n if signal n killed it). SIGTERM or SIGHUP to
     exec is passed on to the command's process group and records the run cancelled.
     """
-    from controlplane.core.events import default_bus
-    from controlplane.core.forward_signals import SignalForwarder, shell_exit_code
-    from controlplane.core.run_tracker import default_actor, tracked_run
-    from controlplane.core.tools import run_tool
-
-    run_type = subtype.partition(":")[0]
-    ledger = open_ledger(repo, writing=True)
-    argv = list(command)
-
-    own_run: list[str] = []  # a shared bus (CONTROLPLANE_BUS) carries other runs too
-
-    def echo_output(envelope: dict[str, Any]) -> None:
-        if envelope["type"] == "run:output" and envelope.get("run_id") in own_run:
-            data = envelope["data"]  # the child's own output: unchanged, as if run directly
-            click.echo(data["line"], err=data.get("stream") == "stderr")
-
-    disconnect = default_bus().connect(echo_output)
-    try:
-        with SignalForwarder() as forwarder, tracked_run(
-                run_type, subtype, summary=summary or " ".join(argv),
-                project_root=ledger.root, actor=default_actor("cli"),
-                params={"argv": argv}) as run:
-            own_run.append(run.run_id)
-            result = run_tool(argv, cwd=None, timeout=timeout, run=forwarder.bind(run))
-            run.result = {"exit_code": result.exit_code}
-            if forwarder.received:
-                run.cancel_requested.clear()  # handled here: the error names the signal
-                run.run.error = {"code": "cancelled", "message": f"controlplane exec received "
-                                 f"{forwarder.signal_name}: the command was stopped"}
-                run.status = "cancelled"
-            elif not result.ok and result.error is not None:
-                run.fail(result.error["code"], result.error["message"])
-    except (ValueError, JournalWriteError) as exc:  # the run did not start
-        raise Fail(str(exc)) from None
-    except LedgerWriteError as exc:  # the run ended but its record could not be written
-        raise Fail(f"run {run.run_id} {run.run.status}, not recorded: {exc}") from None
-    except KeyboardInterrupt:
-        click.echo(f"controlplane: run {run.run_id} cancelled", err=True)
-        sys.exit(130)
-    finally:
-        disconnect()
-    click.echo(f"controlplane: run {run.run_id} {run.run.status}", err=True)
-    if forwarder.exit_code is not None:
-        sys.exit(forwarder.exit_code)
-    if result.error and result.error["code"] == "tool_missing":
-        click.echo(f"controlplane: error: {result.error['message']}", err=True)
-        sys.exit(127)
-    sys.exit(shell_exit_code(result.exit_code))
+    cli_fast.exec_run(subtype, command, summary, timeout, repo)
 
 
 # -- runs ------------------------------------------------------------------
@@ -198,21 +109,13 @@ def runs() -> None:
 @runs.command("list")
 @click.option("--type", "run_type", type=click.Choice(RUN_TYPES), default=None)
 @click.option("--status", type=click.Choice([s.value for s in RunStatus]), default=None)
-@click.option("--limit", type=click.IntRange(1, 10_000), default=20)
+@click.option("--limit", type=click.IntRange(*cli_fast.LIST_LIMIT), default=20)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of run.json objects.")
 @repo_option
 def runs_list(run_type: str | None, status: str | None, limit: int, as_json: bool,
               repo: str | None) -> None:
     """Newest runs first, in-flight ones included."""
-    found = open_ledger(repo).recent(limit=limit, type=run_type, status=status)
-    if as_json:
-        say(json.dumps(found, indent=1))
-        return
-    for run in found:
-        duration = run.get("duration_ms")
-        took = f"{duration / 1000:.1f}s" if isinstance(duration, int) else "-"
-        say(f"{run['run_id']}  {run.get('status', '?'):<11} {run.get('subtype', ''):<24} "
-                   f"{took:>8}  {run.get('summary', '')}")
+    cli_fast.runs_list(run_type, status, limit, as_json, repo)
 
 
 @runs.command("show")
