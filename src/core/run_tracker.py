@@ -66,11 +66,35 @@ _process_root: str | None = None
 
 
 def default_actor(kind: str = "script") -> dict[str, str]:
+    return {"kind": kind, "name": _user_name(os.getuid(), *map(os.environ.get, _USER_VARS))}
+
+
+_USER_VARS = ("LOGNAME", "USER", "LNAME", "USERNAME")  # what getpass.getuser reads first
+
+
+@functools.lru_cache(maxsize=8)
+def _user_name(uid: int, *environ: str | None) -> str:
+    """getpass.getuser(), remembered per uid and variables (it reads /etc/passwd)."""
     try:
-        name = getpass.getuser()
+        return getpass.getuser()
     except (KeyError, OSError):
-        name = str(os.getuid())
-    return {"kind": kind, "name": name}
+        return str(uid)
+
+
+_env_seen: tuple[dict[bytes, bytes], object] | None = None
+
+
+def _register_env() -> None:
+    """Register the environment's secret-looking values with the redactor, unless the
+    environment and the redactor's values are as at the last run (a scan of every variable)."""
+    global _env_seen
+    data = getattr(os.environ, "_data", None)
+    literals = getattr(redact.redactor, "_literals", None)  # a new set after clear()
+    seen = _env_seen
+    if data is not None and seen is not None and seen[1] is literals and seen[0] == data:
+        return
+    redact.register_env()
+    _env_seen = (dict(data), literals) if data is not None else None
 
 
 class ActiveRun:
@@ -250,7 +274,7 @@ def open_run(run_type: str, subtype: str, *, summary: str = "",
     This process's secret-looking environment variables are registered with the
     redactor first: code inside a run may print them (a script's ``$DEPLOY_TOKEN``)."""
     check_subtype(run_type, subtype)
-    redact.register_env()
+    _register_env()
     runtime = current_runtime()
     where = (project_root or _flask_project_root()
              or (runtime.root if runtime is not None else None)

@@ -142,7 +142,8 @@ class Journal:
         run_id = run["run_id"]
         try:
             write_atomic(self.meta_path(run_id), entry.to_json())  # first: no orphan spool
-            self.events_path(run_id).touch()
+            os.close(os.open(self.events_path(run_id), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
+                             0o666))  # the spool: new, so no utime first as Path.touch does
         except OSError as exc:
             for path in (self.events_path(run_id), self.meta_path(run_id)):
                 with suppress(OSError):  # neither half of an entry stays behind
