@@ -133,3 +133,28 @@ def test_demo_runs_are_never_pushed(clone, make_app, monkeypatch) -> None:
     ledger.rebuild_index()
     listed = {r["run_id"] for r in ledger.recent(limit=50)}
     assert set(status["run_ids"]) | {real.run_id} <= listed
+
+
+def test_serve_simulator_flag_enables_it_for_a_real_server(repo: Path, tmp_path: Path) -> None:
+    from tests.test_serve import BEARER, Events, Server, request
+
+    off = Server(repo, tmp_path)
+    try:
+        assert request(off, "POST", "/api/simulate", FAST, BEARER).status == 404
+    finally:
+        off.kill()
+    server = Server(repo, tmp_path, "--simulator")
+    try:
+        events = Events(server)
+        answer = request(server, "POST", "/api/simulate", {**FAST, "count": 2}, BEARER)
+        assert answer.status == 202, answer.body
+        done = [events.wait_for(lambda e: e["type"] == "run:completed") for _ in range(2)]
+        events.close()
+        assert all(e["data"]["actor"]["kind"] == "demo" for e in done)
+        recent = request(server, "GET", "/api/runs/recent", headers=BEARER).json()
+        listed = {r["run_id"] for r in (recent["runs"] if isinstance(recent, dict) else recent)}
+        assert {e["run_id"] for e in done} <= listed
+        assert server.stop() == 0
+    finally:
+        server.kill()
+    assert git(repo, "for-each-ref", "refs/heads/scp-ledger") == ""  # nothing for sync
