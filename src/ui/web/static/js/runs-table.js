@@ -9,6 +9,7 @@ import { showError } from './banner.js';
 import { $, runHref } from './dom.js';
 import { formatDuration, formatFullTime, formatTime, runDuration, statusRank } from './format.js';
 import { on } from './live.js';
+import { fillRowControls, initRowActions } from './row-actions.js';
 
 const PAGE_SIZE = 50;
 /** The filters the runs list keeps in the address (templates/controlplane/runs.html). */
@@ -87,6 +88,7 @@ export class RunsTable {
       });
     }
     on('resync', () => this.reload());
+    initRowActions(this.body, (runId) => this.rows.get(runId)?.run);
     onRefresh(() => this.refresh());
     setInterval(() => this.tick(), 1000);
     return this.reload();
@@ -237,6 +239,7 @@ export class RunsTable {
     const actor = run.actor || {};
     cells.actor.textContent = [actor.name, actor.kind && `(${actor.kind})`]
       .filter(Boolean).join(' ');
+    fillRowControls(tr, run);
   }
 
   /** Branch, commit (linked to the remote's page when known) and an ingested run's CI job. */

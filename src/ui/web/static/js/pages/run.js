@@ -4,10 +4,10 @@ import { api } from '../api.js';
 import { hideBanner, showError } from '../banner.js';
 import { followMentions } from '../chat.js';
 import { initCommon } from '../common.js';
-import { confirmDialog } from '../dialog.js';
 import { $, runHref } from '../dom.js';
 import { isFinal } from '../format.js';
 import { OutputView } from '../output.js';
+import { controlsFor, rerunAsked } from '../run-controls.js';
 import { followRun } from '../run-follower.js';
 import { failingTests, renderRun, tickDuration } from '../run-details.js';
 import { noteRun, watchRun } from '../watch.js';
@@ -33,11 +33,11 @@ let watching = false;
 let cancelling = false;
 
 function showControls(run) {
-  const active = !isFinal(run.status);
-  cancelButton.hidden = !active;
+  const shown = controlsFor(run); // the runs list's rows offer the same
+  cancelButton.hidden = !shown.cancel;
   cancelButton.disabled = cancelling;
   cancelButton.textContent = cancelling ? 'Cancelling…' : 'Cancel run';
-  rerunButton.hidden = active || !run.action;
+  rerunButton.hidden = !shown.rerun;
   if (retryButton) {
     const failing = failingTests(run).length;
     retryButton.hidden = !failing || !run.action || root.dataset.retrySupported !== 'yes';
@@ -91,31 +91,10 @@ cancelButton.addEventListener('click', async () => {
   }
 });
 
-async function rerun(body) {
-  return api(`/api/runs/${encodeURIComponent(runId)}/rerun`, { method: 'POST', body, async: true });
-}
-
-// A destructive action's rerun is refused (428) until the same dialog as its form says yes.
-async function rerunConfirmed() {
-  try {
-    return await rerun({});
-  } catch (error) {
-    if (error.status !== 428) throw error;
-  }
-  const run = follower.run() || {};
-  const params = Object.fromEntries(Object.entries(run.params || {})
-    .filter(([key]) => !key.startsWith('_')));
-  const yes = await confirmDialog({
-    text: `${run.subtype} is destructive. Rerunning it runs ${run.action} again with:`,
-    params,
-  });
-  return yes ? rerun({ confirm: true }) : null;
-}
-
 rerunButton.addEventListener('click', async () => {
   rerunButton.disabled = true;
   try {
-    const answer = await rerunConfirmed();
+    const answer = await rerunAsked(follower.run() || { run_id: runId });
     if (answer) {
       watchRun(answer.run_id);
       window.location.assign(runHref(answer.run_id));
