@@ -1,9 +1,10 @@
-// The live connection indicator in the top bar, and a banner when the server is gone or the
-// login has ended (with the way back: the login page, returning here).
+// The live connection indicator in the top bar (its title and data-transport name the
+// transport in use), and a banner when the server is gone or the login has ended (with the
+// way back: the login page, returning here).
 
 import { url } from './base.js';
 import { hideBanner, showBanner } from './banner.js';
-import { loginRefusal, onState } from './live.js';
+import { TRANSPORT_NAMES, loginRefusal, onState, transport } from './live.js';
 
 const LABELS = {
   connecting: 'Connecting…',
@@ -26,6 +27,11 @@ export function initConnectionIndicator() {
     indicator.className = `conn conn--${state}`;
     indicator.dataset.state = state;
     label.textContent = LABELS[state] || state;
+    const via = transport();
+    indicator.dataset.transport = via || '';
+    const over = via ? ` over ${TRANSPORT_NAMES[via]}` : '';
+    indicator.title = state === 'connected' ? `Live updates${over}` : label.textContent;
+    indicator.setAttribute('aria-label', state === 'connected' ? `Live${over}` : label.textContent);
     if (state === 'logged-out') {
       const refusal = loginRefusal();
       const detail = refusal && refusal.message ? ` ${refusal.message}` : '';
