@@ -1,0 +1,84 @@
+// The workers/processes card: one row per server worker and per process with runs in flight
+// (GET /api/processes). The server renders it; this keeps it current on run events, on
+// resync and with the auto-refresh.
+
+import { api } from './api.js';
+import { onRefresh } from './autorefresh.js';
+import { showError } from './banner.js';
+import { $, $$ } from './dom.js';
+import { on } from './live.js';
+
+const STATE_BADGE = { alive: 'ok', gone: 'interrupted', stale: 'queued' };
+
+/** Seconds as the card says them: "4 s ago", "3 min ago", "2 h ago"; "—" for none. */
+export function ageText(seconds) {
+  if (seconds === null || seconds === undefined) return '—';
+  if (seconds < 60) return `${Math.round(seconds)} s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  return `${Math.floor(seconds / 3600)} h ago`;
+}
+
+/** The heartbeat cell: its text and its title (exec and scripts keep no heartbeat). */
+export function heartbeatText(line) {
+  if (line.heartbeat_age !== null && line.heartbeat_age !== undefined) {
+    return { text: ageText(line.heartbeat_age), title: '' };
+  }
+  return { text: 'none (pid checked)', title: 'keeps no heartbeat: checked alive by pid and '
+    + `start time when asked; last output ${ageText(line.last_activity_age)}` };
+}
+
+const counted = (value) => (value === null || value === undefined ? '—' : String(value));
+
+/** Fill a row cloned from the card's <template> with one line of /api/processes. */
+export function fillRow(row, line) {
+  const cell = (name) => $(`[data-cell="${name}"]`, row);
+  row.dataset.process = String(line.pid);
+  row.dataset.state = line.state;
+  cell('kind').textContent = line.kind;
+  if (line.this) {
+    const mine = document.createElement('span');
+    mine.className = 'muted small';
+    mine.textContent = '(this)';
+    cell('kind').append(' ', mine);
+  }
+  cell('pid').textContent = String(line.pid);
+  cell('host').textContent = line.host || '';
+  cell('state').textContent = line.state;
+  cell('state').className = `badge badge--${STATE_BADGE[line.state] || 'unknown'}`;
+  const beat = heartbeatText(line);
+  cell('heartbeat').textContent = beat.text;
+  if (beat.title) cell('heartbeat').title = beat.title;
+  else cell('heartbeat').removeAttribute('title');
+  cell('running').textContent = String(line.running);
+  cell('running').title = (line.runs || []).map((run) => run.subtype).join(', ');
+  cell('processed').textContent = counted(line.processed);
+  cell('failed').textContent = counted(line.failed);
+  return row;
+}
+
+export function initProcesses(root) {
+  if (!root) return null;
+  const body = $('[data-processes-body]', root);
+  const template = $('template[data-template="process-row"]', root);
+  const render = (view) => {
+    const rows = view.processes.map((line) => fillRow(
+      template.content.firstElementChild.cloneNode(true), line));
+    body.replaceChildren(...rows);
+  };
+  const load = async () => {
+    try {
+      render(await api('/api/processes'));
+    } catch (error) {
+      showError(error, { source: 'processes' });
+    }
+  };
+  let pending = null;
+  const reloadSoon = () => {
+    clearTimeout(pending);
+    pending = setTimeout(load, 100);
+  };
+  for (const type of ['run:queued', 'run:started', 'run:completed']) on(type, reloadSoon);
+  on('resync', load);
+  onRefresh(load);
+  return { load, rows: () => $$('tr', body) };
+}
