@@ -141,8 +141,10 @@ export function rateChart(series, { width = DEFAULT_WIDTH, link = null } = {}) {
   return root;
 }
 
+/** Seconds for an axis or a label: 0.3 s, 12 s, 2.5 min, 1.5 h. */
 function seconds(value) {
-  if (value >= 100) return `${Math.round(value)} s`;
+  if (value >= 5400) return `${Number((value / 3600).toFixed(1))} h`;
+  if (value >= 120) return `${Number((value / 60).toFixed(1))} min`;
   return `${Number(value.toFixed(value >= 10 ? 0 : 1))} s`;
 }
 

@@ -67,7 +67,7 @@ function countCell(day, count, status, noun) {
   const text = formatCount(count);
   return h('td', { class: 'num' }, count ? h('a', {
     href: runsHref({ since: day, until: day, status, subtype }),
-    'aria-label': `${count} ${noun} on ${day}`, text }) : text);
+    'aria-label': `${count} ${noun}${count === 1 ? '' : 's'} on ${day}`, text }) : text);
 }
 
 /** The per-day table (newest first): counts that link to the runs, p50 and p95. */
@@ -80,8 +80,8 @@ export function renderPerDay(perDay, trend) {
     .map(([day, n]) => {
       const t = durations.get(day) || {};
       return h('tr', {}, h('th', { scope: 'row', text: day }),
-        countCell(day, n.total, '', 'runs'), countCell(day, n.ok, 'ok', 'ok runs'),
-        countCell(day, n.failed, 'failed', 'failed runs'),
+        countCell(day, n.total, '', 'run'), countCell(day, n.ok, 'ok', 'ok run'),
+        countCell(day, n.failed, 'failed', 'failed run'),
         h('td', { class: 'num', text: seconds(t.p50_s) }),
         h('td', { class: 'num', text: seconds(t.p95_s) }));
     });
