@@ -171,8 +171,9 @@ def upload() -> BaseResponse | tuple[str, int]:
     error = result.get("error") if isinstance(result.get("error"), dict) else final.get("error")
     status = 200 if final["status"] == "ok" else (
         STATUS_OF.get(str((error or {}).get("code")), 422))
+    accept = request.accept_mimetypes  # a form's navigation prefers HTML, fetch() takes */*
     if g.get("controlplane_auth") in BROWSER_AUTH and \
-            request.accept_mimetypes.best == "text/html":
+            accept.quality("text/html") > accept.quality("application/json"):
         if status == 200:
             return redirect(f"{base_url()}/runs/{run_id}", code=303)
         message = str((error or {}).get("message") or "the upload was refused")
