@@ -61,7 +61,7 @@ def git_remotes(git_dir: Path) -> list[str]:
 
     repo = pygit2.Repository(str(git_dir))
     try:
-        return sorted(repo.remotes.names())
+        return sorted(name for name in repo.remotes.names() if name)
     finally:
         repo.free()
 
@@ -104,7 +104,7 @@ class Diagnostics:
         watched = [self.root / settings_module.PROJECT_FILE, self.git_dir / "config",
                    settings_module.user_file_path() or self.root / settings_module.PROJECT_FILE,
                    *(Path(d) for d in self.path.split(os.pathsep) if d)]
-        stamps = []
+        stamps: list[int | None] = []
         for path in watched:
             try:
                 stamps.append(path.stat().st_mtime_ns)
