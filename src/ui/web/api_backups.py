@@ -91,11 +91,13 @@ def install(app: Flask, parent: Blueprint, *, whole_app: bool) -> None:
 
 @bp.get("/api/backups")
 def list_backups() -> Response:
+    """The backup archives, newest first, each with the run that made it."""
     return jsonify(backups=[asdict(a) for a in archives()])
 
 
 @bp.get("/api/backups/<path:name>")
 def download(name: str) -> Response:
+    """One backup archive as a download (404 naming ``name`` unless the list shows it)."""
     fh, size = backup.open_archive(state().root, name)
     response = send_file(fh, mimetype="application/gzip", as_attachment=True,
                          download_name=f"{name}{backup.SUFFIX}", conditional=False, etag=False,
@@ -156,6 +158,7 @@ def upload_job(root: Path, directory: str) -> tuple[dict[str, Any], Callable[[Ac
 
 @bp.post(UPLOAD_PATH)
 def upload() -> BaseResponse | tuple[str, int]:
+    """Upload a backup archive (multipart ``file``): checked, kept, a ``backup:upload`` run."""
     plane = state()
     with tempfile.TemporaryDirectory(prefix="controlplane-upload-") as directory:
         params, work = upload_job(plane.root, directory)
