@@ -7,15 +7,20 @@ id of the run a key was recorded as. Light on purpose: the ledger lists pending 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from controlplane.core.lazy import Lazy
 from controlplane.core.ledger.journal import write_atomic
 from controlplane.core.runs import Run, is_run_id
+
+if TYPE_CHECKING:
+    import hashlib
+else:
+    hashlib = Lazy(globals(), "hashlib")  # listing runs reads this directory, hashes nothing
 
 INGEST_DIR = "ingest"
 

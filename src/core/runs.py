@@ -9,16 +9,22 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
-import socket
 import threading
 import time
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from controlplane.core.lazy import Lazy
 from controlplane.core.output import valid_obj
+
+if TYPE_CHECKING:
+    import secrets
+    import socket
+else:  # a new run id, the host name: not needed to read runs (start-up, issue 18 item 8)
+    secrets = Lazy(globals(), "secrets")
+    socket = Lazy(globals(), "socket")
 
 SCHEMA = 1
 

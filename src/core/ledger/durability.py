@@ -15,8 +15,7 @@ Caches (view, index) are never flushed: they are rebuilt from the ledger.
 from __future__ import annotations
 
 import atexit
-import ctypes
-import ctypes.util
+import functools
 import logging
 import os
 import threading
@@ -37,7 +36,12 @@ MODES = ("none", "record", "batched")
 BATCH_SECONDS = 1.0
 
 
+@functools.cache
 def _syncfs_function():
+    """libc's ``syncfs``, looked up at the first flush (``find_library`` runs ``ldconfig``)."""
+    import ctypes
+    import ctypes.util
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         return libc.syncfs
@@ -45,14 +49,13 @@ def _syncfs_function():
         return None
 
 
-_SYNCFS = _syncfs_function()
-
 
 def flush_filesystem(path: Path) -> None:
     """Write back every dirty page of the file system holding *path* (``syncfs``)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        if _SYNCFS is None or _SYNCFS(fd) != 0:
+        syncfs = _syncfs_function()
+        if syncfs is None or syncfs(fd) != 0:
             os.sync()  # no syncfs: every file system
     finally:
         os.close(fd)

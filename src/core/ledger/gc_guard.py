@@ -13,7 +13,6 @@ repairs that.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,12 @@ from controlplane.core.lazy import Lazy
 from controlplane.core.runs import process_alive
 
 if TYPE_CHECKING:
+    import socket
+
     import pygit2
 else:
     pygit2 = Lazy(globals(), "pygit2")
+    socket = Lazy(globals(), "socket")
 
 log = logging.getLogger(__name__)
 

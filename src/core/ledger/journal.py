@@ -23,18 +23,23 @@ import fcntl
 import json
 import os
 import signal
-import socket
 import threading
 import time
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from controlplane.core.lazy import Lazy
 from controlplane.core.ledger import disk_errors
 from controlplane.core.ledger.store import LedgerWriteError
 from controlplane.core.output import event_seq
 from controlplane.core.runs import iso, process_alive, process_start_time, utc_now
+
+if TYPE_CHECKING:
+    import socket
+else:
+    socket = Lazy(globals(), "socket")  # gethostname, once a run is in the journal
 
 CANCEL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL, as the tool runner's grace period
 _POLL = 0.05  # how often a signalled group is checked for members left

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import sqlite3
-import subprocess
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -39,9 +38,12 @@ from controlplane.core.output import cap_events, events_after
 from controlplane.core.runs import Run, RunStatus, chat_dir, ledger_dir, ledger_dirs
 
 if TYPE_CHECKING:
+    import subprocess
+
     import pygit2
 else:
     pygit2 = Lazy(globals(), "pygit2")  # a read from a current index needs none of it
+    subprocess = Lazy(globals(), "subprocess")  # git gc
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,18 @@ import fcntl
 import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from controlplane.core.lazy import Lazy
 from controlplane.core.runs import process_alive, process_start_time
+
+if TYPE_CHECKING:
+    import socket
+else:
+    socket = Lazy(globals(), "socket")  # gethostname, once a lock is taken or judged
 
 log = logging.getLogger(__name__)
 
