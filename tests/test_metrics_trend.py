@@ -72,3 +72,24 @@ def test_trend_over_a_window_and_bad_input(client: Any, known_durations: None) -
     bad = client.get("/api/metrics/durations?minutes=0")
     assert bad.status_code == 422 and "minutes" in bad.get_json()["fields"]
     assert client.get("/api/metrics/durations?since=nope").status_code == 422
+
+
+def test_metrics_page_without_javascript_links_days_and_shows_durations(app: Any,
+                                                                       client: Any) -> None:
+    from tests.test_pages_nojs import logged_in, page
+
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
+    for number, (pipeline, seconds) in enumerate([("lint", 3), ("lint", 1), ("deploy", 8)]):
+        ingest(client, number, pipeline, f"{yesterday}T0{number}:00:00Z", seconds)
+    browser = logged_in(app)
+    html = page(browser, "/metrics")
+    # run 0 is failed (number % 4 == 0): 1 3 8 s, p50 at rank 2, p95 at rank 3
+    assert (f'<a href="/?since={yesterday}&amp;until={yesterday}" aria-label="3 runs on '
+            f'{yesterday}">3</a>') in html
+    assert (f'<a href="/?since={yesterday}&amp;until={yesterday}&amp;status=failed" '
+            f'aria-label="1 failed run on {yesterday}">1</a>') in html
+    assert '<td class="num">3.0 s</td><td class="num">8.0 s</td>' in html
+    lint = page(browser, "/metrics?window=30d&subtype=ci:lint")
+    assert '<option value="ci:lint" selected>ci:lint</option>' in lint
+    assert f'since={yesterday}&amp;until={yesterday}&amp;subtype=ci:lint"' in lint
+    assert '<td class="num">1.0 s</td><td class="num">3.0 s</td>' in lint

@@ -84,6 +84,7 @@ QUERY_PARAMS: dict[str, list[dict[str, Any]]] = {
     "/api/runs/search": [_query("q"), _query("limit", "integer")],
     "/api/runs/{run_id}/events": [_query("after", "integer")],
     "/api/metrics/summary": [_query("minutes", "integer")],
+    "/api/metrics/durations": [_query("minutes", "integer")],
     "/api/chat": [_query("limit", "integer"), _query("before")],
     "/api/events": [_query("last_event_id")],
     "/api/ws": [_query("last_event_id")],
