@@ -15,7 +15,6 @@ import dataclasses
 import logging
 import os
 import queue
-import secrets
 import threading
 import time
 from collections import deque
@@ -180,7 +179,7 @@ def check_event(kind: str, data: dict[str, Any]) -> None:
 
 def new_epoch() -> str:
     """A name for a bus: its start second in hex plus random, no '-'."""
-    return f"{int(time.time()):x}{secrets.token_hex(3)}"
+    return f"{int(time.time()):x}{os.urandom(3).hex()}"
 
 
 def parse_event_id(event_id: str | None) -> tuple[str, int] | None:

@@ -38,8 +38,14 @@ BATCH_SECONDS = 1.0
 
 @functools.cache
 def _syncfs_function():
-    """libc's ``syncfs``, looked up at the first flush (``find_library`` runs ``ldconfig``)."""
+    """libc's ``syncfs``, looked up at the first flush: in the process's own symbols, else
+    by ``find_library`` (which runs ``ldconfig``: milliseconds at every CLI exit)."""
     import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        pass
     import ctypes.util
 
     try:
@@ -47,7 +53,6 @@ def _syncfs_function():
         return libc.syncfs
     except (OSError, AttributeError):
         return None
-
 
 
 def flush_filesystem(path: Path) -> None:
