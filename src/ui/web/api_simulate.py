@@ -35,11 +35,13 @@ def simulator() -> Simulator:
 
 @bp.get("/api/simulate")
 def simulation_status() -> Response:
+    """How far the simulation got: running, started, finished, in flight, its run ids."""
     return jsonify(simulator().status())
 
 
 @bp.post("/api/simulate")
 def start_simulation() -> tuple[Response, int]:
+    """Start live demo runs: ``count``, ``rate`` (a minute), ``duration_scale``, ``seed``."""
     sim = simulator()
     params = SimulationParams.parse(read_json_body())
     return jsonify(sim.start(params)), 202
@@ -47,4 +49,5 @@ def start_simulation() -> tuple[Response, int]:
 
 @bp.post("/api/simulate/stop")
 def stop_simulation() -> Response:
+    """Start no more demo runs and cancel those in flight."""
     return jsonify(simulator().stop())
