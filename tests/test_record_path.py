@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from controlplane import tracked_run
+from controlplane.core import redact
 from controlplane.core.ledger import Ledger
 from tests.conftest import git
+from tests.processes import read_line
 
 
 def record(repo: Path, subtype: str = "test:a") -> str:
@@ -75,3 +79,51 @@ def test_a_repository_made_inside_a_known_path_is_found(repo: Path) -> None:
     git(sub, "init", "-q", "-b", "main")
     assert Ledger.open(sub).root == sub  # not the remembered outer repository
     assert Ledger.open(repo).root == repo
+
+
+HOLD_A_RUN = """
+import sys
+from controlplane import tracked_run
+with tracked_run("test", "test:held", project_root=sys.argv[1]) as run:
+    print(run.run_id, flush=True)
+    sys.stdin.readline()  # held until killed
+"""
+
+
+def test_a_writer_seen_alive_is_recovered_once_it_is_killed(repo: Path) -> None:
+    """The journal check of every run remembers an entry's writer by name: when that writer
+    dies later (SIGKILL, no cleanup), the next run of this same process still records it."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_A_RUN, str(repo)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        held = read_line(holder, 30)
+        record(repo)  # sees the held run's entry, its writer alive: nothing to recover
+        ledger = Ledger.open(repo)
+        assert ledger.get(held)["status"] == "running"
+        holder.kill()
+        holder.wait(10)
+        record(repo)  # the same journal listing now finds its writer dead
+        assert ledger.index.get(held)["status"] == "interrupted"
+        assert not ledger.journal.meta_path(held).exists()
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def test_a_secret_set_between_two_runs_of_one_process_is_redacted(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment's secrets are scanned again only when it changed: a token exported
+    after the first run, or the redactor cleared, still never reaches the ledger."""
+    record(repo)
+    secret = "s3cr3t-value-of-the-deploy-token"
+    monkeypatch.setenv("DEPLOY_TOKEN", secret)
+    with tracked_run("test", "test:a", project_root=repo) as run:
+        run.output(f"token is {secret}")
+    redact.redactor.clear()
+    with tracked_run("test", "test:a", project_root=repo) as again:
+        again.output(f"token is {secret}")
+    ledger = Ledger.open(repo)
+    for run_id in (run.run_id, again.run_id):
+        lines = [e["data"].get("line") for e in ledger.events(run_id)]
+        assert "token is ***" in lines, lines
+    assert secret not in git(repo, "log", "-p", "scp-ledger")
