@@ -174,9 +174,9 @@ def test_a_page_open_across_a_server_restart_shows_a_new_run_within_2_s(
         page.evaluate("window.__stillTheSamePage = true")
 
         first.kill()
-        attempts = []  # when the page tried the stream again while the server was down
+        attempts = []  # when the page tried the stream (its WebSocket) again while down
         for _ in range(5):
-            page.wait_for_event("request", predicate=lambda r: "/api/events" in r.url,
+            page.wait_for_event("websocket", predicate=lambda ws: "/ws/events" in ws.url,
                                 timeout=TIMEOUT_MS)
             attempts.append(time.monotonic())
         gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
