@@ -6,20 +6,21 @@ itself is measured by ``bench/startup_bench.py`` (wall time is too noisy for a t
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import GIT_ENV
+from tests.conftest import GIT_ENV, git
 
 HEAVY = {"flask", "werkzeug", "pydantic", "yaml", "psutil", "gunicorn", "redis", "jinja2"}
 
 
-def imported(repo: Path, *args: str) -> set[str]:
+def imported(repo: Path, *args: str, cwd: Path | None = None) -> set[str]:
     """Top-level package names a real ``python -m controlplane <args>`` imported."""
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "controlplane", *args],
-                          cwd=repo, capture_output=True, text=True, timeout=120,
+                          cwd=cwd or repo, capture_output=True, text=True, timeout=120,
                           env={**os.environ, **GIT_ENV})
     assert done.returncode == 0, done.stderr[-2000:]
     names = set()
@@ -57,3 +58,124 @@ def test_the_package_still_exports_its_names() -> None:
                            "print(controlplane.RunStatus.OK)"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def cli(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "controlplane", *args], cwd=repo,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **GIT_ENV})
+
+
+def record_one(repo: Path) -> None:
+    assert cli(repo, "exec", "test:startup", "--", "true").returncode == 0
+
+
+def test_runs_list_with_a_current_index_imports_neither_pygit2_nor_click(repo: Path) -> None:
+    record_one(repo)
+    names = imported(repo, "runs", "list")
+    assert not names & {"pygit2", "click", "blinker", "secrets", "hashlib"}, sorted(names)
+    git(repo, "pack-refs", "--all")  # the ledger tip now only in packed-refs
+    assert "pygit2" not in imported(repo, "runs", "list", "--json")
+
+
+def test_exec_imports_the_writer_but_not_click(repo: Path) -> None:
+    names = imported(repo, "exec", "test:startup", "--", "true")
+    assert {"blinker", "pygit2"} <= names and "click" not in names, sorted(names)
+    assert not names & {"_strptime", "secrets"}, sorted(names)  # ctypes: the exit's syncfs
+
+
+def test_an_index_behind_the_ledger_still_catches_up(repo: Path) -> None:
+    """Another writer moved the branch: the tip differs from the index, pygit2 reads it."""
+    record_one(repo)
+    listed = json.loads(cli(repo, "runs", "list", "--json").stdout)
+    (repo / ".git" / "scp" / "index.sqlite").unlink()  # as if the index were behind
+    assert "pygit2" in imported(repo, "runs", "list")
+    assert json.loads(cli(repo, "runs", "list", "--json").stdout) == listed
+
+
+def test_a_linked_worktree_is_found_by_pygit2(repo: Path, tmp_path: Path) -> None:
+    record_one(repo)
+    git(repo, "worktree", "add", "-q", str(tmp_path / "linked"))
+    names = imported(repo, "runs", "list", cwd=tmp_path / "linked")
+    assert "pygit2" in names  # a .git file: the plain-file discovery leaves it to pygit2
+    listed = cli(tmp_path / "linked", "runs", "list")
+    assert listed.returncode == 0 and "test:startup" in listed.stdout
+
+
+def test_plain_forms_answer_as_click_does(repo: Path, tmp_path: Path) -> None:
+    """The same command in a plain form (no click) and a form click parses (--opt=value)."""
+    for code in (0, 1):
+        cli(repo, "exec", "--summary", f"code {code}", "test:unit", "--", sys.executable, "-c",
+            f"raise SystemExit({code})")
+    for plain, clicked in ((["--status", "failed", "--json"], ["--status=failed", "--json"]),
+                           (["--limit", "1", "--type", "test"], ["--limit=1", "--type=test"]),
+                           ([], ["--limit=20"])):
+        fast, slow = cli(repo, "runs", "list", *plain), cli(repo, "runs", "list", *clicked)
+        assert (fast.returncode, fast.stdout, fast.stderr) == \
+            (slow.returncode, slow.stdout, slow.stderr) and fast.stdout
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    assert cli(outside, "runs", "list").stderr == cli(outside, "runs", "list", "--limit=5").stderr
+    assert cli(outside, "runs", "list").returncode == 2
+    bad = cli(repo, "exec", "launch:rocket", "--", "true")
+    assert bad.returncode == 2 and bad.stderr.startswith("controlplane: error: unknown run type")
+    for refused in (["runs", "list", "--limit", "0"], ["runs", "list", "--type", "nope"],
+                    ["runs", "list", "--help"], ["exec", "--help"], ["exec", "test:x", "--"]):
+        done = cli(repo, *refused)  # click's own usage errors and help
+        assert ("Usage: python -m controlplane" in done.stdout + done.stderr), refused
+
+
+def test_a_closed_pipe_exits_1_quietly_in_both_forms(repo: Path) -> None:
+    record_one(repo)
+    for args in (["runs", "list"], ["runs", "list", "--limit=20"]):
+        child = subprocess.Popen([sys.executable, "-m", "controlplane", *args], cwd=repo,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert child.stdout is not None and child.stderr is not None
+        child.stdout.close()  # like `| head -0`: every write fails
+        error = child.stderr.read()
+        child.stderr.close()
+        assert child.wait(timeout=120) == 1 and error == b"", (args, error[-500:])
+
+
+def test_exec_forms_click_would_read_differently_go_to_click(repo: Path) -> None:
+    from controlplane.cli_fast import plain_command
+
+    assert plain_command(["exec", "test:x", "--", "ls", "--repo", "x"]) == ("exec", {
+        "subtype": "test:x", "command": ("ls", "--repo", "x"), "summary": None,
+        "timeout": None, "repo": None})
+    assert plain_command(["exec", "--timeout", "2.5", "test:x", "ls", "a"])[1]["timeout"] == 2.5
+    for left in (["exec", "test:x", "ls", "--repo", "x"], ["exec", "--timeout", "1e3", "t:x", "ls"],
+                 ["exec", "--repo=x", "test:x", "--", "ls"], ["runs", "list", "--json", "--json"],
+                 ["runs", "list", "--repo", "--json"], ["runs", "show", "x"]):
+        assert plain_command(left) is None, left
+
+
+def test_lazy_names_become_the_module_on_first_use() -> None:
+    done = subprocess.run([sys.executable, "-c", """
+import sys
+from controlplane.core.lazy import Lazy
+space = {}
+space["colorsys"] = Lazy(space, "colorsys")
+space["Decimal"] = Lazy(space, "Decimal", "decimal", "Decimal")
+assert "colorsys" not in sys.modules and "decimal" not in sys.modules
+assert space["colorsys"].rgb_to_hsv(1, 0, 0)[0] == 0
+assert space["colorsys"] is sys.modules["colorsys"]
+assert space["Decimal"].from_float(0.5) == 0.5 and space["Decimal"].__name__ == "Decimal"
+"""], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_refs_read_from_files(tmp_path: Path) -> None:
+    from controlplane.core.ledger.gitfiles import discover, read_ref
+
+    git_dir = tmp_path / ".git"
+    (git_dir / "refs" / "heads").mkdir(parents=True)
+    oid = "a" * 40
+    (git_dir / "refs" / "heads" / "loose").write_text(oid + "\n")
+    (git_dir / "refs" / "heads" / "symbolic").write_text("ref: refs/heads/loose\n")
+    (git_dir / "packed-refs").write_text(f"# pack-refs with: peeled\n{'b' * 40} refs/heads/p\n")
+    assert read_ref(git_dir, "refs/heads/loose") == oid
+    assert read_ref(git_dir, "refs/heads/p") == "b" * 40
+    assert read_ref(git_dir, "refs/heads/symbolic") is None  # pygit2 decides
+    assert read_ref(git_dir, "refs/heads/absent") is None
+    assert discover(str(tmp_path)) is None  # no HEAD, no objects: not a repository to trust
