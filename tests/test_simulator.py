@@ -158,3 +158,24 @@ def test_serve_simulator_flag_enables_it_for_a_real_server(repo: Path, tmp_path:
     finally:
         server.kill()
     assert git(repo, "for-each-ref", "refs/heads/scp-ledger") == ""  # nothing for sync
+
+
+def test_doctor_repairing_a_pruned_tip_does_not_move_demo_runs_to_the_ledger(repo: Path) -> None:
+    from controlplane.core.runs import Run, RunStatus
+    from tests.reliability.fault_support import cli, listed_runs
+    from tests.reliability.test_gc_prune import break_the_tip
+
+    for number in range(3):
+        assert cli(repo, "exec", "test:gc", "--", "echo", f"line {number}").returncode == 0
+    ledger = Ledger.open(repo)
+    demo = Run.new("test:run", summary="demo", code_ref=ledger.store.code_ref(),
+                   actor={"kind": "demo", "name": "simulator"})
+    demo.finish(RunStatus.OK)
+    ledger.record(demo, [])
+    Ledger.forget_instances()
+    break_the_tip(repo, lost=2)
+    doctor = cli(repo, "ledger", "doctor")
+    assert doctor.returncode == 0 and "recorded again" in doctor.stdout, doctor.stderr
+    assert demo.run_id not in git(repo, "ls-tree", "-r", "--name-only", "scp-ledger")
+    assert demo.run_id in git(repo, "ls-tree", "-r", "--name-only", "scp-demo")
+    assert demo.run_id in {r["run_id"] for r in listed_runs(repo)}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pygit2
 
+from controlplane.core.ledger.demo_branch import is_demo
 from controlplane.core.ledger.layout import entry_dirs, entry_of
 from controlplane.core.ledger.store import BRANCH_REF, GitStore
 
@@ -85,6 +86,8 @@ def known_entries(view_root: Path, index_rows: list[tuple[str, str]], logs_dir: 
         if directory in found or entry_of(directory) is None:
             continue
         data = json.loads(text)
+        if is_demo(data):
+            continue  # a demo run: on scp-demo, never lost with scp-ledger's tip
         key = "message.json" if directory.startswith("ledger/chat/") else "run.json"
         files = {key: (json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1) + "\n"
                        ).encode()}
