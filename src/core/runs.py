@@ -44,7 +44,7 @@ RUN_TYPES: tuple[str, ...] = (
     "ci",
 )
 
-ACTOR_KINDS = ("web", "script", "cli", "ingest", "api")
+ACTOR_KINDS = ("web", "script", "cli", "ingest", "api", "demo")  # demo: the simulator
 
 _SUBTYPE_DETAIL = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")
 RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{9}Z-[0-9a-f]{8}\Z", re.ASCII)  # \d: 0-9 only
