@@ -8,6 +8,17 @@ import { on } from './live.js';
 const MENTION = /@run:(\d{8}T\d{9}Z-[0-9a-f]{8})/g;
 const TRIGGER = /@run:([\w:.-]*)$/;
 
+/** A run id short enough not to wrap (its random tail); the full one is its title. */
+export function shortRunId(runId) {
+  return `…${runId.slice(-8)}`;
+}
+
+/** A run id that never breaks one letter per line: one unbreakable box, cut with an
+ * ellipsis if it is wider than its line; *text* is what shows (the id by default). */
+export function runIdBox(runId, text = runId) {
+  return h('span', { class: 'runid', title: runId, text });
+}
+
 /** Message text as nodes: plain text, and each known @run:<id> as a link with its badge. */
 export function messageBody(message) {
   const body = h('p', { class: 'chatmsg__text' });
@@ -17,10 +28,11 @@ export function messageBody(message) {
     append(body, text.slice(last, match.index));
     const run = (message.runs || {})[match[1]];
     if (run) {
-      append(body, h('a', { class: 'mention', href: runHref(match[1]) },
-        badge(run.status), ` ${run.subtype}: ${run.summary || match[1]}`));
+      append(body, h('a', { class: 'mention', href: runHref(match[1]), title: match[1] },
+        badge(run.status), ` ${run.subtype}: `,
+        run.summary ? run.summary : runIdBox(match[1], shortRunId(match[1]))));
     } else {
-      append(body, match[0]);
+      append(body, '@run:', runIdBox(match[1]));
     }
     last = match.index + match[0].length;
   }
@@ -87,7 +99,8 @@ class RunCombobox {
       id: `chat-option-${index}`, role: 'option', class: 'chatopt',
       'aria-selected': index === this.active ? 'true' : 'false',
       onmousedown: (event) => { event.preventDefault(); this.choose(index); },
-    }, badge(run.status), h('code', { text: run.run_id }), ` ${run.subtype} — ${run.summary || ''}`)));
+    }, badge(run.status), h('code', { class: 'runid', title: run.run_id, text: run.run_id }),
+    ` ${run.subtype} — ${run.summary || ''}`)));
     if (!runs.length) {
       append(this.list, h('li', { class: 'chatopt chatopt--none', role: 'option',
         'aria-disabled': 'true', text: 'No run matches' }));
@@ -175,6 +188,25 @@ function panel() {
   return { aside, toggle, body, log, input, list, form, status };
 }
 
+/**
+ * Put the chat where it covers nothing: the button in the top bar, the panel right under
+ * it (in the page's flow: it pushes the content down on a narrow screen) or, on a wide
+ * screen, a side panel the page makes room for (`chat-open` on <body>, app.css). A page
+ * without the top bar keeps the floating button.
+ */
+function place(ui) {
+  const bar = $('.topbar__inner');
+  const header = bar && bar.closest('header');
+  if (!header) {
+    document.body.append(ui.aside);
+    return;
+  }
+  ui.toggle.classList.add('chatpanel__toggle--docked');
+  bar.append(ui.toggle);
+  ui.aside.classList.add('chatpanel--docked');
+  header.after(ui.aside);
+}
+
 /** List the messages that mention *runId* in *log*, new ones as they arrive. */
 export async function followMentions(log, empty, runId) {
   const show = (message) => {
@@ -195,13 +227,14 @@ export async function followMentions(log, empty, runId) {
 export function initChat() {
   if ($('.chatpanel')) return;
   const ui = panel();
-  document.body.append(ui.aside);
+  place(ui);
   new RunCombobox(ui.input, ui.list);
   let loaded = false;
   const open = async (wanted) => {
     ui.body.hidden = !wanted;
     ui.toggle.setAttribute('aria-expanded', String(wanted));
     ui.aside.classList.toggle('chatpanel--open', wanted);
+    document.body.classList.toggle('chat-open', wanted);
     if (wanted && !loaded) {
       loaded = true;
       try {
