@@ -111,6 +111,9 @@ def test_a_hundred_websockets_hold_no_thread_and_all_get_every_event(start) -> N
         for client in clients:
             texts = [client.message()["data"]["text"] for _ in range(3)]
             assert texts == ["to all 0", "to all 1", "to all 2"]
+        chat(server, "last")
+        for client in clients:  # nothing came twice: the next message is the next event
+            assert client.message()["data"]["text"] == "last"
         # before: flask-sock held a pool thread and simple-websocket a reader thread each
         assert with_clients <= idle + 4, (idle, with_clients)
         print(f"FIGURE ws threads: worker {idle} threads idle, {with_clients} with 100 "
