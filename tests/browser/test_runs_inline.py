@@ -135,3 +135,21 @@ def test_a_refused_rerun_is_said_next_to_the_rows_button(
     expect(refusal).to_contain_text("not started by an action of this server")
     expect(refusal).to_be_focused()
     expect(page.locator("[data-banner]")).to_be_hidden()
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1920, "height": 1080},
+                                      {"width": 390, "height": 844}], ids=["wide", "phone"])
+def test_the_rows_controls_and_the_open_chat_pass_axe(
+        serve: Callable[..., Any], open_context: Callable[..., Any],
+        spawn: Callable[..., subprocess.Popen[str]], viewport: dict[str, int]) -> None:
+    serious = pytest.importorskip("tests.browser.test_accessibility").serious_violations
+    server = serve(FEED=True)
+    server.app.test_client().post("/security/generate/gitignore", json={}, headers=BEARER)
+    exec_sleeper(spawn)
+    page = runs_page(open_context(server, viewport=viewport))
+    expect(page.get_by_role("button", name="Cancel run")).to_be_visible()
+    expect(page.get_by_role("button", name="Rerun")).to_be_visible()
+    assert serious(page) == []
+    page.get_by_role("button", name="Chat").click()
+    expect(page.get_by_role("combobox", name="Message")).to_be_focused()
+    assert serious(page) == []
