@@ -144,6 +144,7 @@ def measure(runs: int, samples: int, day_runs: int = 0) -> dict[str, float]:
             found[f"ours_{label}"], found[f"floor_{label}"] = mine, floor
             print(f"  record @{label} ({count:,} runs): ours {mine:.2f} ms, floor {floor:.2f} ms,"
                   f" load {load()}", flush=True)
+            Ledger.open(repo).durability.flush()  # now: its repository is deleted next
             Ledger.forget_instances()
         return found
 
