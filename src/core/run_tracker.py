@@ -28,7 +28,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from controlplane.core import redact
+from controlplane.core import provenance, redact
 from controlplane.core.context import (
     current_run,
     current_runtime,
@@ -279,7 +279,7 @@ def open_run(run_type: str, subtype: str, *, summary: str = "",
     where = (project_root or _flask_project_root()
              or (runtime.root if runtime is not None else None)
              or _default_root.get() or _process_root)
-    ledger = Ledger.open(where)
+    ledger = Ledger.open(where, caches=False)  # the record brings view and index along
     if bus is None:  # the bus of the runtime serving this project, if one is open here
         owner = runtime if runtime is not None and runtime.root == ledger.root \
             else runtime_for(ledger.root)
@@ -292,7 +292,7 @@ def open_run(run_type: str, subtype: str, *, summary: str = "",
     if parent is not None:
         values.setdefault("parent_run_id", parent.run_id)
     values["params"] = redact.redact_obj(values.get("params") or {})
-    code_ref = ledger.store.code_ref(where or os.getcwd())  # the worktree it runs in
+    code_ref = provenance.code_ref(ledger, where or os.getcwd())  # the worktree it runs in
     run = Run.new(subtype, summary=redact.redact(summary), code_ref=code_ref, **values)
     if metadata:
         run.extra["metadata"] = redact.redact_obj(metadata)

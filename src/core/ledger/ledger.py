@@ -163,8 +163,13 @@ class Ledger:
         return _gc_auto(self.store.repo)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None, recover: bool = True) -> Ledger:
-        """The ledger of the repository holding *path*; raises NotARepository outside one."""
+    def open(cls, path: str | os.PathLike[str] | None = None, recover: bool = True,
+             caches: bool = True) -> Ledger:
+        """The ledger of the repository holding *path*; raises NotARepository outside one.
+
+        *caches* false: view and index are not brought to the tip now (a run about to be
+        recorded: its record catches them up if another process moved the tip meanwhile).
+        """
         root, git_dir = find_git_dir(path)
         with cls._instances_lock:
             ledger = cls._instances.get(git_dir)
@@ -173,7 +178,8 @@ class Ledger:
         if recover:
             ledger.retry_unrecorded()
             ledger.interrupted.extend(ledger.recover())
-            ledger.catch_up()
+            if caches:
+                ledger.catch_up()
         return ledger
 
     @classmethod

@@ -73,14 +73,15 @@ def _code_ref(repo: pygit2.Repository) -> dict[str, object]:
         target = head.target if head is not None else None  # symbolic: a branch name
         name = target.removeprefix("refs/heads/") if isinstance(target, str) else None
         return {"commit": None, "branch": name, "dirty": False}
-    branch = None if repo.head_is_detached else repo.head.shorthand
+    head = repo.head  # read once: HEAD and its branch ref are files read at every access
+    branch = None if head.name == "HEAD" else head.shorthand  # "HEAD": detached
     dirty = False
     if repo.workdir:
         flags = pygit2.enums.FileStatus
         clean = {flags.CURRENT, flags.IGNORED}
         dirty = any(status not in clean
                     for status in repo.status(untracked_files="no").values())
-    return {"commit": str(repo.head.target), "branch": branch, "dirty": dirty}
+    return {"commit": str(head.target), "branch": branch, "dirty": dirty}
 
 
 def create_loose_ref(git_dir: Path, name: str, target: pygit2.Oid) -> bool:
