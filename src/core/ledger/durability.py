@@ -4,7 +4,8 @@
   returns (``enable_fsync_gitdir``; process-wide, so the strictest ledger of a process
   wins). A power cut loses nothing recorded.
 * ``batched`` (default): the file system holding ``.git`` is flushed (``syncfs``) at most
-  ``BATCH_SECONDS`` after a record, and when the process exits. A power cut loses at most
+  ``BATCH_SECONDS`` after a record, and when the process exits (by a ``sync -f`` process
+  started then, which the exit does not wait for). A power cut loses at most
   the records of that last second; a tip whose objects did not reach the disk is moved
   back by ``controlplane ledger doctor``, which records those runs again from the view.
 * ``none``: the kernel writes back when it likes (about 30 s on Linux); the same repair.
@@ -93,17 +94,45 @@ class Durability:
             self._timer.name = "scp-flush"
             self._timer.start()
             if not self._exit_hook:
-                atexit.register(self.flush)  # a script or the CLI exits before the timer
+                atexit.register(self.flush_at_exit)  # a script or the CLI exits first
                 self._exit_hook = True
 
     def flush(self) -> None:
         """Flush now if a batch is pending."""
+        if self._take_pending():
+            self._flush_here()
+
+    def flush_at_exit(self) -> None:
+        """At exit, a pending batch is flushed by ``sync --file-system`` in a process of its
+        own, started now and not waited for: the exit (a CLI command's answer) does not wait
+        for the disk, and the flush still starts at once (well within ``BATCH_SECONDS``).
+        Here, as before, if that process cannot start."""
+        if self._take_pending() and not _flush_detached(self.git_dir):
+            self._flush_here()
+
+    def _take_pending(self) -> bool:
         with self._lock:
             timer, self._timer = self._timer, None
         if timer is None:
-            return
+            return False
         timer.cancel()
+        return True
+
+    def _flush_here(self) -> None:
         try:
             flush_filesystem(self.git_dir)
         except OSError as exc:
             log.warning("could not flush the ledger to disk: %s", exc)
+
+
+def _flush_detached(path: Path) -> bool:
+    """Start ``sync -f <path>`` (coreutils' ``syncfs``) in a session of its own, so a
+    Ctrl-C at the terminal does not stop it; False if it cannot start. Not waited for: the
+    exiting process's parent (init, a subreaper) reaps it."""
+    devnull = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+    try:
+        os.posix_spawnp("sync", ["sync", "--file-system", str(path)], os.environ,
+                        file_actions=devnull, setsid=True)
+    except OSError:
+        return False
+    return True

@@ -88,3 +88,21 @@ def _packed(git_dir: Path, name: str) -> str | None:
     except (OSError, UnicodeDecodeError):
         return None
     return None
+
+
+def read_head(git_dir: Path) -> tuple[str, str | None] | None:
+    """(HEAD's commit, its branch or None when detached) from ``HEAD`` and the branch's loose
+    file or ``packed-refs``; None if HEAD is unborn, points outside ``refs/heads/`` or is not
+    readable that way."""
+    try:
+        text = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if _OID.fullmatch(text):
+        return text, None
+    name = text.removeprefix("ref: ").strip() if text.startswith("ref: ") else ""
+    branch = name.removeprefix("refs/heads/")
+    if not name.startswith("refs/heads/") or not branch or ".." in name:
+        return None
+    commit = read_ref(git_dir, name)
+    return (commit, branch) if commit is not None else None

@@ -1,0 +1,85 @@
+"""A run's code provenance (HEAD's commit, branch, dirtiness) read without importing pygit2.
+
+``controlplane exec`` reads it before the command starts; importing pygit2 for it (about
+35 ms) would delay the command. In a plain repository (``gitfiles.discover``) HEAD and its
+branch are read from ``.git/HEAD``, the loose ref or ``packed-refs``, and dirtiness is
+``git status --porcelain --untracked-files=no`` (what pygit2's status with
+``untracked_files="no"`` reports: a staged or unstaged change to a tracked file). Anything
+else (linked worktree, unborn branch, symbolic or reftable refs, no ``git``, git refusing the
+repository) and any process that already imported pygit2 ask ``GitStore.code_ref`` as before.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from controlplane.core.ledger import gitfiles
+
+if TYPE_CHECKING:
+    from controlplane.core.ledger import Ledger
+
+# git reads these from the environment (a hook, a user's shell); pygit2 does not
+_GIT_LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+                           "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE",
+                           "GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+                           "GIT_PREFIX", "GIT_INDEX_VERSION")
+
+
+def code_ref(ledger: Ledger, where: str | os.PathLike[str]) -> dict[str, object]:
+    """The commit, branch and dirtiness now of the work tree holding *where*."""
+    if not _pygit2_loaded():
+        found = from_files(ledger.git_dir, where)
+        if found is not None:
+            return found
+    return ledger.store.code_ref(where)
+
+
+def _pygit2_loaded() -> bool:
+    """True once pygit2 is fully imported here: its status (in process) is then cheaper than
+    starting git. While a background import is under way, the files are read."""
+    module = sys.modules.get("pygit2")
+    spec = getattr(module, "__spec__", None)
+    return module is not None and not getattr(spec, "_initializing", False)
+
+
+def from_files(git_dir: Path, where: str | os.PathLike[str]) -> dict[str, object] | None:
+    """Provenance when *where* lies in the plain work tree of *git_dir*; None: ask pygit2."""
+    plain = gitfiles.discover(str(Path(where).resolve()))
+    if plain is None or not _same_file(plain[1], git_dir):
+        return None
+    head = gitfiles.read_head(plain[1])
+    if head is None:
+        return None
+    commit, branch = head
+    dirty = _dirty(plain[0], plain[1])
+    if dirty is None:
+        return None
+    return {"commit": commit, "branch": branch, "dirty": dirty}
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
+
+
+def _dirty(work_tree: Path, git_dir: Path) -> bool | None:
+    """Whether a tracked file differs from HEAD (staged or not); None if git cannot say."""
+    import subprocess
+
+    env: dict[str, Any] = {k: v for k, v in os.environ.items()
+                           if k not in _GIT_LOCATION_VARIABLES}
+    env["GIT_OPTIONAL_LOCKS"] = "0"  # a status must not rewrite the index under the user
+    try:
+        done = subprocess.run(
+            ["git", f"--git-dir={git_dir}", f"--work-tree={work_tree}", "status",
+             "--porcelain", "--untracked-files=no", "--ignore-submodules=none", "-z"],
+            cwd=work_tree, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(done.stdout) if done.returncode == 0 else None

@@ -1,0 +1,156 @@
+"""``controlplane exec`` starts the command without waiting for pygit2 (issue 18, item 8).
+
+The run's provenance is read from ``.git`` files and ``git status`` in a plain repository
+(and by pygit2, as before, otherwise); pygit2 is imported by a background thread for the
+record; the batched durability's exit flush runs in a ``sync -f`` process the exit does
+not wait for. Each is checked on real processes; the provenance against pygit2's answer.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from controlplane.core import provenance
+from controlplane.core.ledger import Ledger
+from tests.conftest import GIT_ENV, git
+
+
+def cli(cwd: Path, *args: str, env: dict[str, str] | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "controlplane", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **GIT_ENV, **(env or {})})
+
+
+def recorded_code_ref(cwd: Path) -> dict[str, object]:
+    """Run ``exec -- true`` in *cwd*; the code_ref recorded for it."""
+    done = cli(cwd, "exec", "test:provenance", "--", "true")
+    assert done.returncode == 0, done.stderr
+    run_id = done.stderr.split("controlplane: run ", 1)[1].split()[0]
+    Ledger.forget_instances()
+    ledger = Ledger.open(cwd)
+    run = ledger.index.get(run_id)
+    assert run is not None, run_id
+    return run["code_ref"]
+
+
+def pygit2_code_ref(cwd: Path) -> dict[str, object]:
+    Ledger.forget_instances()
+    return Ledger.open(cwd).store.code_ref(cwd)
+
+
+def assert_same_from_files(repo: Path, expected: dict[str, object]) -> None:
+    """The files' answer is used (not None) and agrees with pygit2 and with *expected*."""
+    Ledger.forget_instances()
+    git_dir = Ledger.open(repo).git_dir
+    assert provenance.from_files(git_dir, repo) == expected
+    assert pygit2_code_ref(repo) == expected
+    assert recorded_code_ref(repo) == expected
+
+
+def test_clean_dirty_and_staged_work_trees(repo: Path) -> None:
+    head = git(repo, "rev-parse", "HEAD").strip()
+    branch = git(repo, "symbolic-ref", "--short", "HEAD").strip()
+    assert_same_from_files(repo, {"commit": head, "branch": branch, "dirty": False})
+    tracked = git(repo, "ls-files").split()[0]
+    (repo / tracked).write_text("changed, not staged\n")
+    assert_same_from_files(repo, {"commit": head, "branch": branch, "dirty": True})
+    git(repo, "add", tracked)  # staged only: the index differs from HEAD, the file does not
+    assert_same_from_files(repo, {"commit": head, "branch": branch, "dirty": True})
+    git(repo, "commit", "-q", "-m", "commit it")
+    (repo / "untracked.txt").write_text("not tracked: not dirty\n")
+    new_head = git(repo, "rev-parse", "HEAD").strip()
+    assert_same_from_files(repo, {"commit": new_head, "branch": branch, "dirty": False})
+
+
+def test_a_detached_head_and_a_branch_only_in_packed_refs(repo: Path) -> None:
+    head = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "commit", "-q", "--allow-empty", "-m", "second")
+    git(repo, "checkout", "-q", "--detach", head)
+    assert_same_from_files(repo, {"commit": head, "branch": None, "dirty": False})
+    git(repo, "checkout", "-q", "-b", "packed")
+    git(repo, "pack-refs", "--all")
+    assert not (repo / ".git" / "refs" / "heads" / "packed").exists()
+    assert_same_from_files(repo, {"commit": head, "branch": "packed", "dirty": False})
+
+
+def test_git_variables_of_the_caller_do_not_redirect_the_status(repo: Path,
+                                                                 tmp_path: Path) -> None:
+    """A hook's GIT_DIR/GIT_INDEX_FILE name another repository: pygit2 ignores them, so must
+    the status."""
+    other = tmp_path / "other"
+    git(tmp_path, "init", "-q", str(other))
+    (other / "f").write_text("x\n")
+    git(other, "add", "f")  # staged in the other repository: it would say dirty
+    cli(repo, "exec", "test:first", "--", "true")
+    env = {"GIT_DIR": str(other / ".git"), "GIT_INDEX_FILE": str(other / ".git" / "index"),
+           "GIT_WORK_TREE": str(other)}
+    done = cli(repo, "exec", "test:hooked", "--", "true", env=env)
+    assert done.returncode == 0, done.stderr
+    run_id = done.stderr.split("controlplane: run ", 1)[1].split()[0]
+    Ledger.forget_instances()
+    assert Ledger.open(repo).index.get(run_id)["code_ref"]["dirty"] is False
+
+
+def test_unusual_repositories_still_go_through_pygit2(repo: Path, empty_repo: Path) -> None:
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(repo.parent / "linked"))
+    linked = repo.parent / "linked"
+    (linked / git(linked, "ls-files").split()[0]).write_text("changed in the worktree\n")
+    assert provenance.from_files(Ledger.open(repo).git_dir, linked) is None  # a .git file
+    head = git(linked, "rev-parse", "HEAD").strip()
+    assert recorded_code_ref(linked) == {"commit": head, "branch": "feature", "dirty": True}
+    assert provenance.from_files(empty_repo / ".git", empty_repo) is None  # unborn
+    assert recorded_code_ref(empty_repo) == pygit2_code_ref(empty_repo)
+
+
+SLOW_PYGIT2 = """
+# Stands for pygit2 until the command has started: opens a FIFO that only the command writes.
+import importlib, os, sys
+with open(os.environ["SCP_TEST_FIFO"], encoding="utf-8") as fifo:
+    fifo.read()
+sys.path.remove(os.environ["SCP_TEST_SHADOW"])
+del sys.modules["pygit2"]
+sys.modules["pygit2"] = importlib.import_module("pygit2")
+"""
+
+
+def test_the_command_starts_before_pygit2_is_imported(repo: Path, tmp_path: Path) -> None:
+    """pygit2's import cannot end before the command has started (it waits for the command
+    to write a FIFO): an exec that needed pygit2 first would hang (and time out)."""
+    cli(repo, "exec", "test:first", "--", "true")  # the ledger exists, as for a second command
+    shadow = tmp_path / "shadow"
+    (shadow / "pygit2").mkdir(parents=True)
+    (shadow / "pygit2" / "__init__.py").write_text(textwrap.dedent(SLOW_PYGIT2))
+    fifo = tmp_path / "started.fifo"
+    os.mkfifo(fifo)
+    env = {"PYTHONPATH": str(shadow),
+           "SCP_TEST_FIFO": str(fifo), "SCP_TEST_SHADOW": str(shadow)}
+    done = cli(repo, "exec", "test:ordered", "--", "sh", "-c", f"echo started > '{fifo}'",
+               env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    Ledger.forget_instances()
+    latest = Ledger.open(repo).recent(limit=1)[0]
+    assert latest["subtype"] == "test:ordered" and latest["status"] == "ok"
+    assert latest["code_ref"]["commit"] == git(repo, "rev-parse", "HEAD").strip()
+
+
+def test_the_exit_flush_is_not_waited_for(repo: Path, tmp_path: Path, fake_bin) -> None:
+    """The batched mode's exit flush: a ``sync -f <.git>`` started at exit. Here ``sync``
+    cannot end until the test writes a FIFO, after exec has returned."""
+    fifo, args = tmp_path / "sync.fifo", tmp_path / "sync.args"
+    os.mkfifo(fifo)
+    fake_bin("sync", f"""
+        #!/bin/sh
+        printf '%s\\n' "$@" > '{args}'
+        cat '{fifo}' > /dev/null
+    """)
+    path = f"{fake_bin.dir}{os.pathsep}{os.environ['PATH']}"
+    done = cli(repo, "exec", "test:flushed", "--", "true", env={"PATH": path}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with open(fifo, "w", encoding="utf-8") as release:  # opens once sync reads: args written
+        release.write("go\n")
+    assert args.read_text().split() == ["--file-system", str(repo / ".git")]
