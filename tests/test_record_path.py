@@ -3,6 +3,7 @@ rename), the view's head rewritten in place, repositories discovered once per pa
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,46 @@ def test_a_secret_set_between_two_runs_of_one_process_is_redacted(
         lines = [e["data"].get("line") for e in ledger.events(run_id)]
         assert "token is ***" in lines, lines
     assert secret not in git(repo, "log", "-p", "scp-ledger")
+
+
+RECORD_THEN_WAIT = """
+import sys
+from controlplane import tracked_run
+with tracked_run("test", "test:a", project_root=sys.argv[1]):
+    pass
+print("recorded", flush=True)
+if sys.argv[2] == "wait":
+    sys.stdin.readline()
+"""
+
+
+def test_a_finished_entry_file_becomes_the_next_runs_entry(repo: Path) -> None:
+    """No inode is freed per run (on ext4 without a journal that slows every file creation
+    nearby): a finished entry's file is kept as this process's spare and reused."""
+    record(repo)
+    journal = repo / ".git" / "scp" / "journal"
+    spare = journal / f".spare.{os.getpid()}.tmp"
+    inode = spare.stat().st_ino
+    with tracked_run("test", "test:a", project_root=repo) as run:
+        assert (journal / f"{run.run_id}.json").stat().st_ino == inode
+        assert not spare.exists()
+    assert spare.stat().st_ino == inode
+    assert Ledger.open(repo).journal.entries() == []
+
+
+def test_a_process_leaves_no_spare_and_a_killed_ones_is_swept(repo: Path) -> None:
+    journal = repo / ".git" / "scp" / "journal"
+    done = subprocess.run([sys.executable, "-c", RECORD_THEN_WAIT, str(repo), "exit"],
+                          capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "recorded"
+    assert sorted(p.name for p in journal.iterdir()) == []  # removed at exit
+    waiting = subprocess.Popen([sys.executable, "-c", RECORD_THEN_WAIT, str(repo), "wait"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert read_line(waiting, 60) == "recorded"
+        assert sorted(p.name for p in journal.iterdir()) == [f".spare.{waiting.pid}.tmp"]
+    finally:
+        waiting.kill()
+        waiting.wait(10)
+    Ledger.open(repo)  # its writer is dead: swept
+    assert sorted(p.name for p in journal.iterdir()) == []

@@ -245,7 +245,8 @@ class ActiveRun:
             self._on_bus(lambda: self.bus.publish_event(completed))
             raise
         self.ledger.journal.finish(
-            self.run_id, keep_events_at=self.ledger.logs_dir / f"{self.run_id}.events.jsonl")
+            self.run_id, keep_events_at=self.ledger.logs_dir / f"{self.run_id}.events.jsonl",
+            spare=True)  # its file is the next run's entry: no inode freed per run
         final = run.to_dict()
         self._on_bus(lambda: self.bus.publish_event(RunCompleted.from_data(final)))
         return final

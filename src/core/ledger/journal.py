@@ -19,6 +19,7 @@ alone: code inside it checks ``run.cancel_requested.is_set()``.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import json
 import os
@@ -45,9 +46,15 @@ CANCEL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL, as the tool runner's 
 _POLL = 0.05  # how often a signalled group is checked for members left
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write *data* to *path* via a temporary file and a rename; on failure, no file is left."""
+def write_atomic(path: Path, data: bytes, reuse: Path | None = None) -> None:
+    """Write *data* to *path* via a temporary file and a rename; on failure, no file is left.
+
+    *reuse*: a spare file of this process to become the temporary file (its inode reused).
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if reuse is not None:
+        with suppress(OSError):  # none spare (the first run, or another thread took it)
+            os.rename(reuse, tmp)
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -96,6 +103,7 @@ class Journal:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self._writers: dict[str, tuple[str, int, float | None]] = {}  # entry -> host, pid, start
+        self._spare_kept = False
 
     def meta_path(self, run_id: str) -> Path:
         return self.dir / f"{run_id}.json"
@@ -146,7 +154,8 @@ class Journal:
                              pid_start=process_start_time(pid))
         run_id = run["run_id"]
         try:
-            write_atomic(self.meta_path(run_id), entry.to_json())  # first: no orphan spool
+            write_atomic(self.meta_path(run_id), entry.to_json(),  # first: no orphan spool
+                         reuse=self._spare())
             os.close(os.open(self.events_path(run_id), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
                              0o666))  # the spool: new, so no utime first as Path.touch does
         except OSError as exc:
@@ -161,15 +170,45 @@ class Journal:
     def update(self, entry: JournalEntry) -> None:
         write_atomic(self.meta_path(entry.run["run_id"]), entry.to_json())
 
-    def finish(self, run_id: str, keep_events_at: Path | None = None) -> None:
-        """Forget a recorded run; its event spool moves to *keep_events_at* (the raw log)."""
+    def finish(self, run_id: str, keep_events_at: Path | None = None,
+               spare: bool = False) -> None:
+        """Forget a recorded run; its event spool moves to *keep_events_at* (the raw log).
+
+        *spare*: keep the entry's file for this process's next run (``_spare``).
+        """
         events = self.events_path(run_id)
         if keep_events_at is not None and events.exists():
             keep_events_at.parent.mkdir(parents=True, exist_ok=True)
             os.replace(events, keep_events_at)
         # the entry last: neither a spool nor a cancel request outlives it
-        for path in (events, self.cancel_path(run_id), self.meta_path(run_id)):
+        for path in (events, self.cancel_path(run_id)):
             path.unlink(missing_ok=True)
+        if not spare:
+            self.meta_path(run_id).unlink(missing_ok=True)
+            return
+        try:
+            os.rename(self.meta_path(run_id), self._spare())
+        except FileNotFoundError:
+            return
+        except OSError:
+            self.meta_path(run_id).unlink(missing_ok=True)
+            return
+        if not self._spare_kept:  # a process that ends leaves none (a crash: swept later)
+            self._spare_kept = True
+            atexit.register(self._drop_spare)
+
+    def _drop_spare(self) -> None:
+        with suppress(OSError):
+            os.unlink(self._spare())
+
+    def _spare(self) -> Path:
+        """A finished entry's file kept for the next one (swept once this process is gone).
+
+        On ext4 without a journal, creating a file scans past every inode freed in the
+        last minutes of its block group: unlinking an entry per run made the next run's
+        files (entry, spool, objects, refs) 0.5-1 ms slower each.
+        """
+        return self.dir / f".spare.{os.getpid()}.tmp"
 
     def entries(self) -> list[JournalEntry]:
         """Every readable entry, oldest run first."""
@@ -259,9 +298,16 @@ class Journal:
         except OSError:
             return True  # the full recovery reports it
         entries = {n for n in names if n.endswith(".json") and not n.startswith(".")}
+        own = str(os.getpid())
         for name in names:
-            if name.startswith(".") or ".json.claimed-" in name:
-                return True  # a writer's temporary file, a legacy claim
+            if ".json.claimed-" in name:
+                return True  # a legacy claim
+            if name.startswith("."):  # a writer's temporary file or spare: its writer alive?
+                pid = name.rsplit(".", 2)[-2] if name.endswith(".tmp") else ""
+                if pid != own and not (pid.isascii() and pid.isdigit()
+                                       and process_alive(int(pid), None)):
+                    return True
+                continue
             for suffix in (".events.jsonl", ".cancel"):
                 if name.endswith(suffix) and name.removesuffix(suffix) + ".json" not in entries:
                     return True  # left without its entry
