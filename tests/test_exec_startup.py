@@ -154,3 +154,35 @@ def test_the_exit_flush_is_not_waited_for(repo: Path, tmp_path: Path, fake_bin) 
     with open(fifo, "w", encoding="utf-8") as release:  # opens once sync reads: args written
         release.write("go\n")
     assert args.read_text().split() == ["--file-system", str(repo / ".git")]
+
+
+def test_secret_shapes_are_compiled_when_a_line_holds_their_trigger() -> None:
+    done = subprocess.run([sys.executable, "-c", """
+from controlplane.core import redact
+assert not any("pattern" in vars(shape) for shape in redact._SHAPES)
+assert redact.redact("nothing to hide") == "nothing to hide"
+assert not any("pattern" in vars(shape) for shape in redact._SHAPES)
+assert redact.redact("key ghp_" + "a" * 36) == "key ***"
+compiled = [shape.triggers for shape in redact._SHAPES if "pattern" in vars(shape)]
+assert compiled == [("gh",)], compiled
+"""], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_run_snapshot_events_are_dataclasses_without_being_made_again() -> None:
+    import dataclasses
+
+    from controlplane.core.events import EVENT_TYPES, RunSnapshot
+
+    for name in ("run:queued", "run:started", "run:completed"):
+        cls = EVENT_TYPES[name]
+        assert dataclasses.is_dataclass(cls) and cls.__init__ is RunSnapshot.__init__
+        event = cls.from_data({"run_id": "r", "type": "test", "subtype": "test:x",
+                               "status": "ok", "extra": 1})
+        assert repr(event).startswith(f"{cls.__name__}(") and event.to_data()["extra"] == 1
+        try:
+            event.status = "failed"  # type: ignore[misc]
+        except dataclasses.FrozenInstanceError:
+            pass
+        else:
+            raise AssertionError(f"{name} is not frozen")

@@ -38,6 +38,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import islice
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -75,28 +76,33 @@ _SECRET_WORDS = ("passw", "token", "secret", "api_key", "apikey", "api-key")
 
 @dataclass(frozen=True)
 class _Shape:
-    pattern: re.Pattern[str]
+    source: str
     triggers: tuple[str, ...]  # the line (lowered if ``lowered``) holds one of these
     lowered: bool = False
 
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        """Compiled when a line first holds a trigger (not at import: start-up time)."""
+        return re.compile(self.source)
+
 
 _SHAPES = (
-    _Shape(re.compile(r"gh[pousr]_[A-Za-z0-9]{36,}+"), ("gh",)),
-    _Shape(re.compile(r"github_pat_[A-Za-z0-9_]{22,}+"), ("github_pat_",)),
-    _Shape(re.compile(r"AKIA[0-9A-Z]{16}"), ("AKIA",)),
-    _Shape(re.compile(r"xox[abprs]-[A-Za-z0-9-]{10,}+"), ("xox",)),
-    _Shape(re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)"
-                      r"(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)"), ("-----BEGIN ",)),
-    _Shape(re.compile(r"authorization[\"']?+[ \t]*+[:=][ \t]*+[\"']?+(?:bearer|basic|token)"
-                      r"[ \t]++([^\s\"',;]++)"), ("authorization",), lowered=True),
-    _Shape(re.compile(r"\bbearer[ \t]++([a-z0-9._~+/-]{16,}+=*+)"), ("bearer",), lowered=True),
+    _Shape(r"gh[pousr]_[A-Za-z0-9]{36,}+", ("gh",)),
+    _Shape(r"github_pat_[A-Za-z0-9_]{22,}+", ("github_pat_",)),
+    _Shape(r"AKIA[0-9A-Z]{16}", ("AKIA",)),
+    _Shape(r"xox[abprs]-[A-Za-z0-9-]{10,}+", ("xox",)),
+    _Shape((r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)"
+            r"(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)"), ("-----BEGIN ",)),
+    _Shape((r"authorization[\"']?+[ \t]*+[:=][ \t]*+[\"']?+(?:bearer|basic|token)"
+            r"[ \t]++([^\s\"',;]++)"), ("authorization",), lowered=True),
+    _Shape(r"\bbearer[ \t]++([a-z0-9._~+/-]{16,}+=*+)", ("bearer",), lowered=True),
     # a name holding a secret word (GITHUB_TOKEN, db.password, "x-api-key"), then = or :; at
     # most 64 name characters after the word
-    _Shape(re.compile(r"(?:passw(?:or)?d|token|secret|api[_-]?key)[a-z0-9_.-]{0,64}+[\"']?+"
-                      r"[ \t]*+(?:=[ \t]*+" + _ASSIGN_VALUE + r"|:[ \t]*+" + _COLON_VALUE + ")"),
+    _Shape((r"(?:passw(?:or)?d|token|secret|api[_-]?key)[a-z0-9_.-]{0,64}+[\"']?+"
+            r"[ \t]*+(?:=[ \t]*+" + _ASSIGN_VALUE + r"|:[ \t]*+" + _COLON_VALUE + ")"),
            _SECRET_WORDS, lowered=True),
     # the password of a URL's userinfo (scheme://user:password@host): up to the last '@'
-    _Shape(re.compile(r"://[^\s/?#@:]*+:([^\s/?#]+)@"), ("://",)),
+    _Shape(r"://[^\s/?#@:]*+:([^\s/?#]+)@", ("://",)),
 )
 
 
