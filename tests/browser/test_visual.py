@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +27,7 @@ import pytest
 
 from controlplane.core import demo
 from controlplane.core.ledger import Ledger
-from tests.browser.conftest import CHROMIUM, DEMO_TESTS
+from tests.browser.conftest import CHROMIUM, DEMO_TESTS, browser_tool_env
 from tests.conftest import GIT_ENV, TOKEN
 
 pytestmark = pytest.mark.browser
@@ -47,7 +49,9 @@ TOLERANCE = 0.003  # the share of differing pixels a screenshot may have
 # Texts that name today's date (or a run id, which starts with it): masked in every screenshot.
 # The machine's host name is masked too (demo runs record it).
 MASKED = ("time", ".crumbs .mono", "[data-run-facts] .mono", "table[data-per-day] tbody th",
-          ".chart__tick:not(.chart__tick--y)", ".facts__row:has(dt:text-is('Host')) dd")
+          ".chart__tick:not(.chart__tick--y)", ".facts__row:has(dt:text-is('Host')) dd",
+          "[data-processes] [data-cell=pid]", "[data-processes] [data-cell=host]",
+          "[data-processes] [data-cell=heartbeat]")
 
 
 def chromium_major() -> str:
@@ -109,11 +113,19 @@ def baseline_dir() -> Path:
 
 
 @pytest.fixture
-def shots(browser: Any, serve: Any, seeded: tuple[str, datetime]) -> Iterator[Any]:
+def shots(browser: Any, serve: Any, seeded: tuple[str, datetime],
+          tmp_path: Path) -> Iterator[Any]:
     """Take the screenshot of one page in one viewport (a fresh context each).
 
-    *tweak* is script run before the shot (the pages' CSP refuses added style sheets)."""
-    server = serve()
+    *tweak* is script run before the shot (the pages' CSP refuses added style sheets).
+    The tools' PATH holds only git and Python, so the settings warning names the same
+    missing tools on every machine."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name, target in (("git", shutil.which("git")), ("python3", sys.executable)):
+        assert target, name
+        (tools / name).symlink_to(target)
+    server = serve(TOOL_ENV={**browser_tool_env(), "PATH": str(tools)})
     failed_run, midnight = seeded
     paths = {"dashboard": "/", "failed-run": f"/runs/{failed_run}",
              "integration": "/integrations/testing", "metrics": "/metrics"}
