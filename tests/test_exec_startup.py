@@ -9,10 +9,13 @@ not wait for. Each is checked on real processes; the provenance against pygit2's
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 from controlplane.core import provenance
 from controlplane.core.ledger import Ledger
@@ -186,3 +189,23 @@ def test_run_snapshot_events_are_dataclasses_without_being_made_again() -> None:
             pass
         else:
             raise AssertionError(f"{name} is not frozen")
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_the_exit_does_not_checkpoint_the_index(repo: Path, tmp_path: Path) -> None:
+    """The interpreter's teardown would close the index's SQLite connection, whose WAL
+    checkpoint fdatasyncs the WAL and the database; exec skips the teardown. The next
+    reader sees the run (the WAL is read as after a crash)."""
+    cli(repo, "exec", "test:first", "--", "true")
+    trace = tmp_path / "trace"
+    done = subprocess.run(["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o",
+                           str(trace), sys.executable, "-m", "controlplane", "exec",
+                           "test:second", "--", "sh", "-c", "echo out; exit 3"], cwd=repo,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **GIT_ENV})
+    assert (done.returncode, done.stdout) == (3, "out\n"), done.stderr
+    assert "index.sqlite" not in trace.read_text(), trace.read_text()
+    assert (repo / ".git" / "scp" / "index.sqlite-wal").exists()
+    listed = cli(repo, "runs", "list")
+    assert listed.returncode == 0 and "test:second" in listed.stdout.splitlines()[0]
+    assert Ledger.open(repo).recent(limit=1)[0]["status"] == "failed"
