@@ -26,7 +26,11 @@ def every_tool_but(fake_bin: Any, tmp_path: Path, *left_out: str) -> dict[str, s
     for tool in needed_tools(load_integrations()):
         if tool not in left_out:
             fake_bin(tool, "#!/bin/sh\nexit 0\n")
-    return isolated_path(tmp_path / "basic", exclude=left_out, first=fake_bin.dir)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    # docker and kubectl reachable (the unreachable checks: tests/test_diagnostics_reach.py)
+    return {**isolated_path(tmp_path / "basic", exclude=left_out, first=fake_bin.dir),
+            "DOCKER_HOST": "tcp://127.0.0.1:2375", "KUBECONFIG": str(kubeconfig)}
 
 
 def messages(client: Any, code: str | None = None) -> list[str]:

@@ -2,19 +2,22 @@
 
 - tools the served actions need (``Example.tool``) missing from the tools' PATH: one
   line naming every missing tool with the integrations that need it;
+- tools installed but unreachable: ``docker`` with no engine socket, ``kubectl``/``helm``
+  with no kubeconfig (a ``stat`` of the socket and the kubeconfig files, in the tools' env);
 - no git remote for ledger sync (or not the one ``ledger_remote`` names);
 - settings the project file set but may not (``settings.warnings``, the lines
   ``controlplane config`` and the serve log print).
 
 Cheap: computed on first use and again only when something it read changed (the PATH,
-its directories, the settings files, the git config), found by a few ``stat`` calls;
-no subprocess (the remotes are read with pygit2).
+its directories, the settings files, the git config, the docker socket, the kubeconfigs),
+found by a few ``stat`` calls; no subprocess (the remotes are read with pygit2).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -56,6 +59,60 @@ def missing_tools(actions: Mapping[str, Any], path: str) -> Diagnostic | None:
                       "or add their directory to PATH; their actions fail until then.")
 
 
+DOCKER_SOCKET = Path("/var/run/docker.sock")
+CLUSTER_TOOLS = ("kubectl", "helm")
+
+
+def docker_socket(env: Mapping[str, str]) -> Path | None:
+    """The engine socket docker would use in *env*; None for a non-unix DOCKER_HOST (tcp://,
+    ssh://), which cannot be checked without connecting."""
+    host = env.get("DOCKER_HOST", "")
+    if not host:
+        return DOCKER_SOCKET
+    if host.startswith("unix://"):
+        return Path(host[len("unix://"):])
+    return None
+
+
+def kubeconfigs(env: Mapping[str, str]) -> list[Path]:
+    """The kubeconfig files kubectl and helm read in *env*: ``KUBECONFIG``'s, else
+    ``$HOME/.kube/config``."""
+    listed = [Path(p) for p in env.get("KUBECONFIG", "").split(os.pathsep) if p]
+    if listed:
+        return listed
+    home = env.get("HOME") or os.path.expanduser("~")
+    return [Path(home) / ".kube" / "config"]
+
+
+def _is_socket(path: Path) -> bool:
+    try:
+        return stat.S_ISSOCK(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def unreachable_tools(actions: Mapping[str, Any], path: str,
+                      env: Mapping[str, str]) -> list[Diagnostic]:
+    """A line per needed tool on *path* that cannot reach what it drives (no process run)."""
+    needed = needed_tools(actions)
+    found = []
+    socket = docker_socket(env)
+    if ("docker" in needed and socket is not None and not _is_socket(socket)
+            and shutil.which("docker", path=path) is not None):
+        found.append(Diagnostic(
+            "tool_unreachable", f"docker is installed but no engine answers at {socket}: "
+            "start Docker or set DOCKER_HOST"))
+    cluster = [tool for tool in CLUSTER_TOOLS
+               if tool in needed and shutil.which(tool, path=path) is not None]
+    configs = kubeconfigs(env)
+    if cluster and not any(config.is_file() for config in configs):
+        found.append(Diagnostic(
+            "tool_unreachable", f"{' and '.join(cluster)} installed but no cluster configured: "
+            f"no kubeconfig at {', '.join(str(c) for c in configs)}; set KUBECONFIG or write "
+            "~/.kube/config (kubectl config set-cluster ...)"))
+    return found
+
+
 def git_remotes(git_dir: Path) -> list[str]:
     import pygit2
 
@@ -94,7 +151,8 @@ class Diagnostics:
     def __init__(self, root: Path, git_dir: Path, settings: Mapping[str, Any],
                  actions: Mapping[str, Any], tool_env: Mapping[str, str] | None) -> None:
         self.root, self.git_dir, self.settings, self.actions = root, git_dir, settings, actions
-        self.path = (tool_env if tool_env is not None else os.environ).get("PATH", os.defpath)
+        self.env: Mapping[str, str] = tool_env if tool_env is not None else os.environ
+        self.path = self.env.get("PATH", os.defpath)
         self._lock = threading.Lock()
         self._key: tuple[Any, ...] | None = None
         self._found: list[Diagnostic] = []
@@ -103,14 +161,18 @@ class Diagnostics:
     def _fingerprint(self) -> tuple[Any, ...]:
         watched = [self.root / settings_module.PROJECT_FILE, self.git_dir / "config",
                    settings_module.user_file_path() or self.root / settings_module.PROJECT_FILE,
-                   *(Path(d) for d in self.path.split(os.pathsep) if d)]
+                   *(Path(d) for d in self.path.split(os.pathsep) if d),
+                   *kubeconfigs(self.env)]
+        socket = docker_socket(self.env)
+        if socket is not None:
+            watched.append(socket)
         stamps: list[int | None] = []
         for path in watched:
             try:
                 stamps.append(path.stat().st_mtime_ns)
             except OSError:
                 stamps.append(None)
-        return (os.environ.get("XDG_CONFIG_HOME"), *stamps)
+        return (os.environ.get("XDG_CONFIG_HOME"), *watched, *stamps)
 
     def current(self) -> list[Diagnostic]:
         """The diagnostics now (recomputed only if a watched file or directory changed)."""
@@ -126,6 +188,7 @@ class Diagnostics:
         tools = missing_tools(self.actions, self.path)
         if tools is not None:
             found.append(tools)
+        found.extend(unreachable_tools(self.actions, self.path, self.env))
         try:
             remotes = git_remotes(self.git_dir)
         except Exception as exc:  # an unreadable config: say so rather than fail the page
