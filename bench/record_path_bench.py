@@ -101,18 +101,19 @@ def ours(repo: Path):
     return record
 
 
-def alternate(first, second, samples: int) -> tuple[float, float]:
-    """Median ms of each, samples interleaved (10 warm-up calls each)."""
+def interleaved(calls: list, samples: int) -> list[float]:
+    """Median ms of each call, every round calling each once in turn (10 warm-up rounds):
+    the machine's load moves every case alike."""
     for _ in range(10):
-        first()
-        second()
-    a, b = [], []
+        for fn in calls:
+            fn()
+    times: list[list[float]] = [[] for _ in calls]
     for _ in range(samples):
-        for fn, out in ((first, a), (second, b)):
+        for fn, out in zip(calls, times, strict=True):
             t0 = time.perf_counter()
             fn()
             out.append(time.perf_counter() - t0)
-    return statistics.median(a) * 1e3, statistics.median(b) * 1e3
+    return [statistics.median(out) * 1e3 for out in times]
 
 
 def load() -> str:
@@ -121,7 +122,8 @@ def load() -> str:
 
 def measure(runs: int, samples: int, day_runs: int = 0) -> dict[str, float]:
     """Medians (ms) of ours and the floor at 0 runs, N runs over a year (``n``) and, with
-    *day_runs*, a day holding that many runs (``day``); load average after each."""
+    *day_runs*, a day holding that many runs (``day``): every repository is filled first,
+    then all six are timed in the same rounds."""
     now = time.time()
     today = now - now % 86_400
     scenarios = [("0", 0, 0.0, 0.0), ("n", runs, now - 365 * 86_400, now - 86_400)]
@@ -129,23 +131,32 @@ def measure(runs: int, samples: int, day_runs: int = 0) -> dict[str, float]:
         scenarios.append(("day", day_runs, today, max(today + 1, now - 120)))
     with tempfile.TemporaryDirectory(prefix="scp-record-") as tmp:
         found: dict[str, float] = {}
+        calls, repos = [], []
         for label, count, start, end in scenarios:
             repo = Path(tmp) / f"repo-{label}"
             code = make_repo(repo)
+            t0 = time.perf_counter()
             if count:
-                t0 = time.perf_counter()
                 ids = spread_ids(random.Random(5), count, start, end)
                 prefill(repo, None, ids, code, seed=5, scratch=Path(tmp) / f"scratch-{label}")
-                found[f"prefill_s_{label}"] = time.perf_counter() - t0
             Ledger.open(repo)  # catch up once, outside the timing
             with tracked_run("test", "test:first", project_root=repo):
                 pass
-            mine, floor = alternate(ours(repo), Floor(repo, code), samples)
+            found[f"prefill_s_{label}"] = time.perf_counter() - t0
+            print(f"  filled @{label}: {count:,} runs in {found[f'prefill_s_{label}']:.0f} s, "
+                  f"load {load()}", flush=True)
+            calls += [ours(repo), Floor(repo, code)]
+            repos.append(repo)
+        medians = interleaved(calls, samples)
+        for number, (label, count, _, _) in enumerate(scenarios):
+            mine, floor = medians[2 * number], medians[2 * number + 1]
             found[f"ours_{label}"], found[f"floor_{label}"] = mine, floor
-            print(f"  record @{label} ({count:,} runs): ours {mine:.2f} ms, floor {floor:.2f} ms,"
-                  f" load {load()}", flush=True)
+            print(f"  record @{label} ({count:,} runs): ours {mine:.2f} ms, floor {floor:.2f} ms",
+                  flush=True)
+        print(f"  timed in the same rounds, load {load()} at the end", flush=True)
+        for repo in repos:
             Ledger.open(repo).durability.flush()  # now: its repository is deleted next
-            Ledger.forget_instances()
+        Ledger.forget_instances()
         return found
 
 
