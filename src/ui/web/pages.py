@@ -11,6 +11,7 @@ only what ``static/`` serves.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, abort, render_template, request
@@ -112,18 +113,35 @@ def job_url(run: dict[str, Any]) -> str | None:
     return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
 
 
+def pipeline_groups(flt: RunFilter, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs list grouped by pipeline: the KPIs' per-pipeline figures (same filters, same
+    window), each with its newest finished run matching the filters (one indexed query each)."""
+    index = state().ledger.index
+    groups = []
+    for entry in summary.get("pipelines") or []:
+        name = entry["subtype"]
+        last = index.filtered(replace(flt, subtype=name), limit=1) if name else []
+        groups.append({**entry, "last_run": last[0]["run_id"] if last else None})
+    return groups
+
+
 @bp.get("/")
 def runs_page() -> str:
     flt = run_filters()
+    grouped = request.args.get("group") == "pipeline"
     before = request.args.get("before") or None
     if before is not None and not is_run_id(before):
         before = None
     plane = state()
-    runs = find_runs(plane.ledger, flt, limit=RUNS_PAGE, before=before)
+    if grouped:
+        plane.ledger.catch_up()
+    runs = [] if grouped else find_runs(plane.ledger, flt, limit=RUNS_PAGE, before=before)
     next_before = runs[-1]["run_id"] if len(runs) == RUNS_PAGE else None
     dated = bool(flt.since or flt.until)
     summary = plane.ledger.index.filtered_metrics(flt, None if dated else METRICS_DAYS * 24 * 60)
+    groups = pipeline_groups(flt, summary) if grouped else None
     return render_template("controlplane/runs.html", page="runs", run_types=RUN_TYPES,
+                           groups=groups, view={"group": "pipeline"} if grouped else {},
                            statuses=[s.value for s in RunStatus], filters=flt,
                            query=flt.query(), runs=runs, before=before, next_before=next_before,
                            choices=plane.ledger.index.distinct_values(),
