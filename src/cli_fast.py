@@ -132,6 +132,7 @@ def exec_run(subtype: str, command: tuple[str, ...], summary: str | None,
     import_in_background("pygit2")  # the record's; meanwhile the journal, the child
     run_type = subtype.partition(":")[0]
     ledger = open_ledger(repo, writing=True)
+    _index_wals.append(Path(f"{ledger.index.path}-wal"))
     argv = list(command)
 
     own_run: list[str] = []  # a shared bus (CONTROLPLANE_BUS) carries other runs too
@@ -315,21 +316,28 @@ def _run_plain(name: str, arguments: dict[str, Any]) -> NoReturn:
     sys.exit(0)
 
 
+WAL_LEFT_BYTES = 1 << 20  # an index WAL larger than this is checkpointed at exit
+_index_wals: list[Path] = []  # of the ledgers this command opened
+
+
 def exit_without_teardown(code: int) -> None:
     """Exit as Python would (atexit handlers, then the standard streams flushed) but skip
-    the interpreter's teardown; returns if a thread that is not a daemon still runs.
+    the interpreter's teardown; returns (the teardown follows) if a thread that is not a
+    daemon still runs or an index's WAL has outgrown ``WAL_LEFT_BYTES``.
 
-    The teardown closes the index's SQLite connection, whose close-time WAL checkpoint
-    fdatasyncs the WAL and the database: 10 to 60 ms of a CLI command's exit on a busy
-    disk. Left open, the WAL stays as after a crash, which SQLite is made for: the next
-    connection reads it (autocheckpoints at commits still bound it), and the index is a
-    cache the ledger rebuilds.
+    The teardown closes the index's SQLite connection, whose WAL checkpoint fdatasyncs
+    the WAL and the database: 5 to 60 ms of every exit on a busy disk. Left open, the WAL
+    stays as after a crash, which SQLite is made for: the next connection reads it back.
+    Each process re-reads the whole WAL and SQLite restarts it only after a checkpoint seen
+    by the same process, so the exit that finds it over 1 MiB (about 20 runs) checkpoints.
     """
     import atexit
     import threading
 
     if any(thread.is_alive() and not thread.daemon and thread is not threading.main_thread()
            for thread in threading.enumerate()):
+        return
+    if any(_size(wal) > WAL_LEFT_BYTES for wal in _index_wals):
         return
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
@@ -339,6 +347,13 @@ def exit_without_teardown(code: int) -> None:
         except (OSError, ValueError):
             os._exit(120)  # what Python exits with when flushing a standard stream fails
     os._exit(code)
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _fail(message: str) -> NoReturn:

@@ -209,3 +209,27 @@ def test_the_exit_does_not_checkpoint_the_index(repo: Path, tmp_path: Path) -> N
     listed = cli(repo, "runs", "list")
     assert listed.returncode == 0 and "test:second" in listed.stdout.splitlines()[0]
     assert Ledger.open(repo).recent(limit=1)[0]["status"] == "failed"
+
+
+def test_an_index_wal_over_its_bound_is_checkpointed_at_exit(repo: Path) -> None:
+    """Left open, the WAL would grow by every run (each process re-reads it and SQLite
+    never restarts it): the exit that finds it over 1 MiB closes the index normally."""
+    cli(repo, "exec", "test:first", "--", "true")
+    wal = repo / ".git" / "scp" / "index.sqlite-wal"
+    grow = subprocess.run([sys.executable, "-c", f"""
+import os, sqlite3
+db = sqlite3.connect({str(repo / '.git' / 'scp' / 'index.sqlite')!r}, isolation_level=None)
+db.execute("PRAGMA wal_autocheckpoint=0")
+db.execute("CREATE TABLE scratch (data BLOB)")
+db.execute("INSERT INTO scratch VALUES (zeroblob(2000000))")
+db.execute("DROP TABLE scratch")
+os._exit(0)  # no checkpoint at close: the WAL stays, as a killed process leaves it
+"""], capture_output=True, text=True, timeout=60)
+    assert grow.returncode == 0, grow.stderr
+    assert wal.stat().st_size > 1 << 20
+    assert cli(repo, "exec", "test:second", "--", "true").returncode == 0
+    assert not wal.exists() or wal.stat().st_size < 1 << 20
+    assert cli(repo, "exec", "test:third", "--", "true").returncode == 0
+    assert wal.exists() and wal.stat().st_size < 1 << 20  # left again, small
+    assert [run["subtype"] for run in Ledger.open(repo).recent(limit=3)] == \
+        ["test:third", "test:second", "test:first"]
