@@ -73,9 +73,11 @@ def open_ledger(repo: str | None, writing: bool = False) -> Ledger:
     try:
         if writing:
             _check_writable(Path(find_git_dir(repo)[1]) / "scp" / "journal")
-        return Ledger.open(repo)
+        ledger = Ledger.open(repo)
     except EXPECTED_ERRORS as exc:
         raise CommandFailed(str(exc)) from None
+    _index_wals.append(Path(f"{ledger.index.path}-wal"))  # see exit_without_teardown
+    return ledger
 
 
 def _check_writable(directory: Path) -> None:
@@ -132,7 +134,6 @@ def exec_run(subtype: str, command: tuple[str, ...], summary: str | None,
     import_in_background("pygit2")  # the record's; meanwhile the journal, the child
     run_type = subtype.partition(":")[0]
     ledger = open_ledger(repo, writing=True)
-    _index_wals.append(Path(f"{ledger.index.path}-wal"))
     argv = list(command)
 
     own_run: list[str] = []  # a shared bus (CONTROLPLANE_BUS) carries other runs too
@@ -313,6 +314,7 @@ def _run_plain(name: str, arguments: dict[str, Any]) -> NoReturn:
         echo("", err=True)
         echo("Aborted!", err=True)
         sys.exit(1)
+    exit_without_teardown(0)
     sys.exit(0)
 
 
@@ -326,7 +328,8 @@ def exit_without_teardown(code: int) -> None:
     daemon still runs or an index's WAL has outgrown ``WAL_LEFT_BYTES``.
 
     The teardown closes the index's SQLite connection, whose WAL checkpoint fdatasyncs
-    the WAL and the database: 5 to 60 ms of every exit on a busy disk. Left open, the WAL
+    the WAL and the database: 5 to 60 ms of every exit on a busy disk (``runs list`` too,
+    after an ``exec`` left the WAL). Left open, the WAL
     stays as after a crash, which SQLite is made for: the next connection reads it back.
     Each process re-reads the whole WAL and SQLite restarts it only after a checkpoint seen
     by the same process, so the exit that finds it over 1 MiB (about 20 runs) checkpoints.
