@@ -90,6 +90,15 @@ test('showError: a run in progress links to it; anything else says its message',
   assert.equal(document.querySelector('[data-banner-text]').textContent, 'plain words');
 });
 
+test('a background load that could not reach the server is cleared when the connection is back', () => {
+  banner.showError(new ApiError(0, null, 'The server could not be reached.'), { source: 'processes' });
+  assert.equal(bannerBox().hidden, false);
+  banner.hideBanner('processes');
+  assert.equal(bannerBox().hidden, false, 'the connection owns it, not the card');
+  banner.hideBanner('connection');
+  assert.equal(bannerBox().hidden, true);
+});
+
 test('toasts go away after 10 s, stay while hovered or focused, and on Dismiss', async () => {
   const item = toast('Run ended', { kind: 'ok', link: { href: '/r', text: 'Open' } });
   assert.equal(item.className, 'toast toast--ok');

@@ -97,6 +97,8 @@ function isRefusal(error) {
  * used), anything else in the banner. */
 export function showError(error, { source = null, near = null } = {}) {
   const body = (error && error.body) || {};
+  // "The server could not be reached" belongs to the connection: it goes when it is back.
+  if (error && error.status === 0 && !near) source = 'connection';
   let control = null;
   if (isRefusal(error)) control = visible(near) ? near : recentControl();
   const show = (message, link = null) => {

@@ -78,6 +78,7 @@ export function initOperations(root) {
   const load = async () => {
     try {
       render(await api('/api/executor'));
+      hideBanner('operations');
     } catch (error) {
       showError(error, { source: 'operations' });
     }

@@ -4,7 +4,7 @@
 
 import { api } from './api.js';
 import { onRefresh } from './autorefresh.js';
-import { showError } from './banner.js';
+import { hideBanner, showError } from './banner.js';
 import { $, $$ } from './dom.js';
 import { on } from './live.js';
 
@@ -68,6 +68,7 @@ export function initProcesses(root) {
   const load = async () => {
     try {
       render(await api('/api/processes'));
+      hideBanner('processes');
     } catch (error) {
       showError(error, { source: 'processes' });
     }
