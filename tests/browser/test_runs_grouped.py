@@ -1,0 +1,80 @@
+"""The runs list grouped by pipeline in chromium: the toggle, a pipeline's link to its runs,
+rows that follow ended runs, a phone without horizontal scroll, axe, the keyboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controlplane import tracked_run
+from tests.browser.conftest import CHROMIUM
+from tests.browser.test_accessibility import loaded, serious_violations
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason=f"{CHROMIUM} is missing (CI installs Debian's chromium package)"),
+]
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+NIGHTLY = "test:nightly-pipeline-with-a-rather-long-name"
+
+
+def finished(server: Any, subtype: str) -> str:
+    with server.app.extensions["controlplane"].activated(), \
+            tracked_run("test", subtype, project_root=server.repo, summary="a suite") as run:
+        run.result = {"passed": 1}
+    return run.run_id
+
+
+def grouped_row(page: Any, subtype: str) -> Any:
+    return page.locator(f'[data-runs-grouped-body] tr[data-pipeline="{subtype}"]')
+
+
+def test_toggle_then_a_pipeline_opens_its_runs_and_rows_follow_ended_runs(server: Any,
+                                                                          context: Any) -> None:
+    first = finished(server, NIGHTLY)
+    finished(server, "test:smoke")
+    page = context.new_page()
+    loaded(page, "/")
+
+    page.get_by_role("link", name="By pipeline").click()
+    expect(page).to_have_url(f"{server.url}/?group=pipeline")
+    expect(page.locator("[data-runs-grouped-body] tr")).to_have_count(2)
+    expect(grouped_row(page, NIGHTLY).locator('[data-cell="total"]')).to_have_text("1")
+    expect(grouped_row(page, NIGHTLY).locator("[data-last-run]")).to_have_attribute(
+        "href", f"/runs/{first}")
+    expect(page.locator("[data-conn]")).to_have_attribute("data-state", "connected")
+
+    latest = finished(server, NIGHTLY)  # live: the row follows without a reload
+    expect(grouped_row(page, NIGHTLY).locator('[data-cell="total"]')).to_have_text("2")
+    expect(grouped_row(page, NIGHTLY).locator("[data-last-run]")).to_have_attribute(
+        "href", f"/runs/{latest}")
+
+    grouped_row(page, NIGHTLY).get_by_role("link", name=NIGHTLY, exact=True).click()
+    expect(page).to_have_url(f"{server.url}/?subtype={NIGHTLY}")
+    expect(page.locator("[data-runs-body] tr")).to_have_count(2)
+    assert server.page_errors == []
+
+
+def test_a_phone_keyboard_and_axe(server: Any, open_context: Any) -> None:
+    finished(server, NIGHTLY)
+    finished(server, "test:smoke")
+    context = open_context(server, viewport={"width": 390, "height": 844}, is_mobile=True,
+                           has_touch=True)
+    page = context.new_page()
+    loaded(page, "/")
+    toggle = page.get_by_role("link", name="By pipeline")
+    toggle.focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{server.url}/?group=pipeline")
+    expect(page.locator("[data-runs-grouped-body] tr")).to_have_count(2)
+    expect(page.get_by_role("link", name="By pipeline")).to_have_attribute("aria-current", "page")
+
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the grouped view is {overflow}px wider than a 390px screen"
+    assert serious_violations(page) == []
+    page.emulate_media(color_scheme="dark")
+    assert serious_violations(page) == []
