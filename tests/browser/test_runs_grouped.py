@@ -40,8 +40,10 @@ def test_toggle_then_a_pipeline_opens_its_runs_and_rows_follow_ended_runs(server
     page = context.new_page()
     loaded(page, "/")
 
+    # a filter the list applies by JS, without a reload
+    page.locator("[data-filters] select[name=status]").select_option("ok")
     page.get_by_role("link", name="By pipeline").click()
-    expect(page).to_have_url(f"{server.url}/?group=pipeline")
+    expect(page).to_have_url(f"{server.url}/?group=pipeline&status=ok")
     expect(page.locator("[data-runs-grouped-body] tr")).to_have_count(2)
     expect(grouped_row(page, NIGHTLY).locator('[data-cell="total"]')).to_have_text("1")
     expect(grouped_row(page, NIGHTLY).locator("[data-last-run]")).to_have_attribute(
@@ -54,7 +56,7 @@ def test_toggle_then_a_pipeline_opens_its_runs_and_rows_follow_ended_runs(server
         "href", f"/runs/{latest}")
 
     grouped_row(page, NIGHTLY).get_by_role("link", name=NIGHTLY, exact=True).click()
-    expect(page).to_have_url(f"{server.url}/?subtype={NIGHTLY}")
+    expect(page).to_have_url(f"{server.url}/?status=ok&subtype={NIGHTLY}")
     expect(page.locator("[data-runs-body] tr")).to_have_count(2)
     assert server.page_errors == []
 

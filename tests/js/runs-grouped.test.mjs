@@ -63,3 +63,13 @@ test('a page without the grouped rows (login ended, an error) leaves the rows as
     assert.equal(viewFetches(), 4);
     assert.deepEqual(totals(), [['nightly', '4'], ['lint', '2'], ['deploy', '1']]);
   });
+
+test('the view links follow filters the list applied without a reload', async () => {
+  const { keepViewLinks } = await load('runs-grouped.js');
+  const nav = document.createElement('nav');
+  nav.innerHTML = '<a href="/">List</a> <a href="/?group=pipeline" data-group-pipeline>By pipeline</a>';
+  keepViewLinks(nav, { q: '', actor: 'carol', status: 'failed' });
+  assert.deepEqual([...nav.querySelectorAll('a')].map((a) => a.getAttribute('href')),
+    ['/?actor=carol&status=failed', '/?group=pipeline&actor=carol&status=failed']);
+  keepViewLinks(null, {});
+});

@@ -4,6 +4,7 @@
 
 import { onRefresh } from './autorefresh.js';
 import { on } from './live.js';
+import { runsHref } from './runs-link.js';
 
 export const REFRESH_MS = 500;
 const BODY = '[data-runs-grouped-body]';
@@ -59,4 +60,14 @@ export function followGroups(table, { delay = REFRESH_MS, fetchPage = fetchView 
   for (const type of ['run:completed', 'metrics:update', 'ledger:synced', 'resync']) on(type, soon);
   onRefresh(load);
   return { load, soon };
+}
+
+/** Point the "List · By pipeline" links at the filters the list now shows (set without a
+ * reload by runs-table.js). */
+export function keepViewLinks(nav, filters) {
+  if (!nav) return;
+  for (const link of nav.querySelectorAll('a')) {
+    const group = link.hasAttribute('data-group-pipeline') ? 'pipeline' : '';
+    link.setAttribute('href', runsHref({ group, ...filters }));
+  }
 }

@@ -7,7 +7,7 @@ import { $ } from '../dom.js';
 import { followMetrics, renderKpis } from '../kpis.js';
 import { initOperations } from '../operations.js';
 import { initProcesses } from '../processes.js';
-import { followGroups } from '../runs-grouped.js';
+import { followGroups, keepViewLinks } from '../runs-grouped.js';
 import { FILTERS, RunsTable } from '../runs-table.js';
 
 initCommon();
@@ -25,7 +25,11 @@ if (grouped) {
   followGroups(grouped);
 } else {
   const table = new RunsTable($('[data-runs]').closest('section'));
-  table.onFilters = followMetrics((summary) => renderKpis(kpis, summary), undefined,
+  const reloadKpis = followMetrics((summary) => renderKpis(kpis, summary), undefined,
     () => table.filters);
+  table.onFilters = () => {
+    reloadKpis();
+    keepViewLinks($('[data-runs-view]'), table.filters);
+  };
   table.start();
 }
