@@ -7,6 +7,7 @@ waits for a ``gate`` file, so a test decides when a run ends (or cancels it).
 
 from __future__ import annotations
 
+import tempfile
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
@@ -80,9 +81,18 @@ def project(repo: Path) -> Path:
     return repo
 
 
+# A kubeconfig with no cluster, so a machine with kubectl in /usr/bin and no ~/.kube/config
+# shows the same settings banners as one without kubectl (diagnostics' tool_unreachable).
+NO_CLUSTER_KUBECONFIG = Path(tempfile.mkdtemp(prefix="scp-test-kube-")) / "config"
+NO_CLUSTER_KUBECONFIG.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
+
+
 def browser_tool_env() -> dict[str, str]:
     """os.environ with PATH reaching this interpreter's pytest, without our pytest's variables."""
-    return {k: v for k, v in tool_env().items() if not k.startswith("PYTEST_")}
+    env = {k: v for k, v in tool_env().items() if not k.startswith("PYTEST_")}
+    if "KUBECONFIG" not in env and not (Path.home() / ".kube" / "config").exists():
+        env["KUBECONFIG"] = str(NO_CLUSTER_KUBECONFIG)
+    return env
 
 
 @pytest.fixture
