@@ -116,13 +116,17 @@ def first_run(repo: Path) -> str:
     return Ledger.open(repo).recent()[0]["run_id"]
 
 
+SITE_BACKUP = "site"  # the backup the site fixture makes (a real download target)
+
+
 def concrete(rule: str, run_id: str) -> str:
     """A URL for *rule*: action URL params from the example, a real run id, a real command."""
     action = REGISTRY.get(rule)
     if action is not None:
         return url_of(action, action.example.params)
     return (rule.replace("<run_id>", run_id).replace("<command>", "pause")
-            .replace("<path:filename>", "css/app.css").replace("<name>", "git"))
+            .replace("<path:filename>", "css/app.css").replace("<name>", "git")
+            .replace("<path:name>", SITE_BACKUP))
 
 
 def routes(app, method: str, run_id: str) -> list[str]:
@@ -141,6 +145,11 @@ def site(app, served: str, repo: Path) -> Iterator[tuple[Browser, str]]:
                                                    "Content-Type": "application/json"}, b"{}",
                         cookie=False)
     assert seed.status == 200 and seed.json()["status"] == "ok", seed
+    made = browser.send("POST", "/backup/create", {"Authorization": f"Bearer {TOKEN}",
+                                                   "Content-Type": "application/json"},
+                        json.dumps({"paths": ["README.md"], "name": "site"}).encode(),
+                        cookie=False)
+    assert made.status == 200 and made.json()["status"] == "ok", made.json()
     browser.log_in()
     yield browser, first_run(repo)
 
@@ -366,7 +375,8 @@ def test_security_headers_on_every_answer_including_errors(app, site) -> None:
     for path in routes(app, "GET", run_id):
         accept = {"Accept": "text/event-stream"} if path == "/api/events" else html
         answer = check("GET", path, {**bearer, **accept})  # a page or API answer
-        assert answer.status < 400 or path in ("/login", "/ws/events"), (path, answer.status)
+        assert answer.status < 400 or path in ("/login", "/ws/events", "/api/simulate"), (
+            path, answer.status)  # the simulator is off unless enabled: 404 saying how
         check("GET", path, html, cookie=True)  # the logged-in browser's view
         check("GET", path, accept)  # 401 (or open)
         check("GET", path, {**bearer, "Host": "evil.example"})  # 403
