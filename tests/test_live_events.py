@@ -126,6 +126,9 @@ def test_a_frame_sent_with_the_handshake_arrives_at_once() -> None:
                 assert client.receive(timeout=1 if expected is None else 5) == expected
             finally:
                 client.close()
+                reader = getattr(client, "thread", None)  # simple_websocket's own reader
+                if reader is not None:
+                    reader.join(timeout=10)  # ends once the close is answered
             thread.join(timeout=5)
 
 
