@@ -49,7 +49,7 @@ def make_project(root: Path, runs: int) -> Path:
     from controlplane.core.ledger import Ledger
 
     repo = init_project(root)
-    fill(Ledger.open(repo), runs=runs, days=365, seed=7)
+    fill(Ledger.open(repo), runs=runs, days=365, seed=7, kinds=("web", "cli", "script"))
     return repo
 
 

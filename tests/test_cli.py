@@ -145,3 +145,7 @@ def test_demo_fills_the_ledger(repo: Path) -> None:
     runs = json.loads(cli("runs", "list", "--limit", "100", "--json", cwd=repo).stdout)
     assert len(runs) == 25 and {r["status"] for r in runs} <= {"ok", "failed"}
     assert len({r["run_id"][:8] for r in runs}) > 5  # spread over many days
+    assert {r["actor"]["kind"] for r in runs} == {"demo"}
+    on_ledger = subprocess.run(["git", "ls-tree", "-r", "--name-only", "scp-ledger"], cwd=repo,
+                               capture_output=True, text=True).stdout
+    assert "run.json" not in on_ledger  # on the local scp-demo branch: a push never sends them

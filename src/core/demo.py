@@ -27,9 +27,15 @@ CATALOGUE = (
 OUTPUT = ("collecting…", "running step 1/3", "running step 2/3", "running step 3/3", "done")
 
 
+DEMO_ACTORS = ("alice", "bob", "carol")
+
+
 def fill(ledger: Ledger, runs: int = 200, days: int = 42, seed: int | None = None,
-         now: float | None = None) -> list[str]:
-    """Record *runs* finished runs spread over the *days* days before *now*; returns their ids."""
+         now: float | None = None, kinds: tuple[str, ...] = ("demo",)) -> list[str]:
+    """Record *runs* finished runs spread over the *days* days before *now*; returns their ids.
+
+    Actor kind ``demo`` (the default) keeps them on the local ``scp-demo`` branch, never
+    pushed (DECISIONS §11); benches pass real kinds to build a ledger as users have it."""
     rng = random.Random(seed)
     now = time.time() if now is None else now
     starts = sorted(now - rng.uniform(0, days * 86_400) for _ in range(runs))
@@ -39,7 +45,7 @@ def fill(ledger: Ledger, runs: int = 200, days: int = 42, seed: int | None = Non
         subtype, seconds, failure_rate, summary = rng.choice(CATALOGUE)
         run_id = new_run_id(started)
         run = Run.new(subtype, run_id=run_id, summary=summary, code_ref=code_ref,
-                      actor={"kind": rng.choice(("web", "cli", "script")), "name": "demo"})
+                      actor={"kind": rng.choice(kinds), "name": rng.choice(DEMO_ACTORS)})
         run.extra["demo"] = True
         failed = rng.random() < failure_rate
         duration = max(0.2, rng.lognormvariate(0, 0.5) * seconds)
