@@ -10,6 +10,7 @@ just created) rebuilds on the new tip and retries.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import threading
@@ -116,6 +117,11 @@ def create_loose_ref(git_dir: Path, name: str, target: pygit2.Oid) -> bool:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(lock)
     return True
+
+
+def _vanished(exc: OSError) -> bool:
+    """True if *exc* says a path disappeared (pygit2 may give the text without the errno)."""
+    return exc.errno == errno.ENOENT or "No such file or directory" in str(exc)
 
 
 class LedgerWriteError(RuntimeError):
@@ -269,6 +275,10 @@ class GitStore:
                 commit = repo.create_commit(None, sig, sig, message, tree,
                                             [parent] if parent else [])
                 objects.append(written(repo, commit))
+            except OSError as exc:  # a prune removed an emptied objects/xx under libgit2's
+                if not _vanished(exc):  # write (its rename found no directory): write again
+                    raise
+                continue
             except (KeyError, pygit2.GitError) as exc:  # pruned: the tip's objects or ours
                 missing += 1
                 self._await_restore(parent, exc, missing)
