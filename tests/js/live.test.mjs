@@ -238,3 +238,15 @@ test('a run page lists the messages that mention it, new ones live', async () =>
   await followMentions(document.createElement('ol'), empty, 'no-such-run');
   assert.equal(messageBody({}).textContent, '');
 });
+
+test('@run: a blur just before the next mention (Send, then typing on) leaves its list open', async () => {
+  const input = document.getElementById('chat-input');
+  const list = document.getElementById('chat-suggestions');
+  fire(input, 'blur');
+  input.focus();
+  input.value = '@run:2026';
+  fire(input, 'input');
+  await settle();
+  await clock.tick(200);
+  assert.equal(list.hidden, false);
+});

@@ -67,7 +67,11 @@ class RunCombobox {
     this.query = null;
     input.addEventListener('input', () => this.update());
     input.addEventListener('keydown', (event) => this.key(event));
-    input.addEventListener('blur', () => setTimeout(() => this.close(), 150));
+    // Closed a moment after the input loses focus (a click on an option lands first), unless
+    // focus came back meanwhile (Send, then typing on): then the list it shows is the new one.
+    input.addEventListener('blur', () => setTimeout(() => {
+      if (document.activeElement !== this.input) this.close();
+    }, 150));
   }
 
   token() {
