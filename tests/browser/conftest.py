@@ -22,6 +22,12 @@ from controlplane.core.actions import REGISTRY, Action, ActionContext, register
 from tests.conftest import TOKEN, check_no_leaks, git, tool_env
 
 CHROMIUM = Path("/usr/bin/chromium")
+# The marks of a test module that drives Debian's chromium: ``pytestmark = CHROMIUM_TESTS``.
+CHROMIUM_TESTS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason=f"{CHROMIUM} is missing (CI installs Debian's chromium package)"),
+]
 TIMEOUT_MS = 20_000  # a real pytest run on a busy two-core CI machine takes seconds
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
 

@@ -7,13 +7,9 @@ from typing import Any
 import pytest
 
 from controlplane import tracked_run
-from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import CHROMIUM_TESTS
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason=f"{CHROMIUM} is missing (CI installs Debian's chromium package)"),
-]
+pytestmark = CHROMIUM_TESTS
 sync_api = pytest.importorskip("playwright.sync_api")
 axe_module = pytest.importorskip("axe_playwright_python.sync_playwright")
 expect = sync_api.expect

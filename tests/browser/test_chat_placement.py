@@ -15,14 +15,10 @@ import pytest
 
 from controlplane import Run, RunStatus, tracked_run
 from controlplane.core.ledger import Ledger
-from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import CHROMIUM_TESTS
 from tests.browser.test_operator import connected
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason=f"{CHROMIUM} is missing (CI installs Debian's chromium package)"),
-]
+pytestmark = CHROMIUM_TESTS
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 WIDE = {"width": 1920, "height": 1080}

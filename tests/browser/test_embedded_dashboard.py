@@ -12,13 +12,9 @@ from typing import Any
 import pytest
 from werkzeug.security import generate_password_hash
 
-from tests.browser.conftest import CHROMIUM, TIMEOUT_MS
+from tests.browser.conftest import CHROMIUM_TESTS, TIMEOUT_MS
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason=f"{CHROMIUM} is missing (CI installs Debian's chromium package)"),
-]
+pytestmark = CHROMIUM_TESTS
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 

@@ -7,14 +7,10 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, TIMEOUT_MS
+from tests.browser.conftest import CHROMIUM_TESTS, TIMEOUT_MS
 from tests.conftest import TOKEN
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason=f"{CHROMIUM} is missing (CI installs Debian's chromium package)"),
-]
+pytestmark = CHROMIUM_TESTS
 expect = pytest.importorskip("playwright.sync_api").expect
 
 

@@ -28,14 +28,10 @@ import pytest
 
 from controlplane.core.ledger import Ledger
 from controlplane.core.users import Users
-from tests.browser.conftest import CHROMIUM, TIMEOUT_MS, TOKEN, browser_tool_env
+from tests.browser.conftest import CHROMIUM_TESTS, TIMEOUT_MS, TOKEN, browser_tool_env
 from tests.processes import read_line
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason=f"{CHROMIUM} is missing (CI installs Debian's chromium package)"),
-]
+pytestmark = CHROMIUM_TESTS
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 

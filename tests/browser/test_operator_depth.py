@@ -8,15 +8,11 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import CHROMIUM_TESTS
 from tests.browser.test_dashboard import action_card, open_page
 from tests.conftest import TOKEN
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason=f"{CHROMIUM} is missing (CI installs Debian's chromium package)"),
-]
+pytestmark = CHROMIUM_TESTS
 expect = pytest.importorskip("playwright.sync_api").expect
 
 FOLD = {"width": 1920, "height": 1080}

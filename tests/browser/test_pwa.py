@@ -11,14 +11,10 @@ from typing import Any
 import pytest
 
 from controlplane import tracked_run
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, LiveServer
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, CHROMIUM_TESTS, TIMEOUT_MS, LiveServer
 from tests.conftest import TOKEN
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason=f"{CHROMIUM} is missing (CI installs Debian's chromium package)"),
-]
+pytestmark = CHROMIUM_TESTS
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 

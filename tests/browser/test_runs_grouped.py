@@ -8,14 +8,10 @@ from typing import Any
 import pytest
 
 from controlplane import tracked_run
-from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import CHROMIUM_TESTS
 from tests.browser.test_accessibility import loaded, serious_violations
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason=f"{CHROMIUM} is missing (CI installs Debian's chromium package)"),
-]
+pytestmark = CHROMIUM_TESTS
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 

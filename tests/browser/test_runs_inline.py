@@ -17,14 +17,10 @@ from typing import Any
 import pytest
 
 from controlplane.core.ledger import Ledger
-from tests.browser.conftest import CHROMIUM, TOKEN
+from tests.browser.conftest import CHROMIUM_TESTS, TOKEN
 from tests.browser.test_operator import WAIT, connected, exec_sleeper, spawn
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason=f"{CHROMIUM} is missing (CI installs Debian's chromium package)"),
-]
+pytestmark = CHROMIUM_TESTS
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 __all__ = ["spawn"]  # the fixture, used by name

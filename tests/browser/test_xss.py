@@ -24,15 +24,11 @@ from pydantic import BaseModel, Field
 
 from controlplane import tracked_run
 from controlplane.core.actions import REGISTRY, Action, ActionContext, register
-from tests.browser.conftest import CHROMIUM, TIMEOUT_MS
+from tests.browser.conftest import CHROMIUM_TESTS, TIMEOUT_MS
 from tests.browser.test_dashboard import action_card, open_page, start_from_form
 from tests.conftest import TOKEN
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason=f"{CHROMIUM} is missing (CI installs Debian's chromium package)"),
-]
+pytestmark = CHROMIUM_TESTS
 expect = pytest.importorskip("playwright.sync_api").expect
 
 IMG = '<img src=x onerror="window.__xss=1">'

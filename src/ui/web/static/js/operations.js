@@ -3,11 +3,11 @@
 // runs in flight elsewhere (`controlplane exec`, scripts, other workers) from the journal.
 
 import { api } from './api.js';
-import { onRefresh } from './autorefresh.js';
 import { hideBanner, showError } from './banner.js';
 import { confirmDialog } from './dialog.js';
 import { $, $$ } from './dom.js';
 import { on } from './live.js';
+import { reloadOnRunActivity } from './run-activity.js';
 import { toast } from './toast.js';
 
 export const DRAIN_SECONDS = 300;
@@ -111,13 +111,6 @@ export function initOperations(root) {
   }
   on('executor:state', (envelope) => render(envelope.data));
   // a run of another process started or ended: the journal's count changed
-  let pending = null;
-  const reloadSoon = () => {
-    clearTimeout(pending);
-    pending = setTimeout(load, 100);
-  };
-  for (const type of ['run:queued', 'run:started', 'run:completed']) on(type, reloadSoon);
-  on('resync', load);
-  onRefresh(load);
+  reloadOnRunActivity(load);
   return load();
 }

@@ -3,10 +3,9 @@
 // resync and with the auto-refresh.
 
 import { api } from './api.js';
-import { onRefresh } from './autorefresh.js';
 import { hideBanner, showError } from './banner.js';
 import { $, $$ } from './dom.js';
-import { on } from './live.js';
+import { reloadOnRunActivity } from './run-activity.js';
 
 const STATE_BADGE = { alive: 'ok', gone: 'interrupted', stale: 'queued' };
 
@@ -73,13 +72,6 @@ export function initProcesses(root) {
       showError(error, { source: 'processes' });
     }
   };
-  let pending = null;
-  const reloadSoon = () => {
-    clearTimeout(pending);
-    pending = setTimeout(load, 100);
-  };
-  for (const type of ['run:queued', 'run:started', 'run:completed']) on(type, reloadSoon);
-  on('resync', load);
-  onRefresh(load);
+  reloadOnRunActivity(load);
   return { load, rows: () => $$('tr', body) };
 }
