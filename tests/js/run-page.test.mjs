@@ -44,7 +44,7 @@ server.routes[`${API}/events?after=2`] = () => new Promise((resolve) => {
 });
 await load('pages/run.js');
 const { OutputView } = await load('output.js');
-const { valueList } = await load('run-details.js');
+const { breakableId, valueList } = await load('run-details.js');
 const $ = (selector) => document.querySelector(selector);
 const outputText = () => [...$('[data-output]').children].map((n) => n.textContent);
 
@@ -192,4 +192,12 @@ test('output: reading up pauses following; Jump resumes', async () => {
 
 test('a value list shows an empty text when there is nothing', () => {
   assert.equal(valueList(null, 'None.').textContent, 'None.');
+});
+
+test('a failing test id breaks after "/" and "::" only; its text is the id, markup escaped', () => {
+  const code = breakableId('tests/unit/test_a.py::TestX::test_<b>');
+  assert.equal(code.textContent, 'tests/unit/test_a.py::TestX::test_<b>');
+  assert.equal(code.querySelectorAll('wbr').length, 4);
+  assert.equal(code.innerHTML, 'tests/<wbr>unit/<wbr>test_a.py::<wbr>TestX::<wbr>test_&lt;b&gt;');
+  assert.equal(breakableId('plain').innerHTML, 'plain');
 });

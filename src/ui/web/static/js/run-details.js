@@ -55,6 +55,17 @@ export function cancelNote(run) {
     : 'This run was cancelled before it finished.';
 }
 
+/** A test id in <code>, free to break after each "/" and "::" (never inside a name), as the
+ * server renders it (run.html); <wbr> is not copied with the text. */
+export function breakableId(name) {
+  const code = document.createElement('code');
+  for (const part of String(name).split(/(?<=\/|::)/)) {
+    if (code.firstChild) code.append(document.createElement('wbr'));
+    code.append(part);
+  }
+  return code;
+}
+
 function renderOutcome(root, run) {
   const failures = $('[data-run-failures]', root);
   if (failures) {
@@ -62,9 +73,7 @@ function renderOutcome(root, run) {
     failures.hidden = names.length === 0;
     $('[data-run-failures-list]', failures).replaceChildren(...names.map((name) => {
       const item = document.createElement('li');
-      const code = document.createElement('code');
-      code.textContent = name;
-      item.append(code);
+      item.append(breakableId(name));
       return item;
     }));
   }
