@@ -8,6 +8,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.browser.conftest import TIMEOUT_MS
 from tests.browser.test_operator import (  # noqa: F401 (fixture)
     Serve,
@@ -33,36 +35,26 @@ def transport_of(page: Any) -> Any:
     return expect(page.locator("[data-conn]"))
 
 
-def test_default_is_the_websocket_and_a_new_run_appears(
-        browser: Any, serve_process: Callable[..., Serve]) -> None:  # noqa: F811
+@pytest.mark.parametrize(("blocked", "transport"), [
+    ("", "ws"),  # the default: a new run appears over the WebSocket
+    (BLOCK_WEBSOCKET, "sse"),  # a blocked WebSocket falls back to SSE
+], ids=["websocket-by-default", "sse-when-the-websocket-is-blocked"])
+def test_the_first_transport_that_opens_shows_a_new_run(
+        browser: Any, serve_process: Callable[..., Serve], blocked: str,  # noqa: F811
+        transport: str) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     serve_process(port)
     context = log_in(browser, base)
+    if blocked:
+        context.add_init_script(blocked)
     try:
         page = context.new_page()
         page.goto("/")
         connected(page)
-        transport_of(page).to_have_attribute("data-transport", "ws")
-        transport_of(page).to_have_attribute("title", "Live updates over WebSocket")
-        run_id = start_run(base)
-        expect(page.locator(f'tr[data-run-id="{run_id}"]')).to_be_visible()
-    finally:
-        context.close()
-
-
-def test_a_blocked_websocket_falls_back_to_sse(
-        browser: Any, serve_process: Callable[..., Serve]) -> None:  # noqa: F811
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    serve_process(port)
-    context = log_in(browser, base)
-    context.add_init_script(BLOCK_WEBSOCKET)
-    try:
-        page = context.new_page()
-        page.goto("/")
-        connected(page)
-        transport_of(page).to_have_attribute("data-transport", "sse")
+        transport_of(page).to_have_attribute("data-transport", transport)
+        if transport == "ws":
+            transport_of(page).to_have_attribute("title", "Live updates over WebSocket")
         run_id = start_run(base)
         expect(page.locator(f'tr[data-run-id="{run_id}"]')).to_be_visible()
     finally:
