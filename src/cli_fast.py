@@ -131,7 +131,6 @@ def exec_run(subtype: str, command: tuple[str, ...], summary: str | None,
     from controlplane.core.run_tracker import default_actor, tracked_run
     from controlplane.core.tools import run_tool
 
-    import_in_background("pygit2")  # the record's; meanwhile the journal, the child
     run_type = subtype.partition(":")[0]
     ledger = open_ledger(repo, writing=True)
     argv = list(command)
@@ -176,24 +175,6 @@ def exec_run(subtype: str, command: tuple[str, ...], summary: str | None,
         echo(f"controlplane: error: {result.error['message']}", err=True)
         sys.exit(127)
     sys.exit(shell_exit_code(result.exit_code))
-
-
-def import_in_background(name: str) -> None:
-    """Start importing module *name* in a daemon thread.
-
-    The thread runs while this one waits (on the disk, ``git status``, the child): for
-    CPU work the GIL lets only one run. Started once this thread has done its own imports:
-    a module both import is then not half-made by one when the other needs it. A first
-    use of the module here waits for the import (its module lock), as any import does."""
-    import contextlib
-    import importlib
-    import threading
-
-    def load() -> None:
-        with contextlib.suppress(Exception):  # a first use here raises it again
-            importlib.import_module(name)
-
-    threading.Thread(target=load, name=f"scp-import-{name}", daemon=True).start()
 
 
 # -- the plain forms, parsed without click ------------------------------------

@@ -15,6 +15,7 @@ the proxy are not supported: read an attribute (``pygit2.Oid``) instead.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 
@@ -45,3 +46,11 @@ class Lazy:
     def __repr__(self) -> str:
         target = f"{self._module}.{self._attribute}" if self._attribute else self._module
         return f"<lazy {target}>"
+
+
+def loaded(name: str) -> bool:
+    """True once module *name* is fully imported in this process (not while a thread is
+    still importing it)."""
+    module = sys.modules.get(name)
+    spec = getattr(module, "__spec__", None)
+    return module is not None and not getattr(spec, "_initializing", False)

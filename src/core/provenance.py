@@ -12,10 +12,10 @@ repository) and any process that already imported pygit2 ask ``GitStore.code_ref
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from controlplane.core import lazy
 from controlplane.core.ledger import gitfiles
 
 if TYPE_CHECKING:
@@ -30,19 +30,11 @@ _GIT_LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OB
 
 def code_ref(ledger: Ledger, where: str | os.PathLike[str]) -> dict[str, object]:
     """The commit, branch and dirtiness now of the work tree holding *where*."""
-    if not _pygit2_loaded():
+    if not lazy.loaded("pygit2"):  # once it is, its status (in process) beats starting git
         found = from_files(ledger.git_dir, where)
         if found is not None:
             return found
     return ledger.store.code_ref(where)
-
-
-def _pygit2_loaded() -> bool:
-    """True once pygit2 is fully imported here: its status (in process) is then cheaper than
-    starting git. While a background import is under way, the files are read."""
-    module = sys.modules.get("pygit2")
-    spec = getattr(module, "__spec__", None)
-    return module is not None and not getattr(spec, "_initializing", False)
 
 
 def from_files(git_dir: Path, where: str | os.PathLike[str]) -> dict[str, object] | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +40,7 @@ _POLL = 0.05
 class Written:
     """One object a writer created: enough to write it again."""
 
-    oid: pygit2.Oid
+    oid: pygit2.Oid | str  # a str from FileStore
     type: int
     data: bytes
 
@@ -84,14 +85,17 @@ def restore_missing(git_dir: Path, objects: list[Written]) -> list[Written]:
     return missing
 
 
-def keep(git_dir: Path, objects: list[Written]) -> list[Written]:
-    """After a ref moved to *objects*: outlast a running gc, restore what it pruned."""
+def keep(git_dir: Path, objects: list[Written],
+         restore: Callable[[Path, list[Written]], list[Written]] | None = None
+         ) -> list[Written]:
+    """After a ref moved to *objects*: outlast a running gc, restore what it pruned
+    (by *restore*, default ``restore_missing``)."""
     if not objects:
         return []
     if gc_running(git_dir) and not wait_for_gc(git_dir):
         log.warning("a git gc still runs after %.0f s; if it prunes the ledger's newest "
                     "objects, `controlplane ledger doctor` repairs it", GC_WAIT_SECONDS)
-    restored = restore_missing(git_dir, objects)
+    restored = (restore or restore_missing)(git_dir, objects)
     if restored:
         log.warning("restored %d ledger objects a concurrent git gc/prune had deleted",
                     len(restored))

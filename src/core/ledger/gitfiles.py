@@ -7,6 +7,7 @@ system on the way up, a symbolic or reftable ref) behaves exactly as before.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import stat
@@ -79,14 +80,30 @@ def read_ref(git_dir: Path, name: str) -> str | None:
 
 
 def _packed(git_dir: Path, name: str) -> str | None:
+    """*name*'s id in ``packed-refs``: one search of the file's bytes (100,000 run tags make
+    it megabytes; a line-by-line read took milliseconds)."""
     try:
-        with open(git_dir / "packed-refs", encoding="utf-8") as packed:
-            for line in packed:
-                oid, _, ref = line.rstrip("\n").partition(" ")
-                if ref == name and _OID.fullmatch(oid):
-                    return oid
-    except (OSError, UnicodeDecodeError):
+        with open(git_dir / "packed-refs", "rb") as packed:
+            size = os.fstat(packed.fileno()).st_size
+            data = mmap.mmap(packed.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+    except OSError:
         return None
+    try:
+        return _find_packed(data, name)
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
+
+
+def _find_packed(data: bytes | mmap.mmap, name: str) -> str | None:
+    needle = b" " + name.encode() + b"\n"
+    at = data.find(needle)
+    while at != -1:
+        start = data.rfind(b"\n", 0, at) + 1
+        oid = data[start:at].decode("ascii", "replace")
+        if _OID.fullmatch(oid):
+            return oid
+        at = data.find(needle, at + 1)
     return None
 
 

@@ -20,10 +20,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controlplane.core import settings
+from controlplane.core import lazy, settings
 from controlplane.core.lazy import Lazy
 from controlplane.core.ledger import demo_branch, gitfiles, rawlog
 from controlplane.core.ledger.durability import Durability
+from controlplane.core.ledger.gitconfig import Unsupported
 from controlplane.core.ledger.index import RunIndex
 from controlplane.core.ledger.journal import Journal, JournalEntry, kill_left_groups
 from controlplane.core.ledger.store import (
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     import subprocess
 
     import pygit2
+
+    from controlplane.core.ledger.filestore import FileStore
 else:
     pygit2 = Lazy(globals(), "pygit2")  # a read from a current index needs none of it
     subprocess = Lazy(globals(), "subprocess")  # git gc
@@ -134,6 +137,8 @@ class Ledger:
         self._tag_namespace = namespace
         self._store: GitStore | None = None
         self._store_lock = threading.Lock()
+        self._files: FileStore | None = None  # the record without pygit2 (see writer)
+        self._files_refused = False
         self.journal = Journal(self.scp_dir / "journal")
         self.index = RunIndex(self.scp_dir / "index.sqlite")
         self.view = LedgerView(root / VIEW_DIR, self.scp_dir / "view.lock")
@@ -158,8 +163,37 @@ class Ledger:
                 store = self._store
         return store
 
+    @property
+    def writer(self) -> GitStore | FileStore:
+        """What records a run: ``FileStore`` while this process has not imported pygit2 (a
+        one-run process: the import would cost more than the record), else ``GitStore``.
+        ``durability = record`` and any repository FileStore does not read as git does
+        (``Unsupported``) use GitStore."""
+        if self._store is not None or self._files_refused or lazy.loaded("pygit2") \
+                or self.durability.mode == "record":
+            return self.store
+        if self._files is None:
+            from controlplane.core.ledger.filestore import FileStore  # hashlib, zlib: writers'
+
+            plain = self.git_dir == self.root / ".git" and gitfiles.discover(str(self.root))
+            try:
+                if not plain:
+                    raise Unsupported("not a plain work tree")
+                self._files = FileStore(self.git_dir, self._tag_namespace, self.root,
+                                        fallback=lambda: self.store)
+            except Unsupported as exc:
+                self._refuse_files(exc)
+                return self.store
+        return self._files
+
+    def _refuse_files(self, exc: Unsupported) -> None:
+        log.debug("recording through pygit2: %s", exc)
+        self._files_refused = True
+
     @cached_property
     def _gc_auto(self) -> int:
+        if self._files is not None and self._store is None:
+            return self._files.gc_auto
         return _gc_auto(self.store.repo)
 
     @classmethod
@@ -201,18 +235,12 @@ class Ledger:
         message = f"run {run.run_id} {run.subtype} {run.status}\n\n{run.summary}".rstrip()
         if demo_branch.is_demo(run):  # the simulator's: a local branch, never pushed
             return demo_branch.record_demo(self, run, directory, files, message)
-        with self.store.checked_once():  # the gc guard's check: once for commit and tag
-            parent, commit = self.store.commit_files(directory, files, message,
-                                                     author=run.actor.get("name"))
-            self.recorded_here.append(run.run_id)
-            code_commit = self.store.resolve_commit((run.code_ref or {}).get("commit"))
-            if code_commit:
-                try:
-                    self.store.tag_run(run.run_id, code_commit, f"{run.subtype} {run.status}",
-                                       tagger=run.actor.get("name"))
-                except LedgerWriteError:
-                    log.warning("run %s recorded without its tag (doctor recreates it)",
-                                run.run_id)
+        writer = self.writer
+        try:
+            parent, commit = self._commit_and_tag(writer, run, directory, files, message)
+        except Unsupported as exc:  # raised before the branch moved: nothing recorded yet
+            self._refuse_files(exc)
+            parent, commit = self._commit_and_tag(self.store, run, directory, files, message)
         self.durability.recorded()
         self._advance(parent, commit, directory, files, run.to_dict())
         self._records += 1
@@ -221,6 +249,23 @@ class Ledger:
         if self._records % 100 == 0:
             self.prune_logs()
         return str(commit)
+
+    def _commit_and_tag(self, writer: GitStore | FileStore, run: Run, directory: str,
+                        files: dict[str, bytes], message: str) -> tuple[Any, Any]:
+        """The run's commit on the ledger branch, then its tag; returns (parent, commit)."""
+        with writer.checked_once():  # the gc guard's check: once for commit and tag
+            parent, commit = writer.commit_files(directory, files, message,
+                                                 author=run.actor.get("name"))
+            self.recorded_here.append(run.run_id)
+            code_commit = writer.resolve_commit((run.code_ref or {}).get("commit"))
+            if code_commit:
+                try:
+                    writer.tag_run(run.run_id, code_commit, f"{run.subtype} {run.status}",
+                                   tagger=run.actor.get("name"))
+                except LedgerWriteError:
+                    log.warning("run %s recorded without its tag (doctor recreates it)",
+                                run.run_id)
+        return parent, commit
 
     def record_message(self, message: dict[str, Any]) -> str:
         """Record a chat message in one commit (``ledger/chat/YYYY/MM/DD/<bb>/<id>/``)."""
@@ -251,7 +296,7 @@ class Ledger:
 
     def catch_up(self) -> list[dict[str, Any]]:
         """Bring view and index to the ledger tip; returns the runs the index newly learnt."""
-        if self._caches_at_tip():
+        if self._caches_at_tip() or self._no_branch_yet():
             return []
         head = self.store.head()
         if head is None:
@@ -278,6 +323,11 @@ class Ledger:
             return tip is not None and self.index.head() == tip and self.view.head() == tip
         except (OSError, sqlite3.Error):
             return False  # the full catch-up reports and repairs it
+
+    def _no_branch_yet(self) -> bool:
+        """True before the first record: no ledger branch, loose or packed (no pygit2)."""
+        return not os.path.lexists(self.git_dir / BRANCH_REF) \
+            and gitfiles.read_ref(self.git_dir, BRANCH_REF) is None
 
     def _catch_up_view(self, head) -> None:
         for _ in range(20):

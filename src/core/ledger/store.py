@@ -373,8 +373,9 @@ class GitStore:
                 child = entry if isinstance(entry, pygit2.Tree) else None
             builder.insert(name, self._with_subtree(child, parts[1:], leaf, made, extra,
                                                     depth + 1), FileMode.TREE)
-        made.append(written(self.repo, builder.write()))
-        return made[-1].oid
+        new_tree = builder.write()
+        made.append(written(self.repo, new_tree))
+        return new_tree
 
     def resolve_commit(self, text: str | None) -> str | None:
         """The full id of commit *text* (a full or short hex id) if this repository has it."""

@@ -1,0 +1,356 @@
+"""A run's record written with plain files: its commit on ``scp-ledger`` and its run tag.
+
+``GitStore`` writes through pygit2, whose import costs a one-run process (``controlplane
+exec``, a script's single ``tracked_run``) about 35 ms, more than the record itself. This
+writes the same objects, ids, ref, reflog line and tag through ``odb``, with the same
+compare-and-swap, retries and gc guard, and answers ``Unsupported`` for anything it does
+not read as git does (an include in the configuration, SHA-256, alternates, reftable, a
+name git would refuse), always before the branch moved: the caller then records with
+``GitStore``. Tests hold the two to the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from controlplane.core.ledger import gitconfig, gitfiles
+from controlplane.core.ledger.gc_guard import Written, keep, wait_for_gc
+from controlplane.core.ledger.gitconfig import Unsupported
+from controlplane.core.ledger.locks import ref_move
+from controlplane.core.ledger.odb import TYPES, ObjectDatabase
+from controlplane.core.ledger.store import (
+    _FORMAT_BYTES,
+    _MISSING_RETRIES,
+    _RETRIES,
+    BRANCH_REF,
+    FORMAT_PATH,
+    LAYOUT_VERSION,
+    TAG_PREFIX,
+    LedgerWriteError,
+    NewerLedgerFormat,
+    create_loose_ref,
+)
+
+if TYPE_CHECKING:
+    from controlplane.core.ledger.store import GitStore
+
+_TYPE_NUMBERS = {name: number for number, name in TYPES.items()}
+_TREE, _BLOB = b"40000", b"100644"
+_ZERO = "0" * 40
+_FALLBACK_IDENTITY = ("controlplane", "controlplane@localhost")  # GitStore.signature's
+GC_AUTO_DEFAULT = 6700
+_FORMAT_OID = hashlib.sha1(b"blob %d\0" % len(_FORMAT_BYTES) + _FORMAT_BYTES).digest()
+
+Entries = dict[bytes, tuple[bytes, bytes]]  # name -> (mode, 20-byte id)
+
+
+def parse_tree(data: bytes) -> Entries:
+    """A tree object's entries."""
+    entries: Entries = {}
+    position, end = 0, len(data)
+    while position < end:
+        space = data.index(b" ", position)
+        nul = data.index(b"\0", space)
+        entries[data[space + 1:nul]] = (data[position:space], data[nul + 1:nul + 21])
+        position = nul + 21
+    return entries
+
+
+def tree_bytes(entries: Entries) -> bytes:
+    """A tree object from *entries*, in git's order (a tree's name sorts as ``name/``)."""
+    def order(name: bytes) -> bytes:
+        return name + b"/" if entries[name][0] == _TREE else name
+
+    return b"".join(b"%s %s\0%s" % (entries[name][0], name, entries[name][1])
+                    for name in sorted(entries, key=order))
+
+
+def _checked_name(name: str) -> str:
+    """*name* as libgit2 takes it in a signature, or Unsupported where it would differ."""
+    if not name or name != name.strip() or any(c in name for c in "<>\n\0"):
+        raise Unsupported(f"a signature name {name!r}")
+    return name
+
+
+def _timestamp() -> str:
+    """Now as git writes it in a signature: seconds and the local offset (``+0100``)."""
+    now = time.time()
+    offset = time.localtime(now).tm_gmtoff // 60
+    sign = "-" if offset < 0 else "+"
+    return f"{int(now)} {sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
+
+
+class FileStore:
+    """The write side of ``GitStore`` in plain Python, for one repository's ledger."""
+
+    def __init__(self, git_dir: Path, tag_prefix: str, work_tree: Path | None,
+                 fallback: Callable[[], GitStore]) -> None:
+        config = gitconfig.read_config(git_dir)
+        if config.get("extensions.objectformat", "sha1") != "sha1" or \
+                config.get("extensions.refstorage", "files") != "files":
+            raise Unsupported("an object format or ref storage other than git's default")
+        if gitconfig.integer(config.get("core.repositoryformatversion", "0")) > 1:
+            raise Unsupported("a repository format version above 1")
+        self.git_dir = git_dir
+        self.work_tree = work_tree
+        self.tag_prefix = tag_prefix
+        self.fallback = fallback
+        self.odb = ObjectDatabase(git_dir / "objects")
+        name, email = config.get("user.name"), config.get("user.email")
+        self.identity = (name, email) if name and email else None
+        logging = config.get("core.logallrefupdates", "")
+        self.log_refs = "always" if (logging or "").lower() == "always" else \
+            gitconfig.boolean(logging) if logging != "" else True  # unset: not bare, so on
+        gc_auto = config.get("gc.auto")
+        self.gc_auto = gitconfig.integer(gc_auto) if gc_auto is not None else GC_AUTO_DEFAULT
+        self._pending: list[Written] | None = None
+
+    # -- signatures ------------------------------------------------------
+
+    def _signature(self, name: str | None) -> str:
+        """``name <email> time offset`` as ``GitStore.signature`` makes it."""
+        default_name, email = self.identity or _FALLBACK_IDENTITY
+        return f"{_checked_name(name or default_name)} <{email}> {_timestamp()}"
+
+    def _log_signature(self) -> str:
+        name, email = self.identity or ("unknown", "unknown")  # libgit2's reflog identity
+        return f"{name} <{email}> {_timestamp()}"
+
+    # -- reading ---------------------------------------------------------
+
+    def head(self, branch_ref: str = BRANCH_REF) -> str | None:
+        return gitfiles.read_ref(self.git_dir, branch_ref)
+
+    def _tree_of_commit(self, commit: str) -> str:
+        kind, data = self.odb.read(commit)
+        if kind != "commit" or not data.startswith(b"tree "):
+            raise Unsupported(f"{commit} is not a commit")
+        return data[5:45].decode("ascii")
+
+    def _tree(self, oid: bytes | str | None) -> Entries:
+        if oid is None:
+            return {}
+        kind, data = self.odb.read(oid if isinstance(oid, str) else oid.hex())
+        if kind != "tree":
+            raise Unsupported(f"{oid!r} is a {kind}, not a tree")
+        return parse_tree(data)
+
+    def resolve_commit(self, text: str | None) -> str | None:
+        """The full id of commit *text* if this repository has it (as ``GitStore``'s)."""
+        if not text:
+            return None
+        if len(text) != 40 or not all(c in "0123456789abcdef" for c in text):
+            return self.fallback().resolve_commit(text)  # a short id: libgit2 resolves it
+        try:
+            kind, _ = self.odb.read(text)
+        except KeyError:
+            return None
+        except Unsupported:
+            return self.fallback().resolve_commit(text)
+        return text if kind == "commit" else self.fallback().resolve_commit(text)
+
+    # -- writing ---------------------------------------------------------
+
+    def _write(self, kind: str, data: bytes, made: list[Written]) -> bytes:
+        oid = self.odb.write(kind, data)
+        made.append(Written(oid, _TYPE_NUMBERS[kind], data))  # type: ignore[arg-type]
+        return bytes.fromhex(oid)
+
+    @contextlib.contextmanager
+    def checked_once(self) -> Iterator[None]:
+        """As ``GitStore.checked_once``: the gc guard's check once, on leaving."""
+        self._pending = []
+        try:
+            yield
+        finally:
+            pending, self._pending = self._pending, None
+            self._keep(pending)
+
+    def _keep(self, objects: list[Written]) -> None:
+        if self._pending is not None:
+            self._pending.extend(objects)
+            return
+        try:
+            keep(self.git_dir, objects, restore=self._restore_missing)
+        except OSError as exc:
+            raise LedgerWriteError(f"could not check the ledger's new objects: {exc}") from exc
+
+    def _restore_missing(self, git_dir: Path, objects: list[Written]) -> list[Written]:
+        missing = [item for item in objects if not self.odb.exists(str(item.oid))]
+        for item in missing:
+            self.odb.write(TYPES[item.type], item.data)
+        return missing
+
+    def commit_files(self, directory: str, files: Mapping[str, bytes], message: str,
+                     author: str | None = None, branch_ref: str = BRANCH_REF
+                     ) -> tuple[str | None, str]:
+        """As ``GitStore.commit_files``; Unsupported only before the branch moved."""
+        signature = self._signature(author)
+        parts = directory.strip("/").split("/")
+        missing = 0
+        for attempt in range(_RETRIES):
+            parent = self.head(branch_ref)
+            made: list[Written] = []
+            try:
+                root = self._tree(self._tree_of_commit(parent)) if parent else {}
+                leaf = self._entry_tree(files, made)
+                extra = self._format_entry(root, made)
+                tree = self._with_subtree(root, parts, leaf, made, extra)
+                head = f"tree {tree.hex()}\n" + (f"parent {parent}\n" if parent else "")
+                raw = f"{head}author {signature}\ncommitter {signature}\n\n{message}"
+                commit = self._write("commit", raw.encode(), made).hex()
+            except FileNotFoundError:  # a prune removed an emptied objects/xx: write again
+                continue
+            except KeyError as exc:  # pruned: the tip's objects
+                missing += 1
+                self._await_restore(parent, exc, missing)
+                continue
+            except OSError as exc:
+                raise LedgerWriteError(f"could not write the ledger: {exc}") from exc
+            try:
+                with ref_move(self.git_dir, branch_ref, self.work_tree):
+                    moved = self._move_ref(branch_ref, parent, commit,
+                                           message.splitlines()[0] if parent else None)
+            except FileExistsError:
+                moved = False  # git's or a dying writer's lock: as libgit2, retry
+            except OSError as exc:
+                raise LedgerWriteError(f"could not write the ledger: {exc}") from exc
+            if moved:
+                self._keep(made)
+                return parent, commit
+            time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
+        # endless contention or a lock: GitStore names it (and clears a dead git's lock)
+        raise Unsupported("the ledger branch kept moving or is locked")
+
+    def _await_restore(self, parent: str | None, exc: BaseException, tries: int) -> None:
+        if tries > _MISSING_RETRIES:
+            raise LedgerWriteError(
+                f"the ledger tip {parent} misses objects ({exc}): a `git gc --prune=now` or "
+                "`git prune` ran during a record; run `controlplane ledger doctor` to repair it")
+        wait_for_gc(self.git_dir)
+        time.sleep(0.1)
+        self.odb.close()
+
+    def _entry_tree(self, files: Mapping[str, bytes], made: list[Written]) -> bytes:
+        entries = {name.encode(): (_BLOB, self._write("blob", bytes(data), made))
+                   for name, data in files.items()}
+        return self._write("tree", tree_bytes(entries), made)
+
+    def _format_entry(self, root: Entries, made: list[Written]
+                      ) -> tuple[bytes, tuple[bytes, bytes]] | None:
+        """``ledger/FORMAT``'s entry to add when *root* lacks it or holds an older version
+        (as GitStore's); raises NewerLedgerFormat for a newer one."""
+        ledger = root.get(b"ledger")
+        entries = self._tree(ledger[1]) if ledger and ledger[0] == _TREE else {}
+        found = entries.get(FORMAT_PATH.split("/")[1].encode())
+        if found is not None:
+            if found[1] == _FORMAT_OID:
+                return None
+            kind, data = self.odb.read(found[1].hex())
+            try:
+                version = int(data.strip() or b"0") if kind == "blob" else 0
+            except ValueError:
+                version = 0
+            if version > LAYOUT_VERSION:
+                raise NewerLedgerFormat(
+                    f"the ledger's layout is version {version}, newer than this controlplane "
+                    f"writes ({LAYOUT_VERSION}): upgrade controlplane")
+            if version == LAYOUT_VERSION:
+                return None
+        return b"FORMAT", (_BLOB, self._write("blob", _FORMAT_BYTES, made))
+
+    def _with_subtree(self, tree: Entries, parts: list[str], leaf: bytes,
+                      made: list[Written], extra: tuple[bytes, tuple[bytes, bytes]] | None,
+                      depth: int = 0) -> bytes:
+        """The new tree with *leaf* at *parts* under *tree*; each new tree added to *made*.
+        *extra*: one more entry for the ``ledger`` tree (depth 1)."""
+        entries = dict(tree)
+        if depth == 1 and extra is not None:
+            entries[extra[0]] = extra[1]
+        name = parts[0].encode()
+        if len(parts) == 1:
+            entries[name] = (_TREE, leaf)
+        else:
+            child = tree.get(name)
+            below = self._tree(child[1]) if child is not None and child[0] == _TREE else {}
+            entries[name] = (_TREE, self._with_subtree(below, parts[1:], leaf, made, extra,
+                                                       depth + 1))
+        return self._write("tree", tree_bytes(entries), made)
+
+    def _move_ref(self, name: str, old: str | None, new: str, log_message: str | None
+                  ) -> bool:
+        """Point *name* at *new* if it still points at *old* (git's lock file and rename)."""
+        path = os.path.join(self.git_dir, name)
+        lock = path + ".lock"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            fd = os.open(lock, flags, 0o666)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(lock, flags, 0o666)
+        renamed = False
+        try:  # the lock stays open until renamed, as libgit2 keeps it: an open lock is a
+            os.write(fd, f"{new}\n".encode())  # live writer's (locks.stale_locks)
+            if self.head(name) != old:
+                return False  # moved since we read it: rebuild on the new tip
+            self._log_ref(name, old, new, log_message)
+            os.rename(lock, path)
+            renamed = True
+        finally:
+            os.close(fd)
+            if not renamed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock)
+        return True
+
+    def _log_ref(self, name: str, old: str | None, new: str, message: str | None) -> None:
+        """Append the reflog line libgit2 would (``core.logAllRefUpdates``)."""
+        log_path = os.path.join(self.git_dir, "logs", name)
+        if not self.log_refs:
+            return
+        if self.log_refs != "always" and not name.startswith("refs/heads/") \
+                and not os.path.exists(log_path):
+            return
+        line = f"{old or _ZERO} {new} {self._log_signature()}"
+        line += f"\t{message}\n" if message else "\n"
+        try:
+            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(log_path), exist_ok=True)
+            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    def tag_run(self, run_id: str, commit: str, message: str, tagger: str | None = None) -> bool:
+        """As ``GitStore.tag_run``: the annotated tag ``scp/run/<id>``; False if it exists."""
+        ref_name = self.tag_prefix + run_id
+        try:
+            signature = self._signature(tagger)
+        except Unsupported:
+            return self.fallback().tag_run(run_id, commit, message, tagger)
+        if gitfiles.read_ref(self.git_dir, ref_name) is not None:
+            return False
+        raw = (f"object {commit}\ntype commit\ntag scp/run/{run_id}\n"
+               f"tagger {signature}\n\n{message}\n").encode()
+        made: list[Written] = []
+        try:
+            tag = self._write("tag", raw, made).hex()
+            with ref_move(self.git_dir, ref_name, self.work_tree):
+                if not create_loose_ref(self.git_dir, ref_name, tag):  # type: ignore[arg-type]
+                    return False
+        except OSError as exc:
+            raise LedgerWriteError(f"could not write the run tag: {exc}") from exc
+        self._keep(made)
+        return True
+
+
+__all__ = ["TAG_PREFIX", "FileStore", "Unsupported", "parse_tree", "tree_bytes"]

@@ -1,0 +1,294 @@
+"""git's object database in plain Python: loose and packed objects read, loose ones written.
+
+For a process that records one run and exits (``controlplane exec``, a script): importing
+pygit2 costs it about 35 ms, more than the record. Only what git itself writes by default
+is read: SHA-1 objects, loose or in version-2 pack indexes (with their offset and ref
+deltas). Anything else (SHA-256, alternates, another index version, a damaged object)
+raises ``Unsupported``, and the caller hands the whole write to pygit2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import mmap
+import os
+import struct
+import zlib
+from pathlib import Path
+
+from controlplane.core.ledger.gitconfig import Unsupported
+
+TYPES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
+_OFS_DELTA, _REF_DELTA = 6, 7
+_IDX_MAGIC = b"\377tOc\x00\x00\x00\x02"
+_CHUNK = 64 * 1024
+_CACHED = 64  # delta bases kept per pack (a record reads a few trees, often one chain)
+
+
+class ObjectDatabase:
+    """The ``objects`` directory of one repository."""
+
+    def __init__(self, objects_dir: Path) -> None:
+        if (objects_dir / "info" / "alternates").exists():
+            raise Unsupported("objects/info/alternates")
+        self.dir = str(objects_dir)
+        self._packs: dict[str, Pack] | None = None
+
+    def close(self) -> None:
+        for pack in (self._packs or {}).values():
+            pack.close()
+        self._packs = None
+
+    def _loose_path(self, oid: str) -> str:
+        return os.path.join(self.dir, oid[:2], oid[2:])
+
+    def read(self, oid: str) -> tuple[str, bytes]:
+        """(type, content) of object *oid* (40 hex); KeyError if this repository lacks it."""
+        try:
+            with open(self._loose_path(oid), "rb") as loose:
+                raw = zlib.decompress(loose.read())
+        except FileNotFoundError:
+            return self._read_packed(oid)
+        except zlib.error as exc:
+            raise Unsupported(f"loose object {oid}: {exc}") from None
+        header, _, data = raw.partition(b"\0")
+        kind, _, size = header.partition(b" ")
+        if kind.decode("ascii", "replace") not in TYPES.values() or int(size) != len(data):
+            raise Unsupported(f"loose object {oid}: a header not read here")
+        return kind.decode(), data
+
+    def _read_packed(self, oid: str) -> tuple[str, bytes]:
+        binary = bytes.fromhex(oid)
+        for rescan in (False, True):  # a gc may have packed it since the packs were listed
+            for pack in self._list_packs(rescan).values():
+                offset = pack.offset(binary)
+                if offset is not None:
+                    kind, data = pack.read_at(offset, self)
+                    return TYPES[kind], data
+        raise KeyError(oid)
+
+    def exists(self, oid: str) -> bool:
+        """True if *oid* is loose or in a pack (the packs listed afresh)."""
+        if os.path.exists(self._loose_path(oid)):
+            return True
+        binary = bytes.fromhex(oid)
+        return any(pack.offset(binary) is not None for pack in self._list_packs(True).values())
+
+    def _list_packs(self, rescan: bool) -> dict[str, Pack]:
+        if self._packs is not None and not rescan:
+            return self._packs
+        old = self._packs or {}
+        directory = os.path.join(self.dir, "pack")
+        try:
+            names = sorted(n for n in os.listdir(directory) if n.endswith(".idx"))
+        except FileNotFoundError:
+            names = []
+        packs: dict[str, Pack] = {}
+        for name in names:
+            if name in old:
+                packs[name] = old.pop(name)
+                continue
+            with contextlib.suppress(FileNotFoundError):  # deleted by a gc since the listing
+                packs[name] = Pack(os.path.join(directory, name))
+        for gone in old.values():
+            gone.close()
+        self._packs = packs
+        return packs
+
+    def write(self, kind: str, data: bytes) -> str:
+        """Write *data* as a loose object of *kind* unless it exists; returns its id."""
+        raw = b"%s %d\0" % (kind.encode(), len(data)) + data
+        oid = hashlib.sha1(raw).hexdigest()
+        path = self._loose_path(oid)
+        if os.path.exists(path):
+            with contextlib.suppress(OSError):
+                os.utime(path)  # freshened, as git does: a prune keeps recent objects
+            return oid
+        directory = os.path.dirname(path)
+        temporary = os.path.join(directory, f"tmp_obj_{os.getpid()}_{oid[2:10]}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            fd = os.open(temporary, flags, 0o444)
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)
+            fd = os.open(temporary, flags, 0o444)
+        except FileExistsError:  # a write of ours that died: its name is ours again
+            os.unlink(temporary)
+            fd = os.open(temporary, flags, 0o444)
+        try:
+            try:
+                os.write(fd, zlib.compress(raw, 1))  # git's core.looseCompression default
+            finally:
+                os.close(fd)
+            os.rename(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        return oid
+
+
+class Pack:
+    """One ``.idx``/``.pack`` pair, mapped read-only."""
+
+    def __init__(self, idx_path: str) -> None:
+        with open(idx_path, "rb") as idx_file:
+            self._idx = mmap.mmap(idx_file.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            with open(idx_path[:-4] + ".pack", "rb") as pack_file:
+                self._pack = mmap.mmap(pack_file.fileno(), 0, access=mmap.ACCESS_READ)
+        except BaseException:
+            self._idx.close()
+            raise
+        if self._idx[:8] != _IDX_MAGIC or self._pack[:4] != b"PACK":
+            self.close()
+            raise Unsupported(f"{idx_path}: not a version-2 pack index")
+        self._fanout = struct.unpack_from(">256I", self._idx, 8)
+        self.count = self._fanout[255]
+        self._names = 8 + 256 * 4
+        self._offsets = self._names + self.count * 24  # after the names and their CRCs
+        self._large = self._offsets + self.count * 4
+        self._cache: dict[int, tuple[int, bytes]] = {}
+
+    def close(self) -> None:
+        self._idx.close()
+        self._pack.close()
+
+    def offset(self, oid: bytes) -> int | None:
+        """Where object *oid* (20 bytes) starts in the pack, or None."""
+        first = oid[0]
+        low = self._fanout[first - 1] if first else 0
+        high = self._fanout[first]
+        idx, names = self._idx, self._names
+        while low < high:
+            middle = (low + high) // 2
+            at = names + middle * 20
+            found = idx[at:at + 20]
+            if found < oid:
+                low = middle + 1
+            elif found > oid:
+                high = middle
+            else:
+                (value,) = struct.unpack_from(">I", idx, self._offsets + middle * 4)
+                if value & 0x80000000:
+                    (value,) = struct.unpack_from(">Q", idx, self._large
+                                                  + (value & 0x7FFFFFFF) * 8)
+                return value
+        return None
+
+    def read_at(self, offset: int, odb: ObjectDatabase) -> tuple[int, bytes]:
+        """(type number, content) of the object at *offset*, deltas applied."""
+        requested, chain = offset, list[bytes]()
+        while True:
+            cached = self._cache.get(offset)
+            if cached is not None:
+                kind, data = cached
+                break
+            kind, size, start, base = self._header(offset)
+            if kind in TYPES:
+                data = self._inflate(start, size)
+                break
+            chain.append(self._inflate(start, size))
+            if isinstance(base, int):
+                offset = base
+                continue
+            base_kind, data = odb.read(base.hex())  # a ref delta: its base may be anywhere
+            kind = next(n for n, name in TYPES.items() if name == base_kind)
+            break
+        for delta in reversed(chain):
+            data = apply_delta(data, delta)
+        if chain:
+            if len(self._cache) >= _CACHED:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[requested] = (kind, data)
+        return kind, data
+
+    def _header(self, offset: int) -> tuple[int, int, int, int | bytes]:
+        """(type, inflated size, where the data starts, delta base: offset or object id)."""
+        pack, begin = self._pack, offset
+        byte = pack[offset]
+        kind, size, shift = (byte >> 4) & 7, byte & 15, 4
+        offset += 1
+        while byte & 0x80:
+            byte = pack[offset]
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            offset += 1
+        base: int | bytes = 0
+        if kind == _OFS_DELTA:
+            byte = pack[offset]
+            distance = byte & 0x7F
+            offset += 1
+            while byte & 0x80:
+                byte = pack[offset]
+                distance = ((distance + 1) << 7) | (byte & 0x7F)
+                offset += 1
+            base = begin - distance
+        elif kind == _REF_DELTA:
+            base = bytes(pack[offset:offset + 20])
+            offset += 20
+        elif kind not in TYPES:
+            raise Unsupported(f"pack object type {kind}")
+        return kind, size, offset, base
+
+    def _inflate(self, start: int, size: int) -> bytes:
+        inflater = zlib.decompressobj()
+        parts: list[bytes] = []
+        position = start
+        try:
+            while not inflater.eof:
+                chunk = self._pack[position:position + _CHUNK]
+                if not chunk:
+                    raise Unsupported("a pack object ends early")
+                parts.append(inflater.decompress(chunk))
+                position += _CHUNK
+        except zlib.error as exc:
+            raise Unsupported(f"pack object: {exc}") from None
+        data = b"".join(parts)
+        if len(data) != size:
+            raise Unsupported("a pack object's size differs from its header")
+        return data
+
+
+def _varint(delta: bytes, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = delta[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, position
+
+
+def apply_delta(base: bytes, delta: bytes) -> bytes:
+    """git's delta: copy ranges of *base* and inserted bytes."""
+    source_size, position = _varint(delta, 0)
+    target_size, position = _varint(delta, position)
+    if source_size != len(base):
+        raise Unsupported("a delta's base size differs")
+    out = bytearray()
+    end = len(delta)
+    while position < end:
+        op = delta[position]
+        position += 1
+        if op & 0x80:
+            start = length = 0
+            for bit in range(4):
+                if op & (1 << bit):
+                    start |= delta[position] << (8 * bit)
+                    position += 1
+            for bit in range(3):
+                if op & (0x10 << bit):
+                    length |= delta[position] << (8 * bit)
+                    position += 1
+            out += base[start:start + (length or 0x10000)]
+        elif op:
+            out += delta[position:position + op]
+            position += op
+        else:
+            raise Unsupported("a delta op 0")
+    if len(out) != target_size:
+        raise Unsupported("a delta's result size differs")
+    return bytes(out)

@@ -1,0 +1,179 @@
+"""The record written as plain files (``ledger/filestore.py``, issue 18 item 8) is the record
+pygit2 writes: the same trees, commit, reflog line and tag, on loose and packed ledgers
+(offset and ref deltas), beside pygit2 writers of other processes; anything it does not read
+as git does goes to pygit2 before the branch moves."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from controlplane import tracked_run
+from controlplane.core.ledger.filestore import FileStore, Unsupported
+from controlplane.core.ledger.store import BRANCH_REF, TAG_PREFIX, GitStore, NewerLedgerFormat
+from controlplane.core.runs import ledger_dir, new_run_id
+from tests.conftest import GIT_ENV, git
+
+TIME = re.compile(rb"> \d+ [+-]\d{4}")
+
+
+def filestore(repo: Path) -> FileStore:
+    git_dir = repo / ".git"
+    return FileStore(git_dir, TAG_PREFIX, repo, fallback=lambda: GitStore(git_dir))
+
+
+def record_runs(repo: Path, count: int) -> None:
+    for number in range(count):
+        with tracked_run("test", f"test:seed{number % 3}", project_root=repo):
+            pass
+
+
+def clone(repo: Path, path: Path) -> Path:
+    git(repo.parent, "clone", "-q", str(repo), str(path))
+    git(path, "fetch", "-q", "origin", "scp-ledger:scp-ledger")
+    git(path, "config", "user.name", "Test User")
+    git(path, "config", "user.email", "test@example.com")
+    return path
+
+
+def untimed(data: bytes) -> bytes:
+    return TIME.sub(b"> T", data)
+
+
+def one_record(store: GitStore | FileStore, run_id: str, head: str) -> tuple[str, str]:
+    files = {"run.json": json.dumps({"run_id": run_id}).encode(), "events.jsonl": b"{}\n"}
+    with store.checked_once():
+        _, commit = store.commit_files(ledger_dir(run_id), files, f"run {run_id} test:x ok\n\nx",
+                                       author="Someone")
+        assert store.tag_run(run_id, head, "test:x ok", tagger="Someone") is True
+    return str(commit), run_id
+
+
+@pytest.mark.parametrize("packing", ["loose", "packed, offset deltas", "packed, ref deltas"])
+def test_the_same_record_as_pygit2_writes(repo: Path, tmp_path: Path, packing: str) -> None:
+    record_runs(repo, 12)
+    if packing != "loose":
+        offsets = "true" if "offset" in packing else "false"
+        git(repo, "-c", f"repack.useDeltaBaseOffset={offsets}", "gc", "-q", "--aggressive",
+            "--prune=now")
+        assert not list((repo / ".git" / "objects").glob("??/*"))  # every object in a pack
+    other = clone(repo, tmp_path / "other")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    run_id = new_run_id()
+    one_record(filestore(repo), run_id, head)
+    one_record(GitStore(other / ".git"), run_id, head)
+    for ref in (BRANCH_REF, TAG_PREFIX + run_id):
+        mine = git(repo, "cat-file", "-p", ref).encode()
+        libgit2 = git(other, "cat-file", "-p", ref).encode()
+        assert untimed(mine) == untimed(libgit2)
+    assert git(repo, "rev-parse", "scp-ledger^{tree}") == git(other, "rev-parse",
+                                                               "scp-ledger^{tree}")
+    log = (repo / ".git" / "logs" / "refs" / "heads" / "scp-ledger").read_bytes()
+    other_log = (other / ".git" / "logs" / "refs" / "heads" / "scp-ledger").read_bytes()
+    assert untimed(log.splitlines()[-1]) == untimed(other_log.splitlines()[-1])
+    fsck = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=repo,
+                          capture_output=True, text=True, check=False)
+    assert fsck.returncode == 0, fsck.stderr
+
+
+def test_a_newer_ledger_format_is_refused_as_pygit2_refuses_it(repo: Path) -> None:
+    record_runs(repo, 1)
+    tip = git(repo, "rev-parse", "scp-ledger").strip()
+    env = {**os.environ, **GIT_ENV, "GIT_INDEX_FILE": str(repo / ".git" / "scp-test-index")}
+
+    def plumbing(*args: str, data: str | None = None) -> str:
+        return subprocess.run(["git", *args], cwd=repo, env=env, input=data, text=True,
+                              capture_output=True, check=True).stdout.strip()
+
+    newer = plumbing("hash-object", "-w", "--stdin", data="99\n")
+    plumbing("read-tree", tip)
+    plumbing("update-index", "--add", "--cacheinfo", f"100644,{newer},ledger/FORMAT")
+    commit = plumbing("commit-tree", plumbing("write-tree"), "-p", tip, "-m", "a newer one")
+    git(repo, "update-ref", "refs/heads/scp-ledger", commit)
+    with pytest.raises(NewerLedgerFormat):
+        one_record(filestore(repo), new_run_id(), git(repo, "rev-parse", "HEAD").strip())
+    assert git(repo, "rev-parse", "scp-ledger").strip() == commit  # nothing moved
+
+
+STORE_WRITER = """
+import json, sys
+from pathlib import Path
+from controlplane.core.ledger.store import TAG_PREFIX, GitStore
+from controlplane.core.runs import ledger_dir, new_run_id
+git_dir = Path(".git").resolve()
+if sys.argv[1] == "pygit2":
+    store = GitStore(git_dir)
+else:
+    from controlplane.core.ledger.filestore import FileStore
+    store = FileStore(git_dir, TAG_PREFIX, git_dir.parent, fallback=lambda: GitStore(git_dir))
+for _ in range(int(sys.argv[2])):
+    run_id = new_run_id()
+    files = {"run.json": json.dumps({"run_id": run_id}).encode(), "events.jsonl": b""}
+    with store.checked_once():
+        store.commit_files(ledger_dir(run_id), files, "run " + run_id)
+        assert store.tag_run(run_id, sys.argv[3], "test:x ok")
+print(type(store).__name__, "pygit2" in sys.modules)
+"""
+
+
+def test_plain_and_pygit2_writers_record_side_by_side(repo: Path) -> None:
+    """Two writers of plain files and one of pygit2, in processes of their own, 30 runs
+    each, started together: every compare-and-swap lost is rebuilt on the new tip."""
+    head = git(repo, "rev-parse", "HEAD").strip()
+    writers = [subprocess.Popen([sys.executable, "-c", STORE_WRITER, kind, "30", head],
+                                cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ, **GIT_ENV})
+               for kind in ("plain", "plain", "pygit2")]
+    outputs = [writer.communicate(timeout=300) for writer in writers]
+    for writer, (_, err) in zip(writers, outputs, strict=True):
+        assert writer.returncode == 0, err
+    assert [out.strip() for out, _ in outputs] == ["FileStore False", "FileStore False",
+                                                   "GitStore True"]
+    assert git(repo, "rev-list", "--count", "scp-ledger").strip() == "90"
+    assert len(git(repo, "for-each-ref", "refs/scp/run").splitlines()) == 90
+    runs = [p for p in git(repo, "ls-tree", "-r", "--name-only", "scp-ledger").split()
+            if p.endswith("/run.json")]
+    assert len(runs) == 90
+    fsck = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=repo,
+                          capture_output=True, text=True, check=False)
+    assert fsck.returncode == 0, fsck.stderr
+
+
+RECORD_TWO = """
+import sys
+from controlplane.core.run_tracker import tracked_run
+for _ in range(2):
+    with tracked_run("test", "test:plain"):
+        pass
+print("pygit2" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("setup", ["a plain repository", "an include in the configuration",
+                                   "alternates", "durability = record"])
+def test_what_plain_files_do_not_read_is_recorded_by_pygit2(repo: Path, tmp_path: Path,
+                                                            setup: str) -> None:
+    if setup == "an include in the configuration":
+        (tmp_path / "more.gitconfig").write_text("[core]\n\tlogAllRefUpdates = true\n")
+        git(repo, "config", "include.path", str(tmp_path / "more.gitconfig"))
+        with pytest.raises(Unsupported):
+            filestore(repo)
+    elif setup == "alternates":
+        (repo / ".git" / "objects" / "info").mkdir(exist_ok=True)
+        (repo / ".git" / "objects" / "info" / "alternates").write_text(
+            str(tmp_path / "elsewhere" / "objects") + "\n")
+        with pytest.raises(Unsupported):
+            filestore(repo)
+    env = {"CONTROLPLANE_DURABILITY": "record"} if setup == "durability = record" else {}
+    done = subprocess.run([sys.executable, "-c", RECORD_TWO], cwd=repo, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **GIT_ENV, **env})
+    assert done.returncode == 0, done.stderr
+    plain = setup == "a plain repository"
+    assert done.stdout.strip() == str(not plain)  # FileStore recorded them, else GitStore
+    assert git(repo, "rev-list", "--count", "scp-ledger").strip() == "2"
