@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -92,17 +93,24 @@ class FileStore:
 
     def __init__(self, git_dir: Path, tag_prefix: str, work_tree: Path | None,
                  fallback: Callable[[], GitStore]) -> None:
-        config = gitconfig.read_config(git_dir)
+        self.git_dir = git_dir
+        self._stamp: list[tuple[int, int]] = []
+        self._configure()
+        self.work_tree = work_tree
+        self.tag_prefix = tag_prefix
+        self.fallback = fallback
+        self.odb = ObjectDatabase(git_dir / "objects")
+        self.lock = threading.RLock()  # one writer of this process at a time, as GitStore's
+        self._deferred = threading.local()  # objects awaiting one check (checked_once)
+
+    def _configure(self) -> None:
+        """Read what the records need of git's configuration; again once a file changed."""
+        config = gitconfig.read_config(self.git_dir)
         if config.get("extensions.objectformat", "sha1") != "sha1" or \
                 config.get("extensions.refstorage", "files") != "files":
             raise Unsupported("an object format or ref storage other than git's default")
         if gitconfig.integer(config.get("core.repositoryformatversion", "0")) > 1:
             raise Unsupported("a repository format version above 1")
-        self.git_dir = git_dir
-        self.work_tree = work_tree
-        self.tag_prefix = tag_prefix
-        self.fallback = fallback
-        self.odb = ObjectDatabase(git_dir / "objects")
         name, email = config.get("user.name"), config.get("user.email")
         self.identity = (name, email) if name and email else None
         logging = config.get("core.logallrefupdates", "")
@@ -110,14 +118,27 @@ class FileStore:
             gitconfig.boolean(logging) if logging != "" else True  # unset: not bare, so on
         gc_auto = config.get("gc.auto")
         self.gc_auto = gitconfig.integer(gc_auto) if gc_auto is not None else GC_AUTO_DEFAULT
-        self._pending: list[Written] | None = None
+        self._stamp = self._config_stamp()
 
-    # -- signatures ------------------------------------------------------
+    def _config_stamp(self) -> list[tuple[int, int]]:
+        stamp = []
+        for path in gitconfig.config_files(self.git_dir):
+            try:
+                found = os.stat(path)
+                stamp.append((found.st_mtime_ns, found.st_size))
+            except OSError:
+                stamp.append((0, -1))
+        return stamp
 
     def _signature(self, name: str | None) -> str:
-        """``name <email> time offset`` as ``GitStore.signature`` makes it."""
+        """``name <email> time offset`` as ``GitStore.signature`` makes it (the identity of
+        git's configuration now)."""
+        if self._config_stamp() != self._stamp:
+            self._configure()
         default_name, email = self.identity or _FALLBACK_IDENTITY
         return f"{_checked_name(name or default_name)} <{email}> {_timestamp()}"
+
+    # -- signatures ------------------------------------------------------
 
     def _log_signature(self) -> str:
         name, email = self.identity or ("unknown", "unknown")  # libgit2's reflog identity
@@ -149,7 +170,8 @@ class FileStore:
         if len(text) != 40 or not all(c in "0123456789abcdef" for c in text):
             return self.fallback().resolve_commit(text)  # a short id: libgit2 resolves it
         try:
-            kind, _ = self.odb.read(text)
+            with self.lock:
+                kind, _ = self.odb.read(text)
         except KeyError:
             return None
         except Unsupported:
@@ -160,22 +182,24 @@ class FileStore:
 
     def _write(self, kind: str, data: bytes, made: list[Written]) -> bytes:
         oid = self.odb.write(kind, data)
-        made.append(Written(oid, _TYPE_NUMBERS[kind], data))  # type: ignore[arg-type]
+        made.append(Written(oid, _TYPE_NUMBERS[kind], data))
         return bytes.fromhex(oid)
 
     @contextlib.contextmanager
     def checked_once(self) -> Iterator[None]:
         """As ``GitStore.checked_once``: the gc guard's check once, on leaving."""
-        self._pending = []
+        pending: list[Written] = []
+        self._deferred.pending = pending
         try:
             yield
         finally:
-            pending, self._pending = self._pending, None
+            self._deferred.pending = None
             self._keep(pending)
 
     def _keep(self, objects: list[Written]) -> None:
-        if self._pending is not None:
-            self._pending.extend(objects)
+        deferred = getattr(self._deferred, "pending", None)
+        if deferred is not None:
+            deferred.extend(objects)
             return
         try:
             keep(self.git_dir, objects, restore=self._restore_missing)
@@ -183,15 +207,23 @@ class FileStore:
             raise LedgerWriteError(f"could not check the ledger's new objects: {exc}") from exc
 
     def _restore_missing(self, git_dir: Path, objects: list[Written]) -> list[Written]:
-        missing = [item for item in objects if not self.odb.exists(str(item.oid))]
-        for item in missing:
-            self.odb.write(TYPES[item.type], item.data)
+        with self.lock:
+            missing = [item for item in objects if not self.odb.exists(str(item.oid))]
+            for item in missing:
+                self.odb.write(TYPES[item.type], item.data)
         return missing
 
     def commit_files(self, directory: str, files: Mapping[str, bytes], message: str,
                      author: str | None = None, branch_ref: str = BRANCH_REF
                      ) -> tuple[str | None, str]:
         """As ``GitStore.commit_files``; Unsupported only before the branch moved."""
+        with self.lock:
+            parent, commit, made = self._commit(directory, files, message, author, branch_ref)
+        self._keep(made)  # outside the lock: it may wait for a gc
+        return parent, commit
+
+    def _commit(self, directory: str, files: Mapping[str, bytes], message: str,
+                author: str | None, branch_ref: str) -> tuple[str | None, str, list[Written]]:
         signature = self._signature(author)
         parts = directory.strip("/").split("/")
         missing = 0
@@ -223,8 +255,7 @@ class FileStore:
             except OSError as exc:
                 raise LedgerWriteError(f"could not write the ledger: {exc}") from exc
             if moved:
-                self._keep(made)
-                return parent, commit
+                return parent, commit, made
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
         # endless contention or a lock: GitStore names it (and clears a dead git's lock)
         raise Unsupported("the ledger branch kept moving or is locked")
@@ -343,10 +374,11 @@ class FileStore:
                f"tagger {signature}\n\n{message}\n").encode()
         made: list[Written] = []
         try:
-            tag = self._write("tag", raw, made).hex()
-            with ref_move(self.git_dir, ref_name, self.work_tree):
-                if not create_loose_ref(self.git_dir, ref_name, tag):  # type: ignore[arg-type]
-                    return False
+            with self.lock:
+                tag = self._write("tag", raw, made).hex()
+                with ref_move(self.git_dir, ref_name, self.work_tree):
+                    if not create_loose_ref(self.git_dir, ref_name, tag):
+                        return False
         except OSError as exc:
             raise LedgerWriteError(f"could not write the run tag: {exc}") from exc
         self._keep(made)

@@ -20,7 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controlplane.core import lazy, settings
+from controlplane.core import settings
 from controlplane.core.lazy import Lazy
 from controlplane.core.ledger import demo_branch, gitfiles, rawlog
 from controlplane.core.ledger.durability import Durability
@@ -165,12 +165,11 @@ class Ledger:
 
     @property
     def writer(self) -> GitStore | FileStore:
-        """What records a run: ``FileStore`` while this process has not imported pygit2 (a
-        one-run process: the import would cost more than the record), else ``GitStore``.
-        ``durability = record`` and any repository FileStore does not read as git does
-        (``Unsupported``) use GitStore."""
-        if self._store is not None or self._files_refused or lazy.loaded("pygit2") \
-                or self.durability.mode == "record":
+        """What records a run: ``FileStore`` (plain files: a one-run process such as ``exec``
+        need not import pygit2, and a record costs no more than through pygit2), or
+        ``GitStore`` with ``durability = record`` (libgit2's fsyncs) and for a repository
+        FileStore does not read as git does (``Unsupported``)."""
+        if self._files_refused or self.durability.mode == "record":
             return self.store
         if self._files is None:
             from controlplane.core.ledger.filestore import FileStore  # hashlib, zlib: writers'
@@ -192,7 +191,7 @@ class Ledger:
 
     @cached_property
     def _gc_auto(self) -> int:
-        if self._files is not None and self._store is None:
+        if self._files is not None:
             return self._files.gc_auto
         return _gc_auto(self.store.repo)
 

@@ -34,6 +34,7 @@ class ObjectDatabase:
             raise Unsupported("objects/info/alternates")
         self.dir = str(objects_dir)
         self._packs: dict[str, Pack] | None = None
+        self._listed = 0  # the pack directory's mtime when listed
 
     def close(self) -> None:
         for pack in (self._packs or {}).values():
@@ -76,10 +77,17 @@ class ObjectDatabase:
         return any(pack.offset(binary) is not None for pack in self._list_packs(True).values())
 
     def _list_packs(self, rescan: bool) -> dict[str, Pack]:
-        if self._packs is not None and not rescan:
+        """The packs, listed again when *rescan* or when the pack directory changed (a gc
+        replaced them: the maps of deleted packs are closed, their disk space freed)."""
+        directory = os.path.join(self.dir, "pack")
+        try:
+            changed = os.stat(directory).st_mtime_ns
+        except FileNotFoundError:
+            changed = 0
+        if self._packs is not None and not rescan and changed == self._listed:
             return self._packs
         old = self._packs or {}
-        directory = os.path.join(self.dir, "pack")
+        self._listed = changed
         try:
             names = sorted(n for n in os.listdir(directory) if n.endswith(".idx"))
         except FileNotFoundError:

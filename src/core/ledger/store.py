@@ -85,7 +85,7 @@ def _code_ref(repo: pygit2.Repository) -> dict[str, object]:
     return {"commit": str(head.target), "branch": branch, "dirty": dirty}
 
 
-def create_loose_ref(git_dir: Path, name: str, target: pygit2.Oid) -> bool:
+def create_loose_ref(git_dir: Path, name: str, target: pygit2.Oid | str) -> bool:
     """Create the ref *name* as git does (``<ref>.lock``, then a rename); False if it exists.
 
     libgit2 reads every packed ref to create one (0.74 ms at 100k run tags); the caller has
