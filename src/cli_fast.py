@@ -125,6 +125,9 @@ def runs_list(run_type: str | None, status: str | None, limit: int, as_json: boo
 def exec_run(subtype: str, command: tuple[str, ...], summary: str | None,
              timeout: float | None, repo: str | None) -> NoReturn:
     """Run *command* as a Run of *subtype*; exits with its code (see ``controlplane exec``)."""
+    from controlplane.core import provenance
+
+    provenance.prefetch(repo or os.getcwd())  # git works meanwhile on the imports below
     from controlplane.core.events import default_bus
     from controlplane.core.forward_signals import SignalForwarder, shell_exit_code
     from controlplane.core.ledger.journal import JournalWriteError

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from controlplane.core.ledger.journal import JournalEntry, write_atomic
-from controlplane.core.runs import process_alive, process_start_time
+from controlplane.core.runs import default_host, process_alive, process_start_time
 
 BEAT_SECONDS = 5.0
 STALE_AFTER = 3 * BEAT_SECONDS  # a worker that has not beaten for this long is "stale"
@@ -44,7 +43,7 @@ class WorkerHeartbeat:
     def __init__(self, ledger: Any, bus: Any, interval: float = BEAT_SECONDS) -> None:
         self.ledger, self.bus, self.interval = ledger, bus, interval
         self.pid = os.getpid()
-        self.path = workers_dir(ledger.scp_dir) / f"{socket.gethostname()}-{self.pid}.json"
+        self.path = workers_dir(ledger.scp_dir) / f"{default_host()}-{self.pid}.json"
         self.started_at = time.time()
         self.processed = self.failed = 0
         self._mine: set[str] = set()
@@ -84,7 +83,7 @@ class WorkerHeartbeat:
     def beat(self) -> None:
         """Write the heartbeat file now (a full disk is retried at the next beat)."""
         with self._lock:
-            record = {"kind": "worker", "host": socket.gethostname(), "pid": self.pid,
+            record = {"kind": "worker", "host": default_host(), "pid": self.pid,
                       "pid_start": process_start_time(self.pid), "started_at": self.started_at,
                       "beat_at": time.time(), "interval": self.interval,
                       "processed": self.processed, "failed": self.failed}
@@ -116,7 +115,7 @@ def _read_workers(directory: Path, now: float) -> list[dict[str, Any]]:
             pid, beat_at = int(record["pid"]), float(record["beat_at"])
         except (OSError, ValueError, KeyError, TypeError):
             continue  # being written or removed right now
-        here = record.get("host") == socket.gethostname()
+        here = record.get("host") == default_host()
         alive = process_alive(pid, record.get("pid_start")) if here else None
         age = max(0.0, now - beat_at)
         if alive is False and age > FORGET_GONE_AFTER:
@@ -164,7 +163,7 @@ def list_processes(ledger: Any, own: WorkerHeartbeat | None = None) -> list[dict
     now = time.time()
     lines = _read_workers(workers_dir(ledger.scp_dir), now)
     by_process = {(line["host"], line["pid"]): line for line in lines}
-    host = socket.gethostname()
+    host = default_host()
     for entry in ledger.journal.entries():
         run = entry.run
         key = (entry.host, entry.pid)

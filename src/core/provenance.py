@@ -7,10 +7,14 @@ branch are read from ``.git/HEAD``, the loose ref or ``packed-refs``, and dirtin
 ``untracked_files="no"`` reports: a staged or unstaged change to a tracked file). Anything
 else (linked worktree, unborn branch, symbolic or reftable refs, no ``git``, git refusing the
 repository) and any process that already imported pygit2 ask ``GitStore.code_ref`` as before.
+
+``prefetch`` starts that ``git status`` early (``exec`` does, before its own imports): git
+works on the other core meanwhile, and the run's ``code_ref`` takes its answer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +23,8 @@ from controlplane.core import lazy
 from controlplane.core.ledger import gitfiles
 
 if TYPE_CHECKING:
+    import subprocess
+
     from controlplane.core.ledger import Ledger
 
 # git reads these from the environment (a hook, a user's shell); pygit2 does not
@@ -59,19 +65,43 @@ def _same_file(one: Path, other: Path) -> bool:
         return False
 
 
-def _dirty(work_tree: Path, git_dir: Path) -> bool | None:
-    """Whether a tracked file differs from HEAD (staged or not); None if git cannot say."""
+_started: dict[tuple[str, str], subprocess.Popen[bytes]] = {}  # by prefetch, not yet read
+
+
+def prefetch(where: str | os.PathLike[str]) -> None:
+    """Start the status of the plain work tree holding *where*, for its next ``code_ref``."""
+    plain = gitfiles.discover(str(Path(where).resolve()))
+    if plain is not None:
+        with contextlib.suppress(OSError):  # no git: code_ref falls back
+            _started[(str(plain[0]), str(plain[1]))] = _start_status(*plain)
+
+
+def _start_status(work_tree: Path, git_dir: Path) -> subprocess.Popen[bytes]:
     import subprocess
 
     env: dict[str, Any] = {k: v for k, v in os.environ.items()
                            if k not in _GIT_LOCATION_VARIABLES}
     env["GIT_OPTIONAL_LOCKS"] = "0"  # a status must not rewrite the index under the user
+    return subprocess.Popen(
+        ["git", f"--git-dir={git_dir}", f"--work-tree={work_tree}", "status",
+         "--porcelain", "--untracked-files=no", "--ignore-submodules=none", "-z"],
+        cwd=work_tree, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL)
+
+
+def _dirty(work_tree: Path, git_dir: Path) -> bool | None:
+    """Whether a tracked file differs from HEAD (staged or not); None if git cannot say."""
+    import subprocess
+
+    process = _started.pop((str(work_tree), str(git_dir)), None)
     try:
-        done = subprocess.run(
-            ["git", f"--git-dir={git_dir}", f"--work-tree={work_tree}", "status",
-             "--porcelain", "--untracked-files=no", "--ignore-submodules=none", "-z"],
-            cwd=work_tree, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, timeout=60, check=False)
-    except (OSError, subprocess.SubprocessError):
+        process = process or _start_status(work_tree, git_dir)
+    except OSError:
         return None
-    return bool(done.stdout) if done.returncode == 0 else None
+    try:
+        out, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        return None
+    return bool(out) if process.returncode == 0 else None

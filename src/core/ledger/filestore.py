@@ -12,7 +12,6 @@ name git would refuse), always before the branch moved: the caller then records 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import random
 import threading
@@ -25,7 +24,7 @@ from controlplane.core.ledger import gitconfig, gitfiles
 from controlplane.core.ledger.gc_guard import Written, keep, wait_for_gc
 from controlplane.core.ledger.gitconfig import Unsupported
 from controlplane.core.ledger.locks import ref_move
-from controlplane.core.ledger.odb import TYPES, ObjectDatabase
+from controlplane.core.ledger.odb import TYPES, ObjectDatabase, sha1
 from controlplane.core.ledger.store import (
     _FORMAT_BYTES,
     _MISSING_RETRIES,
@@ -47,7 +46,7 @@ _TREE, _BLOB = b"40000", b"100644"
 _ZERO = "0" * 40
 _FALLBACK_IDENTITY = ("controlplane", "controlplane@localhost")  # GitStore.signature's
 GC_AUTO_DEFAULT = 6700
-_FORMAT_OID = hashlib.sha1(b"blob %d\0" % len(_FORMAT_BYTES) + _FORMAT_BYTES).digest()
+_FORMAT_OID = sha1(b"blob %d\0" % len(_FORMAT_BYTES) + _FORMAT_BYTES).digest()
 
 Entries = dict[bytes, tuple[bytes, bytes]]  # name -> (mode, 20-byte id)
 

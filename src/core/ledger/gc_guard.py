@@ -20,15 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controlplane.core.lazy import Lazy
-from controlplane.core.runs import process_alive
+from controlplane.core.runs import default_host, process_alive
 
 if TYPE_CHECKING:
-    import socket
-
     import pygit2
 else:
     pygit2 = Lazy(globals(), "pygit2")
-    socket = Lazy(globals(), "socket")
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +54,7 @@ def gc_running(git_dir: Path) -> bool:
         pid_text, _, host = (git_dir / "gc.pid").read_text().strip().partition(" ")
     except OSError:
         return False
-    if host and host != socket.gethostname():
+    if host and host != default_host():
         return False  # another host's gc on a shared disk: doctor repairs what it prunes
     return pid_text.isdigit() and process_alive(int(pid_text), None)
 

@@ -29,18 +29,12 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from controlplane.core.lazy import Lazy
 from controlplane.core.ledger import disk_errors
 from controlplane.core.ledger.store import LedgerWriteError
 from controlplane.core.output import event_seq
-from controlplane.core.runs import iso, process_alive, process_start_time, utc_now
-
-if TYPE_CHECKING:
-    import socket
-else:
-    socket = Lazy(globals(), "socket")  # gethostname, once a run is in the journal
+from controlplane.core.runs import default_host, iso, process_alive, process_start_time, utc_now
 
 CANCEL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL, as the tool runner's grace period
 _POLL = 0.05  # how often a signalled group is checked for members left
@@ -93,7 +87,7 @@ class JournalEntry:
 
     @property
     def alive(self) -> bool:
-        return self.host == socket.gethostname() and process_alive(self.pid, self.pid_start)
+        return self.host == default_host() and process_alive(self.pid, self.pid_start)
 
 
 class Journal:
@@ -150,7 +144,7 @@ class Journal:
     def start(self, run: dict[str, Any]) -> JournalEntry:
         """Journal a run that this process starts now."""
         pid = os.getpid()
-        entry = JournalEntry(run=run, host=socket.gethostname(), pid=pid,
+        entry = JournalEntry(run=run, host=default_host(), pid=pid,
                              pid_start=process_start_time(pid))
         run_id = run["run_id"]
         try:
@@ -239,7 +233,7 @@ class Journal:
 
     def dead_entries(self) -> list[tuple[JournalEntry, Path]]:
         """The readable entries of this host whose process died, oldest run first."""
-        host = socket.gethostname()
+        host = default_host()
         found = []
         for path in sorted(self.dir.glob("*.json")):
             try:
@@ -311,7 +305,7 @@ class Journal:
             for suffix in (".events.jsonl", ".cancel"):
                 if name.endswith(suffix) and name.removesuffix(suffix) + ".json" not in entries:
                     return True  # left without its entry
-        writers, host = self._writers, socket.gethostname()
+        writers, host = self._writers, default_host()
         for name in list(writers):
             if name not in entries:
                 del writers[name]

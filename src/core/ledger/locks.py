@@ -20,15 +20,8 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from controlplane.core.lazy import Lazy
-from controlplane.core.runs import process_alive, process_start_time
-
-if TYPE_CHECKING:
-    import socket
-else:
-    socket = Lazy(globals(), "socket")  # gethostname, once a lock is taken or judged
+from controlplane.core.runs import default_host, process_alive, process_start_time
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +142,7 @@ def ref_move(git_dir: Path, ref: str, work_tree: Path | None = None,
 
 def _holder(ref: str) -> bytes:
     pid = os.getpid()
-    return json.dumps({"host": socket.gethostname(), "pid": pid,
+    return json.dumps({"host": default_host(), "pid": pid,
                        "start": process_start_time(pid), "ref": ref}).encode()
 
 
@@ -179,7 +172,7 @@ def _clear_after_dead_writer(git_dir: Path, work_tree: Path | None, record: byte
         host = holder.get("host")
     except (ValueError, KeyError, TypeError):
         return []  # cut short: its writer died before naming the ref (no lock taken yet)
-    if host != socket.gethostname() or process_alive(pid, start) or ".." in ref:
+    if host != default_host() or process_alive(pid, start) or ".." in ref:
         return []
     lock = git_dir / f"{ref}.lock"
     if not lock.exists():
