@@ -5,8 +5,10 @@ estimate decides, from any process, detached, never while another run is in flig
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -74,3 +76,47 @@ def test_no_pack_while_another_run_is_in_flight_nor_when_turned_off(repo: Path) 
     before = loose_count(repo)
     cli_exec(repo)
     assert loose_count(repo) > before and not (repo / ".git" / "gc.pid").exists()
+
+
+def fake_gc(repo: Path, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """A process whose command line is ``git gc <args>``, named by ``gc.pid`` as git names a
+    running gc; it lives until its stdin closes."""
+    script = tmp_path / "git"
+    script.write_text("#!/bin/sh\nread line\n")
+    script.chmod(0o755)
+    process = subprocess.Popen([str(script), "gc", *args], stdin=subprocess.PIPE)
+    (repo / ".git" / "gc.pid").write_text(f"{process.pid} {os.uname().nodename}")
+    return process
+
+
+def record_in_thread(repo: Path) -> threading.Event:
+    recorded = threading.Event()
+
+    def record() -> None:
+        with tracked_run("test", "test:during-gc", project_root=repo):
+            pass
+        recorded.set()
+
+    threading.Thread(target=record, daemon=True).start()
+    return recorded
+
+
+def test_a_running_gc_auto_does_not_hold_records_back(repo: Path, tmp_path: Path) -> None:
+    """``gc --auto`` prunes only objects two weeks old: a record need not wait for it (it
+    waited up to 120 s, polling, while our own background gc packed)."""
+    gc = fake_gc(repo, tmp_path, "--auto", "--quiet")
+    try:
+        assert record_in_thread(repo).wait(timeout=60)
+        assert gc.poll() is None  # recorded while the gc still ran
+    finally:
+        gc.communicate(b"end\n")
+
+
+def test_a_pruning_gc_holds_the_record_until_it_ends(repo: Path, tmp_path: Path) -> None:
+    gc = fake_gc(repo, tmp_path, "--prune=now")
+    try:
+        recorded = record_in_thread(repo)
+        assert not recorded.wait(timeout=1.0)  # outlasting the gc (gc_guard)
+    finally:
+        gc.communicate(b"end\n")
+    assert recorded.wait(timeout=60)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controlplane.core.lazy import Lazy
+from controlplane.core.ledger import gitconfig
 from controlplane.core.runs import default_host, process_alive
 
 if TYPE_CHECKING:
@@ -59,6 +60,27 @@ def gc_running(git_dir: Path) -> bool:
     return pid_text.isdigit() and process_alive(int(pid_text), None)
 
 
+def pruning_gc_running(git_dir: Path) -> bool:
+    """True while a gc runs here that may delete objects just written: any but ``git gc
+    --auto`` with git's default expiry (it prunes objects older than two weeks, and its
+    repack deletes only what it packed). A gc whose command line or configuration cannot
+    be read counts as pruning."""
+    if not gc_running(git_dir):
+        return False
+    try:
+        pid = (git_dir / "gc.pid").read_text().split()[0]
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, IndexError):
+        return True
+    if b"--auto" not in argv or any(arg.startswith(b"--prune") for arg in argv):
+        return True
+    try:
+        expiry = gitconfig.read_config(git_dir).get("gc.pruneexpire")
+    except gitconfig.Unsupported:
+        return True
+    return expiry is not None and expiry.strip().lower() in ("now", "all")
+
+
 def wait_for_gc(git_dir: Path, timeout: float = GC_WAIT_SECONDS) -> bool:
     """Wait until no gc runs in *git_dir*; False if one still runs after *timeout* s."""
     deadline = time.monotonic() + timeout
@@ -89,7 +111,7 @@ def keep(git_dir: Path, objects: list[Written],
     (by *restore*, default ``restore_missing``)."""
     if not objects:
         return []
-    if gc_running(git_dir) and not wait_for_gc(git_dir):
+    if pruning_gc_running(git_dir) and not wait_for_gc(git_dir):  # `gc --auto`: no need
         log.warning("a git gc still runs after %.0f s; if it prunes the ledger's newest "
                     "objects, `controlplane ledger doctor` repairs it", GC_WAIT_SECONDS)
     restored = (restore or restore_missing)(git_dir, objects)
