@@ -177,3 +177,21 @@ def test_what_plain_files_do_not_read_is_recorded_by_pygit2(repo: Path, tmp_path
     plain = setup == "a plain repository"
     assert done.stdout.strip() == str(not plain)  # FileStore recorded them, else GitStore
     assert git(repo, "rev-list", "--count", "scp-ledger").strip() == "2"
+
+
+def test_trees_it_wrote_are_read_again_once_a_gc_packed_them(repo: Path) -> None:
+    """The store keeps the trees it wrote for the next record, but only while they are loose
+    files: a gc that packed and deleted them sends it to the pack."""
+    store = filestore(repo)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    for _ in range(3):
+        one_record(store, new_run_id(), head)
+    git(repo, "gc", "-q", "--prune=now")
+    assert not list((repo / ".git" / "objects").glob("??/*"))
+    one_record(store, new_run_id(), head)
+    runs = [p for p in git(repo, "ls-tree", "-r", "--name-only", "scp-ledger").split()
+            if p.endswith("/run.json")]
+    assert len(runs) == 4
+    fsck = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=repo,
+                          capture_output=True, text=True, check=False)
+    assert fsck.returncode == 0, fsck.stderr

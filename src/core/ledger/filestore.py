@@ -46,6 +46,7 @@ _TREE, _BLOB = b"40000", b"100644"
 _ZERO = "0" * 40
 _FALLBACK_IDENTITY = ("controlplane", "controlplane@localhost")  # GitStore.signature's
 GC_AUTO_DEFAULT = 6700
+TREES_KEPT = 64  # a record's path is 7 trees; a day tree holds up to 256 entries
 _FORMAT_OID = sha1(b"blob %d\0" % len(_FORMAT_BYTES) + _FORMAT_BYTES).digest()
 
 Entries = dict[bytes, tuple[bytes, bytes]]  # name -> (mode, 20-byte id)
@@ -101,6 +102,7 @@ class FileStore:
         self.odb = ObjectDatabase(git_dir / "objects")
         self.lock = threading.RLock()  # one writer of this process at a time, as GitStore's
         self._deferred = threading.local()  # objects awaiting one check (checked_once)
+        self._trees: dict[str, Entries] = {}  # id -> entries, oldest first (TREES_KEPT)
 
     def _configure(self) -> None:
         """Read what the records need of git's configuration; again once a file changed."""
@@ -155,12 +157,25 @@ class FileStore:
         return data[5:45].decode("ascii")
 
     def _tree(self, oid: bytes | str | None) -> Entries:
+        """A tree's entries: from the trees this store wrote or read lately while the
+        object is still on disk (one stat, not a read and an inflate), else read."""
         if oid is None:
             return {}
-        kind, data = self.odb.read(oid if isinstance(oid, str) else oid.hex())
+        hex_id = oid if isinstance(oid, str) else oid.hex()
+        known = self._trees.get(hex_id)
+        if known is not None and self.odb.is_loose(hex_id):
+            return known
+        kind, data = self.odb.read(hex_id)
         if kind != "tree":
             raise Unsupported(f"{oid!r} is a {kind}, not a tree")
-        return parse_tree(data)
+        return self._remember(hex_id, parse_tree(data))
+
+    def _remember(self, hex_id: str, entries: Entries) -> Entries:
+        trees = self._trees
+        trees[hex_id] = entries
+        if len(trees) > TREES_KEPT:
+            del trees[next(iter(trees))]
+        return entries
 
     def resolve_commit(self, text: str | None) -> str | None:
         """The full id of commit *text* if this repository has it (as ``GitStore``'s)."""
@@ -271,7 +286,12 @@ class FileStore:
     def _entry_tree(self, files: Mapping[str, bytes], made: list[Written]) -> bytes:
         entries = {name.encode(): (_BLOB, self._write("blob", bytes(data), made))
                    for name, data in files.items()}
-        return self._write("tree", tree_bytes(entries), made)
+        return self._written_tree(entries, made)
+
+    def _written_tree(self, entries: Entries, made: list[Written]) -> bytes:
+        oid = self._write("tree", tree_bytes(entries), made)
+        self._remember(oid.hex(), entries)  # the next record starts from these trees
+        return oid
 
     def _format_entry(self, root: Entries, made: list[Written]
                       ) -> tuple[bytes, tuple[bytes, bytes]] | None:
@@ -312,7 +332,7 @@ class FileStore:
             below = self._tree(child[1]) if child is not None and child[0] == _TREE else {}
             entries[name] = (_TREE, self._with_subtree(below, parts[1:], leaf, made, extra,
                                                        depth + 1))
-        return self._write("tree", tree_bytes(entries), made)
+        return self._written_tree(entries, made)
 
     def _move_ref(self, name: str, old: str | None, new: str, log_message: str | None
                   ) -> bool:

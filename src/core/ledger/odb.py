@@ -73,6 +73,9 @@ class ObjectDatabase:
                     return TYPES[kind], data
         raise KeyError(oid)
 
+    def is_loose(self, oid: str) -> bool:
+        return os.path.exists(self._loose_path(oid))
+
     def exists(self, oid: str) -> bool:
         """True if *oid* is loose or in a pack (the packs listed afresh)."""
         if os.path.exists(self._loose_path(oid)):
