@@ -232,3 +232,30 @@ os._exit(0)  # no checkpoint at close: the WAL stays, as a killed process leaves
     assert wal.exists() and wal.stat().st_size < 1 << 20  # left again, small
     assert [run["subtype"] for run in Ledger.open(repo).recent(limit=3)] == \
         ["test:third", "test:second", "test:first"]
+
+
+FIVE_RUNS = """
+from controlplane.core.run_tracker import tracked_run
+for _ in range(5):
+    with tracked_run("test", "test:many"):
+        pass
+"""
+
+
+def test_a_script_of_many_runs_starts_git_status_once(repo: Path, fake_bin) -> None:
+    """The first run's provenance comes from a `git status` process; the next ones from
+    pygit2 in process (a git process per run cost a script ~3-5 ms a run)."""
+    real_git = shutil.which("git")
+    log = repo.parent / "git-calls.log"
+    fake_bin("git", f"""
+        #!/bin/sh
+        for arg in "$@"; do [ "$arg" = status ] && echo status >> '{log}'; done
+        exec '{real_git}' "$@"
+    """)
+    path = f"{fake_bin.dir}{os.pathsep}{os.environ['PATH']}"
+    done = subprocess.run([sys.executable, "-c", FIVE_RUNS], cwd=repo, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **GIT_ENV, "PATH": path})
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().split() == ["status"]
+    Ledger.forget_instances()
+    assert len(Ledger.open(repo).recent(limit=10)) == 5

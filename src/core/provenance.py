@@ -34,11 +34,20 @@ _GIT_LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OB
                            "GIT_PREFIX", "GIT_INDEX_VERSION")
 
 
+_from_files = 0  # runs of this process whose provenance came from files and `git status`
+
+
 def code_ref(ledger: Ledger, where: str | os.PathLike[str]) -> dict[str, object]:
-    """The commit, branch and dirtiness now of the work tree holding *where*."""
-    if not lazy.loaded("pygit2"):  # once it is, its status (in process) beats starting git
+    """The commit, branch and dirtiness now of the work tree holding *where*.
+
+    A process's first run reads the files and starts ``git status``; later runs (a script
+    recording many) use pygit2, whose import then costs less than a git process per run.
+    """
+    global _from_files
+    if not lazy.loaded("pygit2") and not _from_files:
         found = from_files(ledger.git_dir, where)
         if found is not None:
+            _from_files += 1
             return found
     return ledger.store.code_ref(where)
 
