@@ -179,3 +179,38 @@ def test_refs_read_from_files(tmp_path: Path) -> None:
     assert read_ref(git_dir, "refs/heads/symbolic") is None  # pygit2 decides
     assert read_ref(git_dir, "refs/heads/absent") is None
     assert discover(str(tmp_path)) is None  # no HEAD, no objects: not a repository to trust
+
+
+def test_packed_refs_are_read_as_git_reads_them(repo: Path) -> None:
+    """Every ref of a sorted packed-refs with peeled lines (annotated tags), found by binary
+    search, has git's id; names before, between and after them are absent; an unsorted
+    file is read whole."""
+    from controlplane.core.ledger import gitfiles
+
+    env = {**os.environ, **GIT_ENV}
+    script = "".join(f"git tag -a -m t scp-{n:03d}\ngit branch b-{n:03d}\n"
+                     for n in range(0, 90, 3))
+    subprocess.run(["sh", "-c", script], cwd=repo, env=env, check=True, capture_output=True)
+    git(repo, "pack-refs", "--all")
+    packed = (repo / ".git" / "packed-refs").read_text()
+    assert " sorted" in packed.splitlines()[0] and "\n^" in packed
+    refs = dict(line.split(" ", 1)[::-1] for line in git(
+        repo, "for-each-ref", "--format=%(objectname) %(refname)").splitlines())
+    git_dir = repo / ".git"
+    for name, oid in refs.items():
+        assert gitfiles._packed(git_dir, name) == oid, name
+    for absent in ("refs/heads/a", "refs/heads/b-001", "refs/tags/scp-999", "refs/zzz", "refs"):
+        assert gitfiles._packed(git_dir, absent) is None, absent
+    lines = packed.splitlines()
+    records, current = [], []
+    for line in lines[1:]:
+        if line.startswith("^"):
+            current.append(line)
+        else:
+            current = [line]
+            records.append(current)
+    (git_dir / "packed-refs").write_text(
+        "# pack-refs with: peeled\n" + "".join("\n".join(r) + "\n" for r in records[::-1]))
+    for name, oid in refs.items():
+        assert gitfiles._packed(git_dir, name) == oid, name
+    assert gitfiles._packed(git_dir, "refs/heads/b-001") is None

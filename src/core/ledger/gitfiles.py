@@ -96,6 +96,9 @@ def _packed(git_dir: Path, name: str) -> str | None:
 
 
 def _find_packed(data: bytes | mmap.mmap, name: str) -> str | None:
+    header_end = data.find(b"\n") + 1 if data[:1] == b"#" else 0
+    if b" sorted" in data[:header_end]:
+        return _bisect_packed(data, name.encode(), header_end)
     needle = b" " + name.encode() + b"\n"
     at = data.find(needle)
     while at != -1:
@@ -104,6 +107,31 @@ def _find_packed(data: bytes | mmap.mmap, name: str) -> str | None:
         if _OID.fullmatch(oid):
             return oid
         at = data.find(needle, at + 1)
+    return None
+
+
+def _bisect_packed(data: bytes | mmap.mmap, target: bytes, low: int) -> str | None:
+    """*target*'s id in a ``sorted`` packed-refs: a binary search of its lines, as git reads
+    it (about 17 steps at 100,000 refs, where a scan read megabytes)."""
+    high = len(data)
+    while low < high:
+        middle = (low + high) // 2
+        start = data.rfind(b"\n", 0, middle) + 1  # the line holding the middle byte
+        if data[start:start + 1] == b"^":  # a peeled id: its ref is the line before
+            start = data.rfind(b"\n", 0, start - 1) + 1
+        end = data.find(b"\n", start)
+        end = len(data) if end == -1 else end
+        oid, _, ref = bytes(data[start:end]).partition(b" ")
+        if ref == target:
+            text = oid.decode("ascii", "replace")
+            return text if _OID.fullmatch(text) else None
+        if ref < target:
+            low = end + 1
+            if data[low:low + 1] == b"^":
+                following = data.find(b"\n", low)
+                low = len(data) if following == -1 else following + 1
+        else:
+            high = start
     return None
 
 
