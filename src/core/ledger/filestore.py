@@ -46,6 +46,7 @@ _TREE, _BLOB = b"40000", b"100644"
 _ZERO = "0" * 40
 _FALLBACK_IDENTITY = ("controlplane", "controlplane@localhost")  # GitStore.signature's
 GC_AUTO_DEFAULT = 6700
+CONFIG_CHECKED_EVERY = 1.0  # seconds: git's configuration files are stat'ed at most this often
 TREES_KEPT = 64  # a record's path is 7 trees; a day tree holds up to 256 entries
 _FORMAT_OID = sha1(b"blob %d\0" % len(_FORMAT_BYTES) + _FORMAT_BYTES).digest()
 
@@ -95,6 +96,7 @@ class FileStore:
                  fallback: Callable[[], GitStore]) -> None:
         self.git_dir = git_dir
         self._stamp: list[tuple[int, int]] = []
+        self._stamped_at = time.monotonic()
         self._configure()
         self.work_tree = work_tree
         self.tag_prefix = tag_prefix
@@ -134,8 +136,11 @@ class FileStore:
     def _signature(self, name: str | None) -> str:
         """``name <email> time offset`` as ``GitStore.signature`` makes it (the identity of
         git's configuration now)."""
-        if self._config_stamp() != self._stamp:
-            self._configure()
+        now = time.monotonic()
+        if now - self._stamped_at > CONFIG_CHECKED_EVERY:
+            self._stamped_at = now
+            if self._config_stamp() != self._stamp:
+                self._configure()
         default_name, email = self.identity or _FALLBACK_IDENTITY
         return f"{_checked_name(name or default_name)} <{email}> {_timestamp()}"
 

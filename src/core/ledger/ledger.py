@@ -584,10 +584,14 @@ class Ledger:
 
     def prune_logs(self) -> int:
         """Keep the newest ``logs_retention`` raw logs (run ids sort by time); returns removed."""
-        logs = sorted(self.logs_dir.glob("*.events.jsonl")) if self.logs_dir.exists() else []
+        try:  # a listing of names: pathlib's glob of 1,000 logs took 30 ms every 100 records
+            with os.scandir(self.logs_dir) as found:
+                logs = sorted(e.name for e in found if e.name.endswith(".events.jsonl"))
+        except FileNotFoundError:
+            return 0
         stale = logs[: max(0, len(logs) - self.logs_retention)]
-        for path in stale:
-            path.unlink(missing_ok=True)
+        for name in stale:
+            (self.logs_dir / name).unlink(missing_ok=True)
         return len(stale)
 
     def gc_due(self) -> bool:
