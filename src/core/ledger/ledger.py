@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 from collections import deque
@@ -328,14 +329,15 @@ class Ledger:
         return not os.path.lexists(self.git_dir / BRANCH_REF) \
             and gitfiles.read_ref(self.git_dir, BRANCH_REF) is None
 
-    def _catch_up_view(self, head) -> None:
+    def _catch_up_view(self, head, view: LedgerView | None = None) -> None:
+        view = view or self.view
         for _ in range(20):
-            current = self.view.head()
+            current = view.head()
             if current == str(head) or self._ahead_of(current, head):
                 return
             changed, removed = self.store.changed_entry_dirs(self._known_commit(current), head)
-            upserts = [(d, self.store.read_dir(head, d)) for d in changed]
-            if self.view.apply(current, str(head), upserts, removed):
+            upserts = ((d, self.store.read_dir(head, d)) for d in changed)  # one at a time
+            if view.apply(current, str(head), upserts, removed):
                 return
 
     def _catch_up_index(self, head) -> list[dict[str, Any]]:
@@ -401,10 +403,36 @@ class Ledger:
     def rebuild_index(self) -> int:
         """Drop and rebuild the index and the view from the ledger; returns the run count."""
         self.index.clear()
-        self.view.clear()
+        if not self._rebuild_view_aside():
+            self.view.clear()
         self.catch_up()
         demo_branch.reindex(self)
         return self.index.count()
+
+    def _rebuild_view_aside(self) -> bool:
+        """Write the whole view into a fresh directory under ``.git/scp``, then swap it in
+        and delete the old one. Creating 300,000 files right after deleting as many is
+        several times slower on ext4 (freed inodes are skipped: 9.4 s instead of 1.8 s at
+        10,000 runs), and readers keep the old view until the new one is whole. False if
+        it could not (the caller clears the view and writes it in place, as before)."""
+        head = self.store.head()
+        if head is None:
+            return False
+        fresh = self.scp_dir / f"view-rebuild-{os.getpid()}"
+        old = self.scp_dir / f"view-old-{os.getpid()}"
+        for leftover in (fresh, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+        aside = LedgerView(fresh, self.scp_dir / "view-rebuild.lock")
+        try:
+            self._catch_up_view(head, aside)
+        except OSError as exc:
+            log.warning("could not rebuild the view aside (%s): rebuilding it in place", exc)
+            shutil.rmtree(fresh, ignore_errors=True)
+            return False
+        if not self.view.replace_with(fresh, old):
+            shutil.rmtree(fresh, ignore_errors=True)
+            return False
+        return True
 
     def retry_unrecorded(self) -> list[str]:
         """Record the runs of this process whose record failed earlier; returns those done."""
