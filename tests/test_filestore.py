@@ -5,17 +5,22 @@ as git does goes to pygit2 before the branch moves."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import pytest
 
 from controlplane import tracked_run
 from controlplane.core.ledger.filestore import FileStore, Unsupported
+from controlplane.core.ledger.odb import ObjectDatabase
 from controlplane.core.ledger.store import BRANCH_REF, TAG_PREFIX, GitStore, NewerLedgerFormat
 from controlplane.core.runs import ledger_dir, new_run_id
 from tests.conftest import GIT_ENV, git
@@ -195,3 +200,44 @@ def test_trees_it_wrote_are_read_again_once_a_gc_packed_them(repo: Path) -> None
     fsck = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=repo,
                           capture_output=True, text=True, check=False)
     assert fsck.returncode == 0, fsck.stderr
+
+
+def hostile_pack(objects: Path, declared: int, data: bytes) -> str:
+    """A one-object pack whose header says *declared* bytes but whose zlib stream inflates
+    to *data*; returns the object id its index gives."""
+    oid = hashlib.sha1(b"blob %d\0" % declared + data[:declared]).digest()
+    size, head = declared, bytearray()
+    byte = (3 << 4) | (size & 15)  # a blob
+    size >>= 4
+    while size:
+        head.append(byte | 0x80)
+        byte, size = size & 0x7F, size >> 7
+    head.append(byte)
+    body = b"PACK" + struct.pack(">II", 2, 1) + bytes(head) + zlib.compress(data)
+    pack = body + hashlib.sha1(body).digest()
+    fanout = [0 if n < oid[0] else 1 for n in range(256)]
+    index = (b"\377tOc" + struct.pack(">I", 2) + struct.pack(">256I", *fanout) + oid
+             + struct.pack(">I", zlib.crc32(pack[12:-20])) + struct.pack(">I", 12)
+             + pack[-20:])
+    index += hashlib.sha1(index).digest()
+    (objects / "pack").mkdir(parents=True, exist_ok=True)
+    (objects / "pack" / "pack-hostile.pack").write_bytes(pack)
+    (objects / "pack" / "pack-hostile.idx").write_bytes(index)
+    return oid.hex()
+
+
+def test_a_pack_object_is_never_inflated_past_its_header(tmp_path: Path) -> None:
+    """A damaged or hostile pack whose object inflates to 64 MiB while its header says 10
+    bytes: refused (pygit2 then answers) after at most the header's size plus one step."""
+    objects = tmp_path / "objects"
+    oid = hostile_pack(objects, 10, b"x" * (64 << 20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(Unsupported, match="larger than its header"):
+            ObjectDatabase(objects).read(oid)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak
+    honest = hostile_pack(tmp_path / "honest", 11, b"hello world")
+    assert ObjectDatabase(tmp_path / "honest").read(honest) == ("blob", b"hello world")

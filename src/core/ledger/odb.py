@@ -248,22 +248,27 @@ class Pack:
         return kind, size, offset, base
 
     def _inflate(self, start: int, size: int) -> bytes:
+        """The object data at *start*, never inflated past the *size* its header gives (a
+        damaged or hostile pack cannot make it allocate more)."""
         inflater = zlib.decompressobj()
-        parts: list[bytes] = []
-        position = start
+        data = bytearray()
+        position, pending = start, b""
         try:
             while not inflater.eof:
-                chunk = self._pack[position:position + _CHUNK]
-                if not chunk:
-                    raise Unsupported("a pack object ends early")
-                parts.append(inflater.decompress(chunk))
-                position += _CHUNK
+                if not pending:
+                    pending = self._pack[position:position + _CHUNK]
+                    position += len(pending)
+                    if not pending:
+                        raise Unsupported("a pack object ends early")
+                data += inflater.decompress(pending, size + 1 - len(data))
+                pending = inflater.unconsumed_tail
+                if len(data) > size:
+                    raise Unsupported("a pack object larger than its header says")
         except zlib.error as exc:
             raise Unsupported(f"pack object: {exc}") from None
-        data = b"".join(parts)
         if len(data) != size:
             raise Unsupported("a pack object's size differs from its header")
-        return data
+        return bytes(data)
 
 
 def _varint(delta: bytes, position: int) -> tuple[int, int]:
