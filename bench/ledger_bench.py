@@ -435,7 +435,8 @@ def ledger_counts(repo: Path) -> dict[str, int]:
     view = repo / ".scp-ledger" / "ledger" / "runs"
     return {"index": ledger.index.count(), "commits": commit_count(repo),
             "refs": ref_count(repo, "refs/scp/run"),
-            "view": sum(1 for _ in view.glob("*/*/*/*/run.json")) if view.exists() else 0}
+            "view": sum(1 for pattern in ("*/*/*/*/run.json", "*/*/*/*/*/run.json")  # both layouts
+                        for _ in view.glob(pattern)) if view.exists() else 0}
 
 
 def concurrent(repo: Path, processes: int, runs: int) -> dict[str, Any]:
@@ -578,8 +579,10 @@ def run_benchmark(args: argparse.Namespace, work: Path, res: dict[str, Any],
     t0 = time.perf_counter()
     ledger.catch_up()
     res["burst"]["catch_up_s"] = time.perf_counter() - t0
-    day = ledger_dir(burst_ids[0]).rsplit("/", 1)[0]
-    res["burst"]["day_entries_before"] = len(list((big / ".scp-ledger" / day).iterdir()))
+    day = "/".join(ledger_dir(burst_ids[0]).split("/")[:5])  # ledger/runs/YYYY/MM/DD
+    day_view = big / ".scp-ledger" / day
+    res["burst"]["day_entries_before"] = sum(  # both layouts: <id>/ and <bucket>/<id>/
+        1 for pattern in ("*/run.json", "*/*/run.json") for _ in day_view.glob(pattern))
     recorder = Recorder(big)
     res["record"]["ours@burst"] = stats(series(recorder, samples, warmup))
     res["burst"]["timed_runs_in_burst_day"] = sum(
