@@ -271,8 +271,12 @@ class Ledger:
         """Record a chat message in one commit (``ledger/chat/YYYY/MM/DD/<bb>/<id>/``)."""
         directory = chat_dir(message["message_id"])
         files = {"message.json": dumps(message)}
-        parent, commit = self.store.commit_files(directory, files, "chat message",
-                                                 author=(message.get("author") or {}).get("name"))
+        author = (message.get("author") or {}).get("name")
+        try:
+            parent, commit = self.writer.commit_files(directory, files, "chat message", author)
+        except Unsupported as exc:  # raised before the branch moved: nothing recorded yet
+            self._refuse_files(exc)
+            parent, commit = self.store.commit_files(directory, files, "chat message", author)
         self.recorded_here.append(message["message_id"])
         self.durability.recorded()
         self._advance(parent, commit, directory, files, message=message)
