@@ -15,6 +15,7 @@ from controlplane.core import redact
 from controlplane.core.ledger import Ledger
 from tests.conftest import git
 from tests.processes import read_line
+from tests.reliability.fault_support import wait_until
 
 
 def record(repo: Path, subtype: str = "test:a") -> str:
@@ -176,12 +177,14 @@ def test_a_process_leaves_no_spare_and_a_killed_ones_is_swept(repo: Path) -> Non
 def test_a_rebuild_writes_the_view_aside_and_swaps_it_in(repo: Path) -> None:
     """Issue 18 item 9: the view is rebuilt in a fresh directory and swapped in (creating
     files right after deleting as many was 5x slower); what the old view held that the
-    ledger does not is gone, nothing is left under .git/scp."""
+    ledger does not is gone; the old view (and one a dead deletion left) is deleted by a
+    detached rm -rf the rebuild does not wait for."""
     ids = [record(repo) for _ in range(4)]
     view = repo / ".scp-ledger"
     stray = view / "ledger" / "runs" / "stray.json"
     stray.write_text("not from the ledger\n")
     before = {p.relative_to(view): p.read_bytes() for p in view.rglob("*") if p.is_file()}
+    (repo / ".git" / "scp" / "view-old-1-1").mkdir()  # left by a deletion that died
     ledger = Ledger.open(repo)
     assert ledger.rebuild_index() == 4
     after = {p.relative_to(view): p.read_bytes() for p in view.rglob("*") if p.is_file()}
@@ -189,5 +192,9 @@ def test_a_rebuild_writes_the_view_aside_and_swaps_it_in(repo: Path) -> None:
     assert sorted(r["run_id"] for r in ledger.recent(limit=10)) == sorted(ids)
     assert ledger.view.head() == git(repo, "rev-parse", "scp-ledger").strip()
     assert (view.stat().st_mode & 0o777) == 0o700
-    assert not [p.name for p in (repo / ".git" / "scp").iterdir() if p.name.startswith("view-")
-                and p.name != "view-rebuild.lock"]
+
+    def left_under_scp() -> list[str]:
+        return [p.name for p in (repo / ".git" / "scp").iterdir()
+                if p.name.startswith("view-") and p.name != "view-rebuild.lock"]
+
+    wait_until(lambda: not left_under_scp(), 30, "the old view deleted (a detached rm -rf)")

@@ -115,8 +115,8 @@ class LedgerView:
 
     def replace_with(self, fresh: Path, old: Path) -> bool:
         """Put the view built at *fresh* in place of this one (two renames under the lock),
-        then delete the old one, moved to *old*; False (nothing moved) if a rename fails
-        (*fresh* on another file system, or the view not a plain directory)."""
+        the old one moved to *old* for the caller to delete; False (nothing moved) if a
+        rename fails (*fresh* on another file system, or the view not a plain directory)."""
         with self.locked():
             try:
                 os.rename(self.root, old)
@@ -130,7 +130,6 @@ class LedgerView:
                 with suppress(OSError):
                     os.rename(old, self.root)  # the old view back: it is still a good one
                 return False
-        shutil.rmtree(old, ignore_errors=True)
         return True
 
     def clear(self) -> None:
