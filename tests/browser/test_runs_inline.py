@@ -19,6 +19,7 @@ import pytest
 from controlplane.core.ledger import Ledger
 from tests.browser.conftest import CHROMIUM_TESTS, TOKEN
 from tests.browser.test_operator import WAIT, connected, exec_sleeper, spawn
+from tests.reliability.fault_support import wait_until
 
 pytestmark = CHROMIUM_TESTS
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -31,6 +32,9 @@ def runs_page(context: Any) -> Any:
     page = context.new_page()
     page.goto("/")
     connected(page)
+    # the table's first load replaces the server-rendered rows: a click before it lands on a
+    # row about to go (its dialog or refusal went with it, on a slow first start)
+    expect(page.locator("[data-runs-loading]")).to_be_hidden()
     page.evaluate("window.__stillTheSamePage = true")
     return page
 
@@ -121,7 +125,9 @@ def test_a_refused_rerun_is_said_next_to_the_rows_button(
     server = serve()
     first = server.app.test_client().post("/security/generate/gitignore", json={},
                                           headers=BEARER).json
-    page = runs_page(open_context(server))
+    wait_until(lambda: (Ledger.open(project).get(first["run_id"]) or {}).get("status")
+               not in (None, "queued", "running"), 30, "the first run ended")
+    page = runs_page(open_context(server))  # no live update of its row can follow the click
     line = row(page, first["run_id"])
     server.app.extensions["controlplane"].actions.pop("/security/generate/gitignore")
 
