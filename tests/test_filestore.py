@@ -47,6 +47,18 @@ def clone(repo: Path, path: Path) -> Path:
     return path
 
 
+def recorded_run_files(repo: Path) -> list[str]:
+    """Every run.json on the ledger branch, as git lists it."""
+    return [p for p in git(repo, "ls-tree", "-r", "--name-only", "scp-ledger").split()
+            if p.endswith("/run.json")]
+
+
+def assert_fsck_clean(repo: Path) -> None:
+    fsck = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=repo,
+                          capture_output=True, text=True, check=False)
+    assert fsck.returncode == 0, fsck.stderr
+
+
 def untimed(data: bytes) -> bytes:
     return TIME.sub(b"> T", data)
 
@@ -82,9 +94,7 @@ def test_the_same_record_as_pygit2_writes(repo: Path, tmp_path: Path, packing: s
     log = (repo / ".git" / "logs" / "refs" / "heads" / "scp-ledger").read_bytes()
     other_log = (other / ".git" / "logs" / "refs" / "heads" / "scp-ledger").read_bytes()
     assert untimed(log.splitlines()[-1]) == untimed(other_log.splitlines()[-1])
-    fsck = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=repo,
-                          capture_output=True, text=True, check=False)
-    assert fsck.returncode == 0, fsck.stderr
+    assert_fsck_clean(repo)
 
 
 def test_a_newer_ledger_format_is_refused_as_pygit2_refuses_it(repo: Path) -> None:
@@ -142,12 +152,9 @@ def test_plain_and_pygit2_writers_record_side_by_side(repo: Path) -> None:
                                                    "GitStore True"]
     assert git(repo, "rev-list", "--count", "scp-ledger").strip() == "90"
     assert len(git(repo, "for-each-ref", "refs/scp/run").splitlines()) == 90
-    runs = [p for p in git(repo, "ls-tree", "-r", "--name-only", "scp-ledger").split()
-            if p.endswith("/run.json")]
+    runs = recorded_run_files(repo)
     assert len(runs) == 90
-    fsck = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=repo,
-                          capture_output=True, text=True, check=False)
-    assert fsck.returncode == 0, fsck.stderr
+    assert_fsck_clean(repo)
 
 
 RECORD_TWO = """
@@ -194,12 +201,9 @@ def test_trees_it_wrote_are_read_again_once_a_gc_packed_them(repo: Path) -> None
     git(repo, "gc", "-q", "--prune=now")
     assert not list((repo / ".git" / "objects").glob("??/*"))
     one_record(store, new_run_id(), head)
-    runs = [p for p in git(repo, "ls-tree", "-r", "--name-only", "scp-ledger").split()
-            if p.endswith("/run.json")]
+    runs = recorded_run_files(repo)
     assert len(runs) == 4
-    fsck = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=repo,
-                          capture_output=True, text=True, check=False)
-    assert fsck.returncode == 0, fsck.stderr
+    assert_fsck_clean(repo)
 
 
 def hostile_pack(objects: Path, declared: int, data: bytes) -> str:

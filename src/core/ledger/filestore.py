@@ -16,12 +16,12 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controlplane.core.ledger import gitconfig, gitfiles
-from controlplane.core.ledger.gc_guard import Written, keep, wait_for_gc
+from controlplane.core.ledger.gc_guard import CheckedOnce, Written, keep, wait_for_gc
 from controlplane.core.ledger.gitconfig import Unsupported
 from controlplane.core.ledger.locks import ref_move
 from controlplane.core.ledger.odb import TYPES, ObjectDatabase, sha1
@@ -89,7 +89,7 @@ def _timestamp() -> str:
     return f"{int(now)} {sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
 
 
-class FileStore:
+class FileStore(CheckedOnce):
     """The write side of ``GitStore`` in plain Python, for one repository's ledger."""
 
     def __init__(self, git_dir: Path, tag_prefix: str, work_tree: Path | None,
@@ -103,7 +103,7 @@ class FileStore:
         self.fallback = fallback
         self.odb = ObjectDatabase(git_dir / "objects")
         self.lock = threading.RLock()  # one writer of this process at a time, as GitStore's
-        self._deferred = threading.local()  # objects awaiting one check (checked_once)
+        super().__init__()  # objects awaiting one check (checked_once)
         self._trees: dict[str, Entries] = {}  # id -> entries, oldest first (TREES_KEPT)
 
     def _configure(self) -> None:
@@ -204,21 +204,8 @@ class FileStore:
         made.append(Written(oid, _TYPE_NUMBERS[kind], data))
         return bytes.fromhex(oid)
 
-    @contextlib.contextmanager
-    def checked_once(self) -> Iterator[None]:
-        """As ``GitStore.checked_once``: the gc guard's check once, on leaving."""
-        pending: list[Written] = []
-        self._deferred.pending = pending
-        try:
-            yield
-        finally:
-            self._deferred.pending = None
-            self._keep(pending)
-
     def _keep(self, objects: list[Written]) -> None:
-        deferred = getattr(self._deferred, "pending", None)
-        if deferred is not None:
-            deferred.extend(objects)
+        if self._deferred_to_batch(objects):
             return
         try:
             keep(self.git_dir, objects, restore=self._restore_missing)

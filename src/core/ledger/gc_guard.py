@@ -12,9 +12,11 @@ repairs that.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +43,35 @@ class Written:
     oid: pygit2.Oid | str  # a str from FileStore
     type: int
     data: bytes
+
+
+class CheckedOnce:
+    """A writer's gc-guard batching: the objects written inside ``checked_once`` are checked
+    once, on leaving (a record's commit and tag: one check instead of one per ref moved)."""
+
+    def __init__(self) -> None:
+        self._deferred = threading.local()
+
+    @contextlib.contextmanager
+    def checked_once(self) -> Iterator[None]:
+        pending: list[Written] = []
+        self._deferred.pending = pending
+        try:
+            yield
+        finally:
+            self._deferred.pending = None
+            self._keep(pending)
+
+    def _deferred_to_batch(self, objects: list[Written]) -> bool:
+        """True if *objects* joined this thread's ``checked_once`` batch (checked later)."""
+        pending = getattr(self._deferred, "pending", None)
+        if pending is None:
+            return False
+        pending.extend(objects)
+        return True
+
+    def _keep(self, objects: list[Written]) -> None:
+        raise NotImplementedError
 
 
 def written(repo: pygit2.Repository, oid: pygit2.Oid) -> Written:

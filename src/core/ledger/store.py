@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controlplane.core.lazy import Lazy
-from controlplane.core.ledger.gc_guard import Written, keep, wait_for_gc, written
+from controlplane.core.ledger.gc_guard import CheckedOnce, Written, keep, wait_for_gc, written
 from controlplane.core.ledger.layout import BUCKET, FORMAT_FILE
 from controlplane.core.ledger.locks import clear_stale_locks, ref_move
 
@@ -147,7 +147,7 @@ def in_work_tree(start: str, root: str | os.PathLike[str]) -> bool:
         here = parent
     return os.path.lexists(os.path.join(top, ".git"))
 
-class GitStore:
+class GitStore(CheckedOnce):
     """pygit2 access to one repository's ledger branch. Thread-safe (one lock)."""
 
     def __init__(self, git_dir: Path, tag_prefix: str = TAG_PREFIX) -> None:
@@ -157,7 +157,7 @@ class GitStore:
         self.tag_prefix = tag_prefix
         self.lock = threading.RLock()
         self._uses = 0
-        self._deferred = threading.local()  # objects awaiting one check (checked_once)
+        super().__init__()  # objects awaiting one check (checked_once)
         self._broken_tip: pygit2.Oid | None = None  # a tip found missing objects for good
         self._format_oid = pygit2.hash(_FORMAT_BYTES)  # ledger/FORMAT's blob at this version
 
@@ -233,23 +233,9 @@ class GitStore:
         self._keep(objects)
         return parent, commit
 
-    @contextlib.contextmanager
-    def checked_once(self) -> Iterator[None]:
-        """Check the objects written inside against a concurrent gc once, on leaving (a
-        record's commit and tag: one fresh object database instead of one per ref moved)."""
-        pending: list[Written] = []
-        self._deferred.pending = pending
-        try:
-            yield
-        finally:
-            self._deferred.pending = None
-            self._keep(pending)
-
     def _keep(self, objects: list[Written]) -> None:
         """Restore what a gc pruned under this write (outside the lock: it may wait)."""
-        deferred = getattr(self._deferred, "pending", None)
-        if deferred is not None:
-            deferred.extend(objects)
+        if self._deferred_to_batch(objects):
             return
         try:
             if keep(Path(self.repo.path), objects):
