@@ -95,7 +95,8 @@ def run(day_runs: int, samples: int, first_layout: bool) -> dict[str, float]:
     directory_of = first_layout_dir if first_layout else original
     ledger_module.ledger_dir = directory_of  # the first layout: where the previous version wrote
     try:
-        with tempfile.TemporaryDirectory(prefix="scp-busy-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="scp-busy-",
+                                         ignore_cleanup_errors=True) as tmp:
             quiet, busy = Path(tmp) / "quiet", Path(tmp) / "busy"
             code_quiet, code_busy = make_repo(quiet), make_repo(busy)
             git(busy, "config", "gc.auto", "0")

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
     found: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
-    with tempfile.TemporaryDirectory(prefix="scp-durability-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="scp-durability-", ignore_cleanup_errors=True) as tmp:
         for n in range(args.rounds):
             for mode in MODES:
                 found[mode].append(one(mode, args.runs, Path(tmp), n))

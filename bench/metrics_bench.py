@@ -54,7 +54,7 @@ def timed(fn, samples: int) -> float:
 
 def measure(count: int, samples: int) -> tuple[float, float]:
     """(ms from the totals, ms by a scan) for the unfiltered summary at *count* runs."""
-    with tempfile.TemporaryDirectory(prefix="scp-metrics-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="scp-metrics-", ignore_cleanup_errors=True) as tmp:
         path = Path(tmp) / "index.sqlite"
         index = filled(path, count)
         everything = RunFilter.of({})

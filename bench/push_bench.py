@@ -116,7 +116,7 @@ def goals(result: dict) -> list[Goal]:
 def run(quick: bool = False, long: bool = False) -> list[Goal]:
     """The push goals, measured (10k runs; 500 with *quick*; 100k with *long*)."""
     runs = 500 if quick else 100_000 if long else 10_000
-    with tempfile.TemporaryDirectory(prefix="scp-push-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="scp-push-bench-", ignore_cleanup_errors=True) as tmp:
         result = measure(Path(tmp), runs, 3 if quick else 7, 100 if quick else 1000,
                          1 if quick else 2)
     Ledger.forget_instances()
@@ -135,7 +135,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.runs, args.samples, args.new, args.rounds = 500, 3, 100, 1
-    with tempfile.TemporaryDirectory(prefix="scp-push-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="scp-push-bench-", ignore_cleanup_errors=True) as tmp:
         result = measure(Path(tmp), args.runs, args.samples, args.new, args.rounds)
     found = goals(result)
     print_goals(f"push (first push of {args.runs:,} runs: {result['first_push_s']:.2f} s)", found)

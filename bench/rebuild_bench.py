@@ -56,7 +56,7 @@ def floor(repo: Path, out: Path) -> float:
 
 
 def measure(runs: int) -> tuple[float, float, int]:
-    with tempfile.TemporaryDirectory(prefix="scp-rebuild-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="scp-rebuild-", ignore_cleanup_errors=True) as tmp:
         repo = Path(tmp) / "repo"
         code = make_repo(repo)
         ids = spread_ids(random.Random(9), runs, time.time() - 365 * 86_400, time.time())

@@ -51,7 +51,8 @@ def project(root: Path) -> Path:
 
 def measure(rounds: int, warmup: int = 3) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in commands()}
-    with tempfile.TemporaryDirectory(prefix="scp-startup-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="scp-startup-bench-",
+                                     ignore_cleanup_errors=True) as tmp:
         repo = project(Path(tmp))
         # as installed: byte code cached (the warm-up writes it, outside the checkout)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}

@@ -192,8 +192,9 @@ def test_what_plain_files_do_not_read_is_recorded_by_pygit2(repo: Path, tmp_path
 
 
 def test_trees_it_wrote_are_read_again_once_a_gc_packed_them(repo: Path) -> None:
-    """The store keeps the trees it wrote for the next record, but only while they are loose
-    files: a gc that packed and deleted them sends it to the pack."""
+    """The store keeps the trees it wrote for the next record, but only while the file
+    holding them (loose, or its record's pack) is there: a gc that repacked them and
+    deleted those sends it to the new pack."""
     store = filestore(repo)
     head = git(repo, "rev-parse", "HEAD").strip()
     for _ in range(3):

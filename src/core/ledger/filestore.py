@@ -25,6 +25,7 @@ from controlplane.core.ledger.gc_guard import CheckedOnce, Written, keep, wait_f
 from controlplane.core.ledger.gitconfig import Unsupported
 from controlplane.core.ledger.locks import ref_move
 from controlplane.core.ledger.odb import TYPES, ObjectDatabase, sha1
+from controlplane.core.ledger.packwrite import object_id, write_pack
 from controlplane.core.ledger.store import (
     _FORMAT_BYTES,
     _MISSING_RETRIES,
@@ -48,6 +49,7 @@ _FALLBACK_IDENTITY = ("controlplane", "controlplane@localhost")  # GitStore.sign
 GC_AUTO_DEFAULT = 6700
 CONFIG_CHECKED_EVERY = 1.0  # seconds: git's configuration files are stat'ed at most this often
 TREES_KEPT = 64  # a record's path is 7 trees; a day tree holds up to 256 entries
+PACK_LIMIT_DEFAULT = 50  # git's gc.autoPackLimit
 _FORMAT_OID = sha1(b"blob %d\0" % len(_FORMAT_BYTES) + _FORMAT_BYTES).digest()
 
 Entries = dict[bytes, tuple[bytes, bytes]]  # name -> (mode, 20-byte id)
@@ -104,7 +106,8 @@ class FileStore(CheckedOnce):
         self.odb = ObjectDatabase(git_dir / "objects")
         self.lock = threading.RLock()  # one writer of this process at a time, as GitStore's
         super().__init__()  # objects awaiting one check (checked_once)
-        self._trees: dict[str, Entries] = {}  # id -> entries, oldest first (TREES_KEPT)
+        self._trees: dict[str, tuple[Entries, str]] = {}  # id -> (entries, file holding it)
+        self._new_trees: dict[str, Entries] = {}  # the trees of the commit being made
 
     def _configure(self) -> None:
         """Read what the records need of git's configuration; again once a file changed."""
@@ -121,6 +124,11 @@ class FileStore(CheckedOnce):
             gitconfig.boolean(logging) if logging != "" else True  # unset: not bare, so on
         gc_auto = config.get("gc.auto")
         self.gc_auto = gitconfig.integer(gc_auto) if gc_auto is not None else GC_AUTO_DEFAULT
+        pack_limit = config.get("gc.autopacklimit")
+        self.pack_limit = gitconfig.integer(pack_limit) if pack_limit is not None \
+            else PACK_LIMIT_DEFAULT
+        # a pack per record needs git's automatic packing to roll packs up: off, loose
+        self.packing = self.gc_auto > 0 and self.pack_limit > 0
         self._stamp = self._config_stamp()
 
     def _config_stamp(self) -> list[tuple[int, int]]:
@@ -162,25 +170,29 @@ class FileStore(CheckedOnce):
         return data[5:45].decode("ascii")
 
     def _tree(self, oid: bytes | str | None) -> Entries:
-        """A tree's entries: from the trees this store wrote or read lately while the
-        object is still on disk (one stat, not a read and an inflate), else read."""
+        """A tree's entries: from the trees this store wrote or read lately while the file
+        holding the object (loose, or a pack's index) is still on disk (one stat, not a
+        read and an inflate), else read."""
         if oid is None:
             return {}
         hex_id = oid if isinstance(oid, str) else oid.hex()
         known = self._trees.get(hex_id)
-        if known is not None and self.odb.is_loose(hex_id):
-            return known
+        if known is not None and os.path.exists(known[1]):
+            return known[0]
         kind, data = self.odb.read(hex_id)
         if kind != "tree":
             raise Unsupported(f"{oid!r} is a {kind}, not a tree")
-        return self._remember(hex_id, parse_tree(data))
+        entries = parse_tree(data)
+        where = self.odb.locate(hex_id)
+        if where is not None:
+            self._remember(hex_id, entries, where)
+        return entries
 
-    def _remember(self, hex_id: str, entries: Entries) -> Entries:
+    def _remember(self, hex_id: str, entries: Entries, where: str) -> None:
         trees = self._trees
-        trees[hex_id] = entries
+        trees[hex_id] = (entries, where)
         if len(trees) > TREES_KEPT:
             del trees[next(iter(trees))]
-        return entries
 
     def resolve_commit(self, text: str | None) -> str | None:
         """The full id of commit *text* if this repository has it (as ``GitStore``'s)."""
@@ -200,9 +212,23 @@ class FileStore(CheckedOnce):
     # -- writing ---------------------------------------------------------
 
     def _write(self, kind: str, data: bytes, made: list[Written]) -> bytes:
-        oid = self.odb.write(kind, data)
-        made.append(Written(oid, _TYPE_NUMBERS[kind], data))
-        return bytes.fromhex(oid)
+        """The id of a new object, written by ``_store`` (with the others of *made*)."""
+        oid = object_id(kind, data)
+        made.append(Written(oid.hex(), _TYPE_NUMBERS[kind], data))
+        return oid
+
+    def _store(self, made: list[Written], trees: dict[str, Entries]) -> None:
+        """Write the objects of *made*: one pack (``packwrite``), or loose when there is one
+        or packing is off; the *trees* among them are kept for the next record."""
+        if self.packing and len(made) > 1:
+            where = write_pack(self.odb.dir, [(TYPES[item.type], item.data) for item in made])
+            for hex_id, entries in trees.items():
+                self._remember(hex_id, entries, where)
+            return
+        for item in made:
+            hex_id = self.odb.write(TYPES[item.type], item.data)
+            if hex_id in trees:
+                self._remember(hex_id, trees[hex_id], self.odb.loose_path(hex_id))
 
     def _keep(self, objects: list[Written]) -> None:
         if self._deferred_to_batch(objects):
@@ -236,6 +262,7 @@ class FileStore(CheckedOnce):
         for attempt in range(_RETRIES):
             parent = self.head(branch_ref)
             made: list[Written] = []
+            self._new_trees = {}
             try:
                 root = self._tree(self._tree_of_commit(parent)) if parent else {}
                 leaf = self._entry_tree(files, made)
@@ -244,6 +271,7 @@ class FileStore(CheckedOnce):
                 head = f"tree {tree.hex()}\n" + (f"parent {parent}\n" if parent else "")
                 raw = f"{head}author {signature}\ncommitter {signature}\n\n{message}"
                 commit = self._write("commit", raw.encode(), made).hex()
+                self._store(made, self._new_trees)  # before the branch can point at them
             except FileNotFoundError:  # a prune removed an emptied objects/xx: write again
                 continue
             except KeyError as exc:  # pruned: the tip's objects
@@ -282,7 +310,7 @@ class FileStore(CheckedOnce):
 
     def _written_tree(self, entries: Entries, made: list[Written]) -> bytes:
         oid = self._write("tree", tree_bytes(entries), made)
-        self._remember(oid.hex(), entries)  # the next record starts from these trees
+        self._new_trees[oid.hex()] = entries  # the next record starts from these trees
         return oid
 
     def _format_entry(self, root: Entries, made: list[Written]
@@ -387,6 +415,7 @@ class FileStore(CheckedOnce):
         try:
             with self.lock:
                 tag = self._write("tag", raw, made).hex()
+                self._store(made, {})
                 with ref_move(self.git_dir, ref_name, self.work_tree):
                     if not create_loose_ref(self.git_dir, ref_name, tag):
                         return False

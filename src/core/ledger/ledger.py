@@ -26,6 +26,7 @@ from controlplane.core import settings
 from controlplane.core.lazy import Lazy
 from controlplane.core.ledger import demo_branch, gitfiles, rawlog
 from controlplane.core.ledger.durability import Durability
+from controlplane.core.ledger.gc_guard import gc_running
 from controlplane.core.ledger.gitconfig import Unsupported
 from controlplane.core.ledger.index import RunIndex
 from controlplane.core.ledger.journal import Journal, JournalEntry, kill_left_groups
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 
 GC_SAMPLE_DIR = "17"  # git's own `gc --auto` estimate counts the loose objects of objects/17
 GC_AUTO_DEFAULT = 6700
+GC_LOG_EXPIRY = 86_400.0  # git's gc.logExpiry default: one day
+PACKS_ROLLED_UP = 16  # the records' packs are rolled up past this many (git's limit: 50)
 TAG_NAMESPACES = ("refs/scp/run/", "refs/tags/scp/run/")
 MISSING_OBJECTS = ("the ledger tip %s misses objects (%s): a `git gc --prune=now` ran during a "
                    "record; run `controlplane ledger doctor` to repair it")
@@ -150,6 +153,8 @@ class Ledger:
         self._records = 0
         self._gc: subprocess.Popen[bytes] | None = None
         self._gc_sampled: tuple[int, bool] = (-1, False)  # objects/17's mtime, gc due then
+        self._packs_at_roll_up = 0  # the pack count when this process last rolled them up
+        self._pack_count = 0  # as packs_due last counted
         self.interrupted: list[dict[str, Any]] = []
         # runs that ended here but could not be recorded (disk full…): retried at each open
         self.unrecorded: dict[str, tuple[Run, list[dict[str, Any]]]] = {}
@@ -245,8 +250,7 @@ class Ledger:
         self.durability.recorded()
         self._advance(parent, commit, directory, files, run.to_dict())
         self._records += 1
-        if self.gc_due():
-            self.gc_in_background(skip_run=run.run_id)
+        self._maintain(skip_run=run.run_id)
         if self._records % 100 == 0:
             self.prune_logs()
         return str(commit)
@@ -281,6 +285,7 @@ class Ledger:
         self.recorded_here.append(message["message_id"])
         self.durability.recorded()
         self._advance(parent, commit, directory, files, message=message)
+        self._maintain()
         return str(commit)
 
     def _advance(self, parent, commit, directory, files, run=None, message=None) -> None:
@@ -629,6 +634,61 @@ class Ledger:
             (self.logs_dir / name).unlink(missing_ok=True)
         return len(stale)
 
+    def _maintain(self, skip_run: str | None = None) -> None:
+        """Pack in the background when git would (``gc_due``), else roll up the small
+        packs of the records (``packs_due``)."""
+        if self.gc_due():
+            self.gc_in_background(skip_run=skip_run)
+        elif self.packs_due():
+            self.roll_up_packs()
+
+    def packs_due(self) -> bool:
+        """True when the records' packs (``packwrite``) number over ``PACKS_ROLLED_UP`` (or
+        half git's ``gc.autoPackLimit``), at least ``PACKS_ROLLED_UP // 2`` more than when
+        this process last rolled them up (a roll-up that left as many: not at each record)."""
+        files = self._files
+        if files is None or not files.packing:
+            return False
+        try:
+            count = sum(1 for name in os.listdir(self.git_dir / "objects" / "pack")
+                        if name.endswith(".idx"))
+        except OSError:
+            return False
+        self._pack_count = count
+        if count < self._packs_at_roll_up:
+            self._packs_at_roll_up = 0  # rolled up since
+        return count > min(PACKS_ROLLED_UP, files.pack_limit // 2) \
+            and count >= self._packs_at_roll_up + PACKS_ROLLED_UP // 2
+
+    def wait_background(self, timeout: float | None = None) -> None:
+        """Wait for the gc or roll-up this process started, if one runs (before deleting
+        the repository: benchmarks, tests)."""
+        if self._gc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._gc.wait(timeout)
+
+    def roll_up_packs(self) -> bool:
+        """Start ``git repack -d --geometric=2`` detached: it merges the small packs (and
+        loose objects) into one, all their objects kept whatever reaches them, and leaves
+        the large packs alone. One at a time per clone (``flock`` on a lock of ours); not
+        while a gc runs. Returns True if started."""
+        if (self._gc is not None and self._gc.poll() is None) or gc_running(self.git_dir):
+            return False
+        repack = ["git", "--git-dir", str(self.git_dir), "repack", "-d", "-q", "--geometric=2"]
+        lock = ["flock", "--nonblock", str(self.scp_dir / "repack.lock")]
+        for argv in (lock + repack, repack):  # no flock (not util-linux): git alone
+            try:
+                self._gc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL,
+                                            start_new_session=True, close_fds=True)
+            except OSError as exc:
+                log.debug("could not start %s: %s", argv[0], exc)
+                continue
+            self._packs_at_roll_up = self._pack_count
+            return True
+        return False
+
     def gc_due(self) -> bool:
         """True when git's own ``gc --auto`` rule says so: more loose objects in
         ``objects/17`` than ``gc.auto`` / 256 (a listing of ~30 names), or too many packs
@@ -639,14 +699,25 @@ class Ledger:
         sample = self.git_dir / "objects" / GC_SAMPLE_DIR
         try:
             changed = os.stat(sample).st_mtime_ns
-            if changed == self._gc_sampled[0]:
-                return self._gc_sampled[1]  # no name added or removed since: one stat a record
-            with os.scandir(sample) as found:
-                due = sum(1 for entry in found if len(entry.name) >= 38) > limit
+            if changed == self._gc_sampled[0]:  # no name added or removed: one stat a record
+                due = self._gc_sampled[1]
+            else:
+                with os.scandir(sample) as found:
+                    due = sum(1 for entry in found if len(entry.name) >= 38) > limit
+                self._gc_sampled = (changed, due)
         except OSError:
             return False
-        self._gc_sampled = (changed, due)
-        return due
+        return due and not self._gc_refused()
+
+    def _gc_refused(self) -> bool:
+        """True while git's ``gc --auto`` would refuse to run: its last run left a
+        ``gc.log`` (unreachable objects it may not prune yet, say) less than a day ago,
+        git's ``gc.logExpiry``. Started anyway, it exits at once, after every record."""
+        try:
+            age = time.time() - os.stat(self.git_dir / "gc.log").st_mtime
+        except OSError:
+            return False
+        return age < GC_LOG_EXPIRY
 
     def gc_in_background(self, skip_run: str | None = None) -> bool:
         """Start ``git gc --auto`` detached (it outlives a script or the CLI), unless a run

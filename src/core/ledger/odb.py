@@ -45,13 +45,24 @@ class ObjectDatabase:
             pack.close()
         self._packs = None
 
-    def _loose_path(self, oid: str) -> str:
+    def loose_path(self, oid: str) -> str:
         return os.path.join(self.dir, oid[:2], oid[2:])
+
+    def locate(self, oid: str) -> str | None:
+        """The file holding *oid*: its loose file or the index of a pack listed now."""
+        loose = self.loose_path(oid)
+        if os.path.exists(loose):
+            return loose
+        binary = bytes.fromhex(oid)
+        for name, pack in self._list_packs(False).items():
+            if pack.offset(binary) is not None:
+                return os.path.join(self.dir, "pack", name)
+        return None
 
     def read(self, oid: str) -> tuple[str, bytes]:
         """(type, content) of object *oid* (40 hex); KeyError if this repository lacks it."""
         try:
-            with open(self._loose_path(oid), "rb") as loose:
+            with open(self.loose_path(oid), "rb") as loose:
                 raw = zlib.decompress(loose.read())
         except FileNotFoundError:
             return self._read_packed(oid)
@@ -73,12 +84,9 @@ class ObjectDatabase:
                     return TYPES[kind], data
         raise KeyError(oid)
 
-    def is_loose(self, oid: str) -> bool:
-        return os.path.exists(self._loose_path(oid))
-
     def exists(self, oid: str) -> bool:
         """True if *oid* is loose or in a pack (the packs listed afresh)."""
-        if os.path.exists(self._loose_path(oid)):
+        if os.path.exists(self.loose_path(oid)):
             return True
         binary = bytes.fromhex(oid)
         return any(pack.offset(binary) is not None for pack in self._list_packs(True).values())
@@ -115,7 +123,7 @@ class ObjectDatabase:
         """Write *data* as a loose object of *kind* unless it exists; returns its id."""
         raw = b"%s %d\0" % (kind.encode(), len(data)) + data
         oid = sha1(raw).hexdigest()
-        path = self._loose_path(oid)
+        path = self.loose_path(oid)
         if os.path.exists(path):
             with contextlib.suppress(OSError):
                 os.utime(path)  # freshened, as git does: a prune keeps recent objects

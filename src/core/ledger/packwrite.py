@@ -1,0 +1,109 @@
+"""A record's new objects as one version-2 pack and its index, as ``git fast-import`` and
+``git receive-pack`` store what they receive.
+
+A record makes a dozen objects (two blobs, the trees on its path, the commit). Written
+loose, each is a file created and renamed in its own ``objects/xx`` directory; on ext4 the
+creations dominate the record. One pack is two files. Small packs are rolled up by ``git
+repack --geometric`` (``Ledger.packs_due``) before git's own ``gc.autoPackLimit`` is near.
+
+The pack is written and renamed first, its index last: git, libgit2 and ``odb`` find packs
+by their ``.idx``, so a reader never sees an index without its pack, and a crash leaves at
+worst a temporary file (``tmp_pack_*``, which ``git gc`` removes) or a pack no index names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import zlib
+from collections.abc import Sequence
+
+from controlplane.core.ledger.odb import sha1
+
+TYPE_NUMBERS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
+_IDX_HEADER = b"\377tOc" + struct.pack(">I", 2)
+
+
+def object_id(kind: str, data: bytes) -> bytes:
+    """The 20-byte id git gives *data* as an object of *kind*."""
+    return sha1(b"%s %d\0" % (kind.encode(), len(data)) + data).digest()
+
+
+def _entry_header(kind: str, size: int) -> bytes:
+    """A pack entry's type and size: 3 bits of type, the size in 4 then 7-bit groups."""
+    out = bytearray([(TYPE_NUMBERS[kind] << 4) | (size & 15)])
+    size >>= 4
+    while size:
+        out[-1] |= 0x80
+        out.append(size & 0x7F)
+        size >>= 7
+    return bytes(out)
+
+
+def pack_bytes(objects: Sequence[tuple[str, bytes]]) -> tuple[bytes, bytes]:
+    """(pack, index) holding *objects* ((type, content)), undeltified, zlib level 1 (git's
+    ``core.compression`` for loose objects)."""
+    chunks = [b"PACK", struct.pack(">II", 2, len(objects))]
+    entries: list[tuple[bytes, int, int]] = []  # (id, crc32 of the entry, offset)
+    offset = 12
+    for kind, data in objects:
+        entry = _entry_header(kind, len(data)) + zlib.compress(data, 1)
+        entries.append((object_id(kind, data), zlib.crc32(entry), offset))
+        offset += len(entry)
+        chunks.append(entry)
+    body = b"".join(chunks)
+    pack = body + sha1(body).digest()
+    entries.sort()
+    if offset >= 0x80000000:
+        raise ValueError("a record's pack over 2 GiB")
+    fanout = [0] * 256
+    for oid, _, _ in entries:
+        fanout[oid[0]] += 1
+    running = 0
+    for first in range(256):
+        running += fanout[first]
+        fanout[first] = running
+    index = b"".join([
+        _IDX_HEADER, struct.pack(">256I", *fanout),
+        b"".join(oid for oid, _, _ in entries),
+        b"".join(struct.pack(">I", crc) for _, crc, _ in entries),
+        b"".join(struct.pack(">I", at) for _, _, at in entries),
+        pack[-20:],
+    ])
+    return pack, index + sha1(index).digest()
+
+
+def write_pack(objects_dir: str, objects: Sequence[tuple[str, bytes]]) -> str:
+    """Write *objects* as ``objects/pack/pack-<checksum>.{pack,idx}``; returns the index's
+    path. An existing pack of the same name is kept (the same bytes)."""
+    pack, index = pack_bytes(objects)
+    directory = os.path.join(objects_dir, "pack")
+    name = os.path.join(directory, f"pack-{pack[-20:].hex()}")
+    for suffix, data in ((".pack", pack), (".idx", index)):
+        _publish(directory, name + suffix, data)
+    return name + ".idx"
+
+
+def _publish(directory: str, path: str, data: bytes) -> None:
+    """*data* at *path* (0444) through a temporary file and a rename."""
+    temporary = os.path.join(directory, f"tmp_pack_{os.getpid()}_{os.path.basename(path)[5:17]}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(temporary, flags, 0o444)
+    except FileNotFoundError:
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(temporary, flags, 0o444)
+    except FileExistsError:  # a write of ours that died: its name is ours again
+        os.unlink(temporary)
+        fd = os.open(temporary, flags, 0o444)
+    try:
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.rename(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

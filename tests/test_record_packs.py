@@ -1,0 +1,106 @@
+"""A record's objects as one pack (issue 18 item 5): what a record creates under
+``objects/``, the pack git itself would index byte for byte, the roll-up that keeps the
+packs few, and packing left to loose objects where the project turned git's off."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from controlplane import tracked_run
+from controlplane.core.ledger import Ledger
+from controlplane.core.ledger.ledger import PACKS_ROLLED_UP
+from tests.conftest import git
+
+
+def record(repo: Path) -> str:
+    with tracked_run("test", "test:pack", project_root=repo) as run:
+        pass
+    return run.run_id
+
+
+def object_files(repo: Path) -> set[str]:
+    objects = repo / ".git" / "objects"
+    return {str(path.relative_to(objects)) for path in objects.rglob("*") if path.is_file()}
+
+
+def packs(repo: Path) -> list[Path]:
+    return sorted((repo / ".git" / "objects" / "pack").glob("pack-*.idx"))
+
+
+def test_a_record_creates_one_pack_and_its_tag_not_a_dozen_loose_objects(repo: Path) -> None:
+    """Loose, a record was 12 files (2 blobs, 8 trees, the commit, the tag), each created and
+    renamed in its own directory: the creations were most of a record's cost."""
+    record(repo)  # the first: FORMAT and the branch
+    before = object_files(repo)
+    record(repo)
+    new = object_files(repo) - before
+    assert len([name for name in new if name.startswith("pack/")]) == 2, new  # .pack, .idx
+    assert len([name for name in new if not name.startswith("pack/")]) == 1, new  # the tag
+    assert git(repo, "fsck", "--strict", "--no-dangling").strip() == ""
+
+
+def test_git_indexes_a_record_pack_to_the_same_bytes(repo: Path, tmp_path: Path) -> None:
+    record(repo)
+    record(repo)
+    assert packs(repo)
+    for idx in packs(repo):
+        pack = idx.with_suffix(".pack")
+        ours = tmp_path / "git.idx"
+        name = git(repo, "index-pack", "-o", str(ours), str(pack)).strip()
+        assert idx.name == f"pack-{name}.idx"  # named by its checksum, as git names it
+        assert ours.read_bytes() == idx.read_bytes()
+        git(repo, "verify-pack", str(idx))
+
+
+@pytest.mark.parametrize("setting", ["gc.auto", "gc.autoPackLimit"])
+def test_packing_turned_off_by_the_project_keeps_records_loose(repo: Path, setting: str
+                                                                ) -> None:
+    """Packs per record rely on git's automatic packing to roll them up: a project that
+    turned it off gets loose objects, as git would write them."""
+    git(repo, "config", setting, "0")
+    record(repo)
+    record(repo)
+    assert packs(repo) == []
+    assert len([name for name in object_files(repo) if not name.startswith("pack")]) >= 24
+
+
+def test_the_packs_are_rolled_up_and_every_object_kept(repo: Path) -> None:
+    """Past PACKS_ROLLED_UP packs, a detached ``git repack --geometric`` merges them: every
+    object stays (a pack written before its branch moved, a dangling one), the ledger reads."""
+    (repo / "dangling.txt").write_text("written, never reached\n")
+    dangling = git(repo, "hash-object", "-w", "dangling.txt")
+    ids = [record(repo) for _ in range(PACKS_ROLLED_UP + 2)]
+    deadline = time.monotonic() + 60
+    while len(packs(repo)) > PACKS_ROLLED_UP and time.monotonic() < deadline:
+        time.sleep(0.1)  # polled: the roll-up is a detached git of its own
+    assert len(packs(repo)) <= PACKS_ROLLED_UP // 2, packs(repo)
+    assert git(repo, "cat-file", "-t", dangling.strip()).strip() == "blob"
+    assert git(repo, "fsck", "--strict", "--no-dangling").strip() == ""
+    Ledger.forget_instances()
+    recorded = {json.loads(raw)["run_id"] for _, raw in Ledger.open(repo).index.rows()}
+    assert recorded >= set(ids)
+    for run_id in ids:
+        assert git(repo, "cat-file", "-t", f"refs/scp/run/{run_id}").strip() == "tag"
+
+
+def test_no_gc_is_started_after_every_record_while_git_refuses_it(repo: Path) -> None:
+    """After a ``gc --auto`` that left ``gc.log`` (objects it could not prune yet), git
+    refuses to run again for a day: starting it after each record only cost a process."""
+    git(repo, "config", "gc.auto", "1")  # due at any loose object in objects/17
+    (repo / ".git" / "objects" / "17").mkdir(parents=True, exist_ok=True)
+    for n in range(3):
+        (repo / ".git" / "objects" / "17" / (f"{n}" * 38)).write_bytes(b"x")
+    (repo / ".git" / "gc.log").write_text("warning: There are too many unreachable loose "
+                                          "objects; run 'git prune' to remove them.\n")
+    ledger = Ledger.open(repo)
+    record(repo)
+    assert ledger.gc_due() is False and ledger._gc is None
+    old = time.time() - 2 * 86_400
+    os.utime(repo / ".git" / "gc.log", (old, old))  # expired: git would run again
+    ledger._gc_sampled = (-1, False)
+    assert ledger.gc_due() is True
