@@ -95,7 +95,8 @@ def test_gc_prune_now_racing_records_loses_nothing(tmp_path: Path) -> None:
 def break_the_tip(repo: Path, lost: int) -> list[str]:
     """Leave the state a prune racing *lost* records leaves: the tip and reflog name commits
     whose objects are gone. Real git does it: the branch steps back, the newest reflog entries
-    go, ``git prune --expire=now`` deletes the records' objects, the branch file comes back."""
+    go, ``git gc --prune=now`` deletes the records' objects (a record's pack too: ``git prune``
+    alone deletes loose objects only), the branch file comes back."""
     branch = repo / ".git" / "refs" / "heads" / "scp-ledger"
     reflog = repo / ".git" / "logs" / "refs" / "heads" / "scp-ledger"
     tip, log_text = branch.read_text(), reflog.read_text()
@@ -103,7 +104,7 @@ def break_the_tip(repo: Path, lost: int) -> list[str]:
     git(repo, "update-ref", "refs/heads/scp-ledger", f"scp-ledger~{lost}")
     for _ in range(lost + 1):
         git(repo, "reflog", "delete", "scp-ledger@{0}")
-    git(repo, "prune", "--expire=now")
+    git(repo, "-c", "gc.cruftPacks=false", "gc", "-q", "--prune=now")
     branch.write_text(tip)
     reflog.write_text(log_text)
     for commit in lost_commits:
