@@ -5,7 +5,11 @@
 *ours*: an empty ``tracked_run`` (open, journal, commit, tag, view, index).
 *floor*: what git needs for the same run and nothing else, with pygit2 in process: the two
 blobs, the trees on the run's path, the commit, the branch moved, the tag object and its
-ref, on a branch of its own that starts at the ledger's tip (the same tree sizes).
+ref, on a branch of its own that starts at the ledger's tip (the same tree sizes), in a
+copy of the filled repository's ``.git`` (``floor_copy``). The floor's objects are loose, as
+libgit2 writes them (pygit2 has no way to write new objects as a pack); ours are one pack
+per record (``ledger/packwrite.py``), rolled up by a detached ``git repack`` that runs
+during the rounds, on the other core, as it would in use.
 Samples alternate between the two. Goals: ours / floor <= 1.3 at 0 and N runs and on a
 day of 5,000 runs (item 5), ours @N / ours @0 <= 1.2 with N run refs packed (item 4).
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -103,6 +108,15 @@ class Floor:
         return builder.write()
 
 
+def floor_copy(repo: Path) -> Path:
+    """A copy of *repo*'s ``.git`` (the ledger's objects and refs, not our caches) for the
+    floor to write in: in the same objects directory, our records' packs and their
+    roll-up would make the floor's writes find and re-list packs it never made."""
+    copy = repo.with_name(repo.name + "-floor") / ".git"
+    shutil.copytree(repo / ".git", copy, symlinks=True, ignore=shutil.ignore_patterns("scp"))
+    return copy.parent
+
+
 def ours(repo: Path):
     def record() -> None:
         with tracked_run("test", "test:bench", project_root=repo):
@@ -154,7 +168,7 @@ def measure(runs: int, samples: int, day_runs: int = 0) -> dict[str, float]:
             found[f"prefill_s_{label}"] = time.perf_counter() - t0
             print(f"  filled @{label}: {count:,} runs in {found[f'prefill_s_{label}']:.0f} s, "
                   f"load {load()}", flush=True)
-            calls += [ours(repo), Floor(repo, code)]
+            calls += [ours(repo), Floor(floor_copy(repo), code)]
             repos.append(repo)
         medians = interleaved(calls, samples)
         for number, (label, count, _, _) in enumerate(scenarios):

@@ -108,6 +108,9 @@ class FileStore(CheckedOnce):
         super().__init__()  # objects awaiting one check (checked_once)
         self._trees: dict[str, tuple[Entries, str]] = {}  # id -> (entries, file holding it)
         self._new_trees: dict[str, Entries] = {}  # the trees of the commit being made
+        self._packed: tuple[str, set[str]] = ("", set())  # the last pack written: index, ids
+        self._staging = threading.local()  # .tag: (run id, commit, tag object) of stage_tag
+        self._commit_trees: dict[str, tuple[str, str]] = {}  # commit -> (tree, file holding)
 
     def _configure(self) -> None:
         """Read what the records need of git's configuration; again once a file changed."""
@@ -164,6 +167,11 @@ class FileStore(CheckedOnce):
         return gitfiles.read_ref(self.git_dir, branch_ref)
 
     def _tree_of_commit(self, commit: str) -> str:
+        """The tree of *commit*: remembered for the commits this store wrote while the file
+        holding the commit is there (one stat), else read."""
+        known = self._commit_trees.get(commit)
+        if known is not None and os.path.exists(known[1]):
+            return known[0]
         kind, data = self.odb.read(commit)
         if kind != "commit" or not data.startswith(b"tree "):
             raise Unsupported(f"{commit} is not a commit")
@@ -224,6 +232,7 @@ class FileStore(CheckedOnce):
             where = write_pack(self.odb.dir, [(TYPES[item.type], item.data) for item in made])
             for hex_id, entries in trees.items():
                 self._remember(hex_id, entries, where)
+            self._packed = (where, {str(item.oid) for item in made})
             return
         for item in made:
             hex_id = self.odb.write(TYPES[item.type], item.data)
@@ -239,6 +248,11 @@ class FileStore(CheckedOnce):
             raise LedgerWriteError(f"could not check the ledger's new objects: {exc}") from exc
 
     def _restore_missing(self, git_dir: Path, objects: list[Written]) -> list[Written]:
+        """Write back the *objects* gone since written: those of the last pack written are
+        all there while its index is (a pack is deleted whole, never edited)."""
+        where, inside = self._packed
+        if inside and os.path.exists(where):
+            objects = [item for item in objects if str(item.oid) not in inside]
         with self.lock:
             missing = [item for item in objects if not self.odb.exists(str(item.oid))]
             for item in missing:
@@ -271,7 +285,12 @@ class FileStore(CheckedOnce):
                 head = f"tree {tree.hex()}\n" + (f"parent {parent}\n" if parent else "")
                 raw = f"{head}author {signature}\ncommitter {signature}\n\n{message}"
                 commit = self._write("commit", raw.encode(), made).hex()
+                staged = getattr(self._staging, "tag", None)
+                if staged is not None:
+                    self._write("tag", staged[2], made)
                 self._store(made, self._new_trees)  # before the branch can point at them
+                self._commit_trees = {commit: (tree.hex(), self._packed[0] if self.packing
+                                               else self.odb.loose_path(commit))}
             except FileNotFoundError:  # a prune removed an emptied objects/xx: write again
                 continue
             except KeyError as exc:  # pruned: the tip's objects
@@ -400,22 +419,38 @@ class FileStore(CheckedOnce):
         finally:
             os.close(fd)
 
+    def stage_tag(self, run_id: str, commit: str, message: str, tagger: str | None = None
+                  ) -> None:
+        """The tag object ``tag_run`` will point at, written with the next commit's pack (one
+        file fewer per record); nothing when its signature is not ours to write."""
+        try:
+            raw = self._tag_bytes(run_id, commit, message, tagger)
+        except Unsupported:
+            return
+        self._staging.tag = (run_id, commit, raw)
+
+    def _tag_bytes(self, run_id: str, commit: str, message: str, tagger: str | None) -> bytes:
+        return (f"object {commit}\ntype commit\ntag scp/run/{run_id}\n"
+                f"tagger {self._signature(tagger)}\n\n{message}\n").encode()
+
     def tag_run(self, run_id: str, commit: str, message: str, tagger: str | None = None) -> bool:
         """As ``GitStore.tag_run``: the annotated tag ``scp/run/<id>``; False if it exists."""
         ref_name = self.tag_prefix + run_id
+        staged = getattr(self._staging, "tag", None)
+        self._staging.tag = None
         try:
-            signature = self._signature(tagger)
+            raw = staged[2] if staged is not None and staged[:2] == (run_id, commit) \
+                else self._tag_bytes(run_id, commit, message, tagger)
         except Unsupported:
             return self.fallback().tag_run(run_id, commit, message, tagger)
         if gitfiles.read_ref(self.git_dir, ref_name) is not None:
             return False
-        raw = (f"object {commit}\ntype commit\ntag scp/run/{run_id}\n"
-               f"tagger {signature}\n\n{message}\n").encode()
         made: list[Written] = []
         try:
             with self.lock:
                 tag = self._write("tag", raw, made).hex()
-                self._store(made, {})
+                if tag not in self._packed[1] or not os.path.exists(self._packed[0]):
+                    self._store(made, {})  # not in the commit's pack: loose
                 with ref_move(self.git_dir, ref_name, self.work_tree):
                     if not create_loose_ref(self.git_dir, ref_name, tag):
                         return False

@@ -40,15 +40,9 @@ CANCEL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL, as the tool runner's 
 _POLL = 0.05  # how often a signalled group is checked for members left
 
 
-def write_atomic(path: Path, data: bytes, reuse: Path | None = None) -> None:
-    """Write *data* to *path* via a temporary file and a rename; on failure, no file is left.
-
-    *reuse*: a spare file of this process to become the temporary file (its inode reused).
-    """
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write *data* to *path* via a temporary file and a rename; on failure, no file is left."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if reuse is not None:
-        with suppress(OSError):  # none spare (the first run, or another thread took it)
-            os.rename(reuse, tmp)
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -98,6 +92,7 @@ class Journal:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._writers: dict[str, tuple[str, int, float | None]] = {}  # entry -> host, pid, start
         self._spare_kept = False
+        self._spare_lock = threading.Lock()
 
     def meta_path(self, run_id: str) -> Path:
         return self.dir / f"{run_id}.json"
@@ -148,8 +143,7 @@ class Journal:
                              pid_start=process_start_time(pid))
         run_id = run["run_id"]
         try:
-            write_atomic(self.meta_path(run_id), entry.to_json(),  # first: no orphan spool
-                         reuse=self._spare())
+            self._write_entry(self.meta_path(run_id), entry.to_json())  # first: no orphan spool
             os.close(os.open(self.events_path(run_id), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
                              0o666))  # the spool: new, so no utime first as Path.touch does
         except OSError as exc:
@@ -160,6 +154,34 @@ class Journal:
                 f"run {run_id} not started: cannot write the journal {self.dir} "
                 f"({disk_errors.reason(exc)}); {disk_errors.what_to_do(exc)}") from None
         return entry
+
+    def _write_entry(self, path: Path, data: bytes) -> None:
+        """A new entry at *path*: written into this process's spare file (``_spare``) and
+        renamed into place, or through a temporary file when there is none. Written over,
+        not truncated first: the spare's block is reused, not freed and allocated again."""
+        with self._spare_lock:  # one thread at a time writes into the spare
+            spare = self._spare()
+            try:
+                fd = os.open(spare, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:  # none yet (the first run) or not a plain file of ours
+                fd = -1
+            if fd >= 0:
+                try:
+                    try:
+                        written = os.write(fd, data)
+                        os.ftruncate(fd, written)
+                    finally:
+                        os.close(fd)
+                    if written == len(data):
+                        os.rename(spare, path)
+                        return
+                except OSError:
+                    with suppress(OSError):
+                        os.unlink(spare)  # a disk full midway: no half entry, no spare
+                    raise
+                with suppress(OSError):
+                    os.unlink(spare)
+        write_atomic(path, data)
 
     def update(self, entry: JournalEntry) -> None:
         write_atomic(self.meta_path(entry.run["run_id"]), entry.to_json())

@@ -259,10 +259,13 @@ class Ledger:
                         files: dict[str, bytes], message: str) -> tuple[Any, Any]:
         """The run's commit on the ledger branch, then its tag; returns (parent, commit)."""
         with writer.checked_once():  # the gc guard's check: once for commit and tag
+            code_commit = writer.resolve_commit((run.code_ref or {}).get("commit"))
+            if code_commit:  # its object goes with the commit's where the writer can
+                writer.stage_tag(run.run_id, code_commit, f"{run.subtype} {run.status}",
+                                 tagger=run.actor.get("name"))
             parent, commit = writer.commit_files(directory, files, message,
                                                  author=run.actor.get("name"))
             self.recorded_here.append(run.run_id)
-            code_commit = writer.resolve_commit((run.code_ref or {}).get("commit"))
             if code_commit:
                 try:
                     writer.tag_run(run.run_id, code_commit, f"{run.subtype} {run.status}",

@@ -373,6 +373,11 @@ class GitStore(CheckedOnce):
             except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
                 return None
 
+    def stage_tag(self, run_id: str, commit: str, message: str, tagger: str | None = None
+                  ) -> None:
+        """Nothing: ``tag_run`` writes the tag object here (``FileStore`` packs it with the
+        commit)."""
+
     def tag_run(self, run_id: str, commit: str, message: str, tagger: str | None = None) -> bool:
         """Create the annotated tag object ``scp/run/<id>`` on *commit*; False if it exists."""
         with self.lock:
