@@ -297,6 +297,9 @@ class Ledger:
             self._advance_caches(parent, commit, directory, files, run, message)
         except (OSError, sqlite3.Error) as exc:  # the commit is the truth: caches catch up later
             log.warning("recorded, but view and index are behind: %s", exc)
+        except (KeyError, pygit2.GitError) as exc:  # a tip another writer has not restored yet
+            log.warning("recorded, but view and index are behind (%s): %s",  # (gc_guard)
+                        "a concurrent git gc pruned objects", exc)
 
     def _advance_caches(self, parent, commit, directory, files, run, message) -> None:
         parent_text = str(parent) if parent is not None else None

@@ -58,6 +58,11 @@ OUTBOX_DIR = "outbox-"  # under .git/scp/: a push's throw-away repository, <pid>
 CONFLICTS = "conflicts"  # under .git/scp/: remote versions of entries we kept ours of
 
 
+# git push's words for a remote whose refs moved since we read them: fetch, merge, try again.
+# "cannot lock ref ... is at X but expected Y": another push (one of ours, interrupted, whose
+# git went on) landed between git's ref advertisement and its update.
+REMOTE_MOVED = ("fetch first", "non-fast-forward", "but expected")
+
 def rejection_reason(stderr: str) -> str:
     """What the remote said (its ``remote:`` lines, e.g. a hook's reason), then git's verdict.
 
@@ -381,7 +386,7 @@ class LedgerSync:
             if pushed is None or pushed.ok:
                 report.pushed, report.tags_pushed = True, len(published)
                 return report
-            if "fetch first" not in pushed.stderr and "non-fast-forward" not in pushed.stderr:
+            if not any(moved in pushed.stderr for moved in REMOTE_MOVED):
                 raise SyncError("remote_rejected", rejection_reason(pushed.stderr) or
                                 pushed.error_message)
             remote_refs = self._remote_refs()  # the remote moved meanwhile: merge, try again
