@@ -17,10 +17,10 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from controlplane.core import settings
 from controlplane.core.lazy import Lazy
@@ -52,6 +52,7 @@ else:
     subprocess = Lazy(globals(), "subprocess")  # git gc
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 GC_SAMPLE_DIR = "17"  # git's own `gc --auto` estimate counts the loose objects of objects/17
 GC_AUTO_DEFAULT = 6700
@@ -241,12 +242,8 @@ class Ledger:
         message = f"run {run.run_id} {run.subtype} {run.status}\n\n{run.summary}".rstrip()
         if demo_branch.is_demo(run):  # the simulator's: a local branch, never pushed
             return demo_branch.record_demo(self, run, directory, files, message)
-        writer = self.writer
-        try:
-            parent, commit = self._commit_and_tag(writer, run, directory, files, message)
-        except Unsupported as exc:  # raised before the branch moved: nothing recorded yet
-            self._refuse_files(exc)
-            parent, commit = self._commit_and_tag(self.store, run, directory, files, message)
+        parent, commit = self._write_with(
+            lambda writer: self._commit_and_tag(writer, run, directory, files, message))
         self.durability.recorded()
         self._advance(parent, commit, directory, files, run.to_dict())
         self._records += 1
@@ -254,6 +251,15 @@ class Ledger:
         if self._records % 100 == 0:
             self.prune_logs()
         return str(commit)
+
+    def _write_with(self, write: Callable[[GitStore | FileStore], _T]) -> _T:
+        """*write* through ``writer``; again through pygit2 when FileStore answers
+        ``Unsupported`` (always before the branch moved: nothing was recorded)."""
+        try:
+            return write(self.writer)
+        except Unsupported as exc:
+            self._refuse_files(exc)
+            return write(self.store)
 
     def _commit_and_tag(self, writer: GitStore | FileStore, run: Run, directory: str,
                         files: dict[str, bytes], message: str) -> tuple[Any, Any]:
@@ -280,11 +286,8 @@ class Ledger:
         directory = chat_dir(message["message_id"])
         files = {"message.json": dumps(message)}
         author = (message.get("author") or {}).get("name")
-        try:
-            parent, commit = self.writer.commit_files(directory, files, "chat message", author)
-        except Unsupported as exc:  # raised before the branch moved: nothing recorded yet
-            self._refuse_files(exc)
-            parent, commit = self.store.commit_files(directory, files, "chat message", author)
+        parent, commit = self._write_with(
+            lambda writer: writer.commit_files(directory, files, "chat message", author))
         self.recorded_here.append(message["message_id"])
         self.durability.recorded()
         self._advance(parent, commit, directory, files, message=message)
