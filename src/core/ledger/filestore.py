@@ -111,6 +111,7 @@ class FileStore(CheckedOnce):
         self._packed: tuple[str, set[str]] = ("", set())  # the last pack written: index, ids
         self._staging = threading.local()  # .tag: (run id, commit, tag object) of stage_tag
         self._commit_trees: dict[str, tuple[str, str]] = {}  # commit -> (tree, file holding)
+        self._commits_found: dict[str, str] = {}  # code commit -> file holding it
 
     def _configure(self) -> None:
         """Read what the records need of git's configuration; again once a file changed."""
@@ -203,19 +204,31 @@ class FileStore(CheckedOnce):
             del trees[next(iter(trees))]
 
     def resolve_commit(self, text: str | None) -> str | None:
-        """The full id of commit *text* if this repository has it (as ``GitStore``'s)."""
+        """The full id of commit *text* if this repository has it (as ``GitStore``'s). A
+        commit found here before is taken while the file holding it is there (one stat:
+        the packs change at every record, and a search lists them again)."""
         if not text:
             return None
         if len(text) != 40 or not all(c in "0123456789abcdef" for c in text):
             return self.fallback().resolve_commit(text)  # a short id: libgit2 resolves it
+        known = self._commits_found.get(text)
+        if known is not None and os.path.exists(known):
+            return text
         try:
             with self.lock:
                 kind, _ = self.odb.read(text)
+                where = self.odb.locate(text) if kind == "commit" else None
         except KeyError:
             return None
         except Unsupported:
             return self.fallback().resolve_commit(text)
-        return text if kind == "commit" else self.fallback().resolve_commit(text)
+        if kind != "commit":
+            return self.fallback().resolve_commit(text)
+        if where is not None:
+            if len(self._commits_found) >= TREES_KEPT:
+                self._commits_found.pop(next(iter(self._commits_found)))
+            self._commits_found[text] = where
+        return text
 
     # -- writing ---------------------------------------------------------
 
