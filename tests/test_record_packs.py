@@ -15,7 +15,7 @@ import pytest
 
 from controlplane import tracked_run
 from controlplane.core.ledger import Ledger
-from controlplane.core.ledger.ledger import PACKS_ROLLED_UP
+from controlplane.core.ledger.ledger import PACKS_ROLLED_UP, PACKS_URGENT
 from tests.conftest import git
 
 
@@ -117,7 +117,28 @@ def test_writers_in_several_processes_and_their_roll_ups_lose_nothing(repo: Path
     tags = git(repo, "for-each-ref", "--format=%(objecttype)", "refs/scp/run").split()
     assert tags == ["tag"] * 100
     assert int(git(repo, "rev-list", "--count", "scp-ledger")) == 100
-    assert len(packs(repo)) <= PACKS_ROLLED_UP + 4, packs(repo)  # rolled up as they went
+    assert len(packs(repo)) <= PACKS_URGENT + 4, packs(repo)  # rolled up as they went
+
+
+def test_a_pull_keeps_what_it_fetched_as_a_pack(tmp_path: Path) -> None:
+    """A few fetched objects were unpacked as loose files (git's fetch.unpackLimit, 100):
+    a loose write that makes its objects/xx directory fails when a roll-up's prune-packed
+    removes the empty directory in between (seen: 1 of 10 pulls beside 4 busy writers)."""
+    from controlplane.core.ledger.sync import LedgerSync
+    from tests.reliability.test_pull_turns import clones
+
+    a, b = clones(tmp_path)
+    record(a)
+    for _ in range(2):
+        record(b)
+    LedgerSync(Ledger.open(b)).push()
+    before = {name for name in object_files(a) if not name.startswith(("pack", "info"))}
+    report = LedgerSync(Ledger.open(a)).pull()
+    assert report.pulled_runs == 2
+    loose = {name for name in object_files(a) if not name.startswith(("pack", "info"))}
+    kinds = {git(a, "cat-file", "-t", name.replace("/", "")).strip() for name in loose - before}
+    assert kinds <= {"tree", "commit"}, kinds  # the merge's own; every fetched one is packed
+    assert git(a, "fsck", "--strict", "--no-dangling").strip() == ""
 
 
 def test_no_gc_is_started_after_every_record_while_git_refuses_it(repo: Path) -> None:

@@ -58,6 +58,8 @@ GC_SAMPLE_DIR = "17"  # git's own `gc --auto` estimate counts the loose objects 
 GC_AUTO_DEFAULT = 6700
 GC_LOG_EXPIRY = 86_400.0  # git's gc.logExpiry default: one day
 PACKS_ROLLED_UP = 16  # the records' packs are rolled up past this many (git's limit: 50)
+ROLL_UP_EVERY = 10.0  # seconds: at most one roll-up per clone this often, below PACKS_URGENT
+PACKS_URGENT = 40  # past this many, a roll-up is started whenever none runs
 TAG_NAMESPACES = ("refs/scp/run/", "refs/tags/scp/run/")
 MISSING_OBJECTS = ("the ledger tip %s misses objects (%s): a `git gc --prune=now` ran during a "
                    "record; run `controlplane ledger doctor` to repair it")
@@ -654,7 +656,12 @@ class Ledger:
     def packs_due(self) -> bool:
         """True when the records' packs (``packwrite``) number over ``PACKS_ROLLED_UP`` (or
         half git's ``gc.autoPackLimit``), at least ``PACKS_ROLLED_UP // 2`` more than when
-        this process last rolled them up (a roll-up that left as many: not at each record)."""
+        this process last rolled them up (a roll-up that left as many: not at each record),
+        and no roll-up of this clone started in the last ``ROLL_UP_EVERY`` seconds unless
+        they number over ``PACKS_URGENT``. A roll-up's ``prune-packed`` removes the empty
+        ``objects/xx`` directories, and a loose-object writer that has just made one (git,
+        libgit2) fails when it goes between the ``mkdir`` and the file: rare, as with git's
+        own gc, and kept rare by not rolling up at every sixteenth record of a busy clone."""
         files = self._files
         if files is None or not files.packing:
             return False
@@ -666,8 +673,16 @@ class Ledger:
         self._pack_count = count
         if count < self._packs_at_roll_up:
             self._packs_at_roll_up = 0  # rolled up since
-        return count > min(PACKS_ROLLED_UP, files.pack_limit // 2) \
-            and count >= self._packs_at_roll_up + PACKS_ROLLED_UP // 2
+        if count <= min(PACKS_ROLLED_UP, files.pack_limit // 2) \
+                or count < self._packs_at_roll_up + PACKS_ROLLED_UP // 2:
+            return False
+        if count > min(PACKS_URGENT, files.pack_limit - 5):
+            return True
+        try:  # the last roll-up of any process here: its lock file's time
+            since = time.time() - os.stat(self.scp_dir / "repack.lock").st_mtime
+        except OSError:
+            return True
+        return since >= ROLL_UP_EVERY
 
     def wait_background(self, timeout: float | None = None) -> None:
         """Wait for the gc or roll-up this process started, if one runs (before deleting
@@ -685,6 +700,8 @@ class Ledger:
             return False
         repack = ["git", "--git-dir", str(self.git_dir), "repack", "-d", "-q", "--geometric=2"]
         lock = ["flock", "--nonblock", str(self.scp_dir / "repack.lock")]
+        with contextlib.suppress(OSError):  # its time: when the last roll-up started
+            (self.scp_dir / "repack.lock").touch()
         for argv in (lock + repack, repack):  # no flock (not util-linux): git alone
             try:
                 self._gc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,

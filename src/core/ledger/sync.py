@@ -199,8 +199,11 @@ class LedgerSync:
             specs += [f"+{name}:{self.staged}{name[len(TAG_PREFIX):]}" for name in missing]
         if not specs:
             return None
-        fetched = run_tool(["git", "-C", str(self.ledger.root), "fetch", "--no-tags", "--quiet",
-                            "--refmap=", "--stdin", "--", self.remote],
+        # fetch.unpackLimit=1: what is fetched stays one pack, as a record is (packwrite), and
+        # is never written as loose files racing a roll-up's prune-packed over objects/xx
+        fetched = run_tool(["git", "-C", str(self.ledger.root), "-c", "fetch.unpackLimit=1",
+                            "fetch", "--no-tags", "--quiet", "--refmap=", "--stdin", "--",
+                            self.remote],
                            stdin_data="".join(f"{spec}\n" for spec in specs), timeout=300)
         if not fetched.ok:
             raise SyncError("fetch_failed", fetched.stderr.strip()[-500:] or
