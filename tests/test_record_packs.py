@@ -15,7 +15,7 @@ import pytest
 
 from controlplane import tracked_run
 from controlplane.core.ledger import Ledger
-from controlplane.core.ledger.ledger import PACKS_ROLLED_UP, PACKS_URGENT
+from controlplane.core.ledger.ledger import PACKS_ROLLED_UP, PACKS_URGENT, ROLL_UP_EVERY
 from tests.conftest import git
 
 
@@ -89,6 +89,27 @@ def test_the_packs_are_rolled_up_and_every_object_kept(repo: Path) -> None:
     assert recorded >= set(ids)
     for run_id in ids:
         assert git(repo, "cat-file", "-t", f"refs/scp/run/{run_id}").strip() == "tag"
+
+
+def test_roll_ups_of_a_busy_clone_are_paced(repo: Path) -> None:
+    """A roll-up's prune-packed removes empty objects/xx directories under loose writers
+    (git's own race): a clone is rolled up at most every ROLL_UP_EVERY seconds while it
+    holds PACKS_URGENT packs or fewer, not at each sixteenth record."""
+    ledger = Ledger.open(repo)
+    for _ in range(PACKS_ROLLED_UP + 1):
+        record(repo)
+    ledger.wait_background(timeout=120)  # the first roll-up: nothing before it
+    assert len(packs(repo)) <= PACKS_ROLLED_UP // 2
+    for _ in range(PACKS_ROLLED_UP + 2):
+        record(repo)
+    ledger.wait_background(timeout=120)
+    assert PACKS_ROLLED_UP < len(packs(repo)) <= PACKS_URGENT  # paced: none this time
+    lock = repo / ".git" / "scp" / "repack.lock"
+    long_ago = time.time() - 2 * ROLL_UP_EVERY
+    os.utime(lock, (long_ago, long_ago))
+    record(repo)
+    ledger.wait_background(timeout=120)
+    assert len(packs(repo)) <= PACKS_ROLLED_UP // 2
 
 
 WRITER = """
