@@ -39,7 +39,11 @@ def journal_entries(repo: Path) -> list[dict[str, Any]]:
 
 
 def fsck(repo: Path) -> subprocess.CompletedProcess:
-    """``git fsck --full --strict`` of *repo* (no dangling noise)."""
+    """``git fsck --full --strict`` of *repo* (no dangling noise), once no roll-up or gc
+    of any process deletes packs under it."""
+    from controlplane.core.ledger import Ledger
+
+    Ledger.open(repo, recover=False, caches=False).wait_background()
     return subprocess.run(["git", "fsck", "--full", "--strict", "--no-dangling"], cwd=repo,
                           capture_output=True, text=True, check=False, timeout=120)
 

@@ -124,4 +124,5 @@ def test_ten_pulls_succeed_beside_four_busy_writers(tmp_path: Path) -> None:
     assert set(b_runs) <= runs_in_branch, "a pulled run is missing"
     for run_id in [*written, *b_runs]:
         assert ledger.index.get(run_id) is not None, run_id
+    ledger.wait_background()  # the writers' last roll-up, detached
     git(a, "fsck", "--no-dangling")

@@ -56,6 +56,7 @@ def diagnose(ledger: Ledger) -> DoctorReport:
     """Run every check; the index and view are rebuilt from the ledger."""
     report = DoctorReport()
     report.stale_locks = clear_stale_locks(ledger.git_dir, ledger.root)  # before any write
+    ledger.wait_background()  # a roll-up or gc deleting packs under fsck reads as damage
     _fsck(ledger, report)
     if not report.fsck_ok:  # a tip with pruned objects: back to a readable one, then re-record
         try:

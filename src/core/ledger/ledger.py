@@ -9,6 +9,7 @@ processes as ``interrupted``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ from controlplane.core import settings
 from controlplane.core.lazy import Lazy
 from controlplane.core.ledger import demo_branch, gitfiles, rawlog
 from controlplane.core.ledger.durability import Durability
-from controlplane.core.ledger.gc_guard import gc_running
+from controlplane.core.ledger.gc_guard import GC_WAIT_SECONDS, gc_running, wait_for_gc
 from controlplane.core.ledger.gitconfig import Unsupported
 from controlplane.core.ledger.index import RunIndex
 from controlplane.core.ledger.journal import Journal, JournalEntry, kill_left_groups
@@ -684,12 +685,30 @@ class Ledger:
             return True
         return since >= ROLL_UP_EVERY
 
-    def wait_background(self, timeout: float | None = None) -> None:
-        """Wait for the gc or roll-up this process started, if one runs (before deleting
-        the repository: benchmarks, tests)."""
+    def wait_background(self, timeout: float = GC_WAIT_SECONDS) -> None:
+        """Wait (at most *timeout* s) for the gc or roll-up this process started, then for
+        any process's roll-up (its ``flock`` on ``repack.lock``) and ``git gc`` (``gc.pid``):
+        before reading the object store whole (``ledger doctor``'s fsck: a pack deleted
+        under it reads as damage) or deleting the repository (benchmarks, tests)."""
+        deadline = time.monotonic() + timeout
         if self._gc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._gc.wait(timeout)
+        try:
+            fd = os.open(self.scp_dir / "repack.lock", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        try:
+            while fd >= 0 and time.monotonic() < deadline:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a roll-up holds it
+                    break
+                except BlockingIOError:
+                    time.sleep(0.05)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        wait_for_gc(self.git_dir, max(0.0, deadline - time.monotonic()))
 
     def roll_up_packs(self) -> bool:
         """Start ``git repack -d --geometric=2`` detached: it merges the small packs (and
