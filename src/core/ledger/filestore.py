@@ -238,19 +238,21 @@ class FileStore(CheckedOnce):
         made.append(Written(oid.hex(), _TYPE_NUMBERS[kind], data))
         return oid
 
-    def _store(self, made: list[Written], trees: dict[str, Entries]) -> None:
+    def _store(self, made: list[Written], trees: dict[str, Entries]) -> str | None:
         """Write the objects of *made*: one pack (``packwrite``), or loose when there is one
-        or packing is off; the *trees* among them are kept for the next record."""
+        or packing is off; the *trees* among them are kept for the next record. Returns
+        the pack's index, None when loose."""
         if self.packing and len(made) > 1:
             where = write_pack(self.odb.dir, [(TYPES[item.type], item.data) for item in made])
             for hex_id, entries in trees.items():
                 self._remember(hex_id, entries, where)
             self._packed = (where, {str(item.oid) for item in made})
-            return
+            return where
         for item in made:
             hex_id = self.odb.write(TYPES[item.type], item.data)
             if hex_id in trees:
                 self._remember(hex_id, trees[hex_id], self.odb.loose_path(hex_id))
+        return None
 
     def _keep(self, objects: list[Written]) -> None:
         if self._deferred_to_batch(objects):
@@ -301,9 +303,8 @@ class FileStore(CheckedOnce):
                 staged = getattr(self._staging, "tag", None)
                 if staged is not None:
                     self._write("tag", staged[2], made)
-                self._store(made, self._new_trees)  # before the branch can point at them
-                self._commit_trees = {commit: (tree.hex(), self._packed[0] if self.packing
-                                               else self.odb.loose_path(commit))}
+                pack = self._store(made, self._new_trees)  # before the branch points at them
+                self._commit_trees = {commit: (tree.hex(), pack or self.odb.loose_path(commit))}
             except FileNotFoundError:  # a prune removed an emptied objects/xx: write again
                 continue
             except KeyError as exc:  # pruned: the tip's objects

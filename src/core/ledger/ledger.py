@@ -723,10 +723,7 @@ class Ledger:
             (self.scp_dir / "repack.lock").touch()
         for argv in (lock + repack, repack):  # no flock (not util-linux): git alone
             try:
-                self._gc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                            stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL,
-                                            start_new_session=True, close_fds=True)
+                self._gc = _start_detached(argv)
             except OSError as exc:
                 log.debug("could not start %s: %s", argv[0], exc)
                 continue
@@ -774,13 +771,18 @@ class Ledger:
             return False  # never inside a run: the next record checks again
         argv = ["git", "--git-dir", str(self.git_dir), "gc", "--auto", "--quiet"]
         try:
-            self._gc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True, close_fds=True)
+            self._gc = _start_detached(argv)
         except OSError as exc:
             log.warning("could not start git gc --auto: %s", exc)
             return False
         return True
+
+
+def _start_detached(argv: list[str]) -> subprocess.Popen[bytes]:
+    """Start *argv* in a session of its own (a Ctrl-C at the terminal does not reach it; it
+    outlives a script or the CLI), no input or output; OSError if it cannot start."""
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
 
 
 _deleting: list[subprocess.Popen[bytes]] = []  # detached deletions, reaped when done
@@ -793,10 +795,7 @@ def _delete_detached(paths: list[Path]) -> None:
         return
     _deleting[:] = [process for process in _deleting if process.poll() is None]
     try:
-        _deleting.append(subprocess.Popen(
-            ["rm", "-rf", "--", *map(str, paths)], stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-            close_fds=True))
+        _deleting.append(_start_detached(["rm", "-rf", "--", *map(str, paths)]))
     except OSError:
         for path in paths:
             shutil.rmtree(path, ignore_errors=True)

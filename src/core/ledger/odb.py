@@ -128,28 +128,33 @@ class ObjectDatabase:
             with contextlib.suppress(OSError):
                 os.utime(path)  # freshened, as git does: a prune keeps recent objects
             return oid
-        directory = os.path.dirname(path)
-        temporary = os.path.join(directory, f"tmp_obj_{os.getpid()}_{oid[2:10]}")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        try:
-            fd = os.open(temporary, flags, 0o444)
-        except FileNotFoundError:
-            os.makedirs(directory, exist_ok=True)
-            fd = os.open(temporary, flags, 0o444)
-        except FileExistsError:  # a write of ours that died: its name is ours again
-            os.unlink(temporary)
-            fd = os.open(temporary, flags, 0o444)
-        try:
-            try:
-                os.write(fd, zlib.compress(raw, 1))  # git's core.looseCompression default
-            finally:
-                os.close(fd)
-            os.rename(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        temporary = os.path.join(os.path.dirname(path), f"tmp_obj_{os.getpid()}_{oid[2:10]}")
+        publish(temporary, path, zlib.compress(raw, 1))  # git's core.looseCompression default
         return oid
+
+
+def publish(temporary: str, path: str, data: bytes) -> None:
+    """*data* at *path* (0444, as git's objects) through *temporary* and a rename, its
+    directory made if missing; on failure no temporary file stays behind."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(temporary, flags, 0o444)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(temporary), exist_ok=True)
+        fd = os.open(temporary, flags, 0o444)
+    except FileExistsError:  # a write of ours that died: its name is ours again
+        os.unlink(temporary)
+        fd = os.open(temporary, flags, 0o444)
+    try:
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.rename(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 class Pack:

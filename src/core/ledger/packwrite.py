@@ -13,13 +13,12 @@ worst a temporary file (``tmp_pack_*``, which ``git gc`` removes) or a pack no i
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
 import zlib
 from collections.abc import Sequence
 
-from controlplane.core.ledger.odb import sha1
+from controlplane.core.ledger.odb import publish, sha1
 
 TYPE_NUMBERS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
 _IDX_HEADER = b"\377tOc" + struct.pack(">I", 2)
@@ -78,32 +77,9 @@ def write_pack(objects_dir: str, objects: Sequence[tuple[str, bytes]]) -> str:
     """Write *objects* as ``objects/pack/pack-<checksum>.{pack,idx}``; returns the index's
     path. An existing pack of the same name is kept (the same bytes)."""
     pack, index = pack_bytes(objects)
-    directory = os.path.join(objects_dir, "pack")
-    name = os.path.join(directory, f"pack-{pack[-20:].hex()}")
-    for suffix, data in ((".pack", pack), (".idx", index)):
-        _publish(directory, name + suffix, data)
+    directory, checksum = os.path.join(objects_dir, "pack"), pack[-20:].hex()
+    name = os.path.join(directory, f"pack-{checksum}")
+    temporary = os.path.join(directory, f"tmp_pack_{os.getpid()}_{checksum[:12]}")
+    for suffix, data in ((".pack", pack), (".idx", index)):  # the index last: it publishes
+        publish(temporary, name + suffix, data)
     return name + ".idx"
-
-
-def _publish(directory: str, path: str, data: bytes) -> None:
-    """*data* at *path* (0444) through a temporary file and a rename."""
-    temporary = os.path.join(directory, f"tmp_pack_{os.getpid()}_{os.path.basename(path)[5:17]}")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    try:
-        fd = os.open(temporary, flags, 0o444)
-    except FileNotFoundError:
-        os.makedirs(directory, exist_ok=True)
-        fd = os.open(temporary, flags, 0o444)
-    except FileExistsError:  # a write of ours that died: its name is ours again
-        os.unlink(temporary)
-        fd = os.open(temporary, flags, 0o444)
-    try:
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.rename(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
