@@ -6,6 +6,11 @@ item 8), on the medians: ``runs list`` <= 40 ms; ``exec -- true`` <= 50 ms over
 ``python -c pass`` of the same rounds (the interpreter's own start differs between machines:
 a ``.pth`` file of site-packages that imports something counts in every process here).
 
+``runs list`` is also timed on an interpreter that skips site-packages' ``.pth`` files
+(``python -S``, the package and its dependencies on ``PYTHONPATH``): on this sandbox two of
+them (an editable install's finder, a certificate hook importing ``certifi``) take ~25 ms of
+every Python process's start, which a clean install does not pay.
+
 `python -m bench.startup_bench [--rounds 30]`
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import site
 import statistics
 import subprocess
 import sys
@@ -28,13 +34,30 @@ from bench.goals import Goal, print_goals
 GOAL_RUNS_LIST_MS, GOAL_EXEC_OVERHEAD_MS = 40.0, 50.0
 
 
+NO_PTH = ("python -S -c pass", "runs list, python -S")
+
+
 def commands() -> dict[str, list[str]]:
     script = Path(sys.executable).parent / "controlplane"  # the console script (not a shim)
     cp = [str(script)] if script.exists() else [sys.executable, "-m", "controlplane"]
     return {"python -c pass": [sys.executable, "-c", "pass"],
             "true": ["true"],
             "runs list": [*cp, "runs", "list"],
-            "exec -- true": [*cp, "exec", "test:startup", "--", "true"]}
+            "exec -- true": [*cp, "exec", "test:startup", "--", "true"],
+            NO_PTH[0]: [sys.executable, "-S", "-c", "pass"],
+            NO_PTH[1]: [sys.executable, "-S", "-m", "controlplane", "runs", "list"]}
+
+
+def no_pth_path(root: Path) -> str:
+    """A PYTHONPATH for ``python -S``: ``controlplane`` as imported here (an editable
+    install's ``src/`` too), then site-packages."""
+    import controlplane
+
+    holder = root / "no-pth"
+    holder.mkdir()
+    (holder / "controlplane").symlink_to(Path(controlplane.__file__).parent,
+                                         target_is_directory=True)
+    return os.pathsep.join([str(holder), *site.getsitepackages()])
 
 
 def project(root: Path) -> Path:
@@ -57,11 +80,12 @@ def measure(rounds: int, warmup: int = 3) -> dict[str, list[float]]:
         # as installed: byte code cached (the warm-up writes it, outside the checkout)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
+        no_pth = {**env, "PYTHONPATH": no_pth_path(Path(tmp))}
         for n in range(warmup + rounds):
             for name, argv in commands().items():
                 t0 = time.perf_counter()
                 subprocess.run(argv, cwd=repo, check=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env=env)
+                               stderr=subprocess.DEVNULL, env=no_pth if name in NO_PTH else env)
                 if n >= warmup:
                     times[name].append((time.perf_counter() - t0) * 1000)
     return times
@@ -75,6 +99,9 @@ def goals(times: dict[str, list[float]]) -> list[Goal]:
         Goal("runs list (median wall time)", runs_list, GOAL_RUNS_LIST_MS, unit="ms",
              note=f"python -c pass {base:.1f} ms, so {runs_list - base:.1f} ms over it; "
                   f"min {min(times['runs list']):.1f} ms"),
+        Goal("runs list, no site .pth files (python -S)", median[NO_PTH[1]], GOAL_RUNS_LIST_MS,
+             unit="ms", note=f"python -S -c pass {median[NO_PTH[0]]:.1f} ms; "
+                             f"min {min(times[NO_PTH[1]]):.1f} ms"),
         Goal("exec -- true overhead (median, over python -c pass)", exec_true - base,
              GOAL_EXEC_OVERHEAD_MS, unit="ms",
              note=f"exec -- true {exec_true:.1f} ms, python -c pass {base:.1f} ms, "

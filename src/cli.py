@@ -15,12 +15,12 @@ from typing import Any
 import click
 
 from controlplane import cli_fast
-from controlplane.cli_fast import EXPECTED_ERRORS, CommandFailed, one_line, say
+from controlplane.cli_fast import CommandFailed, expected_errors, one_line, say
 from controlplane.core.ledger import Ledger, LedgerWriteError
 from controlplane.core.ledger.journal import JournalWriteError
 from controlplane.core.runs import RUN_TYPES, RunStatus
 
-__all__ = ["EXPECTED_ERRORS", "Fail", "main", "one_line", "open_ledger", "say"]
+__all__ = ["Fail", "expected_errors", "main", "one_line", "open_ledger", "say"]
 
 
 class Fail(click.ClickException):
@@ -325,7 +325,7 @@ def _repo_root(repo: str | None) -> tuple[Any, Any]:
 
     try:
         return find_git_dir(repo)
-    except EXPECTED_ERRORS as exc:
+    except expected_errors() as exc:
         raise Fail(str(exc)) from None
 
 

@@ -14,24 +14,32 @@ import errno
 import json
 import os
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from controlplane.core import terminal
-from controlplane.core.ledger import (
-    Ledger,
-    LedgerWriteError,
-    NotARepository,
-    disk_errors,
-    find_git_dir,
-)
-from controlplane.core.runs import RUN_TYPES, RunStatus
+from controlplane.core.ledger import disk_errors, index_read
+from controlplane.core.run_names import RUN_TYPES, RunStatus
 
+TYPE_CHECKING = False  # a plain `runs list` imports neither typing nor the ledger's modules
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    from controlplane.core.ledger import Ledger
     from controlplane.core.tools import ToolResult
 
-EXPECTED_ERRORS = (NotARepository, LedgerWriteError, ValueError, OSError)
 LIST_LIMIT = (1, 10_000)
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """The errors a command reports in one line (the ledger's, imported when needed)."""
+    from controlplane.core.ledger import LedgerWriteError, NotARepository
+
+    return (NotARepository, LedgerWriteError, ValueError, OSError)
+
+
+def _ledger_write_error() -> type[BaseException]:
+    from controlplane.core.ledger import LedgerWriteError
+
+    return LedgerWriteError
 
 
 class CommandFailed(Exception):
@@ -70,28 +78,30 @@ def open_ledger(repo: str | None, writing: bool = False) -> Ledger:
     *writing*: fail at once, in one line, when ``.git/scp`` cannot be written (a read-only
     ``.git``), before opening the ledger warns that it reads from copies.
     """
+    from controlplane.core.ledger import Ledger, find_git_dir
+
     try:
         if writing:
-            _check_writable(Path(find_git_dir(repo)[1]) / "scp" / "journal")
+            _check_writable(os.path.join(find_git_dir(repo)[1], "scp", "journal"))
         ledger = Ledger.open(repo)
-    except EXPECTED_ERRORS as exc:
+    except expected_errors() as exc:
         raise CommandFailed(str(exc)) from None
-    _index_wals.append(Path(f"{ledger.index.path}-wal"))  # see exit_without_teardown
+    _index_wals.append(f"{ledger.index.path}-wal")  # see exit_without_teardown
     return ledger
 
 
-def _check_writable(directory: Path) -> None:
+def _check_writable(directory: str) -> None:
     """Write a byte to a new file in *directory* and remove it; fail naming it and what to
     do if the disk refuses (read-only, full)."""
-    probe = directory / f".probe.{os.getpid()}.tmp"  # swept by the journal if left behind
+    probe = os.path.join(directory, f".probe.{os.getpid()}.tmp")  # swept by the journal
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        os.makedirs(directory, exist_ok=True)
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, b"\n")  # a block of its own: ENOSPC here on a full disk
         finally:
             os.close(fd)
-            probe.unlink(missing_ok=True)
+            os.unlink(probe)
     except OSError as exc:
         raise CommandFailed(f"cannot write {directory} ({disk_errors.reason(exc)}); "
                             f"{disk_errors.what_to_do(exc)}") from None
@@ -111,7 +121,9 @@ def one_line(exc: BaseException) -> str:
 def runs_list(run_type: str | None, status: str | None, limit: int, as_json: bool,
               repo: str | None) -> None:
     """Newest runs first, in-flight ones included."""
-    found = open_ledger(repo).recent(limit=limit, type=run_type, status=status)
+    found = index_read.recent_if_current(repo, limit, run_type, status)
+    if found is None:  # something to catch up, recover or merge in: the ledger does it
+        found = open_ledger(repo).recent(limit=limit, type=run_type, status=status)
     if as_json:
         say(json.dumps(found, indent=1))
         return
@@ -130,6 +142,7 @@ def exec_run(subtype: str, command: tuple[str, ...], summary: str | None,
     provenance.prefetch(repo or os.getcwd())  # git works meanwhile on the imports below
     from controlplane.core.events import default_bus
     from controlplane.core.forward_signals import SignalForwarder, shell_exit_code
+    from controlplane.core.ledger import LedgerWriteError
     from controlplane.core.ledger.journal import JournalWriteError
     from controlplane.core.run_tracker import default_actor, tracked_run
     from controlplane.core.tools import run_tool
@@ -289,7 +302,7 @@ def _run_plain(name: str, arguments: dict[str, Any]) -> NoReturn:
         raise
     except CommandFailed as exc:
         _fail(str(exc))
-    except (LedgerWriteError, OSError) as exc:
+    except (_ledger_write_error(), OSError) as exc:  # evaluated only if an error gets here
         if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
             _quiet_streams()  # stdout closed by `| head`: click exits 1, quietly
             sys.exit(1)
@@ -303,7 +316,7 @@ def _run_plain(name: str, arguments: dict[str, Any]) -> NoReturn:
 
 
 WAL_LEFT_BYTES = 1 << 20  # an index WAL larger than this is checkpointed at exit
-_index_wals: list[Path] = []  # of the ledgers this command opened
+_index_wals: list[str] = []  # of the ledgers this command opened
 
 
 def exit_without_teardown(code: int) -> None:
@@ -336,7 +349,7 @@ def exit_without_teardown(code: int) -> None:
     os._exit(code)
 
 
-def _size(path: Path) -> int:
+def _size(path: str) -> int:
     try:
         return os.stat(path).st_size
     except OSError:

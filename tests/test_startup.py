@@ -34,6 +34,17 @@ def test_runs_list_imports_no_web_model_settings_or_process_libraries(repo: Path
     names = imported(repo, "runs", "list")
     assert "controlplane" in names
     assert not names & (HEAVY | {"blinker"}), sorted(names & (HEAVY | {"blinker"}))
+    assert "logging" not in names  # ~5 ms with traceback and string: made at a first message
+
+
+def test_a_lazy_logger_logs_under_its_module_name(caplog) -> None:
+    from controlplane.core import lazy
+
+    log = lazy.Logger("controlplane.core.ledger.ledger")
+    with caplog.at_level("WARNING", logger="controlplane.core.ledger.ledger"):
+        log.warning("behind: %s", "disk full")
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        ("controlplane.core.ledger.ledger", "behind: disk full")]
 
 
 def test_exec_imports_no_web_model_settings_or_process_libraries(repo: Path) -> None:

@@ -67,7 +67,7 @@ def from_files(git_dir: Path, where: str | os.PathLike[str]) -> dict[str, object
     return {"commit": commit, "branch": branch, "dirty": dirty}
 
 
-def _same_file(one: Path, other: Path) -> bool:
+def _same_file(one: str | os.PathLike[str], other: str | os.PathLike[str]) -> bool:
     try:
         return os.path.samefile(one, other)
     except OSError:
@@ -85,7 +85,7 @@ def prefetch(where: str | os.PathLike[str]) -> None:
             _started[(str(plain[0]), str(plain[1]))] = _start_status(*plain)
 
 
-def _start_status(work_tree: Path, git_dir: Path) -> subprocess.Popen[bytes]:
+def _start_status(work_tree: str, git_dir: str) -> subprocess.Popen[bytes]:
     import subprocess
 
     env: dict[str, Any] = {k: v for k, v in os.environ.items()
@@ -98,7 +98,7 @@ def _start_status(work_tree: Path, git_dir: Path) -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL)
 
 
-def _dirty(work_tree: Path, git_dir: Path) -> bool | None:
+def _dirty(work_tree: str, git_dir: str) -> bool | None:
     """Whether a tracked file differs from HEAD (staged or not); None if git cannot say."""
     import subprocess
 

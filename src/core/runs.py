@@ -13,50 +13,17 @@ import threading
 import time
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from controlplane.core.output import valid_obj
+from controlplane.core.run_names import RUN_TYPES, RunStatus
 
 SCHEMA = 1
-
-RUN_TYPES: tuple[str, ...] = (
-    "install",
-    "build",
-    "deploy",
-    "destroy",
-    "setup",
-    "plan",
-    "validate",
-    "format",
-    "test",
-    "scan",
-    "generate",
-    "backup",
-    "restore",
-    "git",
-    "ci",
-)
 
 ACTOR_KINDS = ("web", "script", "cli", "ingest", "api", "demo")  # demo: the simulator
 
 _SUBTYPE_DETAIL = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")
 RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{9}Z-[0-9a-f]{8}\Z", re.ASCII)  # \d: 0-9 only
-
-
-class RunStatus(StrEnum):
-    """Where a run is in its life; the last four are final."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    OK = "ok"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"
-
-    @property
-    def is_final(self) -> bool:
-        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 def check_subtype(run_type: str, subtype: str) -> None:

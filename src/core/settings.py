@@ -14,7 +14,6 @@ setting with where its value came from, secrets masked, and the warnings.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import reprlib
 import stat
@@ -23,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from controlplane.core import lazy
+
+log = lazy.Logger(__name__)
 
 PROJECT_FILE = ".controlplane.yaml"
 USER_FILE = Path("controlplane") / "config.yaml"

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import atexit
 import functools
-import logging
 import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from controlplane.core import settings
+from controlplane.core import lazy, settings
 from controlplane.core.lazy import Lazy
 
 if TYPE_CHECKING:
@@ -31,7 +30,7 @@ if TYPE_CHECKING:
 else:
     pygit2 = Lazy(globals(), "pygit2")  # only the "record" mode uses it
 
-log = logging.getLogger(__name__)
+log = lazy.Logger(__name__)
 
 MODES = ("none", "record", "batched")
 BATCH_SECONDS = 1.0

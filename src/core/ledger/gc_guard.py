@@ -13,7 +13,6 @@ repairs that.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from controlplane.core import lazy
 from controlplane.core.lazy import Lazy
 from controlplane.core.ledger import gitconfig
 from controlplane.core.runs import default_host, process_alive
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 else:
     pygit2 = Lazy(globals(), "pygit2")
 
-log = logging.getLogger(__name__)
+log = lazy.Logger(__name__)
 
 GC_WAIT_SECONDS = 120.0  # a record waits at most this long for a running gc to end
 _POLL = 0.05

@@ -13,7 +13,6 @@ import errno
 import fcntl
 import functools
 import json
-import logging
 import os
 import sqlite3
 import threading
@@ -22,10 +21,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from controlplane.core import lazy
 from controlplane.core.ledger import totals
+from controlplane.core.ledger.index_read import SCHEMA_VERSION, recent_query
 from controlplane.core.runs import iso, utc_now
 
-log = logging.getLogger(__name__)
+log = lazy.Logger(__name__)
 T = TypeVar("T")
 DAMAGE_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 READ_ONLY_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
@@ -49,7 +50,6 @@ def healing(method: Callable[..., T]) -> Callable[..., T]:
             return self._healing(lambda: method(self, *args, **kwargs))()
     return wrapper
 
-SCHEMA_VERSION = "2"
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -291,20 +291,7 @@ class RunIndex:
     def recent(self, limit: int = 50, type: str | None = None, status: str | None = None,
                before: str | None = None, subtype: str | None = None) -> list[dict[str, Any]]:
         """Newest runs first, filtered; *before* is a run id cursor (exclusive)."""
-        where: list[str] = []
-        args: list[str | int] = []
-        for column, value in (("type", type), ("status", status), ("subtype", subtype)):
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if before:
-            where.append("run_id < ?")
-            args.append(before)
-        sql = "SELECT json FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY run_id DESC LIMIT ?"
-        args.append(max(0, int(limit)))
+        sql, args = recent_query(limit, type, status, before, subtype)
         return [json.loads(r[0]) for r in self._db().conn.execute(sql, args)]
 
     @healing

@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import os
-import shutil
 import sqlite3
 import threading
 import time
@@ -23,7 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from controlplane.core import settings
+from controlplane.core import lazy, settings
 from controlplane.core.lazy import Lazy
 from controlplane.core.ledger import demo_branch, gitfiles, rawlog
 from controlplane.core.ledger.durability import Durability
@@ -43,6 +41,7 @@ from controlplane.core.output import cap_events, events_after
 from controlplane.core.runs import Run, RunStatus, chat_dir, ledger_dir, ledger_dirs
 
 if TYPE_CHECKING:
+    import shutil
     import subprocess
 
     import pygit2
@@ -50,9 +49,10 @@ if TYPE_CHECKING:
     from controlplane.core.ledger.filestore import FileStore
 else:
     pygit2 = Lazy(globals(), "pygit2")  # a read from a current index needs none of it
+    shutil = Lazy(globals(), "shutil")  # a rebuild's old view
     subprocess = Lazy(globals(), "subprocess")  # git gc
 
-log = logging.getLogger(__name__)
+log = lazy.Logger(__name__)
 _T = TypeVar("_T")
 
 GC_SAMPLE_DIR = "17"  # git's own `gc --auto` estimate counts the loose objects of objects/17
@@ -106,7 +106,7 @@ def find_git_dir(path: str | os.PathLike[str] | None = None) -> tuple[Path, Path
 def _discover(start: str) -> tuple[Path, Path]:
     plain = gitfiles.discover(start)  # a few stats; pygit2 for anything unusual
     if plain is not None:
-        return plain
+        return Path(plain[0]), Path(plain[1])
     found = pygit2.discover_repository(start)
     if found is None:
         raise NotARepository(f"not a git repository (or any parent): {start}")

@@ -15,15 +15,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from controlplane.core import lazy
 from controlplane.core.runs import default_host, process_alive, process_start_time
 
-log = logging.getLogger(__name__)
+log = lazy.Logger(__name__)
 
 STALE_AFTER = 60.0  # seconds; git holds a lock for the length of one write
 TOP_LEVEL = ("index.lock", "HEAD.lock", "packed-refs.lock", "config.lock", "shallow.lock")

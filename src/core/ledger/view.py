@@ -14,18 +14,23 @@ the root is 0700, files 0600.
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import re
-import shutil
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from controlplane.core import lazy
 from controlplane.core.ledger.layout import ENTRY_FILES, entry_of
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import shutil
+else:
+    shutil = lazy.Lazy(globals(), "shutil")  # a damaged view's deletion
+
+log = lazy.Logger(__name__)
 
 VIEW_DIR = ".scp-ledger"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
