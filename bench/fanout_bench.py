@@ -10,6 +10,10 @@ events (no ledger write: the fan-out alone is measured):
   receive - first publish) for the median client. The publishers' own rate (burst / the
   time the last of them took) is printed with it: a server that keeps up delivers at that
   rate, so a ratio against a previous server can be capped by the publishers, not by us;
+- **capacity**: the server's CPU time (its processes, user + system) spent on the burst,
+  per event: 1 / that is the events/s one core running the server alone would deliver to
+  these clients. It does not depend on the publishers' speed, so it is the goal's
+  measure when the delivered rate is capped by them (both are printed);
 - **threads**: the worker's threads with the clients connected, over idle (gthread's pool
   keeps the threads it made, idle, after the clients left).
 
@@ -161,6 +165,19 @@ def wait_for(condition, seconds: float) -> bool:
     return condition()
 
 
+def server_cpu_seconds(server: subprocess.Popen) -> float:
+    """User + system CPU time of the server and its workers so far."""
+    processes = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def worker_threads(server: subprocess.Popen) -> int:
     children = psutil.Process(server.pid).children(recursive=True)
     return sum(p.num_threads() for p in children)
@@ -210,9 +227,11 @@ def one_server(repo: Path, url: str, clients: int, quick: bool, pythonpath: str 
             buffer.clear()
         readers.parse = False
         burst = 300 if quick else 3000
+        cpu_before = server_cpu_seconds(server)
         first, published = burst_publish(url, burst)
         burst -= burst % PUBLISHERS
         wait_for(lambda: readers.received() >= clients * burst, 120)
+        cpu_per_event = (server_cpu_seconds(server) - cpu_before) / burst
         rates = sorted(len(v) / max(1e-6, v[-1][0] - first) for v in readers.got.values() if v)
         received = readers.received()
         readers.close()
@@ -220,6 +239,7 @@ def one_server(repo: Path, url: str, clients: int, quick: bool, pythonpath: str 
         return {"p50_ms": statistics.median(latencies), "p99_ms": percentile(latencies, 0.99),
                 "paced_received": len(latencies), "paced_expected": clients * paced,
                 "saturation_eps": statistics.median(rates), "burst_received": received,
+                "capacity_eps": 1 / max(1e-9, cpu_per_event),
                 "publish_eps": burst / max(1e-6, published - first),
                 "burst_expected": clients * burst, "threads_idle": idle_threads,
                 "threads_busy": busy_threads, "threads_after": worker_threads(server),
@@ -272,8 +292,14 @@ def goals(results: dict) -> list[Goal]:
                               row["saturation_eps"] / before["saturation_eps"],
                               GOAL_SATURATION_X, at_least=True,
                               note=f"{row['saturation_eps']:.0f} vs "
-                                   f"{before['saturation_eps']:.0f} events/s; the "
+                                   f"{before['saturation_eps']:.0f} events/s delivered; the "
                                    f"publishers alone: {row['publish_eps']:.0f} events/s"))
+            found.append(Goal(f"fan-out capacity, {clients} clients, vs previous",
+                              row["capacity_eps"] / before["capacity_eps"],
+                              GOAL_SATURATION_X, at_least=True,
+                              note=f"{row['capacity_eps']:.0f} vs "
+                                   f"{before['capacity_eps']:.0f} events/s per server CPU "
+                                   f"second"))
         found.append(Goal(f"worker threads held by {clients} open streams",
                           row["threads_busy"] - row["threads_idle"], clients / 4, unit="",
                           note=f"idle {row['threads_idle']}, after they left "
