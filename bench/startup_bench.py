@@ -6,10 +6,12 @@ item 8), on the medians: ``runs list`` <= 40 ms; ``exec -- true`` <= 50 ms over
 ``python -c pass`` of the same rounds (the interpreter's own start differs between machines:
 a ``.pth`` file of site-packages that imports something counts in every process here).
 
-``runs list`` is also timed on an interpreter that skips site-packages' ``.pth`` files
-(``python -S``, the package and its dependencies on ``PYTHONPATH``): on this sandbox two of
-them (an editable install's finder, a certificate hook importing ``certifi``) take ~25 ms of
-every Python process's start, which a clean install does not pay.
+``runs list`` and ``exec`` are also timed on an interpreter that skips site-packages'
+``.pth`` files (``python -S``, the package and its dependencies on ``PYTHONPATH``): on this
+sandbox two of them (an editable install's finder, a certificate hook importing
+``certifi``) take ~25 ms of every Python process's start, which a clean install does not
+pay; they also import pathlib, re, typing and more, which "over ``python -c pass``" then
+does not count against a command that needs them. Under ``-S`` every import counts.
 
 `python -m bench.startup_bench [--rounds 30]`
 """
@@ -34,7 +36,7 @@ from bench.goals import Goal, print_goals
 GOAL_RUNS_LIST_MS, GOAL_EXEC_OVERHEAD_MS = 40.0, 50.0
 
 
-NO_PTH = ("python -S -c pass", "runs list, python -S")
+NO_PTH = ("python -S -c pass", "runs list, python -S", "exec -- true, python -S")
 
 
 def commands() -> dict[str, list[str]]:
@@ -45,7 +47,9 @@ def commands() -> dict[str, list[str]]:
             "runs list": [*cp, "runs", "list"],
             "exec -- true": [*cp, "exec", "test:startup", "--", "true"],
             NO_PTH[0]: [sys.executable, "-S", "-c", "pass"],
-            NO_PTH[1]: [sys.executable, "-S", "-m", "controlplane", "runs", "list"]}
+            NO_PTH[1]: [sys.executable, "-S", "-m", "controlplane", "runs", "list"],
+            NO_PTH[2]: [sys.executable, "-S", "-m", "controlplane", "exec", "test:startup", "--",
+                        "true"]}
 
 
 def no_pth_path(root: Path) -> str:
@@ -102,6 +106,10 @@ def goals(times: dict[str, list[float]]) -> list[Goal]:
         Goal("runs list, no site .pth files (python -S)", median[NO_PTH[1]], GOAL_RUNS_LIST_MS,
              unit="ms", note=f"python -S -c pass {median[NO_PTH[0]]:.1f} ms; "
                              f"min {min(times[NO_PTH[1]]):.1f} ms"),
+        Goal("exec -- true overhead, no site .pth files (python -S)",
+             median[NO_PTH[2]] - median[NO_PTH[0]], GOAL_EXEC_OVERHEAD_MS, unit="ms",
+             note=f"exec -- true {median[NO_PTH[2]]:.1f} ms, python -S -c pass "
+                  f"{median[NO_PTH[0]]:.1f} ms: the modules the .pth files import count here"),
         Goal("exec -- true overhead (median, over python -c pass)", exec_true - base,
              GOAL_EXEC_OVERHEAD_MS, unit="ms",
              note=f"exec -- true {exec_true:.1f} ms, python -c pass {base:.1f} ms, "

@@ -51,6 +51,7 @@ def test_exec_imports_no_web_model_settings_or_process_libraries(repo: Path) -> 
     names = imported(repo, "exec", "test:startup", "--", "true")
     assert "blinker" in names  # the bus it publishes to
     assert not names & HEAVY, sorted(names & HEAVY)
+    assert "logging" not in names  # a run that logs nothing makes no logger
 
 
 def test_subcommands_of_other_modules_still_answer(repo: Path) -> None:

@@ -12,7 +12,6 @@ receiver does not stop the others.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import queue
 import threading
@@ -23,11 +22,12 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import blinker
 
+from controlplane.core import lazy
 from controlplane.core.contracts import BusBackend
 from controlplane.core.errors import ControlPlaneError
 from controlplane.core.runs import iso, utc_now
 
-log = logging.getLogger(__name__)
+log = lazy.Logger(__name__)
 
 EVENT_TYPES: dict[str, type[EventData]] = {}
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import getpass
 import json
-import logging
 import os
 import sys
 import threading
@@ -28,7 +27,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from controlplane.core import provenance, redact
+from controlplane.core import lazy, provenance, redact
 from controlplane.core.context import (
     current_run,
     current_runtime,
@@ -49,7 +48,7 @@ from controlplane.core.ledger.journal import JournalEntry
 from controlplane.core.output import EventLog, bound_result, cap_events, clip_line
 from controlplane.core.runs import Run, RunStatus, check_subtype, iso, process_start_time, utc_now
 
-log = logging.getLogger(__name__)
+log = lazy.Logger(__name__)
 _RUN_FIELDS = ("params", "target", "actor", "rerun_of", "parent_run_id", "artifacts")
 _bus_down_said = False  # "the bus is down" is logged once per process
 _default_root: ContextVar[str | None] = ContextVar("controlplane_project_root", default=None)

@@ -9,7 +9,6 @@ every output line, redacted, to the current run while capturing a bounded copy.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 import signal
@@ -22,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from controlplane.core import lazy
 from controlplane.core import redact as _redact
 from controlplane.core.context import RunSink, current_run
 
-log = logging.getLogger(__name__)
+log = lazy.Logger(__name__)
 
 DEFAULT_TIMEOUT = 600.0
 """Seconds a tool may run unless the caller says otherwise (None: no limit)."""
