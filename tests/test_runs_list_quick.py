@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from controlplane import tracked_run
-from controlplane.core.ledger import Ledger
-from controlplane.core.ledger import index_read
+from controlplane.core.ledger import Ledger, index_read
 from controlplane.core.ledger.store import BRANCH_REF
 from controlplane.core.ledger.view import VIEW_DIR
 from tests.conftest import GIT_ENV, git
@@ -135,3 +134,20 @@ def test_no_index_yet_is_made_by_the_ledger_not_the_quick_read(repo: Path) -> No
     assert index_read.recent_if_current(str(repo), 20) is None
     assert not (repo / ".git" / "scp" / "index.sqlite").exists()  # the quick read made none
     assert len(listed(repo)) == 4
+
+
+def test_a_ci_run_reported_running_is_listed(repo: Path) -> None:
+    from controlplane.core.events import EventBus
+    from controlplane.core.ingest import IngestedRun, ingest
+
+    record_some(repo)
+    bus = EventBus()
+    try:
+        outcome = ingest(Ledger.open(repo), bus, IngestedRun(
+            pipeline="nightly", status="running", ci_run_id="4242", summary="nightly"))
+    finally:
+        bus.close()
+    assert outcome.what == "pending"
+    assert index_read.recent_if_current(str(repo), 20) is None
+    found = listed(repo)
+    assert (found[0]["subtype"], found[0]["status"]) == ("ci:nightly", "running")
