@@ -90,14 +90,38 @@ def test_a_killed_exec_is_recorded_as_interrupted_by_the_next_list(repo: Path) -
                               "sleep", "60"], cwd=repo, env={**os.environ, **GIT_ENV},
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
-    journal = repo / ".git" / "scp" / "journal"
-    deadline = time.monotonic() + 60
-    while not [p for p in journal.glob("*.json")] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(child.pid, signal.SIGKILL)  # the exec and its sleep, as a crash would
+    groups = tool_groups(repo / ".git" / "scp" / "journal", deadline=time.monotonic() + 60)
+    os.killpg(child.pid, signal.SIGKILL)  # the exec, as a crash would: its tool lives on
     child.wait(timeout=30)
     found = listed(repo)
     assert (found[0]["subtype"], found[0]["status"]) == ("test:hang", "interrupted")
+    deadline = time.monotonic() + 30  # and the list's recovery killed the tool it left
+    while not all(dead(pgid) for pgid in groups) and time.monotonic() < deadline:
+        time.sleep(0.05)  # SIGKILL was sent; the kernel ends the process on its own time
+    assert all(dead(pgid) for pgid in groups), groups
+
+
+def dead(pid: int) -> bool:
+    """True once *pid* has ended: gone, or a zombie its new parent has not reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def tool_groups(journal: Path, deadline: float) -> list[int]:
+    """The process groups the journal's one entry has started, once it has one."""
+    while time.monotonic() < deadline:
+        for entry in journal.glob("*.json"):
+            try:
+                groups = json.loads(entry.read_bytes()).get("groups") or {}
+            except ValueError:  # being replaced right now
+                continue
+            if groups:
+                return [int(pgid) for pgid in groups]
+        time.sleep(0.05)  # a poll of the journal, not a wait for an event
+    raise AssertionError("the exec journaled no tool process group in 60 s")
 
 
 def test_an_index_behind_the_branch_is_caught_up_first(repo: Path) -> None:
