@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs a command ~3 ms of start-up; packages import this
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 
 class Lazy:
@@ -64,6 +68,20 @@ class Logger:
 
             self._logger = logging.getLogger(self._name)
         return getattr(self._logger, attribute)
+
+
+def exports(namespace: dict[str, Any], names: dict[str, str]) -> Callable[[str], Any]:
+    """A package's ``__getattr__`` (PEP 562) importing each of *names* (name -> module)
+    on first use, then keeping it in *namespace*."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(names[name]), name)
+        namespace[name] = value
+        return value
+
+    return __getattr__
 
 
 def loaded(name: str) -> bool:
