@@ -101,7 +101,10 @@ def _check_writable(directory: str) -> None:
             os.write(fd, b"\n")  # a block of its own: ENOSPC here on a full disk
         finally:
             os.close(fd)
-            os.unlink(probe)
+            try:  # noqa: SIM105 - contextlib is one more import for every command
+                os.unlink(probe)
+            except FileNotFoundError:
+                pass
     except OSError as exc:
         raise CommandFailed(f"cannot write {directory} ({disk_errors.reason(exc)}); "
                             f"{disk_errors.what_to_do(exc)}") from None
