@@ -51,8 +51,6 @@ def recent_if_current(repo: str | None, limit: int, type: str | None = None,
                       status: str | None = None) -> list[dict[str, Any]] | None:
     """``Ledger.open(repo).recent(limit, type, status)`` when the index alone holds the
     answer; None when the ledger must be opened (see the module's docstring)."""
-    if any(name in os.environ for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR")):
-        return None
     found = gitfiles.discover(os.path.realpath(repo or os.getcwd()))
     if found is None:
         return None  # not a plain repository: the ledger asks pygit2, or says what is wrong
