@@ -288,18 +288,13 @@ def goals(results: dict) -> list[Goal]:
         found.append(Goal(f"fan-out p99 at 20 events/s, {clients} clients", row["p99_ms"],
                           GOAL_P99_MS, unit="ms", note=note))
         if before:
-            found.append(Goal(f"fan-out saturation, {clients} clients, vs previous",
-                              row["saturation_eps"] / before["saturation_eps"],
-                              GOAL_SATURATION_X, at_least=True,
-                              note=f"{row['saturation_eps']:.0f} vs "
-                                   f"{before['saturation_eps']:.0f} events/s delivered; the "
-                                   f"publishers alone: {row['publish_eps']:.0f} events/s"))
-            found.append(Goal(f"fan-out capacity, {clients} clients, vs previous",
-                              row["capacity_eps"] / before["capacity_eps"],
-                              GOAL_SATURATION_X, at_least=True,
-                              note=f"{row['capacity_eps']:.0f} vs "
-                                   f"{before['capacity_eps']:.0f} events/s per server CPU "
-                                   f"second"))
+            for key, measure, unit in (
+                    ("saturation_eps", "saturation", f"events/s delivered; the publishers "
+                                                     f"alone: {row['publish_eps']:.0f} events/s"),
+                    ("capacity_eps", "capacity", "events/s per server CPU second")):
+                found.append(Goal(f"fan-out {measure}, {clients} clients, vs previous",
+                                  row[key] / before[key], GOAL_SATURATION_X, at_least=True,
+                                  note=f"{row[key]:.0f} vs {before[key]:.0f} {unit}"))
         found.append(Goal(f"worker threads held by {clients} open streams",
                           row["threads_busy"] - row["threads_idle"], clients / 4, unit="",
                           note=f"idle {row['threads_idle']}, after they left "

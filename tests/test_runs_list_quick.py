@@ -175,3 +175,12 @@ def test_a_ci_run_reported_running_is_listed(repo: Path) -> None:
     assert index_read.recent_if_current(str(repo), 20) is None
     found = listed(repo)
     assert (found[0]["subtype"], found[0]["status"]) == ("ci:nightly", "running")
+
+
+def test_the_quick_read_names_the_ledgers_branch_and_view() -> None:
+    """index_read keeps its own copies of these names (importing store or view would cost
+    the start-up it saves): they must stay the ledger's."""
+    assert index_read.BRANCH_REF == BRANCH_REF
+    assert os.path.join(VIEW_DIR, ".head") == index_read.VIEW_HEAD
+    from controlplane.core.ledger.index import SCHEMA_VERSION
+    assert SCHEMA_VERSION is index_read.SCHEMA_VERSION
