@@ -693,7 +693,7 @@ class Ledger:
         deadline = time.monotonic() + timeout
         if self._gc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self._gc.wait(timeout)
+                self._gc.wait(max(0.0, deadline - time.monotonic()))
         try:
             fd = os.open(self.scp_dir / "repack.lock", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
