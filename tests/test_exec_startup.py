@@ -168,20 +168,19 @@ assert compiled == [("gh",)], compiled
     assert done.returncode == 0, done.stderr
 
 
-def test_run_snapshot_events_are_dataclasses_without_being_made_again() -> None:
-    import dataclasses
-
+def test_run_snapshot_events_are_data_classes_without_being_made_again() -> None:
     from controlplane.core.events import EVENT_TYPES, RunSnapshot
+    from controlplane.core.plain_data import FrozenError, field_names
 
     for name in ("run:queued", "run:started", "run:completed"):
         cls = EVENT_TYPES[name]
-        assert dataclasses.is_dataclass(cls) and cls.__init__ is RunSnapshot.__init__
+        assert field_names(cls) and cls.__init__ is RunSnapshot.__init__
         event = cls.from_data({"run_id": "r", "type": "test", "subtype": "test:x",
                                "status": "ok", "extra": 1})
         assert repr(event).startswith(f"{cls.__name__}(") and event.to_data()["extra"] == 1
         try:
             event.status = "failed"  # type: ignore[misc]
-        except dataclasses.FrozenInstanceError:
+        except FrozenError:
             pass
         else:
             raise AssertionError(f"{name} is not frozen")

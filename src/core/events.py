@@ -4,28 +4,32 @@ Envelope: ``{"id": "<epoch>-<seq>", "type", "run_id", "at", "data"}``. ``epoch``
 names this bus (so a process restart is visible to a resuming client) and
 ``seq`` increases by one per event. Publishing is thread-safe and never waits
 for a consumer: a subscriber whose queue is full is dropped and receives a
-``resync`` event in place of what it missed. blinker carries the events to
-receivers; they are connected strongly (``weak=False``) and one failing
-receiver does not stop the others.
+``resync`` event in place of what it missed. Receivers are held strongly, in a tuple
+replaced at each connect or disconnect (delivery reads it without a lock), and one failing
+receiver does not stop the others. (DESIGN.md put blinker underneath: one signal with
+strong receivers is all the bus used of it, and blinker imports ``inspect`` and ``typing``,
+~10 ms of the start of every ``exec`` and script on a bare interpreter; issue 18, item 8.)
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ClassVar, Self, TypeVar
-
-import blinker
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from controlplane.core import lazy
 from controlplane.core.contracts import BusBackend
 from controlplane.core.errors import ControlPlaneError
+from controlplane.core.plain_data import as_dict, field, field_names, plain_data, required_names
 from controlplane.core.runs import iso, utc_now
+
+if TYPE_CHECKING:
+    import queue
+else:
+    queue = lazy.Lazy(globals(), "queue")  # for subscriptions (SSE, WebSocket) only
 
 log = lazy.Logger(__name__)
 
@@ -38,16 +42,13 @@ class EventData:
     event_name: ClassVar[str] = ""
 
     def to_data(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        return as_dict(self)
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Self:
         """The declaration read from an envelope's ``data``; ValueError names what lacks."""
-        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-        required = [f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-                    if f.default is dataclasses.MISSING
-                    and f.default_factory is dataclasses.MISSING]
-        missing = [name for name in required if name not in data]
+        names = field_names(cls)
+        missing = [name for name in required_names(cls) if name not in data]
         if missing:
             raise ValueError(f"{cls.event_name} data lacks {', '.join(missing)}")
         return cls(**{name: data[name] for name in names if name in data})
@@ -57,13 +58,12 @@ EventT = TypeVar("EventT", bound=type[EventData])
 
 
 def event_type(name: str) -> Callable[[EventT], EventT]:
-    """Declare a frozen dataclass as the shape of the ``data`` of events called *name*."""
+    """Declare a frozen data class as the shape of the ``data`` of events called *name*."""
 
     def register(cls: EventT) -> EventT:
-        if "__annotations__" in cls.__dict__ or not dataclasses.is_dataclass(cls):
-            dataclasses.dataclass(frozen=True)(cls)  # without slots: decorates cls in place
-        # else no fields of its own: the dataclass methods it inherits are the same, and
-        # making them again costs ~0.5 ms of start-up per class
+        if "__annotations__" in cls.__dict__ or "__plain_fields__" not in dir(cls):
+            plain_data(frozen=True)(cls)
+        # else no fields of its own: the methods it inherits are the same
         cls.event_name = name
         EVENT_TYPES[name] = cls
         return cls
@@ -71,7 +71,7 @@ def event_type(name: str) -> Callable[[EventT], EventT]:
     return register
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_data(frozen=True)
 class RunSnapshot(EventData):
     """A run's whole run.json: the named fields, and every other one in ``rest``."""
 
@@ -80,7 +80,7 @@ class RunSnapshot(EventData):
     subtype: str
     status: str
     summary: str = ""
-    rest: dict[str, Any] = dataclasses.field(default_factory=dict)
+    rest: dict[str, Any] = field(default_factory=dict)
 
     def to_data(self) -> dict[str, Any]:
         return {**self.rest, "run_id": self.run_id, "type": self.type, "subtype": self.subtype,
@@ -88,9 +88,10 @@ class RunSnapshot(EventData):
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Self:
-        named = {f.name for f in dataclasses.fields(cls)} - {"rest"}
+        named = [name for name in field_names(cls) if name != "rest"]
         head = super().from_data(data)
-        return dataclasses.replace(head, rest={k: v for k, v in data.items() if k not in named})
+        return cls(**{name: getattr(head, name) for name in named},
+                   rest={k: v for k, v in data.items() if k not in named})
 
 
 @event_type("run:queued")
@@ -129,8 +130,8 @@ class ChatMessage(EventData):
     text: str
     author: dict[str, Any]
     at: str
-    mentions: list[str] = dataclasses.field(default_factory=list)
-    runs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    mentions: list[str] = field(default_factory=list)
+    runs: dict[str, Any] = field(default_factory=dict)
     schema: int = 1
 
 
@@ -311,7 +312,8 @@ class EventBus:
         self.backend = backend or MemoryBackend(replay_size)
         self.queue_size = queue_size
         self._lock = threading.Lock()
-        self._signal = blinker.Signal("controlplane.events")
+        self._receivers: tuple[Callable[[dict[str, Any]], None], ...] = ()
+        self._receivers_lock = threading.Lock()  # not self._lock: subscribe() holds it
         self._remote = self.backend.start(self._fanout_locked)
 
     @property
@@ -359,7 +361,7 @@ class EventBus:
             self._fanout(envelope)
 
     def _fanout(self, envelope: dict[str, Any]) -> None:
-        for receiver in list(self._signal.receivers_for(blinker.ANY)):
+        for receiver in self._receivers:
             try:
                 receiver(envelope)
             except Exception:  # one bad receiver must not stop the run or the others
@@ -388,20 +390,29 @@ class EventBus:
             else:
                 for envelope in missed:
                     sub._deliver(envelope)
-            self._signal.connect(sub._deliver, weak=False)
+            self._add(sub._deliver)
         return sub
 
     def connect(self, receiver: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
         """Call *receiver* with each envelope; returns the function that disconnects it."""
-        self._signal.connect(receiver, weak=False)
-        return lambda: self._signal.disconnect(receiver)
+        self._add(receiver)
+        return lambda: self._remove(receiver)
+
+    def _add(self, receiver: Callable[[dict[str, Any]], None]) -> None:
+        with self._receivers_lock:
+            if receiver not in self._receivers:
+                self._receivers = (*self._receivers, receiver)
+
+    def _remove(self, receiver: Callable[[dict[str, Any]], None]) -> None:
+        with self._receivers_lock:
+            self._receivers = tuple(r for r in self._receivers if r != receiver)
 
     def _disconnect(self, sub: Subscription) -> None:
-        self._signal.disconnect(sub._deliver)
+        self._remove(sub._deliver)
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._signal.receivers)
+        return len(self._receivers)
 
     def close(self) -> None:
         self.backend.close()

@@ -31,19 +31,24 @@ Thread-safe: registering rebuilds the patterns and swaps them in atomically, so
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
+from controlplane.core.lazy import Lazy
+from controlplane.core.plain_data import plain_data
 from controlplane.core.visible_text import has_hidden, visible_text
+
+if TYPE_CHECKING:
+    import base64
+else:
+    base64 = Lazy(globals(), "base64")  # for registered secrets only
 
 MASK = "***"
 MIN_SECRET_LENGTH = 6
@@ -74,7 +79,7 @@ _COLON_VALUE = r"""(?:"([^"\n]++)"|'([^'\n]++)'|([^\s"'&;,()\[\]]{6,}+))"""
 _SECRET_WORDS = ("passw", "token", "secret", "api_key", "apikey", "api-key")
 
 
-@dataclass(frozen=True)
+@plain_data(frozen=True)
 class _Shape:
     source: str
     triggers: tuple[str, ...]  # the line (lowered if ``lowered``) holds one of these

@@ -16,7 +16,6 @@ KeyboardInterrupt → ``cancelled``), the run is recorded in the ledger and
 from __future__ import annotations
 
 import functools
-import getpass
 import json
 import os
 import sys
@@ -73,9 +72,15 @@ _USER_VARS = ("LOGNAME", "USER", "LNAME", "USERNAME")  # what getpass.getuser re
 
 @functools.lru_cache(maxsize=8)
 def _user_name(uid: int, *environ: str | None) -> str:
-    """getpass.getuser(), remembered per uid and variables (it reads /etc/passwd)."""
+    """What getpass.getuser() answers (the first of *environ* set, else the passwd entry of
+    *uid*), remembered per uid and variables. getpass itself imports termios."""
+    for value in environ:
+        if value:
+            return value
+    import pwd
+
     try:
-        return getpass.getuser()
+        return pwd.getpwuid(uid).pw_name
     except (KeyError, OSError):
         return str(uid)
 

@@ -11,11 +11,11 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
 from controlplane.core.output import valid_obj
+from controlplane.core.plain_data import field, field_names, plain_data
 from controlplane.core.run_names import RUN_TYPES, RunStatus
 
 SCHEMA = 1
@@ -104,7 +104,7 @@ def default_host() -> str:
     return os.uname().nodename
 
 
-@dataclass
+@plain_data
 class Run:
     """One recorded action. Serialises to run.json schema 1 with ``to_dict``."""
 
@@ -163,9 +163,9 @@ class Run:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = dict(self.extra)
-        for f in fields(self):
-            if f.name != "extra":
-                data[f.name] = getattr(self, f.name)
+        for name in field_names(self):
+            if name != "extra":
+                data[name] = getattr(self, name)
         data["status"] = str(self.status)
         return valid_obj(data)  # params, result, artifacts… are written as UTF-8
 
@@ -174,7 +174,7 @@ class Run:
         """Read a run.json dict, keeping unknown fields; raises ValueError if unusable."""
         if not isinstance(data, dict):
             raise ValueError("run.json is not an object")
-        known = {f.name for f in fields(cls)} - {"extra"}
+        known = set(field_names(cls)) - {"extra"}
         values = {k: v for k, v in data.items() if k in known}
         missing = [k for k in ("run_id", "type", "subtype") if not isinstance(values.get(k), str)]
         if missing:

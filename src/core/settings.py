@@ -18,11 +18,11 @@ import os
 import reprlib
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from controlplane.core import lazy
+from controlplane.core.plain_data import field, plain_data
 
 log = lazy.Logger(__name__)
 
@@ -33,7 +33,7 @@ MAX_FILE_BYTES = 64 * 1024
 PROJECT_SECTIONS: dict[str, frozenset[str]] = {"alerts": frozenset({"types", "subtypes"})}
 
 
-@dataclass(frozen=True)
+@plain_data(frozen=True)
 class Setting:
     name: str
     default: Any
@@ -105,7 +105,7 @@ def _no_alias_loader() -> type:
     return NoAliasLoader
 
 
-@dataclass
+@plain_data
 class Files:
     """What the two settings files contribute, after the project file's allow-list."""
 

@@ -17,13 +17,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from controlplane.core import lazy
 from controlplane.core import redact as _redact
 from controlplane.core.context import RunSink, current_run
+from controlplane.core.plain_data import plain_data
 
 log = lazy.Logger(__name__)
 
@@ -46,7 +46,7 @@ exec "$@"
 """
 
 
-@dataclass
+@plain_data
 class ToolResult:
     """What a tool did: its exit status and its captured, redacted output."""
 

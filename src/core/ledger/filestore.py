@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from controlplane.core.lazy import Lazy
 from controlplane.core.ledger import gitconfig, gitfiles
 from controlplane.core.ledger.gc_guard import CheckedOnce, Written, keep, wait_for_gc
 from controlplane.core.ledger.gitconfig import Unsupported
@@ -40,7 +40,11 @@ from controlplane.core.ledger.store import (
 )
 
 if TYPE_CHECKING:
+    import random
+
     from controlplane.core.ledger.store import GitStore
+else:
+    random = Lazy(globals(), "random")  # at a first retry
 
 _TYPE_NUMBERS = {name: number for number, name in TYPES.items()}
 _TREE, _BLOB = b"40000", b"100644"
@@ -475,3 +479,4 @@ class FileStore(CheckedOnce):
 
 
 __all__ = ["TAG_PREFIX", "FileStore", "Unsupported", "parse_tree", "tree_bytes"]
+

@@ -16,13 +16,13 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controlplane.core import lazy
 from controlplane.core.lazy import Lazy
 from controlplane.core.ledger import gitconfig
+from controlplane.core.plain_data import plain_data
 from controlplane.core.runs import default_host, process_alive
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ GC_WAIT_SECONDS = 120.0  # a record waits at most this long for a running gc to 
 _POLL = 0.05
 
 
-@dataclass(frozen=True)
+@plain_data(frozen=True)
 class Written:
     """One object a writer created: enough to write it again."""
 

@@ -27,13 +27,13 @@ import signal
 import threading
 import time
 from contextlib import suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from controlplane.core.ledger import disk_errors
 from controlplane.core.ledger.store import LedgerWriteError
 from controlplane.core.output import event_seq
+from controlplane.core.plain_data import field, plain_data
 from controlplane.core.runs import default_host, iso, process_alive, process_start_time, utc_now
 
 CANCEL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL, as the tool runner's grace period
@@ -57,7 +57,7 @@ class JournalWriteError(LedgerWriteError):
     """A run could not be journaled (read-only ``.git``, disk full): it did not start."""
 
 
-@dataclass
+@plain_data
 class JournalEntry:
     """What the journal knows of one in-flight run."""
 
@@ -364,7 +364,7 @@ class Journal:
         return ids + [p.name for p in sorted(self.dir.glob("*.json.claimed-*"))]
 
 
-@dataclass
+@plain_data
 class Claim:
     """An entry of a dead process, held by this process until ``release``."""
 

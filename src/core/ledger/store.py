@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import random
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -25,12 +24,15 @@ from controlplane.core.ledger.layout import BUCKET, FORMAT_FILE
 from controlplane.core.ledger.locks import clear_stale_locks, ref_move
 
 if TYPE_CHECKING:
+    import random
+
     import pygit2
     from pygit2.enums import FileMode, ObjectType
 else:  # imported by the first GitStore: reading runs from a current index needs none of it
     pygit2 = Lazy(globals(), "pygit2")
     FileMode = Lazy(globals(), "FileMode", "pygit2.enums", "FileMode")
     ObjectType = Lazy(globals(), "ObjectType", "pygit2.enums", "ObjectType")
+    random = Lazy(globals(), "random")  # at a first retry
 
 BRANCH = "scp-ledger"
 BRANCH_REF = f"refs/heads/{BRANCH}"
@@ -480,3 +482,4 @@ class GitStore(CheckedOnce):
                 return {}
             return {e.name: e.data for e in tree
                     if isinstance(e, pygit2.Blob) and e.name is not None}
+
