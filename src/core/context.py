@@ -10,28 +10,30 @@ import threading
 import weakref
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Protocol
 
+TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
+if TYPE_CHECKING:  # RunSink is a type only: import it under TYPE_CHECKING
+    from typing import Any, Protocol
 
-class RunSink(Protocol):
-    """What code running inside a Run may report to it."""
+    class RunSink(Protocol):
+        """What code running inside a Run may report to it."""
 
-    @property
-    def run_id(self) -> str:
-        """The run's id."""
+        @property
+        def run_id(self) -> str:
+            """The run's id."""
 
-    @property
-    def cancel_requested(self) -> threading.Event:
-        """Set when someone asked to cancel the run."""
+        @property
+        def cancel_requested(self) -> threading.Event:
+            """Set when someone asked to cancel the run."""
 
-    def output(self, line: str, stream: str = "stdout") -> None:
-        """Record one line of output (already without its newline)."""
+        def output(self, line: str, stream: str = "stdout") -> None:
+            """Record one line of output (already without its newline)."""
 
-    def attach_process(self, pid: int, pgid: int) -> None:
-        """Note a process group the run started, so a crash can clean it up."""
+        def attach_process(self, pid: int, pgid: int) -> None:
+            """Note a process group the run started, so a crash can clean it up."""
 
-    def detach_process(self, pid: int) -> None:
-        """Forget a process group that has ended."""
+        def detach_process(self, pid: int) -> None:
+            """Forget a process group that has ended."""
 
 
 _current_run: ContextVar[RunSink | None] = ContextVar("controlplane_current_run", default=None)

@@ -18,16 +18,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from controlplane.core import lazy
-from controlplane.core.contracts import BusBackend
 from controlplane.core.errors import ControlPlaneError
 from controlplane.core.plain_data import as_dict, field, field_names, plain_data, required_names
 from controlplane.core.runs import iso, utc_now
 
+TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
 if TYPE_CHECKING:
     import queue
+    from typing import Any, ClassVar, Self, TypeVar
+
+    from controlplane.core.contracts import BusBackend
 else:
     queue = lazy.Lazy(globals(), "queue")  # for subscriptions (SSE, WebSocket) only
 
@@ -54,7 +56,8 @@ class EventData:
         return cls(**{name: data[name] for name in names if name in data})
 
 
-EventT = TypeVar("EventT", bound=type[EventData])
+if TYPE_CHECKING:
+    EventT = TypeVar("EventT", bound=type[EventData])
 
 
 def event_type(name: str) -> Callable[[EventT], EventT]:

@@ -14,9 +14,12 @@ import os
 import signal
 import threading
 from types import FrameType, TracebackType
-from typing import Any
 
-from controlplane.core.context import RunSink
+TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from controlplane.core.context import RunSink
 
 FORWARDED = (signal.SIGTERM, signal.SIGHUP)
 

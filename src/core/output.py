@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
+if TYPE_CHECKING:
+    from typing import Any
 
 HEAD_EVENTS = 1_000
 TAIL_EVENTS = 1_000

@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from controlplane.core import lazy
 from controlplane.core.ledger import gitfiles
 
+TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
 if TYPE_CHECKING:
     import subprocess
+    from typing import Any
 
     from controlplane.core.ledger import Ledger
 

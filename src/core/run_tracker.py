@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, BinaryIO
 
 from controlplane.core import lazy, provenance, redact
 from controlplane.core.context import (
@@ -46,6 +45,10 @@ from controlplane.core.ledger import Ledger, LedgerWriteError
 from controlplane.core.ledger.journal import JournalEntry
 from controlplane.core.output import EventLog, bound_result, cap_events, clip_line
 from controlplane.core.runs import Run, RunStatus, check_subtype, iso, process_start_time, utc_now
+
+TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 log = lazy.Logger(__name__)
 _RUN_FIELDS = ("params", "target", "actor", "rerun_of", "parent_run_id", "artifacts")

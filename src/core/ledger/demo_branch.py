@@ -10,11 +10,13 @@ commit it reflects); an index rebuild reads them back from this branch.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, cast
 
 from controlplane.core.runs import Run, ledger_dirs
 
+TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
 if TYPE_CHECKING:
+    from typing import Any
+
     from controlplane.core.ledger.ledger import Ledger
 
 DEMO_BRANCH = "scp-demo"
@@ -41,6 +43,8 @@ def index_runs(ledger: Ledger, runs: list[tuple[dict[str, Any], str]]) -> None:
     """Add *runs* to the index at its current head (the head stays where it is)."""
     if not runs:
         return
+    from typing import cast  # here: the exec and script paths import this module
+
     for _ in range(20):  # another writer moved the head in between: read it again
         head = ledger.index.head()
         if ledger.index.apply(head, cast(str, head), runs, []):

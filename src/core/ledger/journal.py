@@ -28,13 +28,16 @@ import threading
 import time
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
 
 from controlplane.core.ledger import disk_errors
 from controlplane.core.ledger.store import LedgerWriteError
 from controlplane.core.output import event_seq
 from controlplane.core.plain_data import field, plain_data
 from controlplane.core.runs import default_host, iso, process_alive, process_start_time, utc_now
+
+TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
+if TYPE_CHECKING:
+    from typing import Any
 
 CANCEL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL, as the tool runner's grace period
 _POLL = 0.05  # how often a signalled group is checked for members left

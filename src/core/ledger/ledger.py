@@ -19,7 +19,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from controlplane.core import lazy, settings
 from controlplane.core.lazy import Lazy
@@ -40,20 +39,23 @@ from controlplane.core.ledger.view import VIEW_DIR, LedgerView, exclude_from_sta
 from controlplane.core.output import cap_events, events_after
 from controlplane.core.runs import Run, RunStatus, chat_dir, ledger_dir, ledger_dirs
 
+TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
 if TYPE_CHECKING:
     import shutil
     import subprocess
+    from typing import Any, TypeVar
 
     import pygit2
 
     from controlplane.core.ledger.filestore import FileStore
+
+    _T = TypeVar("_T")
 else:
     pygit2 = Lazy(globals(), "pygit2")  # a read from a current index needs none of it
     shutil = Lazy(globals(), "shutil")  # a rebuild's old view
     subprocess = Lazy(globals(), "subprocess")  # git gc
 
 log = lazy.Logger(__name__)
-_T = TypeVar("_T")
 
 GC_SAMPLE_DIR = "17"  # git's own `gc --auto` estimate counts the loose objects of objects/17
 GC_AUTO_DEFAULT = 6700
