@@ -407,3 +407,21 @@ def test_result_is_a_plain_dataclass() -> None:
     assert not ToolResult(
         ["git"], 1, "failed", {"code": "exit_status", "message": ""}, "", "", 1
     ).ok
+
+
+def test_which_answers_as_shutil_which(tmp_path: Path) -> None:
+    """tools.which stands for shutil.which on the exec path (issue 18, item 8)."""
+    from controlplane.core.tools import which
+
+    runnable, plain, folder = tmp_path / "a" / "tool", tmp_path / "b" / "tool", tmp_path / "c"
+    for path in (runnable, plain):
+        path.parent.mkdir()
+        path.write_text("#!/bin/sh\n")
+    runnable.chmod(0o755)
+    (folder / "tool").mkdir(parents=True)  # a directory named like the tool: not it
+    paths = [f"{folder}:{plain.parent}:{runnable.parent}", f"{runnable.parent}::{folder}",
+             f"{plain.parent}", "", f"{folder}:{folder}"]
+    for path in paths:
+        assert which("tool", path=path) == shutil.which("tool", path=path), path
+    for name in ("sh", "no-such-tool-here", str(runnable), str(plain), str(folder / "tool")):
+        assert which(name) == shutil.which(name), name

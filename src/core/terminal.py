@@ -16,13 +16,13 @@ TYPE_CHECKING = False  # typing: ~3 ms of every command's start (runs list impor
 if TYPE_CHECKING:
     from typing import IO
 
-_SGR = re.compile(r"\x1b\[[0-9;:]*m")
-_SEQUENCE = re.compile(
+_SGR = r"\x1b\[[0-9;:]*m"  # patterns compiled at first use: exec prints none of its own
+_SEQUENCE = (
     r"(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?"  # CSI, maybe cut short
     r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f]).*?(?:\x07|\x1b\\|\x9c|\Z)"  # strings to ST/BEL
     r"|\x1b[\x20-\x2f]*[\x30-\x7e]?"  # any other escape sequence, or a bare ESC
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]",  # any other control: shown escaped
-    re.DOTALL)
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # any other control: shown escaped
+)
 
 
 def clean(text: str, colour: bool = False) -> str:
@@ -34,9 +34,9 @@ def clean(text: str, colour: bool = False) -> str:
         found = match.group(0)
         if len(found) == 1 and found not in "\x1b\x9b\x90\x98\x9d\x9e\x9f":
             return f"\\x{ord(found):02x}"
-        return found if colour and _SGR.fullmatch(found) else ""
+        return found if colour and re.fullmatch(_SGR, found) else ""
 
-    return _SEQUENCE.sub(replace, text)
+    return re.sub(_SEQUENCE, replace, text, flags=re.DOTALL)  # re caches the compiled pattern
 
 
 def clean_for(stream: IO[str] | None, text: str) -> str:

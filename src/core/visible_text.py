@@ -18,13 +18,13 @@ import re
 
 # Anything a terminal does not print as itself; \t and \n are kept as they are.
 _HIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2060-\u2064\ufeff]")
-_SEQUENCE = re.compile(
+_SEQUENCE = (  # compiled at first use (~0.5 ms): most text holds nothing hidden
     r"(?:\x1b\[|\x9b)[\x30-\x3f]*+[\x20-\x2f]*+[\x40-\x7e]?"  # CSI, maybe cut short
     r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*+(?:\x07|\x1b\\|\x9c)?"  # strings
     r"|\x1b[\x20-\x2f]*+[\x30-\x7e]?"  # any other escape sequence, or a bare ESC
     r"|[\x00-\x07\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2060-\u2064\ufeff]"  # zero width
 )
-_CURSOR = re.compile(r"([\r\x08]+)")  # a run holding \r ends at column 0
+_CURSOR = r"([\r\x08]+)"  # a run holding \r ends at column 0
 
 
 def has_hidden(text: str) -> bool:
@@ -36,7 +36,7 @@ def visible_text(text: str) -> str:
     """*text* as a terminal shows it (see the module docstring); *text* itself if plain."""
     if not has_hidden(text):
         return text
-    text = _SEQUENCE.sub("", text)
+    text = re.sub(_SEQUENCE, "", text)  # re caches the compiled pattern
     if "\r" not in text and "\b" not in text:
         return text
     return "\n".join(_overwrite(line) for line in text.split("\n"))
@@ -46,7 +46,7 @@ def _overwrite(line: str) -> str:
     """One line after its carriage returns and backspaces moved the cursor back."""
     if "\b" not in line:
         return _after_returns(line)
-    pieces = _CURSOR.split(line)  # text, moves, text, moves, ..., text
+    pieces = re.split(_CURSOR, line)  # text, moves, text, moves, ..., text
     cells = list(pieces[0])
     column = len(cells)
     for index in range(1, len(pieces), 2):
