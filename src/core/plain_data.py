@@ -114,26 +114,33 @@ def _methods(cls: type, specs: list[tuple[str, Any, Any]], frozen: bool) -> None
     assign = object.__setattr__ if frozen else setattr
     title = cls.__name__
 
+    defaults = {name: default for name, default, _ in specs if default is not _MISSING}
+    factories = tuple((name, make) for name, _, make in specs if make is not None)
+    required = tuple(name for name, default, make in specs
+                     if default is _MISSING and make is None)
+    allowed = frozenset(names)
+
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if len(args) > len(specs):
-            raise TypeError(f"{title}() takes {len(specs)} positional arguments "
-                            f"but {len(args)} were given")
-        for index, (name, default, make) in enumerate(specs):
-            if index < len(args):
+        if args:
+            if len(args) > len(names):
+                raise TypeError(f"{title}() takes {len(names)} positional arguments "
+                                f"but {len(args)} were given")
+            for name, value in zip(names, args, strict=False):
                 if name in kwargs:
                     raise TypeError(f"{title}() got multiple values for argument {name!r}")
-                value = args[index]
-            elif name in kwargs:
-                value = kwargs.pop(name)
-            elif make is not None:
-                value = make()
-            elif default is not _MISSING:
-                value = default
-            else:
+                kwargs[name] = value
+        if not allowed.issuperset(kwargs):
+            unknown = next(name for name in kwargs if name not in allowed)
+            raise TypeError(f"{title}() got an unexpected keyword argument {unknown!r}")
+        for name in required:
+            if name not in kwargs:
                 raise TypeError(f"{title}() missing required argument: {name!r}")
-            assign(self, name, value)
-        if kwargs:
-            raise TypeError(f"{title}() got an unexpected keyword argument {next(iter(kwargs))!r}")
+        values = {**defaults, **kwargs}
+        for name, make in factories:
+            if name not in kwargs:
+                values[name] = make()
+        for name in names:  # in declaration order, through the class's __setattr__ if any
+            assign(self, name, values[name])
 
     def __repr__(self: Any) -> str:
         shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)

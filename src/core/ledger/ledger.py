@@ -243,14 +243,15 @@ class Ledger:
             raise ValueError(f"run {run.run_id} is {run.status}: only finished runs are recorded")
         directory = ledger_dir(run.run_id)
         run.events = len(events)
-        files = {"run.json": dumps(run.to_dict()), "events.jsonl": events_jsonl(events)}
+        data = run.to_dict()
+        files = {"run.json": dumps(data), "events.jsonl": events_jsonl(events)}
         message = f"run {run.run_id} {run.subtype} {run.status}\n\n{run.summary}".rstrip()
         if demo_branch.is_demo(run):  # the simulator's: a local branch, never pushed
             return demo_branch.record_demo(self, run, directory, files, message)
         parent, commit = self._write_with(
             lambda writer: self._commit_and_tag(writer, run, directory, files, message))
         self.durability.recorded()
-        self._advance(parent, commit, directory, files, run.to_dict())
+        self._advance(parent, commit, directory, files, data)
         self._records += 1
         self._maintain(skip_run=run.run_id)
         if self._records % 100 == 0:
