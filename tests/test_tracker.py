@@ -234,3 +234,19 @@ def test_raw_logs_are_pruned_to_the_retention(repo: Path,
     assert ledger.prune_logs() == 2
     kept = sorted(p.name.split(".")[0] for p in ledger.logs_dir.glob("*.events.jsonl"))
     assert kept == ids[2:]
+
+
+def test_the_actor_name_is_what_getpass_answers(monkeypatch) -> None:
+    """run_tracker reads the user name as getpass.getuser() does, without importing getpass
+    (it imports termios: start-up time, issue 18 item 8)."""
+    import getpass
+
+    from controlplane.core.run_tracker import _USER_VARS, _user_name
+
+    for variables in ({}, {"USER": "u1"}, {"LOGNAME": "l1", "USER": "u1"},
+                      {"USERNAME": "n1"}, {"LNAME": "", "USER": "u2"}):
+        for name in _USER_VARS:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        assert _user_name(os.getuid(), *map(os.environ.get, _USER_VARS)) == getpass.getuser()

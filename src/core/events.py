@@ -64,7 +64,7 @@ def event_type(name: str) -> Callable[[EventT], EventT]:
     """Declare a frozen data class as the shape of the ``data`` of events called *name*."""
 
     def register(cls: EventT) -> EventT:
-        if "__annotations__" in cls.__dict__ or "__plain_fields__" not in dir(cls):
+        if "__annotations__" in cls.__dict__ or not hasattr(cls, "__plain_fields__"):
             plain_data(frozen=True)(cls)
         # else no fields of its own: the methods it inherits are the same
         cls.event_name = name
