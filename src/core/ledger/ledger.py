@@ -22,7 +22,7 @@ from pathlib import Path
 
 from controlplane.core import lazy, settings
 from controlplane.core.lazy import Lazy
-from controlplane.core.ledger import demo_branch, gitfiles, rawlog
+from controlplane.core.ledger import demo_branch, detached, gitfiles, rawlog
 from controlplane.core.ledger.durability import Durability
 from controlplane.core.ledger.gc_guard import GC_WAIT_SECONDS, gc_running, wait_for_gc
 from controlplane.core.ledger.gitconfig import Unsupported
@@ -157,7 +157,7 @@ class Ledger:
         exclude_from_status(git_dir)
         self.recorded_here: deque[str] = deque(maxlen=10_000)  # for the cross-process feed
         self._records = 0
-        self._gc: subprocess.Popen[bytes] | None = None
+        self._gc: detached.Detached | None = None
         self._gc_sampled: tuple[int, bool] = (-1, False)  # objects/17's mtime, gc due then
         self._packs_at_roll_up = 0  # the pack count when this process last rolled them up
         self._pack_count = 0  # as packs_due last counted
@@ -726,7 +726,7 @@ class Ledger:
             (self.scp_dir / "repack.lock").touch()
         for argv in (lock + repack, repack):  # no flock (not util-linux): git alone
             try:
-                self._gc = _start_detached(argv)
+                self._gc = detached.start(argv)
             except OSError as exc:
                 log.debug("could not start %s: %s", argv[0], exc)
                 continue
@@ -774,21 +774,11 @@ class Ledger:
             return False  # never inside a run: the next record checks again
         argv = ["git", "--git-dir", str(self.git_dir), "gc", "--auto", "--quiet"]
         try:
-            self._gc = _start_detached(argv)
+            self._gc = detached.start(argv)
         except OSError as exc:
             log.warning("could not start git gc --auto: %s", exc)
             return False
         return True
-
-
-def _start_detached(argv: list[str]) -> subprocess.Popen[bytes]:
-    """Start *argv* in a session of its own (a Ctrl-C at the terminal does not reach it; it
-    outlives a script or the CLI), no input or output; OSError if it cannot start."""
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
-
-
-_deleting: list[subprocess.Popen[bytes]] = []  # detached deletions, reaped when done
 
 
 def _delete_detached(paths: list[Path]) -> None:
@@ -796,9 +786,8 @@ def _delete_detached(paths: list[Path]) -> None:
     here, if it cannot start."""
     if not paths:
         return
-    _deleting[:] = [process for process in _deleting if process.poll() is None]
     try:
-        _deleting.append(_start_detached(["rm", "-rf", "--", *map(str, paths)]))
+        detached.start(["rm", "-rf", "--", *map(str, paths)])
     except OSError:
         for path in paths:
             shutil.rmtree(path, ignore_errors=True)
