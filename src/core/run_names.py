@@ -1,6 +1,6 @@
 """The names a command checks before it reads anything: run types and statuses.
 
-Apart from :mod:`controlplane.core.runs` (the Run model, with dataclasses and datetime)
+Apart from :mod:`controlplane.core.runs` (the Run model, with datetime and its patterns)
 so that ``runs list`` validates ``--type`` and ``--status`` without importing it.
 """
 

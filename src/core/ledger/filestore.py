@@ -479,4 +479,3 @@ class FileStore(CheckedOnce):
 
 
 __all__ = ["TAG_PREFIX", "FileStore", "Unsupported", "parse_tree", "tree_bytes"]
-

@@ -482,4 +482,3 @@ class GitStore(CheckedOnce):
                 return {}
             return {e.name: e.data for e in tree
                     if isinstance(e, pygit2.Blob) and e.name is not None}
-
