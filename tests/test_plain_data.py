@@ -109,3 +109,30 @@ def test_a_field_without_default_after_one_with_is_refused() -> None:
         class Wrong:
             early: int = 0
             late: int
+
+
+@pytest.mark.parametrize("decorate", [plain_data, dataclasses.dataclass])
+def test_a_class_own_setattr_sees_every_field_in_order_as_with_dataclass(decorate) -> None:
+    """The Run model checks some fields as they are set: ``__init__`` must go through the
+    class's ``__setattr__``, a subclass's too, while plain classes are filled at once."""
+    seen: list[str] = []
+
+    @decorate
+    class Checked:
+        first: str
+        second: int = 2
+
+        def __setattr__(self, name: str, value: object) -> None:
+            seen.append(name)
+            object.__setattr__(self, name, value)
+
+    class Sub(Checked):
+        def __setattr__(self, name: str, value: object) -> None:
+            seen.append(f"sub:{name}")
+            super().__setattr__(name, value)
+
+    Checked("a")
+    Sub("b", second=3)
+    assert seen == ["first", "second", "sub:first", "first", "sub:second", "second"]
+    assert vars(Sub("c")) == {"first": "c", "second": 2}
+    assert list(vars(Mutable("n"))) == ["name", "count", "tags"]  # declaration order

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from controlplane import tracked_run
 from controlplane.core.ledger import Ledger
 from controlplane.core.ledger.ledger import PACKS_ROLLED_UP, PACKS_URGENT, ROLL_UP_EVERY
+from controlplane.core.ledger.odb import deflate
 from tests.conftest import git
 
 
@@ -178,3 +181,12 @@ def test_no_gc_is_started_after_every_record_while_git_refuses_it(repo: Path) ->
     os.utime(repo / ".git" / "gc.log", (old, old))  # expired: git would run again
     ledger._gc_sampled = (-1, False)
     assert ledger.gc_due() is True
+
+
+@pytest.mark.parametrize("size", [0, 1, 300, 64 * 1024, 64 * 1024 + 1, 1 << 20])
+def test_a_record_compresses_its_objects_as_any_zlib_reads_them(size: int) -> None:
+    """``deflate`` trades zlib's per-call set-up for a smaller hash table on small objects:
+    the stream must stay one plain zlib stream of the same bytes, whatever the size."""
+    data = random.Random(size).randbytes(size // 2) + b"run.json " * (size // 18)
+    assert zlib.decompress(deflate(data)) == data
+    assert zlib.decompressobj().decompress(deflate(data)) == data  # one stream, no trailer

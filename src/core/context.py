@@ -75,6 +75,8 @@ def reset_current_runtime(token) -> None:
 
 def runtime_for(root: Path) -> Any:
     """The open runtime serving the project at *root* in this process, if any."""
+    if not _runtimes_by_root:  # a script's process: no path to resolve
+        return None
     with _runtimes_lock:
         return _runtimes_by_root.get(Path(root).resolve())
 

@@ -104,6 +104,9 @@ def _declared(cls: type) -> list[tuple[str, Any, Any]]:
     return list(specs.values())
 
 
+_SET_PLAIN = object.__setattr__
+
+
 def _set_new(cls: type, name: str, value: Any) -> None:
     if name not in cls.__dict__:
         setattr(cls, name, value)
@@ -139,7 +142,10 @@ def _methods(cls: type, specs: list[tuple[str, Any, Any]], frozen: bool) -> None
         for name, make in factories:
             if name not in kwargs:
                 values[name] = make()
-        for name in names:  # in declaration order, through the class's __setattr__ if any
+        if frozen or type(self).__setattr__ is _SET_PLAIN:  # no hook: stored at once
+            self.__dict__.update({name: values[name] for name in names})
+            return
+        for name in names:  # in declaration order, through the class's __setattr__
             assign(self, name, values[name])
 
     def __repr__(self: Any) -> str:

@@ -219,14 +219,15 @@ class ActiveRun:
     def start(self) -> None:
         """Journal the run as ``running``, open its event spool, publish ``run:started``."""
         self.run.status = RunStatus.RUNNING
+        data = self.run.to_dict()
         if self._entry is None:
-            self._entry = self.ledger.journal.start(self.run.to_dict())
+            self._entry = self.ledger.journal.start(data)
         else:
-            self._entry.run = self.run.to_dict()
+            self._entry.run = data
             self.ledger.journal.update(self._entry)
         self._spool = open(self.ledger.journal.events_path(self.run_id), "ab", buffering=0)  # noqa: SIM115
         self._event("run:started", {"summary": self.run.summary})
-        started = RunStarted.from_data(self.run.to_dict())
+        started = RunStarted.from_data(data)
         self._on_bus(lambda: self.bus.publish_event(started))
 
     def finish(self, status: RunStatus, error: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from controlplane.core.ledger.store import (
     NewerLedgerFormat,
     create_loose_ref,
 )
+from controlplane.core.ledger.trees import BLOB_MODE, TREE_MODE, Tree, parse_tree, tree_bytes
 
 TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ else:
     random = Lazy(globals(), "random")  # at a first retry
 
 _TYPE_NUMBERS = {name: number for number, name in TYPES.items()}
-_TREE, _BLOB = b"40000", b"100644"
+_TREE, _BLOB = TREE_MODE, BLOB_MODE
 _ZERO = "0" * 40
 _FALLBACK_IDENTITY = ("controlplane", "controlplane@localhost")  # GitStore.signature's
 GC_AUTO_DEFAULT = 6700
@@ -55,30 +56,6 @@ CONFIG_CHECKED_EVERY = 1.0  # seconds: git's configuration files are stat'ed at 
 TREES_KEPT = 64  # a record's path is 7 trees; a day tree holds up to 256 entries
 PACK_LIMIT_DEFAULT = 50  # git's gc.autoPackLimit
 _FORMAT_OID = sha1(b"blob %d\0" % len(_FORMAT_BYTES) + _FORMAT_BYTES).digest()
-
-Entries = dict[bytes, tuple[bytes, bytes]]  # name -> (mode, 20-byte id)
-
-
-def parse_tree(data: bytes) -> Entries:
-    """A tree object's entries."""
-    entries: Entries = {}
-    position, end = 0, len(data)
-    while position < end:
-        space = data.index(b" ", position)
-        nul = data.index(b"\0", space)
-        entries[data[space + 1:nul]] = (data[position:space], data[nul + 1:nul + 21])
-        position = nul + 21
-    return entries
-
-
-def tree_bytes(entries: Entries) -> bytes:
-    """A tree object from *entries*, in git's order (a tree's name sorts as ``name/``)."""
-    def order(name: bytes) -> bytes:
-        return name + b"/" if entries[name][0] == _TREE else name
-
-    return b"".join(b"%s %s\0%s" % (entries[name][0], name, entries[name][1])
-                    for name in sorted(entries, key=order))
-
 
 def _checked_name(name: str) -> str:
     """*name* as libgit2 takes it in a signature, or Unsupported where it would differ."""
@@ -110,8 +87,8 @@ class FileStore(CheckedOnce):
         self.odb = ObjectDatabase(git_dir / "objects")
         self.lock = threading.RLock()  # one writer of this process at a time, as GitStore's
         super().__init__()  # objects awaiting one check (checked_once)
-        self._trees: dict[str, tuple[Entries, str]] = {}  # id -> (entries, file holding it)
-        self._new_trees: dict[str, Entries] = {}  # the trees of the commit being made
+        self._trees: dict[str, tuple[Tree, str]] = {}  # id -> (entries, file holding it)
+        self._new_trees: dict[str, Tree] = {}  # the trees of the commit being made
         self._packed: tuple[str, set[str]] = ("", set())  # the last pack written: index, ids
         self._staging = threading.local()  # .tag: (run id, commit, tag object) of stage_tag
         self._commit_trees: dict[str, tuple[str, str]] = {}  # commit -> (tree, file holding)
@@ -182,16 +159,21 @@ class FileStore(CheckedOnce):
             raise Unsupported(f"{commit} is not a commit")
         return data[5:45].decode("ascii")
 
-    def _tree(self, oid: bytes | str | None) -> Entries:
+    def _tree(self, oid: bytes | str | None) -> Tree:
         """A tree's entries: from the trees this store wrote or read lately while the file
         holding the object (loose, or a pack's index) is still on disk (one stat, not a
         read and an inflate), else read."""
         if oid is None:
-            return {}
+            return Tree()
         hex_id = oid if isinstance(oid, str) else oid.hex()
         known = self._trees.get(hex_id)
-        if known is not None and os.path.exists(known[1]):
-            return known[0]
+        if known is not None:
+            if os.path.exists(known[1]):
+                return known[0]
+            where = self.odb.locate(hex_id)  # a roll-up moved it: the same entries
+            if where is not None:
+                self._remember(hex_id, known[0], where)
+                return known[0]
         kind, data = self.odb.read(hex_id)
         if kind != "tree":
             raise Unsupported(f"{oid!r} is a {kind}, not a tree")
@@ -201,7 +183,7 @@ class FileStore(CheckedOnce):
             self._remember(hex_id, entries, where)
         return entries
 
-    def _remember(self, hex_id: str, entries: Entries, where: str) -> None:
+    def _remember(self, hex_id: str, entries: Tree, where: str) -> None:
         trees = self._trees
         trees[hex_id] = (entries, where)
         if len(trees) > TREES_KEPT:
@@ -242,12 +224,13 @@ class FileStore(CheckedOnce):
         made.append(Written(oid.hex(), _TYPE_NUMBERS[kind], data))
         return oid
 
-    def _store(self, made: list[Written], trees: dict[str, Entries]) -> str | None:
+    def _store(self, made: list[Written], trees: dict[str, Tree]) -> str | None:
         """Write the objects of *made*: one pack (``packwrite``), or loose when there is one
         or packing is off; the *trees* among them are kept for the next record. Returns
         the pack's index, None when loose."""
         if self.packing and len(made) > 1:
-            where = write_pack(self.odb.dir, [(TYPES[item.type], item.data) for item in made])
+            where = write_pack(self.odb.dir, [(TYPES[item.type], item.data) for item in made],
+                               [bytes.fromhex(str(item.oid)) for item in made])
             for hex_id, entries in trees.items():
                 self._remember(hex_id, entries, where)
             self._packed = (where, {str(item.oid) for item in made})
@@ -297,7 +280,7 @@ class FileStore(CheckedOnce):
             made: list[Written] = []
             self._new_trees = {}
             try:
-                root = self._tree(self._tree_of_commit(parent)) if parent else {}
+                root = self._tree(self._tree_of_commit(parent)) if parent else Tree()
                 leaf = self._entry_tree(files, made)
                 extra = self._format_entry(root, made)
                 tree = self._with_subtree(root, parts, leaf, made, extra)
@@ -341,16 +324,18 @@ class FileStore(CheckedOnce):
         self.odb.close()
 
     def _entry_tree(self, files: Mapping[str, bytes], made: list[Written]) -> bytes:
-        entries = {name.encode(): (_BLOB, self._write("blob", bytes(data), made))
-                   for name, data in files.items()}
+        entries = Tree({name.encode(): (_BLOB, self._write("blob", bytes(data), made))
+                        for name, data in files.items()})
         return self._written_tree(entries, made)
 
-    def _written_tree(self, entries: Entries, made: list[Written]) -> bytes:
-        oid = self._write("tree", tree_bytes(entries), made)
+    def _written_tree(self, entries: Tree, made: list[Written]) -> bytes:
+        if entries.raw is None:
+            entries.raw = tree_bytes(entries)
+        oid = self._write("tree", entries.raw, made)
         self._new_trees[oid.hex()] = entries  # the next record starts from these trees
         return oid
 
-    def _format_entry(self, root: Entries, made: list[Written]
+    def _format_entry(self, root: Tree, made: list[Written]
                       ) -> tuple[bytes, tuple[bytes, bytes]] | None:
         """``ledger/FORMAT``'s entry to add when *root* lacks it or holds an older version
         (as GitStore's); raises NewerLedgerFormat for a newer one."""
@@ -373,22 +358,26 @@ class FileStore(CheckedOnce):
                 return None
         return b"FORMAT", (_BLOB, self._write("blob", _FORMAT_BYTES, made))
 
-    def _with_subtree(self, tree: Entries, parts: list[str], leaf: bytes,
+    def _with_subtree(self, tree: Tree, parts: list[str], leaf: bytes,
                       made: list[Written], extra: tuple[bytes, tuple[bytes, bytes]] | None,
                       depth: int = 0) -> bytes:
         """The new tree with *leaf* at *parts* under *tree*; each new tree added to *made*.
         *extra*: one more entry for the ``ledger`` tree (depth 1)."""
-        entries = dict(tree)
-        if depth == 1 and extra is not None:
-            entries[extra[0]] = extra[1]
         name = parts[0].encode()
         if len(parts) == 1:
-            entries[name] = (_TREE, leaf)
+            oid = leaf
         else:
             child = tree.get(name)
-            below = self._tree(child[1]) if child is not None and child[0] == _TREE else {}
-            entries[name] = (_TREE, self._with_subtree(below, parts[1:], leaf, made, extra,
-                                                       depth + 1))
+            below = self._tree(child[1]) if child is not None and child[0] == _TREE else Tree()
+            oid = self._with_subtree(below, parts[1:], leaf, made, extra, depth + 1)
+        if depth != 1 or extra is None:  # a subtree's new id: the bytes spliced
+            spliced = tree.with_id(name, oid)
+            if spliced is not None:
+                return self._written_tree(spliced, made)
+        entries = Tree(tree)
+        if depth == 1 and extra is not None:
+            entries[extra[0]] = extra[1]
+        entries[name] = (_TREE, oid)
         return self._written_tree(entries, made)
 
     def _move_ref(self, name: str, old: str | None, new: str, log_message: str | None
@@ -478,4 +467,4 @@ class FileStore(CheckedOnce):
         return True
 
 
-__all__ = ["TAG_PREFIX", "FileStore", "Unsupported", "parse_tree", "tree_bytes"]
+__all__ = ["TAG_PREFIX", "FileStore", "Unsupported"]

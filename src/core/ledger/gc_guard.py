@@ -13,6 +13,7 @@ repairs that.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -83,7 +84,8 @@ def written(repo: pygit2.Repository, oid: pygit2.Oid) -> Written:
 def gc_running(git_dir: Path) -> bool:
     """True while a ``git gc`` of this host works in *git_dir* (its ``gc.pid`` names it)."""
     try:
-        pid_text, _, host = (git_dir / "gc.pid").read_text().strip().partition(" ")
+        with open(os.path.join(git_dir, "gc.pid"), encoding="utf-8") as found:
+            pid_text, _, host = found.read().strip().partition(" ")
     except OSError:
         return False
     if host and host != default_host():

@@ -244,17 +244,19 @@ class RunIndex:
             if (current[0] if current else None) != expected_head:
                 return False
             upserts = list(upserts)
-            held = db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is not None
-            rewritten = held and any(  # a run replaced: the totals are recomputed
-                db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run["run_id"],)).fetchone()
-                for run, _ in upserts)
+            if len(upserts) > 1 and db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is None:
+                rewritten = False  # an empty index filled (a rebuild): nothing replaced
+            else:  # a run replaced: the totals are recomputed
+                rewritten = any(db.execute("SELECT 1 FROM runs WHERE run_id = ?",
+                                           (run["run_id"],)).fetchone() for run, _ in upserts)
             db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)",
                            [_row(run, directory) for run, directory in upserts])
             gone = [(d,) for d in removed]
-            rewritten |= db.executemany("DELETE FROM runs WHERE dir = ?", gone).rowcount > 0
-            db.executemany("DELETE FROM mentions WHERE message_id IN "
-                           "(SELECT message_id FROM chat WHERE dir = ?)", gone)
-            db.executemany("DELETE FROM chat WHERE dir = ?", gone)
+            if gone:
+                rewritten |= db.executemany("DELETE FROM runs WHERE dir = ?", gone).rowcount > 0
+                db.executemany("DELETE FROM mentions WHERE message_id IN "
+                               "(SELECT message_id FROM chat WHERE dir = ?)", gone)
+                db.executemany("DELETE FROM chat WHERE dir = ?", gone)
             for message, directory in messages:
                 db.execute("INSERT OR REPLACE INTO chat VALUES (?,?,?)",
                            (message["message_id"], directory, json.dumps(message)))

@@ -87,6 +87,18 @@ class JournalEntry:
         return self.host == default_host() and process_alive(self.pid, self.pid_start)
 
 
+def _moved(source: Path, target: Path) -> bool:
+    """Move *source* to *target*, its directory made if missing; False if *source* is gone."""
+    try:
+        os.replace(source, target)
+    except FileNotFoundError:
+        if not source.exists():
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+    return True
+
+
 class Journal:
     """The directory of in-flight runs. Safe for several processes."""
 
@@ -195,22 +207,20 @@ class Journal:
 
         *spare*: keep the entry's file for this process's next run (``_spare``).
         """
-        events = self.events_path(run_id)
-        if keep_events_at is not None and events.exists():
-            keep_events_at.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(events, keep_events_at)
+        events, meta = self.events_path(run_id), self.meta_path(run_id)
+        if keep_events_at is None or not _moved(events, keep_events_at):
+            events.unlink(missing_ok=True)
         # the entry last: neither a spool nor a cancel request outlives it
-        for path in (events, self.cancel_path(run_id)):
-            path.unlink(missing_ok=True)
+        self.cancel_path(run_id).unlink(missing_ok=True)
         if not spare:
-            self.meta_path(run_id).unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
             return
         try:
-            os.rename(self.meta_path(run_id), self._spare())
+            os.rename(meta, self._spare())
         except FileNotFoundError:
             return
         except OSError:
-            self.meta_path(run_id).unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
             return
         if not self._spare_kept:  # a process that ends leaves none (a crash: swept later)
             self._spare_kept = True

@@ -139,6 +139,10 @@ class Ledger:
             except OSError as exc:
                 log.warning("could not make %s private (chmod 700 it): %s", self.scp_dir, exc)
         self.logs_dir = self.scp_dir / "logs"
+        objects = os.path.join(git_dir, "objects")  # what every record's _maintain looks at
+        self._pack_dir, self._gc_sample = os.path.join(objects, "pack"), \
+            os.path.join(objects, GC_SAMPLE_DIR)
+        self._repack_lock = os.path.join(self.scp_dir, "repack.lock")
         configured = settings.values(root)
         namespace = configured["tag_namespace"]
         if namespace not in TAG_NAMESPACES:
@@ -670,8 +674,7 @@ class Ledger:
         if files is None or not files.packing:
             return False
         try:
-            count = sum(1 for name in os.listdir(self.git_dir / "objects" / "pack")
-                        if name.endswith(".idx"))
+            count = sum(1 for name in os.listdir(self._pack_dir) if name.endswith(".idx"))
         except OSError:
             return False
         self._pack_count = count
@@ -683,7 +686,7 @@ class Ledger:
         if count > min(PACKS_URGENT, files.pack_limit - 5):
             return True
         try:  # the last roll-up of any process here: its lock file's time
-            since = time.time() - os.stat(self.scp_dir / "repack.lock").st_mtime
+            since = time.time() - os.stat(self._repack_lock).st_mtime
         except OSError:
             return True
         return since >= ROLL_UP_EVERY
@@ -741,7 +744,7 @@ class Ledger:
         if self._gc_auto <= 0:
             return False
         limit = -(-self._gc_auto // 256)
-        sample = self.git_dir / "objects" / GC_SAMPLE_DIR
+        sample = self._gc_sample
         try:
             changed = os.stat(sample).st_mtime_ns
             if changed == self._gc_sampled[0]:  # no name added or removed: one stat a record

@@ -112,6 +112,18 @@ class WriterLockTimeout(OSError):
     """Another live writer held the ref writer lock for ``WRITER_WAIT`` seconds."""
 
 
+_WRITER_LOCKS: dict[Path, Path] = {}  # git dir -> its writer lock (a record moves 2 refs)
+
+
+def _writer_lock(git_dir: Path) -> Path:
+    path = _WRITER_LOCKS.get(git_dir)
+    if path is None:
+        if len(_WRITER_LOCKS) > 100:
+            _WRITER_LOCKS.clear()
+        path = _WRITER_LOCKS[git_dir] = git_dir / "scp" / WRITER_LOCK
+    return path
+
+
 @contextlib.contextmanager
 def ref_move(git_dir: Path, ref: str, work_tree: Path | None = None,
              wait: float = WRITER_WAIT) -> Iterator[None]:
@@ -124,9 +136,12 @@ def ref_move(git_dir: Path, ref: str, work_tree: Path | None = None,
     here or has it open. Locks of other git programs keep the age rule of
     ``clear_stale_locks``.
     """
-    path = git_dir / "scp" / WRITER_LOCK
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    path = _writer_lock(git_dir)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:  # the first ref move of this clone
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         _flock_within(fd, wait, path)
         _clear_after_dead_writer(git_dir, work_tree, os.pread(fd, 4096, 0))
@@ -140,10 +155,17 @@ def ref_move(git_dir: Path, ref: str, work_tree: Path | None = None,
         os.close(fd)  # drops the flock
 
 
+_HOLDER: dict[int, str] = {}  # pid -> this process's part of the record (a fork: another)
+
+
 def _holder(ref: str) -> bytes:
     pid = os.getpid()
-    return json.dumps({"host": default_host(), "pid": pid,
-                       "start": process_start_time(pid), "ref": ref}).encode()
+    head = _HOLDER.get(pid)
+    if head is None:
+        _HOLDER.clear()
+        head = _HOLDER[pid] = json.dumps({"host": default_host(), "pid": pid,
+                                          "start": process_start_time(pid)})[:-1]
+    return f"{head}, \"ref\": {json.dumps(ref)}}}".encode()
 
 
 def _flock_within(fd: int, wait: float, path: Path) -> None:

@@ -17,8 +17,9 @@ import os
 import struct
 import zlib
 from collections.abc import Sequence
+from itertools import accumulate
 
-from controlplane.core.ledger.odb import publish, sha1
+from controlplane.core.ledger.odb import deflate, publish, sha1
 
 TYPE_NUMBERS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
 _IDX_HEADER = b"\377tOc" + struct.pack(">I", 2)
@@ -40,15 +41,17 @@ def _entry_header(kind: str, size: int) -> bytes:
     return bytes(out)
 
 
-def pack_bytes(objects: Sequence[tuple[str, bytes]]) -> tuple[bytes, bytes]:
+def pack_bytes(objects: Sequence[tuple[str, bytes]], ids: Sequence[bytes] | None = None
+               ) -> tuple[bytes, bytes]:
     """(pack, index) holding *objects* ((type, content)), undeltified, zlib level 1 (git's
-    ``core.compression`` for loose objects)."""
+    ``core.compression`` for loose objects). *ids*: their ids when the caller has them."""
     chunks = [b"PACK", struct.pack(">II", 2, len(objects))]
     entries: list[tuple[bytes, int, int]] = []  # (id, crc32 of the entry, offset)
     offset = 12
-    for kind, data in objects:
-        entry = _entry_header(kind, len(data)) + zlib.compress(data, 1)
-        entries.append((object_id(kind, data), zlib.crc32(entry), offset))
+    for number, (kind, data) in enumerate(objects):
+        entry = _entry_header(kind, len(data)) + deflate(data)
+        oid = ids[number] if ids is not None else object_id(kind, data)
+        entries.append((oid, zlib.crc32(entry), offset))
         offset += len(entry)
         chunks.append(entry)
     body = b"".join(chunks)
@@ -56,13 +59,10 @@ def pack_bytes(objects: Sequence[tuple[str, bytes]]) -> tuple[bytes, bytes]:
     entries.sort()
     if offset >= 0x80000000:
         raise ValueError("a record's pack over 2 GiB")
-    fanout = [0] * 256
+    counts = [0] * 256
     for oid, _, _ in entries:
-        fanout[oid[0]] += 1
-    running = 0
-    for first in range(256):
-        running += fanout[first]
-        fanout[first] = running
+        counts[oid[0]] += 1
+    fanout = list(accumulate(counts))  # objects whose first byte is at most each value
     index = b"".join([
         _IDX_HEADER, struct.pack(">256I", *fanout),
         b"".join(oid for oid, _, _ in entries),
@@ -73,10 +73,11 @@ def pack_bytes(objects: Sequence[tuple[str, bytes]]) -> tuple[bytes, bytes]:
     return pack, index + sha1(index).digest()
 
 
-def write_pack(objects_dir: str, objects: Sequence[tuple[str, bytes]]) -> str:
-    """Write *objects* as ``objects/pack/pack-<checksum>.{pack,idx}``; returns the index's
-    path. An existing pack of the same name is kept (the same bytes)."""
-    pack, index = pack_bytes(objects)
+def write_pack(objects_dir: str, objects: Sequence[tuple[str, bytes]],
+               ids: Sequence[bytes] | None = None) -> str:
+    """Write *objects* (with their *ids* if known) as ``objects/pack/pack-<checksum>.{pack,
+    idx}``; returns the index's path. An existing pack of that name is kept (the same bytes)."""
+    pack, index = pack_bytes(objects, ids)
     directory, checksum = os.path.join(objects_dir, "pack"), pack[-20:].hex()
     name = os.path.join(directory, f"pack-{checksum}")
     temporary = os.path.join(directory, f"tmp_pack_{os.getpid()}_{checksum[:12]}")

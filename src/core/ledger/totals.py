@@ -82,16 +82,25 @@ def _merge(entry: list[Any], other: list[Any] | tuple) -> None:
         entry[7] = other[7]
 
 
+_UPSERT = (  # _merge in SQL: counts added, the latest run and end kept (SET reads the old row)
+    f"INSERT INTO totals (kind, key, {_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (kind, key) DO UPDATE SET total = total + excluded.total, "
+    "ok = ok + excluded.ok, failed = failed + excluded.failed, "
+    "dur_n = dur_n + excluded.dur_n, dur_sum = dur_sum + excluded.dur_sum, "
+    "last_run = iif(_old_run, last_run, excluded.last_run), "
+    "last_status = iif(_old_run, last_status, excluded.last_status), "
+    "last_ended = iif(last_ended IS NOT NULL AND last_ended != '' AND "
+    "(excluded.last_ended IS NULL OR last_ended > excluded.last_ended), "
+    "last_ended, excluded.last_ended)"
+).replace("_old_run", "last_run IS NOT NULL AND "
+          "(excluded.last_run IS NULL OR last_run > excluded.last_run)")
+
+
 def _add(db: sqlite3.Connection, rows: Iterable[tuple]) -> None:
     acc: dict[tuple[str, str], list[Any]] = {}
     _fold(acc, rows)
-    for (kind, key), entry in acc.items():
-        held = db.execute(f"SELECT {_COLUMNS} FROM totals WHERE kind=? AND key=?",
-                          (kind, key)).fetchone()
-        if held is not None:
-            _merge(entry, held)
-        db.execute(f"INSERT OR REPLACE INTO totals (kind, key, {_COLUMNS}) "
-                   "VALUES (?,?,?,?,?,?,?,?,?,?)", (kind, key, *entry))
+    if acc:
+        db.executemany(_UPSERT, [(kind, key, *entry) for (kind, key), entry in acc.items()])
 
 
 def _figures(total: int, ok: int, failed: int, dur_n: int, dur_sum: int) -> dict[str, Any]:
