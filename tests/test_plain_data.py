@@ -136,3 +136,13 @@ def test_a_class_own_setattr_sees_every_field_in_order_as_with_dataclass(decorat
     assert seen == ["first", "second", "sub:first", "first", "sub:second", "second"]
     assert vars(Sub("c")) == {"first": "c", "second": 2}
     assert list(vars(Mutable("n"))) == ["name", "count", "tags"]  # declaration order
+
+
+def test_every_field_given_in_order_is_the_same_object_as_by_name() -> None:
+    """A writer records a dozen ``Written`` per run, each with all its fields in order."""
+    assert Mutable("a", 2, ["t"]) == Mutable(name="a", count=2, tags=["t"])
+    assert vars(Mutable("a", 2, ["t"])) == {"name": "a", "count": 2, "tags": ["t"]}
+    assert Frozen("f", {"k": [1]}) == Frozen(name="f", nested={"k": [1]})
+    with pytest.raises(FrozenError):
+        Frozen("f", {}).name = "g"  # type: ignore[misc]
+    assert Child("c", {}, "y").extra == "y"

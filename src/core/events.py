@@ -92,8 +92,10 @@ class RunSnapshot(EventData):
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Self:
         named = [name for name in field_names(cls) if name != "rest"]
-        head = super().from_data(data)
-        return cls(**{name: getattr(head, name) for name in named},
+        missing = [name for name in required_names(cls) if name not in data]
+        if missing:
+            raise ValueError(f"{cls.event_name} data lacks {', '.join(missing)}")
+        return cls(**{name: data[name] for name in named if name in data},
                    rest={k: v for k, v in data.items() if k not in named})
 
 
@@ -335,6 +337,9 @@ class EventBus:
     def publish(self, kind: str, data: dict[str, Any], run_id: str | None = None) -> dict:
         """Number and deliver one event; raises ValueError for an unregistered type."""
         check_event(kind, data)
+        return self._publish(kind, data, run_id)
+
+    def _publish(self, kind: str, data: dict[str, Any], run_id: str | None) -> dict:
         envelope = {"id": "", "type": kind, "run_id": run_id, "at": iso(utc_now()), "data": data}
         with self._lock:
             envelope = self.backend.append(envelope)
@@ -347,7 +352,8 @@ class EventBus:
         name = type(event).event_name
         if EVENT_TYPES.get(name) is not type(event):
             raise ValueError(f"unregistered event class {type(event).__name__}")
-        return self.publish(name, event.to_data(), run_id=run_id or getattr(event, "run_id", None))
+        # built by its class: its data has the shape check_event would check again
+        return self._publish(name, event.to_data(), run_id or getattr(event, "run_id", None))
 
     def announce(self, entry_id: str) -> None:
         """Say, before recording it, that this process announces run or message *entry_id*

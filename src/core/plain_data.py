@@ -124,6 +124,10 @@ def _methods(cls: type, specs: list[tuple[str, Any, Any]], frozen: bool) -> None
     allowed = frozenset(names)
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if len(args) == len(names) and not kwargs and \
+                (frozen or type(self).__setattr__ is _SET_PLAIN):  # every field, in order
+            self.__dict__.update(zip(names, args, strict=True))
+            return
         if args:
             if len(args) > len(names):
                 raise TypeError(f"{title}() takes {len(names)} positional arguments "

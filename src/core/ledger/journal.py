@@ -87,12 +87,12 @@ class JournalEntry:
         return self.host == default_host() and process_alive(self.pid, self.pid_start)
 
 
-def _moved(source: Path, target: Path) -> bool:
+def _moved(source: str, target: Path) -> bool:
     """Move *source* to *target*, its directory made if missing; False if *source* is gone."""
     try:
         os.replace(source, target)
     except FileNotFoundError:
-        if not source.exists():
+        if not os.path.exists(source):
             return False
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, target)
@@ -105,9 +105,13 @@ class Journal:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._text = os.fspath(directory)  # a run's own files, joined as text (no Path each)
         self._writers: dict[str, tuple[str, int, float | None]] = {}  # entry -> host, pid, start
         self._spare_kept = False
         self._spare_lock = threading.Lock()
+
+    def _file(self, run_id: str, suffix: str) -> str:
+        return f"{self._text}/{run_id}{suffix}"
 
     def meta_path(self, run_id: str) -> Path:
         return self.dir / f"{run_id}.json"
@@ -158,19 +162,20 @@ class Journal:
                              pid_start=process_start_time(pid))
         run_id = run["run_id"]
         try:
-            self._write_entry(self.meta_path(run_id), entry.to_json())  # first: no orphan spool
-            os.close(os.open(self.events_path(run_id), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
+            self._write_entry(self._file(run_id, ".json"), entry.to_json())  # no orphan spool
+            os.close(os.open(self._file(run_id, ".events.jsonl"),
+                             os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
                              0o666))  # the spool: new, so no utime first as Path.touch does
         except OSError as exc:
-            for path in (self.events_path(run_id), self.meta_path(run_id)):
+            for path in (self._file(run_id, ".events.jsonl"), self._file(run_id, ".json")):
                 with suppress(OSError):  # neither half of an entry stays behind
-                    path.unlink(missing_ok=True)
+                    os.unlink(path)
             raise JournalWriteError(
                 f"run {run_id} not started: cannot write the journal {self.dir} "
                 f"({disk_errors.reason(exc)}); {disk_errors.what_to_do(exc)}") from None
         return entry
 
-    def _write_entry(self, path: Path, data: bytes) -> None:
+    def _write_entry(self, path: str, data: bytes) -> None:
         """A new entry at *path*: written into this process's spare file (``_spare``) and
         renamed into place, or through a temporary file when there is none. Written over,
         not truncated first: the spare's block is reused, not freed and allocated again."""
@@ -196,7 +201,7 @@ class Journal:
                     raise
                 with suppress(OSError):
                     os.unlink(spare)
-        write_atomic(path, data)
+        write_atomic(Path(path), data)
 
     def update(self, entry: JournalEntry) -> None:
         write_atomic(self.meta_path(entry.run["run_id"]), entry.to_json())
@@ -207,20 +212,23 @@ class Journal:
 
         *spare*: keep the entry's file for this process's next run (``_spare``).
         """
-        events, meta = self.events_path(run_id), self.meta_path(run_id)
-        if keep_events_at is None or not _moved(events, keep_events_at):
-            events.unlink(missing_ok=True)
-        # the entry last: neither a spool nor a cancel request outlives it
-        self.cancel_path(run_id).unlink(missing_ok=True)
+        events, meta = self._file(run_id, ".events.jsonl"), self._file(run_id, ".json")
+        with suppress(FileNotFoundError):
+            if keep_events_at is None or not _moved(events, keep_events_at):
+                os.unlink(events)
+        with suppress(FileNotFoundError):  # the entry last: no spool or cancel request outlives it
+            os.unlink(self._file(run_id, ".cancel"))
         if not spare:
-            meta.unlink(missing_ok=True)
+            with suppress(FileNotFoundError):
+                os.unlink(meta)
             return
         try:
             os.rename(meta, self._spare())
         except FileNotFoundError:
             return
         except OSError:
-            meta.unlink(missing_ok=True)
+            with suppress(FileNotFoundError):
+                os.unlink(meta)
             return
         if not self._spare_kept:  # a process that ends leaves none (a crash: swept later)
             self._spare_kept = True
@@ -230,14 +238,14 @@ class Journal:
         with suppress(OSError):
             os.unlink(self._spare())
 
-    def _spare(self) -> Path:
+    def _spare(self) -> str:
         """A finished entry's file kept for the next one (swept once this process is gone).
 
         On ext4 without a journal, creating a file scans past every inode freed in the
         last minutes of its block group: unlinking an entry per run made the next run's
         files (entry, spool, objects, refs) 0.5-1 ms slower each.
         """
-        return self.dir / f".spare.{os.getpid()}.tmp"
+        return f"{self._text}/.spare.{os.getpid()}.tmp"
 
     def entries(self) -> list[JournalEntry]:
         """Every readable entry, oldest run first."""

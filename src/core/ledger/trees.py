@@ -32,13 +32,23 @@ class Tree(dict[bytes, tuple[bytes, bytes]]):
         held = self.get(name)
         if self.raw is None or held is None or held[0] != TREE_MODE or len(oid) != 20:
             return None
-        if self._offsets is None:
-            self._offsets = id_offsets(self.raw)
-        at = self._offsets[name]
+        at = self._id_at(name)
         changed = Tree(self, raw=self.raw[:at] + oid + self.raw[at + 20:])
         changed._offsets = self._offsets  # the same names at the same places
         dict.__setitem__(changed, name, (TREE_MODE, oid))
         return changed
+
+    def _id_at(self, name: bytes) -> int:
+        """Where subtree *name*'s id starts in ``raw``: found by its ``40000 <name>\\0``
+        when that occurs once (it may also occur inside an id or a longer name: then
+        every entry's place is listed once, ``id_offsets``)."""
+        if self._offsets is None:
+            raw, pattern = self.raw or b"", b"%s %s\0" % (TREE_MODE, name)
+            found = raw.find(pattern)
+            if found >= 0 and raw.find(pattern, found + 1) < 0:
+                return found + len(pattern)
+            self._offsets = id_offsets(raw)
+        return self._offsets[name]
 
 
 def parse_tree(data: bytes) -> Tree:
