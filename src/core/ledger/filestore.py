@@ -88,6 +88,7 @@ class FileStore(CheckedOnce):
         self.lock = threading.RLock()  # one writer of this process at a time, as GitStore's
         super().__init__()  # objects awaiting one check (checked_once)
         self._trees: dict[str, tuple[Tree, str]] = {}  # id -> (entries, file holding it)
+        self._present: set[str] = set()  # files seen by this record's attempt (_still_there)
         self._new_trees: dict[str, Tree] = {}  # the trees of the commit being made
         self._packed: tuple[str, set[str]] = ("", set())  # the last pack written: index, ids
         self._staging = threading.local()  # .tag: (run id, commit, tag object) of stage_tag
@@ -152,7 +153,7 @@ class FileStore(CheckedOnce):
         """The tree of *commit*: remembered for the commits this store wrote while the file
         holding the commit is there (one stat), else read."""
         known = self._commit_trees.get(commit)
-        if known is not None and os.path.exists(known[1]):
+        if known is not None and self._still_there(known[1]):
             return known[0]
         kind, data = self.odb.read(commit)
         if kind != "commit" or not data.startswith(b"tree "):
@@ -168,7 +169,7 @@ class FileStore(CheckedOnce):
         hex_id = oid if isinstance(oid, str) else oid.hex()
         known = self._trees.get(hex_id)
         if known is not None:
-            if os.path.exists(known[1]):
+            if self._still_there(known[1]):
                 return known[0]
             where = self.odb.locate(hex_id)  # a roll-up moved it: the same entries
             if where is not None:
@@ -182,6 +183,16 @@ class FileStore(CheckedOnce):
         if where is not None:
             self._remember(hex_id, entries, where)
         return entries
+
+    def _still_there(self, path: str) -> bool:
+        """True if the file *path* exists: one stat per file for the record being made
+        (the trees on its path are most often in one pack)."""
+        if path in self._present:
+            return True
+        if os.path.exists(path):
+            self._present.add(path)
+            return True
+        return False
 
     def _remember(self, hex_id: str, entries: Tree, where: str) -> None:
         trees = self._trees
@@ -266,7 +277,11 @@ class FileStore(CheckedOnce):
                      ) -> tuple[str | None, str]:
         """As ``GitStore.commit_files``; Unsupported only before the branch moved."""
         with self.lock:
-            parent, commit, made = self._commit(directory, files, message, author, branch_ref)
+            try:
+                parent, commit, made = self._commit(directory, files, message, author,
+                                                    branch_ref)
+            finally:
+                self._present = set()  # seen during that record only
         self._keep(made)  # outside the lock: it may wait for a gc
         return parent, commit
 
@@ -279,6 +294,7 @@ class FileStore(CheckedOnce):
             parent = self.head(branch_ref)
             made: list[Written] = []
             self._new_trees = {}
+            self._present = set()
             try:
                 root = self._tree(self._tree_of_commit(parent)) if parent else Tree()
                 leaf = self._entry_tree(files, made)

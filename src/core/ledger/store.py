@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from controlplane.core.lazy import Lazy
+from controlplane.core.ledger import gitfiles
 from controlplane.core.ledger.gc_guard import CheckedOnce, Written, keep, wait_for_gc, written
 from controlplane.core.ledger.layout import BUCKET, FORMAT_FILE
 from controlplane.core.ledger.locks import clear_stale_locks, ref_move
@@ -71,6 +72,9 @@ def direct_target(ref: pygit2.Reference | None) -> pygit2.Oid | None:
 
 def _code_ref(repo: pygit2.Repository) -> dict[str, object]:
     """HEAD's commit, branch and whether tracked files differ from it in *repo*."""
+    found = gitfiles.read_head(repo.path)  # a few reads, where libgit2 reads HEAD thrice
+    if found is not None:
+        return {"commit": found[0], "branch": found[1], "dirty": _dirty(repo)}
     if repo.head_is_unborn:
         head = repo.references.get("HEAD")
         target = head.target if head is not None else None  # symbolic: a branch name
@@ -78,13 +82,16 @@ def _code_ref(repo: pygit2.Repository) -> dict[str, object]:
         return {"commit": None, "branch": name, "dirty": False}
     head = repo.head  # read once: HEAD and its branch ref are files read at every access
     branch = None if head.name == "HEAD" else head.shorthand  # "HEAD": detached
-    dirty = False
-    if repo.workdir:
-        flags = pygit2.enums.FileStatus
-        clean = {flags.CURRENT, flags.IGNORED}
-        dirty = any(status not in clean
-                    for status in repo.status(untracked_files="no").values())
-    return {"commit": str(head.target), "branch": branch, "dirty": dirty}
+    return {"commit": str(head.target), "branch": branch, "dirty": _dirty(repo)}
+
+
+def _dirty(repo: pygit2.Repository) -> bool:
+    """True if a tracked file of *repo*'s work tree differs from HEAD (staged or not)."""
+    if not repo.workdir:
+        return False
+    flags = pygit2.enums.FileStatus
+    clean = {flags.CURRENT, flags.IGNORED}
+    return any(status not in clean for status in repo.status(untracked_files="no").values())
 
 
 def create_loose_ref(git_dir: Path, name: str, target: pygit2.Oid | str) -> bool:

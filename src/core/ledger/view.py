@@ -74,12 +74,12 @@ class LedgerView:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        with open(self.lock_path, "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # drops the flock
 
     def head(self) -> str | None:
         """The commit the view reflects. ``.head`` is rewritten in place (``_set_head``): a
@@ -95,8 +95,10 @@ class LedgerView:
             fd = os.open(self.head_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             return None
-        with os.fdopen(fd, "rb") as fh:
-            return fh.read(200).decode("ascii", "replace").strip() or None
+        try:
+            return os.read(fd, 200).decode("ascii", "replace").strip() or None
+        finally:
+            os.close(fd)
 
     def apply(self, expected_head: str | None, new_head: str,
               upserts: Iterable[tuple[str, Mapping[str, bytes]]], removed: Iterable[str]) -> bool:
@@ -151,8 +153,11 @@ class LedgerView:
                 os.close(root_fd)
 
     def _open_root(self) -> int:
-        with suppress(FileExistsError):
-            os.mkdir(self.root, 0o700)
+        try:
+            return os.open(self.root, _DIR_FLAGS)
+        except FileNotFoundError:
+            with suppress(FileExistsError):
+                os.mkdir(self.root, 0o700)
         try:
             return os.open(self.root, _DIR_FLAGS)
         except OSError as exc:
