@@ -95,8 +95,8 @@ class RunSnapshot(EventData):
         missing = [name for name in required_names(cls) if name not in data]
         if missing:
             raise ValueError(f"{cls.event_name} data lacks {', '.join(missing)}")
-        return cls(**{name: data[name] for name in named if name in data},
-                   rest={k: v for k, v in data.items() if k not in named})
+        rest = dict(data)
+        return cls(**{name: rest.pop(name) for name in named if name in rest}, rest=rest)
 
 
 @event_type("run:queued")

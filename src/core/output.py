@@ -24,6 +24,9 @@ MARKER_BYTES = 512  # room kept for the truncation marker
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# json.dumps(value, ensure_ascii=False), without building an encoder at each call
+compact_json = json.JSONEncoder(ensure_ascii=False).encode
+_compact_or_str = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 def _shown(match: re.Match[str]) -> str:
@@ -48,7 +51,7 @@ def valid_obj(value: Any) -> Any:
     Returns *value* itself when nothing needed it (the common case, checked at C speed).
     """
     try:
-        if not _SURROGATE.search(json.dumps(value, ensure_ascii=False, default=str)):
+        if not _SURROGATE.search(_compact_or_str(value)):
             return value
     except (TypeError, ValueError):  # keys JSON cannot hold, cycles: walk it
         pass
@@ -75,7 +78,7 @@ def clip_line(line: str, limit: int = MAX_LINE_CHARS) -> str:
 
 def stored_size(event: dict[str, Any]) -> int:
     """Bytes *event* takes as a line of events.jsonl (a control character costs 6)."""
-    return len(json.dumps(event, ensure_ascii=False).encode()) + 1
+    return len(compact_json(event).encode()) + 1
 
 
 def cap_events(events: list[dict[str, Any]] | EventLog, head: int = HEAD_EVENTS,

@@ -43,7 +43,7 @@ from controlplane.core.events import (
 )
 from controlplane.core.ledger import Ledger, LedgerWriteError
 from controlplane.core.ledger.journal import JournalEntry
-from controlplane.core.output import EventLog, bound_result, cap_events, clip_line
+from controlplane.core.output import EventLog, bound_result, cap_events, clip_line, compact_json
 from controlplane.core.runs import Run, RunStatus, check_subtype, iso, process_start_time, utc_now
 
 TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
@@ -272,7 +272,7 @@ class ActiveRun:
 
 
 def _jsonl(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, ensure_ascii=False).encode() + b"\n"
+    return compact_json(event).encode() + b"\n"
 
 
 def open_run(run_type: str, subtype: str, *, summary: str = "",

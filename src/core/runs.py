@@ -166,9 +166,9 @@ class Run:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = dict(self.extra)
-        for name in field_names(self):
-            if name != "extra":
-                data[name] = getattr(self, name)
+        held = self.__dict__  # the fields, as __init__ and __setattr__ stored them
+        for name in _SERIALISED:
+            data[name] = held[name]
         data["status"] = str(self.status)
         return valid_obj(data)  # params, result, artifacts… are written as UTF-8
 
@@ -203,6 +203,7 @@ class Run:
         return run
 
 
+_SERIALISED = tuple(name for name in field_names(Run) if name != "extra")
 _VALID_ON_SET = frozenset({"summary", "error"})  # written to events before to_dict() runs
 
 _FIELD_KINDS: dict[str, tuple[type, ...]] = {

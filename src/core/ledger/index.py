@@ -23,6 +23,7 @@ from pathlib import Path
 from controlplane.core import lazy
 from controlplane.core.ledger import totals
 from controlplane.core.ledger.index_read import SCHEMA_VERSION, recent_query
+from controlplane.core.output import compact_json
 from controlplane.core.runs import iso, utc_now
 
 TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
@@ -76,7 +77,7 @@ CREATE TABLE IF NOT EXISTS mentions (
 def _row(run: dict[str, Any], directory: str) -> tuple:
     return (run["run_id"], run.get("type"), run.get("subtype"), run.get("status"),
             run.get("summary") or "", run.get("started_at"), run.get("ended_at"),
-            run.get("duration_ms"), directory, json.dumps(run, ensure_ascii=False))
+            run.get("duration_ms"), directory, compact_json(run))
 
 
 def _disk_full(directory: Path) -> bool:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from controlplane.core import lazy, settings
 from controlplane.core.lazy import Lazy
-from controlplane.core.ledger import demo_branch, detached, gitfiles, rawlog
+from controlplane.core.ledger import demo_branch, detached, gitfiles, jsonfile, rawlog
 from controlplane.core.ledger.durability import Durability
 from controlplane.core.ledger.gc_guard import GC_WAIT_SECONDS, gc_running, wait_for_gc
 from controlplane.core.ledger.gitconfig import Unsupported
@@ -36,7 +36,7 @@ from controlplane.core.ledger.store import (
     in_work_tree,
 )
 from controlplane.core.ledger.view import VIEW_DIR, LedgerView, exclude_from_status
-from controlplane.core.output import cap_events, events_after
+from controlplane.core.output import cap_events, compact_json, events_after
 from controlplane.core.runs import Run, RunStatus, chat_dir, ledger_dir, ledger_dirs
 
 TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
@@ -73,11 +73,12 @@ class NotARepository(Exception):
 
 
 def dumps(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1).encode() + b"\n"
+    """A ledger file's bytes (run.json, message.json): sorted, one space of indent."""
+    return jsonfile.pretty(data).encode() + b"\n"
 
 
 def events_jsonl(events: list[dict[str, Any]]) -> bytes:
-    return b"".join(json.dumps(e, ensure_ascii=False).encode() + b"\n" for e in events)
+    return b"".join([compact_json(event).encode() + b"\n" for event in events])
 
 
 _FOUND: dict[str, tuple[Path, Path]] = {}  # start path -> (work tree, common git dir)

@@ -66,11 +66,16 @@ def follow(db: sqlite3.Connection, old_head: str | None, new_head: str, added: l
 def _fold(acc: dict[tuple[str, str], list[Any]], rows: Iterable[tuple]) -> None:
     for run_id, run_type, subtype, status, duration, started, ended in rows:
         timed = isinstance(duration, int)
+        figures = [1, int(status == "ok"), int(status == "failed"), int(timed),
+                   duration if timed else 0, run_id, status if run_id is not None else None,
+                   ended or None]  # as merged into an empty entry
         for key in (("all", ""), ("type", run_type or ""), ("subtype", subtype or ""),
                     ("day", (started or "")[:10])):
-            entry = acc.setdefault(key, [0, 0, 0, 0, 0, None, None, None])
-            _merge(entry, [1, int(status == "ok"), int(status == "failed"), int(timed),
-                           duration if timed else 0, run_id, status, ended])
+            entry = acc.get(key)
+            if entry is None:
+                acc[key] = figures.copy()
+            else:
+                _merge(entry, figures)
 
 
 def _merge(entry: list[Any], other: list[Any] | tuple) -> None:
