@@ -399,7 +399,7 @@ class FileStore(CheckedOnce):
     def _move_ref(self, name: str, old: str | None, new: str, log_message: str | None
                   ) -> bool:
         """Point *name* at *new* if it still points at *old* (git's lock file and rename)."""
-        path = os.path.join(self.git_dir, name)
+        path = f"{self.git_dir}/{name}"
         lock = path + ".lock"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
@@ -424,7 +424,7 @@ class FileStore(CheckedOnce):
 
     def _log_ref(self, name: str, old: str | None, new: str, message: str | None) -> None:
         """Append the reflog line libgit2 would (``core.logAllRefUpdates``)."""
-        log_path = os.path.join(self.git_dir, "logs", name)
+        log_path = f"{self.git_dir}/logs/{name}"
         if not self.log_refs:
             return
         if self.log_refs != "always" and not name.startswith("refs/heads/") \

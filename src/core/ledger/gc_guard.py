@@ -13,7 +13,6 @@ repairs that.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -84,7 +83,7 @@ def written(repo: pygit2.Repository, oid: pygit2.Oid) -> Written:
 def gc_running(git_dir: Path) -> bool:
     """True while a ``git gc`` of this host works in *git_dir* (its ``gc.pid`` names it)."""
     try:
-        with open(os.path.join(git_dir, "gc.pid"), encoding="utf-8") as found:
+        with open(f"{git_dir}/gc.pid", encoding="utf-8") as found:
             pid_text, _, host = found.read().strip().partition(" ")
     except OSError:
         return False

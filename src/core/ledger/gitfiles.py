@@ -87,7 +87,7 @@ def read_ref(git_dir: str | os.PathLike[str], name: str) -> str | None:
     """The object id *name* (``refs/heads/…``) points at, from its loose file or
     ``packed-refs``; None if it is symbolic, absent or not readable that way."""
     try:
-        text = read_small(os.path.join(git_dir, name)).decode("ascii").strip()
+        text = read_small(f"{git_dir}/{name}").decode("ascii").strip()
     except FileNotFoundError:
         return _packed(git_dir, name)
     except (OSError, UnicodeDecodeError):
@@ -114,7 +114,7 @@ def _packed(git_dir: str | os.PathLike[str], name: str) -> str | None:
     """*name*'s id in ``packed-refs``: one search of the file's bytes (100,000 run tags make
     it megabytes; a line-by-line read took milliseconds)."""
     try:
-        with open(os.path.join(git_dir, "packed-refs"), "rb") as packed:
+        with open(f"{git_dir}/packed-refs", "rb") as packed:
             size = os.fstat(packed.fileno()).st_size
             data = mmap.mmap(packed.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
     except OSError:
@@ -171,7 +171,7 @@ def read_head(git_dir: str | os.PathLike[str]) -> tuple[str, str | None] | None:
     file or ``packed-refs``; None if HEAD is unborn, points outside ``refs/heads/`` or is not
     readable that way."""
     try:
-        text = read_small(os.path.join(git_dir, "HEAD")).decode("utf-8").strip()
+        text = read_small(f"{git_dir}/HEAD").decode("utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
     if _is_oid(text):

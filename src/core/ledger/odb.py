@@ -61,7 +61,7 @@ class ObjectDatabase:
         self._packs = None
 
     def loose_path(self, oid: str) -> str:
-        return os.path.join(self.dir, oid[:2], oid[2:])
+        return f"{self.dir}/{oid[:2]}/{oid[2:]}"
 
     def locate(self, oid: str) -> str | None:
         """The file holding *oid*: its loose file or the index of a pack listed now."""
@@ -71,7 +71,7 @@ class ObjectDatabase:
         binary = bytes.fromhex(oid)
         for name, pack in self._list_packs(False).items():
             if pack.offset(binary) is not None:
-                return os.path.join(self.dir, "pack", name)
+                return f"{self.dir}/pack/{name}"
         return None
 
     def read(self, oid: str) -> tuple[str, bytes]:
@@ -109,7 +109,7 @@ class ObjectDatabase:
     def _list_packs(self, rescan: bool) -> dict[str, Pack]:
         """The packs, listed again when *rescan* or when the pack directory changed (a gc
         replaced them: the maps of deleted packs are closed, their disk space freed)."""
-        directory = os.path.join(self.dir, "pack")
+        directory = f"{self.dir}/pack"
         try:
             changed = os.stat(directory).st_mtime_ns
         except FileNotFoundError:
@@ -128,7 +128,7 @@ class ObjectDatabase:
                 packs[name] = old.pop(name)
                 continue
             with contextlib.suppress(FileNotFoundError):  # deleted by a gc since the listing
-                packs[name] = Pack(os.path.join(directory, name))
+                packs[name] = Pack(f"{directory}/{name}")
         for gone in old.values():
             gone.close()
         self._packs = packs

@@ -78,9 +78,9 @@ def write_pack(objects_dir: str, objects: Sequence[tuple[str, bytes]],
     """Write *objects* (with their *ids* if known) as ``objects/pack/pack-<checksum>.{pack,
     idx}``; returns the index's path. An existing pack of that name is kept (the same bytes)."""
     pack, index = pack_bytes(objects, ids)
-    directory, checksum = os.path.join(objects_dir, "pack"), pack[-20:].hex()
-    name = os.path.join(directory, f"pack-{checksum}")
-    temporary = os.path.join(directory, f"tmp_pack_{os.getpid()}_{checksum[:12]}")
+    directory, checksum = f"{objects_dir}/pack", pack[-20:].hex()
+    name = f"{directory}/pack-{checksum}"
+    temporary = f"{directory}/tmp_pack_{os.getpid()}_{checksum[:12]}"
     for suffix, data in ((".pack", pack), (".idx", index)):  # the index last: it publishes
         publish(temporary, name + suffix, data)
     return name + ".idx"

@@ -101,7 +101,7 @@ def create_loose_ref(git_dir: Path, name: str, target: pygit2.Oid | str) -> bool
     checked the packed refs already, through the cached lookup. A ``.lock`` held by another
     git raises ``OSError`` (FileExistsError), as libgit2 would fail.
     """
-    path = os.path.join(git_dir, name)
+    path = f"{git_dir}/{name}"
     if os.path.lexists(path):
         return False
     lock = path + ".lock"
