@@ -85,5 +85,34 @@ def test_a_changed_tree_forgets_its_bytes() -> None:
     tree[b"b"] = (TREE_MODE, bytes(20))
     assert tree.raw is None and tree.with_id(b"a", bytes(20)) is None
     assert Tree({b"a": (TREE_MODE, bytes(20))}).with_id(b"a", bytes(20)) is None  # no bytes
-    assert parse_tree(tree_bytes({b"a": (TREE_MODE, bytes(20))})).with_id(b"z", bytes(20)) \
-        is None  # not an entry: an insertion, built
+    assert parse_tree(tree_bytes({b"a": (b"100644", bytes(20))})).with_id(b"a", bytes(20)) \
+        is None  # a file's entry: built again by the caller
+
+
+def test_a_new_subtree_put_in_place_gives_the_bytes_a_full_build_gives(
+        bare: pygit2.Repository) -> None:
+    """A run's new directory in its bucket, a day's new bucket: the entry goes where git's
+    order puts it (a subtree sorts as ``name/``: after ``a.b``, before ``a0``)."""
+    rng = random.Random(7)
+    for _ in range(300):
+        entries = random_entries(rng)
+        tree = parse_tree(tree_bytes(entries))
+        for name in rng.sample(NAMES, len(NAMES)):  # new ones added, present ones replaced
+            if name in entries and entries[name][0] != TREE_MODE:
+                continue
+            new_id = rng.randbytes(20)
+            tree = tree.with_id(name, new_id)
+            entries[name] = (TREE_MODE, new_id)
+            assert tree.raw == tree_bytes(entries) == libgit2_bytes(bare, entries)
+            assert tree == entries
+
+
+def test_a_day_of_new_buckets_stays_equal_to_a_build() -> None:
+    tree, entries = parse_tree(b""), {}
+    rng = random.Random(3)
+    for _ in range(2000):
+        name = b"%02x" % rng.randrange(256)
+        new_id = rng.randbytes(20)
+        tree = tree.with_id(name, new_id)
+        entries[name] = (TREE_MODE, new_id)
+    assert tree.raw == tree_bytes(entries) and len(tree) == 256

@@ -1,13 +1,15 @@
 """git tree objects in plain Python: parsed, written, and one entry's id replaced in place.
 
 A record rewrites the trees on its run's path: the root, ``ledger``, ``runs``, the year,
-month and day, and the run's bucket. All but the bucket only get a child's new id. On a busy
+month and day, and the run's bucket. Each gets one subtree, new or with a new id. On a busy
 day, the day tree holds 256 buckets: building its bytes again costs ~90 µs and parsing it
-~180 µs. ``Tree.with_id`` copies the object's bytes with the 20 bytes of that id replaced:
-git's order is unchanged, so the bytes are the ones ``tree_bytes`` would build.
+~180 µs. ``Tree.with_id`` copies the object's bytes with that entry's 20 bytes replaced, or
+its entry put in at its place in git's order: the bytes ``tree_bytes`` would build.
 """
 
 from __future__ import annotations
+
+from bisect import bisect_left
 
 TREE_MODE, BLOB_MODE = b"40000", b"100644"
 
@@ -15,40 +17,68 @@ TREE_MODE, BLOB_MODE = b"40000", b"100644"
 class Tree(dict[bytes, tuple[bytes, bytes]]):
     """A tree's entries, name -> (mode, 20-byte id), with the object's bytes when known."""
 
-    __slots__ = ("_offsets", "raw")
+    __slots__ = ("_keys", "_offsets", "raw")
 
     def __init__(self, *args: object, raw: bytes | None = None) -> None:
         super().__init__(*args)
         self.raw = raw  # the object these entries were read from or written as
         self._offsets: dict[bytes, int] | None = None
+        self._keys: list[bytes] | None = None  # the names in git's order (_sort_key), sorted
 
     def __setitem__(self, name: bytes, value: tuple[bytes, bytes]) -> None:
         super().__setitem__(name, value)
-        self.raw = self._offsets = None  # changed: its bytes are built again
+        self.raw = self._offsets = self._keys = None  # changed: its bytes are built again
 
     def with_id(self, name: bytes, oid: bytes) -> Tree | None:
-        """This tree with the subtree *name* at *oid*, its bytes spliced; None when *name*
-        is not a subtree here or the bytes are unknown (build them: ``tree_bytes``)."""
+        """This tree with the subtree *name* at *oid* (replaced or added), its bytes
+        spliced; None when *name* is here but not a subtree, or the bytes are unknown
+        (build them: ``tree_bytes``)."""
         held = self.get(name)
-        if self.raw is None or held is None or held[0] != TREE_MODE or len(oid) != 20:
+        raw = self.raw
+        if raw is None or len(oid) != 20 or (held is not None and held[0] != TREE_MODE):
             return None
+        if held is None:
+            return self._with_new(name, oid, raw)
         at = self._id_at(name)
-        changed = Tree(self, raw=self.raw[:at] + oid + self.raw[at + 20:])
-        changed._offsets = self._offsets  # the same names at the same places
+        changed = Tree(self, raw=raw[:at] + oid + raw[at + 20:])
+        changed._offsets, changed._keys = self._offsets, self._keys  # the same places
         dict.__setitem__(changed, name, (TREE_MODE, oid))
         return changed
 
-    def _id_at(self, name: bytes) -> int:
-        """Where subtree *name*'s id starts in ``raw``: found by its ``40000 <name>\\0``
+    def _with_new(self, name: bytes, oid: bytes, raw: bytes) -> Tree:
+        """This tree with the new subtree *name*: its entry put in git's place."""
+        keys = self._keys
+        if keys is None:
+            keys = sorted([_sort_key(held, mode) for held, (mode, _) in self.items()])
+        key = name + b"/"
+        place = bisect_left(keys, key)
+        if place:
+            before = keys[place - 1]
+            before = before[:-1] if before.endswith(b"/") else before
+            at = self._id_at(before, self[before][0]) + 20  # the end of the entry before
+        else:
+            at = 0
+        changed = Tree(self, raw=raw[:at] + b"%s %s\0" % (TREE_MODE, name) + oid + raw[at:])
+        changed._keys = [*keys[:place], key, *keys[place:]]
+        dict.__setitem__(changed, name, (TREE_MODE, oid))
+        return changed
+
+    def _id_at(self, name: bytes, mode: bytes = TREE_MODE) -> int:
+        """Where entry *name*'s id starts in ``raw``: found by its ``<mode> <name>\\0``
         when that occurs once (it may also occur inside an id or a longer name: then
         every entry's place is listed once, ``id_offsets``)."""
         if self._offsets is None:
-            raw, pattern = self.raw or b"", b"%s %s\0" % (TREE_MODE, name)
+            raw, pattern = self.raw or b"", b"%s %s\0" % (mode, name)
             found = raw.find(pattern)
             if found >= 0 and raw.find(pattern, found + 1) < 0:
                 return found + len(pattern)
             self._offsets = id_offsets(raw)
         return self._offsets[name]
+
+
+def _sort_key(name: bytes, mode: bytes) -> bytes:
+    """A name as git sorts it in a tree: a subtree's as ``name/``."""
+    return name + b"/" if mode == TREE_MODE else name
 
 
 def parse_tree(data: bytes) -> Tree:
