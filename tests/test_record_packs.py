@@ -19,6 +19,7 @@ from controlplane import tracked_run
 from controlplane.core.ledger import Ledger
 from controlplane.core.ledger.ledger import PACKS_ROLLED_UP, PACKS_URGENT, ROLL_UP_EVERY
 from controlplane.core.ledger.odb import deflate
+from controlplane.core.ledger.packwrite import _entry_header
 from tests.conftest import git
 
 
@@ -190,3 +191,18 @@ def test_a_record_compresses_its_objects_as_any_zlib_reads_them(size: int) -> No
     data = random.Random(size).randbytes(size // 2) + b"run.json " * (size // 18)
     assert zlib.decompress(deflate(data)) == data
     assert zlib.decompressobj().decompress(deflate(data)) == data  # one stream, no trailer
+
+
+def test_an_entry_header_encodes_every_size_as_git_reads_it() -> None:
+    """Type in bits 4-6 of the first byte, size in its low 4 bits then 7 bits a byte,
+    the top bit saying more follows (git's pack format): read back here as git does."""
+    for size in [0, 1, 15, 16, 17, 2047, 2048, 2049, 1 << 18, (1 << 25) + 3, (1 << 40) - 1]:
+        for kind, number in (("commit", 1), ("tree", 2), ("blob", 3), ("tag", 4)):
+            header = _entry_header(kind, size)
+            assert (header[0] >> 4) & 7 == number
+            read, shift = header[0] & 15, 4
+            for byte in header[1:]:
+                read |= (byte & 0x7F) << shift
+                shift += 7
+            assert read == size
+            assert all(byte & 0x80 for byte in header[:-1]) and not header[-1] & 0x80

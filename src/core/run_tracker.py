@@ -225,7 +225,7 @@ class ActiveRun:
         else:
             self._entry.run = data
             self.ledger.journal.update(self._entry)
-        self._spool = open(self.ledger.journal.events_path(self.run_id), "ab", buffering=0)  # noqa: SIM115
+        self._spool = open(self.ledger.journal.spool_of(self.run_id), "ab", buffering=0)  # noqa: SIM115
         self._event("run:started", {"summary": self.run.summary})
         started = RunStarted.from_data(data)
         self._on_bus(lambda: self.bus.publish_event(started))

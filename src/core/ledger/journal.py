@@ -113,6 +113,10 @@ class Journal:
     def _file(self, run_id: str, suffix: str) -> str:
         return f"{self._text}/{run_id}{suffix}"
 
+    def spool_of(self, run_id: str) -> str:
+        """``events_path`` as text: a run opens its spool at its start."""
+        return self._file(run_id, ".events.jsonl")
+
     def meta_path(self, run_id: str) -> Path:
         return self.dir / f"{run_id}.json"
 

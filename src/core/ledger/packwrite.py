@@ -32,7 +32,10 @@ def object_id(kind: str, data: bytes) -> bytes:
 
 def _entry_header(kind: str, size: int) -> bytes:
     """A pack entry's type and size: 3 bits of type, the size in 4 then 7-bit groups."""
-    out = bytearray([(TYPE_NUMBERS[kind] << 4) | (size & 15)])
+    first = (TYPE_NUMBERS[kind] << 4) | (size & 15)
+    if size < 0x800:  # a record's objects but its events: one or two bytes
+        return bytes((first,)) if size < 16 else bytes((first | 0x80, size >> 4))
+    out = bytearray([first])
     size >>= 4
     while size:
         out[-1] |= 0x80
@@ -63,12 +66,11 @@ def pack_bytes(objects: Sequence[tuple[str, bytes]], ids: Sequence[bytes] | None
     for oid, _, _ in entries:
         counts[oid[0]] += 1
     fanout = list(accumulate(counts))  # objects whose first byte is at most each value
+    count = len(entries)
+    ids_sorted, crcs, offsets = zip(*entries, strict=True) if entries else ((), (), ())
     index = b"".join([
-        _IDX_HEADER, struct.pack(">256I", *fanout),
-        b"".join(oid for oid, _, _ in entries),
-        b"".join(struct.pack(">I", crc) for _, crc, _ in entries),
-        b"".join(struct.pack(">I", at) for _, _, at in entries),
-        pack[-20:],
+        _IDX_HEADER, struct.pack(">256I", *fanout), b"".join(ids_sorted),
+        struct.pack(f">{count}I", *crcs), struct.pack(f">{count}I", *offsets), pack[-20:],
     ])
     return pack, index + sha1(index).digest()
 
