@@ -8,10 +8,12 @@ import enum
 import json
 import math
 import random
+import re
 
 import pytest
 
 from controlplane.core.ledger.jsonfile import pretty
+from controlplane.core.output import compact_json
 from controlplane.core.runs import Run, RunStatus
 
 
@@ -82,3 +84,24 @@ def test_a_cycle_is_refused_as_json_refuses_it() -> None:
     looped["self"] = looped
     with pytest.raises(ValueError, match="Circular reference"):
         pretty(looped)
+
+
+def test_the_compact_encoder_writes_what_json_dumps_writes() -> None:
+    """Events, the journal and the index use ``compact_json``: json's C encoder without
+    the encoder ``dumps`` builds per call; the same text, the same refusals."""
+    rng = random.Random(9)
+    for _ in range(2000):
+        value = random_value(rng)
+        assert compact_json(value) == json.dumps(value, ensure_ascii=False)
+    for value in ({1: "a", None: 2, 2.5: 3}, {True: 4}, {"a": {1}}, [b"x"]):
+        try:
+            wanted = json.dumps(value, ensure_ascii=False)
+        except TypeError as exc:
+            with pytest.raises(TypeError, match=re.escape(str(exc))):
+                compact_json(value)
+        else:
+            assert compact_json(value) == wanted
+    looped: list[object] = []
+    looped.append(looped)
+    with pytest.raises(ValueError, match="Circular reference"):
+        compact_json(looped)

@@ -13,6 +13,7 @@ from collections import deque
 
 TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 HEAD_EVENTS = 1_000
@@ -24,9 +25,27 @@ MARKER_BYTES = 512  # room kept for the truncation marker
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# json.dumps(value, ensure_ascii=False), without building an encoder at each call
-compact_json = json.JSONEncoder(ensure_ascii=False).encode
-_compact_or_str = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
+def _compact(default: Callable[[Any], Any] | None) -> Callable[[Any], str]:
+    """``json.dumps(value, ensure_ascii=False, default=default)`` through json's C encoder
+    alone: ``dumps`` builds a ``JSONEncoder`` and its ``iterencode`` a closure and the C
+    encoder at each call, ~100 steps where a run's record makes a dozen small documents."""
+    plain = json.JSONEncoder(ensure_ascii=False, default=default)
+    make = json.encoder.c_make_encoder
+    if make is None:  # pragma: no cover - an interpreter without _json
+        return plain.encode
+    refuse = plain.default
+
+    def encode(value: Any) -> str:
+        return "".join(make({}, refuse, json.encoder.encode_basestring, None, ": ", ", ",
+                            False, False, True)(value, 0))
+
+    return encode
+
+
+compact_json = _compact(None)  # json.dumps(value, ensure_ascii=False)
+_compact_or_str = _compact(str)
 
 
 def _shown(match: re.Match[str]) -> str:

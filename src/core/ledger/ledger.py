@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from functools import cached_property
+from operator import methodcaller
 from pathlib import Path
 
 from controlplane.core import lazy, settings
@@ -62,6 +63,7 @@ GC_AUTO_DEFAULT = 6700
 GC_LOG_EXPIRY = 86_400.0  # git's gc.logExpiry default: one day
 PACKS_ROLLED_UP = 16  # the records' packs are rolled up past this many (git's limit: 50)
 ROLL_UP_EVERY = 10.0  # seconds: at most one roll-up per clone this often, below PACKS_URGENT
+_IS_INDEX = methodcaller("endswith", ".idx")  # a pack's index, counted in C
 PACKS_URGENT = 40  # past this many, a roll-up is started whenever none runs
 TAG_NAMESPACES = ("refs/scp/run/", "refs/tags/scp/run/")
 MISSING_OBJECTS = ("the ledger tip %s misses objects (%s): a `git gc --prune=now` ran during a "
@@ -675,7 +677,7 @@ class Ledger:
         if files is None or not files.packing:
             return False
         try:
-            count = sum(1 for name in os.listdir(self._pack_dir) if name.endswith(".idx"))
+            count = sum(map(_IS_INDEX, os.listdir(self._pack_dir)))
         except OSError:
             return False
         self._pack_count = count
