@@ -16,6 +16,7 @@ from controlplane.core.plain_data import (
     plain_data,
     required_names,
 )
+from controlplane.core.runs import Run
 
 
 @plain_data
@@ -146,3 +147,37 @@ def test_every_field_given_in_order_is_the_same_object_as_by_name() -> None:
     with pytest.raises(FrozenError):
         Frozen("f", {}).name = "g"  # type: ignore[misc]
     assert Child("c", {}, "y").extra == "y"
+
+
+def test_a_hook_sees_only_the_fields_it_names_and_a_subclass_hook_sees_all() -> None:
+    seen: list[str] = []
+
+    @plain_data
+    class Checked:
+        first: str
+        second: int = 2
+        third: str = "c"
+        __plain_checked__ = ("third",)
+
+        def __setattr__(self, name: str, value: object) -> None:
+            seen.append(name)
+            object.__setattr__(self, name, value.upper() if name == "third" else value)
+
+    class Sub(Checked):
+        def __setattr__(self, name: str, value: object) -> None:
+            seen.append(f"sub:{name}")
+            super().__setattr__(name, value)
+
+    made = Checked("a", third="x")
+    assert seen == ["third"] and vars(made) == {"first": "a", "second": 2, "third": "X"}
+    seen.clear()
+    Sub("b")
+    assert seen == ["sub:first", "first", "sub:second", "second", "sub:third", "third"]
+    made.first = "z"  # later sets: every field through the hook, as before
+    assert seen[-1] == "first"
+
+
+def test_a_run_makes_a_lone_surrogate_valid_from_its_start() -> None:
+    run = Run(run_id="r", type="test", subtype="test:x", summary="report-\udcff.txt",
+              error={"message": "\udcff"})
+    assert run.summary == "report-\\xff.txt" and run.error == {"message": "\\xff"}

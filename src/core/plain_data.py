@@ -18,6 +18,8 @@ and get what ``@dataclass`` would give them: ``__init__`` (positional or keyword
 declaration order, base classes' fields first), ``__repr__``, ``__eq__``; ``__hash__`` when
 frozen, none otherwise; a frozen instance refuses assignment. The methods are closures
 over the declaration, not compiled source. A method the class defines itself is kept.
+A class with its own ``__setattr__`` sees ``__init__`` set every field through it, or
+only those it names in ``__plain_checked__`` (the Run model checks two of twenty).
 Type checkers read the decorator as a dataclass (PEP 681). The other modules keep
 ``dataclasses``.
 """
@@ -114,6 +116,8 @@ def _set_new(cls: type, name: str, value: Any) -> None:
 
 def _methods(cls: type, specs: list[tuple[str, Any, Any]], frozen: bool) -> None:
     names = tuple(spec[0] for spec in specs)
+    own_hook = cls.__dict__.get("__setattr__")
+    checked = tuple(name for name in names if name in getattr(cls, "__plain_checked__", ()))
     assign = object.__setattr__ if frozen else setattr
     title = cls.__name__
 
@@ -146,8 +150,14 @@ def _methods(cls: type, specs: list[tuple[str, Any, Any]], frozen: bool) -> None
         for name, make in factories:
             if name not in kwargs:
                 values[name] = make()
-        if frozen or type(self).__setattr__ is _SET_PLAIN:  # no hook: stored at once
+        hook = type(self).__setattr__
+        if frozen or hook is _SET_PLAIN:  # no hook: stored at once
             self.__dict__.update({name: values[name] for name in names})
+            return
+        if checked and hook is own_hook:  # the hook wants these alone
+            self.__dict__.update({name: values[name] for name in names})
+            for name in checked:
+                hook(self, name, values[name])
             return
         for name in names:  # in declaration order, through the class's __setattr__
             assign(self, name, values[name])

@@ -134,6 +134,8 @@ class Run:
     schema: int = SCHEMA
     extra: dict[str, Any] = field(default_factory=dict)
 
+    __plain_checked__ = ("summary", "error")  # the fields __setattr__ makes valid
+
     def __setattr__(self, name: str, value: Any) -> None:
         # what code inside a run sets may hold a lone surrogate (an os.fsdecode'd file name):
         # made valid here, it reaches the spool, the journal and the bus as UTF-8
@@ -204,7 +206,7 @@ class Run:
 
 
 _SERIALISED = tuple(name for name in field_names(Run) if name != "extra")
-_VALID_ON_SET = frozenset({"summary", "error"})  # written to events before to_dict() runs
+_VALID_ON_SET = frozenset(Run.__plain_checked__)  # written to events before to_dict() runs
 
 _FIELD_KINDS: dict[str, tuple[type, ...]] = {
     "summary": (str,), "host": (str,), "started_at": (str, type(None)),
