@@ -245,17 +245,18 @@ class ActiveRun:
                 self._spool.close()
                 self._spool = None
             events, _ = cap_events(self._events)
+        run.events = len(events)
+        final = run.to_dict()  # recorded and published
         try:
-            self.ledger.record(run, events)
+            self.ledger.record(run, events, final)
         except LedgerWriteError:  # kept in memory (and journaled): recorded at the next open
             self.ledger.unrecorded[self.run_id] = (run, events)
-            completed = RunCompleted.from_data(run.to_dict())
+            completed = RunCompleted.from_data(final)
             self._on_bus(lambda: self.bus.publish_event(completed))
             raise
         self.ledger.journal.finish(
-            self.run_id, keep_events_at=self.ledger.logs_dir / f"{self.run_id}.events.jsonl",
+            self.run_id, keep_events_at=f"{self.ledger.logs_dir}/{self.run_id}.events.jsonl",
             spare=True)  # its file is the next run's entry: no inode freed per run
-        final = run.to_dict()
         self._on_bus(lambda: self.bus.publish_event(RunCompleted.from_data(final)))
         return final
 

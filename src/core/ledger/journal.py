@@ -87,14 +87,14 @@ class JournalEntry:
         return self.host == default_host() and process_alive(self.pid, self.pid_start)
 
 
-def _moved(source: str, target: Path) -> bool:
+def _moved(source: str, target: str | Path) -> bool:
     """Move *source* to *target*, its directory made if missing; False if *source* is gone."""
     try:
         os.replace(source, target)
     except FileNotFoundError:
         if not os.path.exists(source):
             return False
-        target.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
         os.replace(source, target)
     return True
 
@@ -210,7 +210,7 @@ class Journal:
     def update(self, entry: JournalEntry) -> None:
         write_atomic(self.meta_path(entry.run["run_id"]), entry.to_json())
 
-    def finish(self, run_id: str, keep_events_at: Path | None = None,
+    def finish(self, run_id: str, keep_events_at: str | Path | None = None,
                spare: bool = False) -> None:
         """Forget a recorded run; its event spool moves to *keep_events_at* (the raw log).
 

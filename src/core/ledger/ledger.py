@@ -244,13 +244,17 @@ class Ledger:
 
     # -- writing ---------------------------------------------------------
 
-    def record(self, run: Run, events: list[dict[str, Any]]) -> str:
-        """Record a finished run in one commit, tag it, update the caches; returns the commit id."""
+    def record(self, run: Run, events: list[dict[str, Any]],
+               data: dict[str, Any] | None = None) -> str:
+        """Record a finished run in one commit, tag it, update the caches; returns the commit id.
+
+        *data*: ``run.to_dict()`` when the caller made it, ``run.events`` set first."""
         if not run.status.is_final:
             raise ValueError(f"run {run.run_id} is {run.status}: only finished runs are recorded")
         directory = ledger_dir(run.run_id)
-        run.events = len(events)
-        data = run.to_dict()
+        if data is None:
+            run.events = len(events)
+            data = run.to_dict()
         files = {"run.json": dumps(data), "events.jsonl": events_jsonl(events)}
         message = f"run {run.run_id} {run.subtype} {run.status}\n\n{run.summary}".rstrip()
         if demo_branch.is_demo(run):  # the simulator's: a local branch, never pushed
