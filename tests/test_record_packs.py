@@ -18,7 +18,7 @@ import pytest
 from controlplane import tracked_run
 from controlplane.core.ledger import Ledger
 from controlplane.core.ledger.ledger import PACKS_ROLLED_UP, PACKS_URGENT, ROLL_UP_EVERY
-from controlplane.core.ledger.odb import deflate
+from controlplane.core.ledger.odb import deflate, stored
 from controlplane.core.ledger.packwrite import _entry_header
 from tests.conftest import git
 
@@ -184,7 +184,7 @@ def test_no_gc_is_started_after_every_record_while_git_refuses_it(repo: Path) ->
     assert ledger.gc_due() is True
 
 
-@pytest.mark.parametrize("size", [0, 1, 300, 512, 513, 7424, 1 << 20])
+@pytest.mark.parametrize("size", [0, 1, 300, 7424, 8192, 8193, 1 << 20])
 def test_a_record_compresses_its_objects_as_any_zlib_reads_them(size: int) -> None:
     """``deflate`` trades zlib's per-call set-up for a smaller hash table on small objects:
     the stream must stay one plain zlib stream of the same bytes, whatever the size."""
@@ -206,3 +206,15 @@ def test_an_entry_header_encodes_every_size_as_git_reads_it() -> None:
                 shift += 7
             assert read == size
             assert all(byte & 0x80 for byte in header[:-1]) and not header[-1] & 0x80
+
+
+@pytest.mark.parametrize("size", [0, 1, 60, 512, 0xFFFF])
+def test_a_stored_stream_is_read_back_by_zlib_and_git(size: int, repo: Path) -> None:
+    """A record's small trees go in its pack uncompressed, as one stored zlib block."""
+    data = random.Random(size).randbytes(size)
+    assert zlib.decompress(stored(data)) == data
+    with pytest.raises(ValueError):
+        stored(bytes(0x10000))
+    record(repo)
+    record(repo)  # its small trees stored: git reads and checks every object
+    assert git(repo, "fsck", "--strict", "--no-dangling").strip() == ""

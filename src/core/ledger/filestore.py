@@ -151,10 +151,15 @@ class FileStore(CheckedOnce):
 
     def _tree_of_commit(self, commit: str) -> str:
         """The tree of *commit*: remembered for the commits this store wrote while the file
-        holding the commit is there (one stat), else read."""
+        holding the commit is there (one stat) or found again elsewhere, else read."""
         known = self._commit_trees.get(commit)
-        if known is not None and self._still_there(known[1]):
-            return known[0]
+        if known is not None:
+            if self._still_there(known[1]):
+                return known[0]
+            where = self.odb.locate(commit)  # a roll-up moved it: the same tree
+            if where is not None:
+                self._commit_trees = {commit: (known[0], where)}
+                return known[0]
         kind, data = self.odb.read(commit)
         if kind != "commit" or not data.startswith(b"tree "):
             raise Unsupported(f"{commit} is not a commit")

@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Sequence
 from itertools import accumulate
 
-from controlplane.core.ledger.odb import deflate, publish, sha1
+from controlplane.core.ledger.odb import STORED_UP_TO, deflate, publish, sha1, stored
 
 TYPE_NUMBERS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
 _IDX_HEADER = b"\377tOc" + struct.pack(">I", 2)
@@ -52,7 +52,8 @@ def pack_bytes(objects: Sequence[tuple[str, bytes]], ids: Sequence[bytes] | None
     entries: list[tuple[bytes, int, int]] = []  # (id, crc32 of the entry, offset)
     offset = 12
     for number, (kind, data) in enumerate(objects):
-        entry = _entry_header(kind, len(data)) + deflate(data)
+        packed = stored(data) if kind == "tree" and len(data) <= STORED_UP_TO else deflate(data)
+        entry = _entry_header(kind, len(data)) + packed
         oid = ids[number] if ids is not None else object_id(kind, data)
         entries.append((oid, zlib.crc32(entry), offset))
         offset += len(entry)
