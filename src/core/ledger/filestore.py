@@ -211,7 +211,7 @@ class FileStore(CheckedOnce):
         the packs change at every record, and a search lists them again)."""
         if not text:
             return None
-        if len(text) != 40 or not all(c in "0123456789abcdef" for c in text):
+        if len(text) != 40 or not gitfiles.is_oid(text):
             return self.fallback().resolve_commit(text)  # a short id: libgit2 resolves it
         known = self._commits_found.get(text)
         if known is not None and os.path.exists(known):

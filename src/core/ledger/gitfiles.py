@@ -14,7 +14,7 @@ import stat
 _HEX = frozenset("0123456789abcdef")
 
 
-def _is_oid(text: str) -> bool:
+def is_oid(text: str) -> bool:
     """A SHA-1 or SHA-256 object id in lower-case hex (no regex: compiling one costs a
     command's start ~0.5 ms)."""
     return len(text) in (40, 64) and _HEX.issuperset(text)
@@ -92,7 +92,7 @@ def read_ref(git_dir: str | os.PathLike[str], name: str) -> str | None:
         return _packed(git_dir, name)
     except (OSError, UnicodeDecodeError):
         return None
-    return text if _is_oid(text) else None
+    return text if is_oid(text) else None
 
 
 def read_small(path: str) -> bytes:
@@ -135,7 +135,7 @@ def _find_packed(data: bytes | mmap.mmap, name: str) -> str | None:
     while at != -1:
         start = data.rfind(b"\n", 0, at) + 1
         oid = data[start:at].decode("ascii", "replace")
-        if _is_oid(oid):
+        if is_oid(oid):
             return oid
         at = data.find(needle, at + 1)
     return None
@@ -155,7 +155,7 @@ def _bisect_packed(data: bytes | mmap.mmap, target: bytes, low: int) -> str | No
         oid, _, ref = bytes(data[start:end]).partition(b" ")
         if ref == target:
             text = oid.decode("ascii", "replace")
-            return text if _is_oid(text) else None
+            return text if is_oid(text) else None
         if ref < target:
             low = end + 1
             if data[low:low + 1] == b"^":
@@ -174,7 +174,7 @@ def read_head(git_dir: str | os.PathLike[str]) -> tuple[str, str | None] | None:
         text = read_small(f"{git_dir}/HEAD").decode("utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
-    if _is_oid(text):
+    if is_oid(text):
         return text, None
     name = text.removeprefix("ref: ").strip() if text.startswith("ref: ") else ""
     branch = name.removeprefix("refs/heads/")
