@@ -32,7 +32,7 @@ def _compact(default: Callable[[Any], Any] | None) -> Callable[[Any], str]:
     alone: ``dumps`` builds a ``JSONEncoder`` and its ``iterencode`` a closure and the C
     encoder at each call, ~100 steps where a run's record makes a dozen small documents."""
     plain = json.JSONEncoder(ensure_ascii=False, default=default)
-    make = json.encoder.c_make_encoder
+    make = getattr(json.encoder, "c_make_encoder", None)  # CPython's _json (not in the stubs)
     if make is None:  # pragma: no cover - an interpreter without _json
         return plain.encode
     refuse = plain.default

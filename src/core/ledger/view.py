@@ -155,9 +155,11 @@ class LedgerView:
     def _open_root(self) -> int:
         try:
             return os.open(self.root, _DIR_FLAGS)
-        except FileNotFoundError:
+        except FileNotFoundError:  # the first record: made, then opened below
             with suppress(FileExistsError):
                 os.mkdir(self.root, 0o700)
+        except OSError:
+            pass  # a symlink or a file: said below
         try:
             return os.open(self.root, _DIR_FLAGS)
         except OSError as exc:
