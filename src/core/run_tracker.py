@@ -220,12 +220,13 @@ class ActiveRun:
         """Journal the run as ``running``, open its event spool, publish ``run:started``."""
         self.run.status = RunStatus.RUNNING
         data = self.run.to_dict()
-        if self._entry is None:
-            self._entry = self.ledger.journal.start(data)
+        if self._entry is None:  # the spool as the journal opened it: no second open
+            self._entry, spool = self.ledger.journal.start_spooled(data)
+            self._spool = open(spool, "ab", buffering=0, closefd=True)  # noqa: SIM115
         else:
             self._entry.run = data
             self.ledger.journal.update(self._entry)
-        self._spool = open(self.ledger.journal.spool_of(self.run_id), "ab", buffering=0)  # noqa: SIM115
+            self._spool = open(self.ledger.journal.spool_of(self.run_id), "ab", buffering=0)  # noqa: SIM115
         self._event("run:started", {"summary": self.run.summary})
         started = RunStarted.from_data(data)
         self._on_bus(lambda: self.bus.publish_event(started))

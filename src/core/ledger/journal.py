@@ -161,15 +161,20 @@ class Journal:
 
     def start(self, run: dict[str, Any]) -> JournalEntry:
         """Journal a run that this process starts now."""
+        entry, spool = self.start_spooled(run)
+        os.close(spool)
+        return entry
+
+    def start_spooled(self, run: dict[str, Any]) -> tuple[JournalEntry, int]:
+        """``start``, with the run's event spool left open for appending (its fd)."""
         pid = os.getpid()
         entry = JournalEntry(run=run, host=default_host(), pid=pid,
                              pid_start=process_start_time(pid))
         run_id = run["run_id"]
         try:
             self._write_entry(self._file(run_id, ".json"), entry.to_json())  # no orphan spool
-            os.close(os.open(self._file(run_id, ".events.jsonl"),
-                             os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
-                             0o666))  # the spool: new, so no utime first as Path.touch does
+            spool = os.open(self._file(run_id, ".events.jsonl"),
+                            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
         except OSError as exc:
             for path in (self._file(run_id, ".events.jsonl"), self._file(run_id, ".json")):
                 with suppress(OSError):  # neither half of an entry stays behind
@@ -177,7 +182,7 @@ class Journal:
             raise JournalWriteError(
                 f"run {run_id} not started: cannot write the journal {self.dir} "
                 f"({disk_errors.reason(exc)}); {disk_errors.what_to_do(exc)}") from None
-        return entry
+        return entry, spool
 
     def _write_entry(self, path: str, data: bytes) -> None:
         """A new entry at *path*: written into this process's spare file (``_spare``) and
