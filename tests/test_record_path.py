@@ -13,6 +13,7 @@ import pytest
 from controlplane import tracked_run
 from controlplane.core import redact
 from controlplane.core.ledger import Ledger
+from controlplane.core.ledger.gitfiles import real_path
 from tests.conftest import git
 from tests.processes import read_line
 from tests.reliability.fault_support import wait_until
@@ -198,3 +199,22 @@ def test_a_rebuild_writes_the_view_aside_and_swaps_it_in(repo: Path) -> None:
                 if p.name.startswith("view-") and p.name != "view-rebuild.lock"]
 
     wait_until(lambda: not left_under_scp(), 30, "the old view deleted (a detached rm -rf)")
+
+
+def test_a_project_path_through_a_symlink_is_resolved_again_once_retargeted(
+        tmp_path: Path) -> None:
+    """A record resolves its project's path twice; the answer is remembered only while the
+    path still leads to the same directory."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    link = tmp_path / "project"
+    link.symlink_to(first)
+    assert real_path(link) == real_path(str(link)) == os.path.realpath(first)
+    link.unlink()
+    link.symlink_to(second)
+    assert real_path(link) == os.path.realpath(second)
+    second.rmdir()
+    assert real_path(link) == os.path.realpath(link)  # dangling: realpath's own answer
+    (second / "sub").mkdir(parents=True)  # made again: another inode, resolved again
+    assert real_path(link / "sub") == os.path.realpath(second / "sub")

@@ -95,6 +95,28 @@ def read_ref(git_dir: str | os.PathLike[str], name: str) -> str | None:
     return text if is_oid(text) else None
 
 
+_REAL: dict[str, tuple[str, int, int]] = {}  # path -> (its realpath, device, inode)
+
+
+def real_path(path: str | os.PathLike[str]) -> str:
+    """``os.path.realpath(path)``, remembered while *path* still leads to the same directory
+    or file (one stat, where realpath takes an lstat and some Python per component: a
+    record resolves its project's path twice)."""
+    text = os.fspath(path)
+    try:
+        found = os.stat(text)
+    except OSError:
+        return os.path.realpath(text)
+    known = _REAL.get(text)
+    if known is not None and known[1] == found.st_dev and known[2] == found.st_ino:
+        return known[0]
+    real = os.path.realpath(text)
+    if len(_REAL) > 256:
+        _REAL.clear()
+    _REAL[text] = (real, found.st_dev, found.st_ino)
+    return real
+
+
 def read_small(path: str) -> bytes:
     """A small file's bytes with the least system calls (``open()`` adds an fstat, an
     ioctl and two seeks: a record reads refs several times)."""

@@ -97,7 +97,7 @@ def find_git_dir(path: str | os.PathLike[str] | None = None) -> tuple[Path, Path
 
     Remembered per path (a record opens the ledger once per run), checked with a few stats.
     """
-    start = os.path.realpath(path or os.getcwd())  # as Path.resolve, without a Path
+    start = gitfiles.real_path(path or os.getcwd())  # as Path.resolve, without a Path
     known = _FOUND.get(start)
     if known is not None and _still_found(start, known):
         return known

@@ -211,7 +211,7 @@ class GitStore(CheckedOnce):
         """The repository (worktree) holding *where*, when it shares this store's objects."""
         if where is None:
             return None
-        start = os.path.realpath(where)  # as Path.resolve, without a Path
+        start = gitfiles.real_path(where)  # as Path.resolve, without a Path
         if self._in_own_work_tree(start):
             return None  # no discovery (it reopens a repository): a few stats
         found = pygit2.discover_repository(start)
