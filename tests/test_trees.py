@@ -79,11 +79,22 @@ def test_a_chain_of_splices_stays_equal_to_a_build() -> None:
     assert tree.raw == tree_bytes(entries)
 
 
-def test_a_changed_tree_forgets_its_bytes() -> None:
-    tree = parse_tree(tree_bytes({b"a": (TREE_MODE, bytes(20))}))
+@pytest.mark.parametrize("change", [
+    lambda tree: tree.__setitem__(b"b", (TREE_MODE, bytes(20))),
+    lambda tree: tree.__delitem__(b"a"), lambda tree: tree.pop(b"a"),
+    lambda tree: tree.popitem(), lambda tree: tree.update({b"c": (TREE_MODE, bytes(20))}),
+    lambda tree: tree.setdefault(b"d", (TREE_MODE, bytes(20))), lambda tree: tree.clear(),
+])
+def test_a_changed_tree_forgets_its_bytes(change) -> None:
+    """Bytes kept after a change would be written as the tree: every way of changing
+    a dict drops them."""
+    tree = parse_tree(tree_bytes({b"a": (TREE_MODE, bytes(20)), b"z": (TREE_MODE, bytes(20))}))
     assert tree.raw is not None
-    tree[b"b"] = (TREE_MODE, bytes(20))
-    assert tree.raw is None and tree.with_id(b"a", bytes(20)) is None
+    change(tree)
+    assert tree.raw is None and tree.with_id(b"z", bytes(20)) is None
+
+
+def test_a_tree_without_its_bytes_or_a_file_entry_is_built_again() -> None:
     assert Tree({b"a": (TREE_MODE, bytes(20))}).with_id(b"a", bytes(20)) is None  # no bytes
     assert parse_tree(tree_bytes({b"a": (b"100644", bytes(20))})).with_id(b"a", bytes(20)) \
         is None  # a file's entry: built again by the caller

@@ -1,4 +1,4 @@
-"""git tree objects in plain Python: parsed, written, and one entry's id replaced in place.
+"""git tree objects in plain Python: parsed, written, and one subtree spliced into the bytes.
 
 A record rewrites the trees on its run's path: the root, ``ledger``, ``runs``, the year,
 month and day, and the run's bucket. Each gets one subtree, new or with a new id. On a busy
@@ -14,6 +14,10 @@ try:  # the C function alone: bisect.py's import costs a one-run command 0.1 ms 
 except ImportError:  # pragma: no cover - an interpreter without it
     from bisect import bisect_left
 
+TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
+if TYPE_CHECKING:
+    from typing import Any
+
 TREE_MODE, BLOB_MODE = b"40000", b"100644"
 
 
@@ -28,9 +32,36 @@ class Tree(dict[bytes, tuple[bytes, bytes]]):
         self._offsets: dict[bytes, int] | None = None
         self._keys: list[bytes] | None = None  # the names in git's order (_sort_key), sorted
 
+    def _changed(self) -> None:
+        self.raw = self._offsets = self._keys = None  # its bytes are built again
+
     def __setitem__(self, name: bytes, value: tuple[bytes, bytes]) -> None:
         super().__setitem__(name, value)
-        self.raw = self._offsets = self._keys = None  # changed: its bytes are built again
+        self._changed()
+
+    def __delitem__(self, name: bytes) -> None:
+        super().__delitem__(name)
+        self._changed()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self._changed()
+
+    def pop(self, *args: Any) -> Any:
+        self._changed()
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[bytes, tuple[bytes, bytes]]:
+        self._changed()
+        return super().popitem()
+
+    def setdefault(self, *args: Any) -> Any:
+        self._changed()
+        return super().setdefault(*args)
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
 
     def with_id(self, name: bytes, oid: bytes) -> Tree | None:
         """This tree with the subtree *name* at *oid* (replaced or added), its bytes
