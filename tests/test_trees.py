@@ -66,16 +66,20 @@ def test_a_subtree_replaced_in_place_gives_the_bytes_a_full_build_gives() -> Non
             assert tree == entries
 
 
-def test_a_chain_of_splices_stays_equal_to_a_build() -> None:
-    """A record starts from the trees the last one spliced: the offsets are shared."""
-    entries = {b"%02x" % i: (TREE_MODE, bytes(20)) for i in range(256)}
-    tree = parse_tree(tree_bytes(entries))
-    rng = random.Random(1)
-    for _ in range(500):
+def spliced_buckets(tree: Tree, entries: dict, rng: random.Random, count: int) -> Tree:
+    """*tree* after *count* records into random day buckets, *entries* kept alongside."""
+    for _ in range(count):
         name = b"%02x" % rng.randrange(256)
         new_id = rng.randbytes(20)
         tree = tree.with_id(name, new_id)
         entries[name] = (TREE_MODE, new_id)
+    return tree
+
+
+def test_a_chain_of_splices_stays_equal_to_a_build() -> None:
+    """A record starts from the trees the last one spliced: the offsets are shared."""
+    entries = {b"%02x" % i: (TREE_MODE, bytes(20)) for i in range(256)}
+    tree = spliced_buckets(parse_tree(tree_bytes(entries)), entries, random.Random(1), 500)
     assert tree.raw == tree_bytes(entries)
 
 
@@ -119,11 +123,6 @@ def test_a_new_subtree_put_in_place_gives_the_bytes_a_full_build_gives(
 
 
 def test_a_day_of_new_buckets_stays_equal_to_a_build() -> None:
-    tree, entries = parse_tree(b""), {}
-    rng = random.Random(3)
-    for _ in range(2000):
-        name = b"%02x" % rng.randrange(256)
-        new_id = rng.randbytes(20)
-        tree = tree.with_id(name, new_id)
-        entries[name] = (TREE_MODE, new_id)
+    entries: dict = {}
+    tree = spliced_buckets(parse_tree(b""), entries, random.Random(3), 2000)
     assert tree.raw == tree_bytes(entries) and len(tree) == 256

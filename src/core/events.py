@@ -49,11 +49,14 @@ class EventData:
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Self:
         """The declaration read from an envelope's ``data``; ValueError names what lacks."""
-        names = field_names(cls)
+        cls._check_required(data)
+        return cls(**{name: data[name] for name in field_names(cls) if name in data})
+
+    @classmethod
+    def _check_required(cls, data: Mapping[str, Any]) -> None:
         missing = [name for name in required_names(cls) if name not in data]
         if missing:
             raise ValueError(f"{cls.event_name} data lacks {', '.join(missing)}")
-        return cls(**{name: data[name] for name in names if name in data})
 
 
 if TYPE_CHECKING:
@@ -91,10 +94,8 @@ class RunSnapshot(EventData):
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Self:
+        cls._check_required(data)
         named = [name for name in field_names(cls) if name != "rest"]
-        missing = [name for name in required_names(cls) if name not in data]
-        if missing:
-            raise ValueError(f"{cls.event_name} data lacks {', '.join(missing)}")
         rest = dict(data)
         return cls(**{name: rest.pop(name) for name in named if name in rest}, rest=rest)
 

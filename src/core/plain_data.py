@@ -151,15 +151,15 @@ def _methods(cls: type, specs: list[tuple[str, Any, Any]], frozen: bool) -> None
             if name not in kwargs:
                 values[name] = make()
         hook = type(self).__setattr__
-        if frozen or hook is _SET_PLAIN:  # no hook: stored at once
+        if frozen or hook is _SET_PLAIN:
+            hooked: tuple[str, ...] = ()  # no hook: every field stored at once
+        elif checked and hook is own_hook:
+            hooked = checked  # the hook wants these alone
+        else:
+            hooked = names  # every field through the class's __setattr__, in order
+        if hooked is not names:
             self.__dict__.update({name: values[name] for name in names})
-            return
-        if checked and hook is own_hook:  # the hook wants these alone
-            self.__dict__.update({name: values[name] for name in names})
-            for name in checked:
-                hook(self, name, values[name])
-            return
-        for name in names:  # in declaration order, through the class's __setattr__
+        for name in hooked:
             assign(self, name, values[name])
 
     def __repr__(self: Any) -> str:

@@ -16,6 +16,7 @@ except ImportError:  # pragma: no cover - an interpreter without it
 
 TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 TREE_MODE, BLOB_MODE = b"40000", b"100644"
@@ -115,33 +116,30 @@ def _sort_key(name: bytes, mode: bytes) -> bytes:
     return name + b"/" if mode == TREE_MODE else name
 
 
-def parse_tree(data: bytes) -> Tree:
-    """A tree object's entries (its bytes kept)."""
-    entries: dict[bytes, tuple[bytes, bytes]] = {}
+def _entries(data: bytes) -> Iterator[tuple[bytes, bytes, int]]:
+    """(name, mode, where its id starts) of each entry of the tree object *data*."""
     position, end = 0, len(data)
     while position < end:
         space = data.index(b" ", position)
         nul = data.index(b"\0", space)
-        entries[data[space + 1:nul]] = (data[position:space], data[nul + 1:nul + 21])
+        yield data[space + 1:nul], data[position:space], nul + 1
         position = nul + 21
-    return Tree(entries, raw=data)
+
+
+def parse_tree(data: bytes) -> Tree:
+    """A tree object's entries (its bytes kept)."""
+    return Tree({name: (mode, data[at:at + 20]) for name, mode, at in _entries(data)},
+                raw=data)
 
 
 def id_offsets(data: bytes) -> dict[bytes, int]:
     """Where each entry's id starts in the tree object *data*, by name."""
-    offsets: dict[bytes, int] = {}
-    position, end = 0, len(data)
-    while position < end:
-        space = data.index(b" ", position)
-        nul = data.index(b"\0", space)
-        offsets[data[space + 1:nul]] = nul + 1
-        position = nul + 21
-    return offsets
+    return {name: at for name, _, at in _entries(data)}
 
 
 def tree_bytes(entries: dict[bytes, tuple[bytes, bytes]]) -> bytes:
     """A tree object from *entries*, in git's order (a tree's name sorts as ``name/``)."""
-    items = [(name + b"/" if mode == TREE_MODE else name, b"%s %s\0%s" % (mode, name, oid))
+    items = [(_sort_key(name, mode), b"%s %s\0%s" % (mode, name, oid))
              for name, (mode, oid) in entries.items()]
     items.sort()
     return b"".join([entry for _, entry in items])
