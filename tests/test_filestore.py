@@ -24,6 +24,7 @@ from controlplane.core.ledger.odb import ObjectDatabase
 from controlplane.core.ledger.store import BRANCH_REF, TAG_PREFIX, GitStore, NewerLedgerFormat
 from controlplane.core.runs import ledger_dir, new_run_id
 from tests.conftest import GIT_ENV, git
+from tests.file_access import file_access
 
 TIME = re.compile(rb"> \d+ [+-]\d{4}")
 
@@ -205,6 +206,55 @@ def test_trees_it_wrote_are_read_again_once_a_gc_packed_them(repo: Path) -> None
     runs = recorded_run_files(repo)
     assert len(runs) == 4
     assert_fsck_clean(repo)
+
+
+def bucket_run_id(bucket: int, number: int) -> str:
+    """A run id of 2026-12-06 in *bucket* (00-ff), unique by *number*."""
+    return f"20261206T12{number // 60_000 % 60:02d}{number // 1000 % 60:02d}" \
+           f"{number % 1000:03d}Z-{bucket:02x}{number:06x}"
+
+
+def test_a_days_bucket_trees_are_kept_and_found_again_after_a_gc(repo: Path) -> None:
+    """A store that recorded a run in each of a day's 256 buckets starts the next run of
+    each from the bucket's tree it wrote: no object is read. (It kept the last 64 trees read
+    or written, so nearly every record read its bucket's tree back from a pack, listing and
+    mapping every pack written since.) Once a gc merged the packs, the records that follow
+    read only the pack the gc wrote, never one of the packs they wrote themselves."""
+    store = filestore(repo)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    objects = repo / ".git" / "objects"
+    for number in range(256):
+        one_record(store, bucket_run_id(number, number), head)
+    with file_access(objects) as access:
+        for number in range(256, 512):
+            one_record(store, bucket_run_id(number % 256, number), head)
+    assert [path for kind, path in access if kind == "read"] == []
+    git(repo, "repack", "-a", "-d", "-q")
+    (merged,) = [path.name for path in (objects / "pack").glob("*.idx")]
+    with file_access(objects) as access:
+        for number in range(512, 532):
+            one_record(store, bucket_run_id(number % 256, number), head)
+    read = {Path(path).stem for kind, path in access if kind == "read"}
+    assert read == {Path(merged).stem}, access
+    assert len(recorded_run_files(repo)) == 532
+    assert_fsck_clean(repo)
+
+
+def test_a_pack_deleted_after_its_listing_is_looked_for_elsewhere(repo: Path) -> None:
+    """The packs as last listed are searched first: one a gc deleted since still answers
+    from its mapping, but is gone, so the object is looked for in the packs there now."""
+    record_runs(repo, 3)
+    git(repo, "repack", "-a", "-d", "-q")
+    odb = ObjectDatabase(repo / ".git" / "objects")
+    tip = git(repo, "rev-parse", "scp-ledger").strip()
+    (first,) = (repo / ".git" / "objects" / "pack").glob("*.idx")
+    assert odb.locate(tip) == str(first)
+    record_runs(repo, 1)
+    git(repo, "repack", "-a", "-d", "-q")  # the pack just listed, replaced
+    (second,) = (repo / ".git" / "objects" / "pack").glob("*.idx")
+    assert second != first
+    assert odb.locate(tip) == str(second)
+    assert odb.read(tip)[0] == "commit"
 
 
 def hostile_pack(objects: Path, declared: int, data: bytes) -> str:

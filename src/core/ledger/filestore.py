@@ -53,7 +53,8 @@ _ZERO = "0" * 40
 _FALLBACK_IDENTITY = ("controlplane", "controlplane@localhost")  # GitStore.signature's
 GC_AUTO_DEFAULT = 6700
 CONFIG_CHECKED_EVERY = 1.0  # seconds: git's configuration files are stat'ed at most this often
-TREES_KEPT = 64  # a record's path is 7 trees; a day tree holds up to 256 entries
+TREES_KEPT = 640  # a day's 256 buckets of runs and of chat, and the paths to them: the
+# trees a record replaces are forgotten when its commit lands, so what stays is what is current
 PACK_LIMIT_DEFAULT = 50  # git's gc.autoPackLimit
 _FORMAT_OID = sha1(b"blob %d\0" % len(_FORMAT_BYTES) + _FORMAT_BYTES).digest()
 
@@ -90,6 +91,7 @@ class FileStore(CheckedOnce):
         self._trees: dict[str, tuple[Tree, str]] = {}  # id -> (entries, file holding it)
         self._present: set[str] = set()  # files seen by this record's attempt (_still_there)
         self._new_trees: dict[str, Tree] = {}  # the trees of the commit being made
+        self._replaced: list[str] = []  # the trees its path had before (ids)
         self._packed: tuple[str, set[str]] = ("", set())  # the last pack written: index, ids
         self._staging = threading.local()  # .tag: (run id, commit, tag object) of stage_tag
         self._commit_trees: dict[str, tuple[str, str]] = {}  # commit -> (tree, file holding)
@@ -245,8 +247,10 @@ class FileStore(CheckedOnce):
         or packing is off; the *trees* among them are kept for the next record. Returns
         the pack's index, None when loose."""
         if self.packing and len(made) > 1:
+            ids = [bytes.fromhex(str(item.oid)) for item in made]
             where = write_pack(self.odb.dir, [(TYPES[item.type], item.data) for item in made],
-                               [bytes.fromhex(str(item.oid)) for item in made])
+                               ids)
+            self.odb.add_pack(where, frozenset(ids))
             for hex_id, entries in trees.items():
                 self._remember(hex_id, entries, where)
             self._packed = (where, {str(item.oid) for item in made})
@@ -298,10 +302,12 @@ class FileStore(CheckedOnce):
         for attempt in range(_RETRIES):
             parent = self.head(branch_ref)
             made: list[Written] = []
-            self._new_trees = {}
+            self._new_trees, self._replaced = {}, []
             self._present = set()
             try:
-                root = self._tree(self._tree_of_commit(parent)) if parent else Tree()
+                if parent:
+                    self._replaced.append(self._tree_of_commit(parent))
+                root = self._tree(self._replaced[0]) if parent else Tree()
                 leaf = self._entry_tree(files, made)
                 extra = self._format_entry(root, made)
                 tree = self._with_subtree(root, parts, leaf, made, extra)
@@ -330,10 +336,20 @@ class FileStore(CheckedOnce):
             except OSError as exc:
                 raise LedgerWriteError(f"could not write the ledger: {exc}") from exc
             if moved:
+                self._forget_replaced()
                 return parent, commit, made
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
         # endless contention or a lock: GitStore names it (and clears a dead git's lock)
         raise Unsupported("the ledger branch kept moving or is locked")
+
+    def _forget_replaced(self) -> None:
+        """Drop the trees the commit just made replaced: the next records start from the new
+        ones. A bucket's tree then stays until the next run of that bucket (one record in
+        256), where keeping the last ``TREES_KEPT`` read or written would lose it first."""
+        trees, new = self._trees, self._new_trees
+        for hex_id in self._replaced:
+            if hex_id not in new:
+                trees.pop(hex_id, None)
 
     def _await_restore(self, parent: str | None, exc: BaseException, tries: int) -> None:
         if tries > _MISSING_RETRIES:
@@ -389,7 +405,11 @@ class FileStore(CheckedOnce):
             oid = leaf
         else:
             child = tree.get(name)
-            below = self._tree(child[1]) if child is not None and child[0] == _TREE else Tree()
+            if child is not None and child[0] == _TREE:
+                self._replaced.append(child[1].hex())
+                below = self._tree(child[1])
+            else:
+                below = Tree()
             oid = self._with_subtree(below, parts[1:], leaf, made, extra, depth + 1)
         if depth != 1 or extra is None:  # a subtree's new id: the bytes spliced
             spliced = tree.with_id(name, oid)

@@ -65,6 +65,7 @@ PACKS_ROLLED_UP = 16  # the records' packs are rolled up past this many (git's l
 ROLL_UP_EVERY = 10.0  # seconds: at most one roll-up per clone this often, below PACKS_URGENT
 _IS_INDEX = methodcaller("endswith", ".idx")  # a pack's index, counted in C
 PACKS_URGENT = 40  # past this many, a roll-up is started whenever none runs
+LIST_PACKS_EVERY = 16  # records between two listings of the pack directory, at most
 TAG_NAMESPACES = ("refs/scp/run/", "refs/tags/scp/run/")
 MISSING_OBJECTS = ("the ledger tip %s misses objects (%s): a `git gc --prune=now` ran during a "
                    "record; run `controlplane ledger doctor` to repair it")
@@ -168,6 +169,8 @@ class Ledger:
         self._gc_sampled: tuple[int, bool] = (-1, False)  # objects/17's mtime, gc due then
         self._packs_at_roll_up = 0  # the pack count when this process last rolled them up
         self._pack_count = 0  # as packs_due last counted
+        self._records_unlisted = LIST_PACKS_EVERY  # records since packs_due listed the
+        # packs: a process lists them at its first record (a CLI's only one)
         self.interrupted: list[dict[str, Any]] = []
         # runs that ended here but could not be recorded (disk full…): retried at each open
         self.unrecorded: dict[str, tuple[Run, list[dict[str, Any]]]] = {}
@@ -676,27 +679,50 @@ class Ledger:
         they number over ``PACKS_URGENT``. A roll-up's ``prune-packed`` removes the empty
         ``objects/xx`` directories, and a loose-object writer that has just made one (git,
         libgit2) fails when it goes between the ``mkdir`` and the file: rare, as with git's
-        own gc, and kept rare by not rolling up at every sixteenth record of a busy clone."""
+        own gc, and kept rare by not rolling up at every sixteenth record of a busy clone.
+
+        The pack directory is listed when the packs this process wrote since it last listed
+        it could have crossed a bound, and at least every ``LIST_PACKS_EVERY`` records (the
+        packs of other processes): not at every record."""
         files = self._files
         if files is None or not files.packing:
             return False
+        if self._gc is not None:
+            if self._gc.poll() is None:
+                return False  # ours runs (a roll-up or a gc): no other would start
+            self._gc = None
+            self._records_unlisted = LIST_PACKS_EVERY  # what it left: listed now
+        self._records_unlisted += 1
+        if self._records_unlisted < LIST_PACKS_EVERY:
+            estimate = self._pack_count + self._records_unlisted  # a pack a record at most
+            if not self._over_count_bounds(estimate, files.pack_limit):
+                return False
+            if estimate <= min(PACKS_URGENT, files.pack_limit - 5) and self._rolled_up_lately():
+                return False
         try:
             count = sum(map(_IS_INDEX, os.listdir(self._pack_dir)))
         except OSError:
             return False
-        self._pack_count = count
+        self._pack_count, self._records_unlisted = count, 0
         if count < self._packs_at_roll_up:
             self._packs_at_roll_up = 0  # rolled up since
-        if count <= min(PACKS_ROLLED_UP, files.pack_limit // 2) \
-                or count < self._packs_at_roll_up + PACKS_ROLLED_UP // 2:
+        if not self._over_count_bounds(count, files.pack_limit):
             return False
         if count > min(PACKS_URGENT, files.pack_limit - 5):
             return True
+        return not self._rolled_up_lately()
+
+    def _over_count_bounds(self, count: int, pack_limit: int) -> bool:
+        return (count > min(PACKS_ROLLED_UP, pack_limit // 2)
+                and count >= self._packs_at_roll_up + PACKS_ROLLED_UP // 2)
+
+    def _rolled_up_lately(self) -> bool:
+        """True if a roll-up of any process here started in the last ``ROLL_UP_EVERY`` s."""
         try:  # the last roll-up of any process here: its lock file's time
             since = time.time() - os.stat(self._repack_lock).st_mtime
         except OSError:
-            return True
-        return since >= ROLL_UP_EVERY
+            return False
+        return since < ROLL_UP_EVERY
 
     def wait_background(self, timeout: float = GC_WAIT_SECONDS) -> None:
         """Wait (at most *timeout* s) for the gc or roll-up this process started, then for

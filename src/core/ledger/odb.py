@@ -62,6 +62,9 @@ def stored(data: bytes) -> bytes:
             + data + zlib.adler32(data).to_bytes(4, "big"))
 
 
+PACKS_KNOWN = 256  # packs this process wrote whose ids it keeps, at most
+
+
 class ObjectDatabase:
     """The ``objects`` directory of one repository."""
 
@@ -71,6 +74,7 @@ class ObjectDatabase:
         self.dir = str(objects_dir)
         self._packs: dict[str, Pack] | None = None
         self._listed = 0  # the pack directory's mtime when listed
+        self._written: dict[str, frozenset[bytes]] = {}  # pack index name -> the ids it holds
 
     def close(self) -> None:
         for pack in (self._packs or {}).values():
@@ -81,14 +85,22 @@ class ObjectDatabase:
         return f"{self.dir}/{oid[:2]}/{oid[2:]}"
 
     def locate(self, oid: str) -> str | None:
-        """The file holding *oid*: its loose file or the index of a pack listed now."""
+        """The file holding *oid*: its loose file or the index of a pack there now. The
+        packs as last listed are searched first (the records add one each, and listing
+        them again at every search cost more than the search); again listed afresh when
+        none holds it or the one that did is gone."""
         loose = self.loose_path(oid)
         if os.path.exists(loose):
             return loose
         binary = bytes.fromhex(oid)
-        for name, pack in self._list_packs(False).items():
-            if pack.offset(binary) is not None:
-                return f"{self.dir}/pack/{name}"
+        for listed in (self._packs, None):
+            packs = listed if listed is not None else self._list_packs(True)
+            for name, pack in packs.items():
+                if pack.offset(binary) is not None:
+                    path = f"{self.dir}/pack/{name}"
+                    if listed is None or os.path.exists(path):
+                        return path
+                    break  # a gc deleted it since it was listed
         return None
 
     def read(self, oid: str) -> tuple[str, bytes]:
@@ -140,16 +152,26 @@ class ObjectDatabase:
         except FileNotFoundError:
             names = []
         packs: dict[str, Pack] = {}
+        written = self._written
         for name in names:
-            if name in old:
-                packs[name] = old.pop(name)
-                continue
-            with contextlib.suppress(FileNotFoundError):  # deleted by a gc since the listing
-                packs[name] = Pack(f"{directory}/{name}")
+            known = old.pop(name, None)
+            packs[name] = known or Pack(f"{directory}/{name}", written.get(name))
         for gone in old.values():
             gone.close()
+        self._written = {name: written[name] for name in written if name in packs}
         self._packs = packs
         return packs
+
+    def add_pack(self, idx_path: str, members: frozenset[bytes]) -> None:
+        """Count the pack this process just wrote (its index at *idx_path*) among the packs,
+        with the ids it holds: finding an object elsewhere never maps it."""
+        name = os.path.basename(idx_path)
+        written = self._written
+        written[name] = members
+        if len(written) > PACKS_KNOWN:  # not listed since: roll-ups merged the oldest
+            del written[next(iter(written))]
+        if self._packs is not None and name not in self._packs:
+            self._packs[name] = Pack(idx_path, members)
 
     def write(self, kind: str, data: bytes) -> str:
         """Write *data* as a loose object of *kind* unless it exists; returns its id."""
@@ -190,37 +212,58 @@ def publish(temporary: str, path: str, data: bytes) -> None:
 
 
 class Pack:
-    """One ``.idx``/``.pack`` pair, mapped read-only."""
+    """One ``.idx``/``.pack`` pair, mapped read-only when first searched. *members*: the ids
+    it holds, when known (a pack this process wrote): a search for any other maps nothing."""
 
-    def __init__(self, idx_path: str) -> None:
-        with open(idx_path, "rb") as idx_file:
-            self._idx = mmap.mmap(idx_file.fileno(), 0, access=mmap.ACCESS_READ)
+    def __init__(self, idx_path: str, members: frozenset[bytes] | None = None) -> None:
+        self.path = idx_path
+        self.members = members
+        self._idx: mmap.mmap | None = None
+        self._pack: mmap.mmap | None = None
+
+    def _map(self) -> None:
+        with open(self.path, "rb") as idx_file:
+            idx = mmap.mmap(idx_file.fileno(), 0, access=mmap.ACCESS_READ)
         try:
-            with open(idx_path[:-4] + ".pack", "rb") as pack_file:
-                self._pack = mmap.mmap(pack_file.fileno(), 0, access=mmap.ACCESS_READ)
+            with open(self.path[:-4] + ".pack", "rb") as pack_file:
+                pack = mmap.mmap(pack_file.fileno(), 0, access=mmap.ACCESS_READ)
         except BaseException:
-            self._idx.close()
+            idx.close()
             raise
-        if self._idx[:8] != _IDX_MAGIC or self._pack[:4] != b"PACK":
-            self.close()
-            raise Unsupported(f"{idx_path}: not a version-2 pack index")
-        self._fanout = struct.unpack_from(">256I", self._idx, 8)
+        if idx[:8] != _IDX_MAGIC or pack[:4] != b"PACK":
+            idx.close()
+            pack.close()
+            raise Unsupported(f"{self.path}: not a version-2 pack index")
+        self._fanout = struct.unpack_from(">256I", idx, 8)
         self.count = self._fanout[255]
         self._names = 8 + 256 * 4
         self._offsets = self._names + self.count * 24  # after the names and their CRCs
         self._large = self._offsets + self.count * 4
         self._cache: dict[int, tuple[int, bytes]] = {}
+        self._idx, self._pack = idx, pack
 
     def close(self) -> None:
-        self._idx.close()
-        self._pack.close()
+        if self._idx is not None and self._pack is not None:
+            self._idx.close()
+            self._pack.close()
+        self._idx = self._pack = None
 
     def offset(self, oid: bytes) -> int | None:
-        """Where object *oid* (20 bytes) starts in the pack, or None."""
+        """Where object *oid* (20 bytes) starts in the pack, or None (also when the pack
+        was deleted, by a gc, before it was first searched)."""
+        if self.members is not None and oid not in self.members:
+            return None
+        if self._idx is None:
+            try:
+                self._map()
+            except FileNotFoundError:
+                return None
+        idx = self._idx
+        assert idx is not None
         first = oid[0]
         low = self._fanout[first - 1] if first else 0
         high = self._fanout[first]
-        idx, names = self._idx, self._names
+        names = self._names
         while low < high:
             middle = (low + high) // 2
             at = names + middle * 20
@@ -267,6 +310,7 @@ class Pack:
     def _header(self, offset: int) -> tuple[int, int, int, int | bytes]:
         """(type, inflated size, where the data starts, delta base: offset or object id)."""
         pack, begin = self._pack, offset
+        assert pack is not None  # mapped by the offset that found the object
         byte = pack[offset]
         kind, size, shift = (byte >> 4) & 7, byte & 15, 4
         offset += 1
@@ -298,10 +342,12 @@ class Pack:
         inflater = zlib.decompressobj()
         data = bytearray()
         position, pending = start, b""
+        pack = self._pack
+        assert pack is not None  # mapped by the offset that found the object
         try:
             while not inflater.eof:
                 if not pending:
-                    pending = self._pack[position:position + _CHUNK]
+                    pending = pack[position:position + _CHUNK]
                     position += len(pending)
                     if not pending:
                         raise Unsupported("a pack object ends early")
