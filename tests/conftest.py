@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,6 +104,7 @@ TOKEN = "test-token-0123456789"
 # The operator's user file ($XDG_CONFIG_HOME/controlplane/config.yaml) of the machine running
 # the tests must not reach them: every test process (and its children) gets an empty one.
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="scp-test-xdg-")
+atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], ignore_errors=True)
 
 LONG = os.environ.get("CONTROLPLANE_LONG_TESTS") == "1"
 """``CONTROLPLANE_LONG_TESTS=1``: the ``slow`` tests run their long form (CI runs the short one)."""

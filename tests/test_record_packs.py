@@ -17,6 +17,7 @@ import pytest
 
 from controlplane import tracked_run
 from controlplane.core.ledger import Ledger
+from controlplane.core.ledger.filestore import FileStore
 from controlplane.core.ledger.ledger import (
     LIST_PACKS_EVERY,
     PACKS_ROLLED_UP,
@@ -126,18 +127,18 @@ def test_the_packs_are_counted_at_a_processs_first_record_then_seldom(repo: Path
     """Listing the pack directory at every record cost 50 µs on ext4: a process lists it at
     its first record (a CLI's only one: its packs must be rolled up too), then when the
     packs it wrote since could cross a bound, and at least every ``LIST_PACKS_EVERY``."""
-    pack_dir = repo / ".git" / "objects" / "pack"
     for _ in range(PACKS_ROLLED_UP + 1):  # one record a process, as the CLI's
         subprocess.run([sys.executable, "-c", WRITER, str(repo), "1"], check=True,
                        timeout=120)
     assert len(packs(repo)) <= PACKS_ROLLED_UP // 2, packs(repo)  # the last one rolled up
     Ledger.forget_instances()
-    record(repo)
+    ledger = Ledger.open(repo)
+    assert isinstance(ledger.writer, FileStore)  # made, as a record makes it
     (repo / ".git" / "scp" / "repack.lock").touch()  # a roll-up just started: none is due
-    with file_access(pack_dir) as access:
-        for _ in range(LIST_PACKS_EVERY):
-            record(repo)
-    assert [kind for kind, _ in access] == ["list"]
+    with file_access(repo / ".git" / "objects" / "pack") as access:
+        due = [ledger.packs_due() for _ in range(LIST_PACKS_EVERY + 1)]  # after each record
+    assert due == [False] * (LIST_PACKS_EVERY + 1)
+    assert [kind for kind, _ in access] == ["list", "list"]  # the first, the 17th
 
 
 WRITER = """

@@ -7,6 +7,8 @@ waits for a ``gate`` file, so a test decides when a run ends (or cancels it).
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 import textwrap
 import threading
@@ -90,6 +92,7 @@ def project(repo: Path) -> Path:
 # A kubeconfig with no cluster, so a machine with kubectl in /usr/bin and no ~/.kube/config
 # shows the same settings banners as one without kubectl (diagnostics' tool_unreachable).
 NO_CLUSTER_KUBECONFIG = Path(tempfile.mkdtemp(prefix="scp-test-kube-")) / "config"
+atexit.register(shutil.rmtree, NO_CLUSTER_KUBECONFIG.parent, ignore_errors=True)
 NO_CLUSTER_KUBECONFIG.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
 
 
