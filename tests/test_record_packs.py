@@ -102,6 +102,22 @@ def test_the_packs_are_rolled_up_and_every_object_kept(repo: Path) -> None:
         assert git(repo, "cat-file", "-t", f"refs/scp/run/{run_id}").strip() == "tag"
 
 
+@pytest.mark.parametrize("publishes", [False, True])
+def test_a_roll_up_refreshes_the_server_info_only_for_a_project_that_asks(
+        repo: Path, publishes: bool) -> None:
+    """A roll-up's ``update-server-info`` listed every ref (half its time at 3,000 run tags)
+    for dumb-HTTP publishing, which git's own gc refreshes: skipped, unless the project set
+    ``repack.updateServerInfo`` (its configuration wins)."""
+    if publishes:
+        git(repo, "config", "repack.updateServerInfo", "true")
+    for _ in range(PACKS_ROLLED_UP + 1):
+        record(repo)
+    Ledger.open(repo).wait_background(timeout=120)
+    assert len(packs(repo)) <= PACKS_ROLLED_UP // 2  # rolled up
+    assert (repo / ".git" / "info" / "refs").exists() is publishes
+    assert (repo / ".git" / "objects" / "info" / "packs").exists() is publishes
+
+
 def test_roll_ups_of_a_busy_clone_are_paced(repo: Path) -> None:
     """A roll-up's prune-packed removes empty objects/xx directories under loose writers
     (git's own race): a clone is rolled up at most every ROLL_UP_EVERY seconds while it

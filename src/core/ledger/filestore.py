@@ -117,6 +117,8 @@ class FileStore(CheckedOnce):
             else PACK_LIMIT_DEFAULT
         # a pack per record needs git's automatic packing to roll packs up: off, loose
         self.packing = self.gc_auto > 0 and self.pack_limit > 0
+        server_info = config.get("repack.updateserverinfo")  # set: the project publishes
+        self.update_server_info = server_info is not None and gitconfig.boolean(server_info)
         self._stamp = self._config_stamp()
 
     def _config_stamp(self) -> list[tuple[int, int]]:

@@ -753,10 +753,16 @@ class Ledger:
         """Start ``git repack -d --geometric=2`` detached: it merges the small packs (and
         loose objects) into one, all their objects kept whatever reaches them, and leaves
         the large packs alone. One at a time per clone (``flock`` on a lock of ours); not
-        while a gc runs. Returns True if started."""
+        while a gc runs. Returns True if started.
+
+        Without ``update-server-info`` (``-n``) unless the project set
+        ``repack.updateServerInfo``: it lists every ref (35 ms of a 70 ms roll-up at 3,000
+        run tags) for HTTP publishing that git's own gc, which refreshes it, serves."""
         if (self._gc is not None and self._gc.poll() is None) or gc_running(self.git_dir):
             return False
         repack = ["git", "--git-dir", str(self.git_dir), "repack", "-d", "-q", "--geometric=2"]
+        if self._files is not None and not self._files.update_server_info:
+            repack.append("-n")
         lock = ["flock", "--nonblock", str(self.scp_dir / "repack.lock")]
         with contextlib.suppress(OSError):  # its time: when the last roll-up started
             (self.scp_dir / "repack.lock").touch()
