@@ -4,7 +4,6 @@ packs few, and packing left to loose objects where the project turned git's off.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from controlplane import tracked_run
-from controlplane.core.ledger import Ledger, rollup
+from controlplane.core.ledger import Ledger
 from controlplane.core.ledger.filestore import FileStore
 from controlplane.core.ledger.ledger import (
     LIST_PACKS_EVERY,
@@ -101,71 +100,6 @@ def test_the_packs_are_rolled_up_and_every_object_kept(repo: Path) -> None:
     assert recorded >= set(ids)
     for run_id in ids:
         assert git(repo, "cat-file", "-t", f"refs/scp/run/{run_id}").strip() == "tag"
-
-
-def test_a_roll_up_reads_none_of_the_ledgers_trees(
-        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``git repack --geometric`` walked every tree of the commits in the small packs (the
-    whole ledger: 27 ms of a 45 ms roll-up at 10,000 runs, on the core the records share).
-    The roll-up packs just the objects the small packs' indexes list: git reads nothing
-    from the ledger's big pack (``GIT_TRACE_PACK_ACCESS``: every object git inflates)."""
-    for _ in range(80):
-        record(repo)
-    Ledger.open(repo).wait_background(timeout=120)
-    git(repo, "repack", "-a", "-d", "-q")  # the ledger so far: one pack
-    (big,) = packs(repo)
-    monkeypatch.setattr(rollup, "SMALL_PACK", big.with_suffix(".pack").stat().st_size - 1)
-    long_ago = time.time() - 2 * ROLL_UP_EVERY  # the first roll-up: not pacing the next
-    os.utime(repo / ".git" / "scp" / "repack.lock", (long_ago, long_ago))
-    trace = tmp_path / "pack-access.txt"
-    monkeypatch.setenv("GIT_TRACE_PACK_ACCESS", str(trace))
-    ids = [record(repo) for _ in range(PACKS_ROLLED_UP + 1)]
-    Ledger.open(repo).wait_background(timeout=120)
-    monkeypatch.delenv("GIT_TRACE_PACK_ACCESS")
-    assert big in packs(repo) and len(packs(repo)) <= PACKS_ROLLED_UP // 2, packs(repo)
-    assert big.with_suffix(".pack").name not in trace.read_text(), trace.read_text()[:2000]
-    assert git(repo, "fsck", "--strict", "--no-dangling").strip() == ""
-    assert not list((repo / ".git" / "scp").glob("rollup-*.list"))
-    for run_id in ids:
-        assert git(repo, "cat-file", "-t", f"refs/scp/run/{run_id}").strip() == "tag"
-
-
-def test_the_packs_a_roll_up_merges_follow_git_geometric_rule(tmp_path: Path) -> None:
-    """The smallest packs are taken while each is under twice what is taken so far, at most
-    ``ROLL_UP_BYTES`` in all; a pack over ``SMALL_PACK``, or with any file beside its
-    ``.pack`` and ``.idx``, or not named as git names packs, is never taken."""
-    def pack(size: int, *also: str, name: str = "") -> str:
-        stem = name or "pack-" + hashlib.sha1(str((size, also, len(made))).encode()).hexdigest()
-        (tmp_path / f"{stem}.pack").write_bytes(b"P" * size)
-        for suffix in (".idx", *also):
-            (tmp_path / f"{stem}{suffix}").write_bytes(b"")
-        made.append(stem)
-        return stem
-
-    made: list[str] = []
-    small = [pack(3000) for _ in range(6)]
-    middle = pack(15_000)  # under twice the six (18,000): merged with them
-    pack(70_000)  # over twice the seven (33,000): left
-    pack(2000, ".keep")
-    pack(2000, ".mtimes")
-    pack(2000, name="tmp_pack_123")
-    pack(rollup.SMALL_PACK + 1)
-    assert sorted(rollup.choose(str(tmp_path))) == sorted([*small, middle])
-    assert rollup.choose(str(tmp_path / "gone")) == []
-
-
-@pytest.mark.parametrize("beside", [".keep", ".mtimes"])
-def test_a_pack_git_marked_is_never_merged(repo: Path, beside: str) -> None:
-    """A pack with a ``.keep`` (kept on purpose) or ``.mtimes`` (a cruft pack: unreachable
-    objects and when each may be pruned) is git's: the roll-up leaves it as it is."""
-    record(repo)
-    (marked,) = packs(repo)
-    marked.with_suffix(beside).write_bytes(b"")
-    for _ in range(PACKS_ROLLED_UP + 1):
-        record(repo)
-    Ledger.open(repo).wait_background(timeout=120)
-    assert marked in packs(repo)
-    assert len(packs(repo)) <= PACKS_ROLLED_UP // 2 + 1, packs(repo)
 
 
 @pytest.mark.parametrize("publishes", [False, True])

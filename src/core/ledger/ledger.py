@@ -23,7 +23,7 @@ from pathlib import Path
 
 from controlplane.core import lazy, settings
 from controlplane.core.lazy import Lazy
-from controlplane.core.ledger import demo_branch, detached, gitfiles, jsonfile, rawlog, rollup
+from controlplane.core.ledger import demo_branch, detached, gitfiles, jsonfile, rawlog
 from controlplane.core.ledger.durability import Durability
 from controlplane.core.ledger.gc_guard import GC_WAIT_SECONDS, gc_running, wait_for_gc
 from controlplane.core.ledger.gitconfig import Unsupported
@@ -750,33 +750,23 @@ class Ledger:
         wait_for_gc(self.git_dir, max(0.0, deadline - time.monotonic()))
 
     def roll_up_packs(self) -> bool:
-        """Merge the records' small packs detached (``ledger/rollup.py``: ``git
-        pack-objects`` of the objects their indexes list, no walk of the ledger), or when
-        there are not two to merge, ``git repack -d --geometric=2``: it merges the small
-        packs (and loose objects) into one, all their objects kept whatever reaches them,
-        and leaves the large packs alone. One at a time per clone (``flock`` on a lock of
-        ours); not while a gc runs. Returns True if started.
+        """Start ``git repack -d --geometric=2`` detached: it merges the small packs (and
+        loose objects) into one, all their objects kept whatever reaches them, and leaves
+        the large packs alone. One at a time per clone (``flock`` on a lock of ours); not
+        while a gc runs. Returns True if started.
 
-        ``git repack`` runs without ``update-server-info`` (``-n``) unless the project set
+        Without ``update-server-info`` (``-n``) unless the project set
         ``repack.updateServerInfo``: it lists every ref (35 ms of a 70 ms roll-up at 3,000
         run tags) for HTTP publishing that git's own gc, which refreshes it, serves."""
         if (self._gc is not None and self._gc.poll() is None) or gc_running(self.git_dir):
             return False
-        lock_path = self.scp_dir / "repack.lock"
-        with contextlib.suppress(OSError):  # its time: when the last roll-up started
-            lock_path.touch()
-        publish = self._files is None or self._files.update_server_info
-        try:
-            merge = rollup.prepare(self.git_dir, self.scp_dir, lock_path, publish)
-        except OSError as exc:
-            log.debug("could not list the packs to merge: %s", exc)
-            merge = None
         repack = ["git", "--git-dir", str(self.git_dir), "repack", "-d", "-q", "--geometric=2"]
-        if not publish:
+        if self._files is not None and not self._files.update_server_info:
             repack.append("-n")
-        lock = ["flock", "--nonblock", str(lock_path)]
-        # no flock (not util-linux): git alone
-        for argv in ([merge] if merge is not None else [lock + repack, repack]):
+        lock = ["flock", "--nonblock", str(self.scp_dir / "repack.lock")]
+        with contextlib.suppress(OSError):  # its time: when the last roll-up started
+            (self.scp_dir / "repack.lock").touch()
+        for argv in (lock + repack, repack):  # no flock (not util-linux): git alone
             try:
                 self._gc = detached.start(argv)
             except OSError as exc:
