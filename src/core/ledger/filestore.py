@@ -307,9 +307,10 @@ class FileStore(CheckedOnce):
             self._new_trees, self._replaced = {}, []
             self._present = set()
             try:
-                if parent:
-                    self._replaced.append(self._tree_of_commit(parent))
-                root = self._tree(self._replaced[0]) if parent else Tree()
+                root_id = self._tree_of_commit(parent) if parent else None
+                if root_id is not None:
+                    self._replaced.append(root_id)
+                root = self._tree(root_id)
                 leaf = self._entry_tree(files, made)
                 extra = self._format_entry(root, made)
                 tree = self._with_subtree(root, parts, leaf, made, extra)
@@ -408,8 +409,9 @@ class FileStore(CheckedOnce):
         else:
             child = tree.get(name)
             if child is not None and child[0] == _TREE:
-                self._replaced.append(child[1].hex())
-                below = self._tree(child[1])
+                child_id = child[1].hex()
+                self._replaced.append(child_id)
+                below = self._tree(child_id)
             else:
                 below = Tree()
             oid = self._with_subtree(below, parts[1:], leaf, made, extra, depth + 1)
