@@ -45,9 +45,9 @@ def recorded_repo(repo: Path, runs: int = 3) -> list[str]:
         with tracked_run("test", "test:index", summary=f"run {n}", project_root=repo) as run:
             pass
         ids.append(run.run_id)
+    Ledger.forget_instances()  # their batch written to the index first, as at an exit
     with sqlite3.connect(repo / ".git" / "scp" / "index.sqlite") as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    Ledger.forget_instances()
     return ids
 
 

@@ -28,6 +28,7 @@ from controlplane.core.ledger.durability import Durability
 from controlplane.core.ledger.gc_guard import GC_WAIT_SECONDS, gc_running, wait_for_gc
 from controlplane.core.ledger.gitconfig import Unsupported
 from controlplane.core.ledger.index import RunIndex
+from controlplane.core.ledger.index_batches import IndexBatches, Pending
 from controlplane.core.ledger.journal import Journal, JournalEntry, kill_left_groups
 from controlplane.core.ledger.store import (
     BRANCH_REF,
@@ -159,9 +160,12 @@ class Ledger:
         self._files: FileStore | None = None  # the record without pygit2 (see writer)
         self._files_refused = False
         self.journal = Journal(self.scp_dir / "journal")
-        self.index = RunIndex(self.scp_dir / "index.sqlite")
+        self._index = RunIndex(self.scp_dir / "index.sqlite")
         self.view = LedgerView(root / VIEW_DIR, self.scp_dir / "view.lock")
-        self.index.on_rebuilt = self.catch_up  # a damaged index is replaced, then refilled
+        self._index.on_rebuilt = self.catch_up  # a damaged index is replaced, then refilled
+        self._batches = IndexBatches(self._index, catch_up=self._index_to_tip,
+                                     on_timer=self.flush_index)
+        _flush_indexes_at_exit()
         exclude_from_status(git_dir)
         self.recorded_here: deque[str] = deque(maxlen=10_000)  # for the cross-process feed
         self._records = 0
@@ -174,6 +178,30 @@ class Ledger:
         self.interrupted: list[dict[str, Any]] = []
         # runs that ended here but could not be recorded (disk full…): retried at each open
         self.unrecorded: dict[str, tuple[Run, list[dict[str, Any]]]] = {}
+
+    @property
+    def index(self) -> RunIndex:
+        """The run index, holding every run this process recorded (``flush_index``)."""
+        if self._batches.pending:
+            self.flush_index()
+        return self._index
+
+    def flush_index(self) -> None:
+        """Write the runs this process recorded since the last batch to the index
+        (``index_batches``); a failure is logged: the index catches up at the next read."""
+        try:
+            self._batches.flush()
+        except (OSError, sqlite3.Error) as exc:
+            if os.path.isdir(self.git_dir):  # a repository deleted meanwhile: nothing to say
+                log.warning("recorded, but the index is behind: %s", exc)
+        except (KeyError, pygit2.GitError) as exc:  # a tip another writer has not restored yet
+            log.warning("recorded, but the index is behind (%s): %s",  # (gc_guard)
+                        "a concurrent git gc pruned objects", exc)
+
+    def _index_to_tip(self) -> None:
+        head = self.store.head()
+        if head is not None:
+            self._catch_up_index(head)
 
     @property
     def store(self) -> GitStore:
@@ -239,9 +267,19 @@ class Ledger:
         return ledger
 
     @classmethod
+    def flush_indexes(cls) -> None:
+        """Write every ledger's batch of runs to its index (at exit: ``atexit``)."""
+        with cls._instances_lock:
+            ledgers = list(cls._instances.values())
+        for ledger in ledgers:
+            ledger.flush_index()
+
+    @classmethod
     def forget_instances(cls) -> None:
         """Drop cached ledgers and discovered repositories (tests that delete repositories)."""
         with cls._instances_lock:
+            for ledger in cls._instances.values():
+                ledger.flush_index()  # silent for a repository deleted already
             cls._instances.clear()
             _FOUND.clear()
 
@@ -330,8 +368,8 @@ class Ledger:
             self._catch_up_view(commit)
         runs = [(run, directory)] if run is not None else []
         messages = [(message, directory)] if message is not None else []
-        if not self.index.apply(parent_text, str(commit), runs, [], messages):
-            self._catch_up_index(commit)
+        if self._batches.add(Pending(parent_text, str(commit), runs, messages)):
+            self.flush_index()  # a full batch: written by the record that filled it
 
     def catch_up(self) -> list[dict[str, Any]]:
         """Bring view and index to the ledger tip; returns the runs the index newly learnt."""
@@ -821,6 +859,19 @@ class Ledger:
             log.warning("could not start git gc --auto: %s", exc)
             return False
         return True
+
+
+_exit_flush_registered = False
+
+
+def _flush_indexes_at_exit() -> None:
+    """Have the process's exit write the runs still batched for an index (once)."""
+    global _exit_flush_registered
+    if not _exit_flush_registered:
+        import atexit
+
+        atexit.register(Ledger.flush_indexes)
+        _exit_flush_registered = True
 
 
 def _delete_detached(paths: list[Path]) -> None:
