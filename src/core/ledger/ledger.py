@@ -2,8 +2,8 @@
 
 Recording a run writes, in this order: the commit on ``scp-ledger`` (the
 truth, whole or not at all), the run tag, the view and the index (caches that
-any later process can rebuild). Opening a ledger records the runs of dead
-processes as ``interrupted``.
+any later process can rebuild; the index in batches, ``index_batches``). Opening a
+ledger records the runs of dead processes as ``interrupted``.
 """
 
 from __future__ import annotations
