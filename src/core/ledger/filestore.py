@@ -119,6 +119,7 @@ class FileStore(CheckedOnce):
         self.packing = self.gc_auto > 0 and self.pack_limit > 0
         server_info = config.get("repack.updateserverinfo")  # set: the project publishes
         self.update_server_info = server_info is not None and gitconfig.boolean(server_info)
+        self.pack_threads_set = config.get("pack.threads") is not None  # the project's: kept
         self._stamp = self._config_stamp()
 
     def _config_stamp(self) -> list[tuple[int, int]]:

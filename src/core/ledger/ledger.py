@@ -788,17 +788,18 @@ class Ledger:
         wait_for_gc(self.git_dir, max(0.0, deadline - time.monotonic()))
 
     def roll_up_packs(self) -> bool:
-        """Start ``git repack -d --geometric=2`` detached: it merges the small packs (and
-        loose objects) into one, all their objects kept whatever reaches them, and leaves
-        the large packs alone. One at a time per clone (``flock`` on a lock of ours); not
-        while a gc runs. Returns True if started.
+        """Start ``git repack -d --geometric=2`` detached, on one core (``_one_core``): it
+        merges the small packs (and loose objects) into one, all their objects kept whatever
+        reaches them, and leaves the large packs alone. One at a time per clone (``flock``
+        on a lock of ours); not while a gc runs. Returns True if started.
 
         Without ``update-server-info`` (``-n``) unless the project set
         ``repack.updateServerInfo``: it lists every ref (35 ms of a 70 ms roll-up at 3,000
         run tags) for HTTP publishing that git's own gc, which refreshes it, serves."""
         if (self._gc is not None and self._gc.poll() is None) or gc_running(self.git_dir):
             return False
-        repack = ["git", "--git-dir", str(self.git_dir), "repack", "-d", "-q", "--geometric=2"]
+        repack = ["git", "--git-dir", str(self.git_dir), *self._one_core(), "repack", "-d",
+                  "-q", "--geometric=2"]
         if self._files is not None and not self._files.update_server_info:
             repack.append("-n")
         lock = ["flock", "--nonblock", str(self.scp_dir / "repack.lock")]
@@ -813,6 +814,16 @@ class Ledger:
             self._packs_at_roll_up = self._pack_count
             return True
         return False
+
+    def _one_core(self) -> list[str]:
+        """``-c pack.threads=1`` unless the project set ``pack.threads``: a roll-up is a
+        background task, and git's default (a thread per core) took the core the records
+        run on, for more CPU in all (12.3 ms against 14.8 for 16 records' packs)."""
+        if self._files is not None:
+            chosen = self._files.pack_threads_set
+        else:
+            chosen = "pack.threads" in self.store.repo.config
+        return [] if chosen else ["-c", "pack.threads=1"]
 
     def gc_due(self) -> bool:
         """True when git's own ``gc --auto`` rule says so: more loose objects in
