@@ -113,3 +113,17 @@ def test_records_of_several_threads_all_reach_the_index(repo: Path) -> None:
     assert not errors
     assert Ledger.open(repo).index.count() == 3 * INDEX_BATCH
     assert os.path.exists(repo / ".git" / "scp" / "index.sqlite")
+
+
+def test_a_batch_meeting_a_damaged_index_refills_it_whole(repo: Path) -> None:
+    """The batch's write finds the index damaged: it is moved aside and refilled from the
+    ledger, whose catch-up reads the index again from inside that write."""
+    ledger = Ledger.open(repo)
+    first = [record(repo) for _ in range(3)]
+    ledger.index.head()  # written
+    later = [record(repo) for _ in range(3)]  # queued
+    index = repo / ".git" / "scp" / "index.sqlite"
+    with open(index, "r+b") as fh:  # the header survives, the pages do not
+        fh.seek(4096)
+        fh.write(os.urandom(max(4096, index.stat().st_size - 4096)))
+    assert [run["run_id"] for run in ledger.recent(limit=10)] == (first + later)[::-1]

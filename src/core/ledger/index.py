@@ -100,6 +100,11 @@ class RunIndex:
         with self._lock:
             self._healing(lambda: self._db())()
 
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by every query; a caller holds it to make several one (``index_batches``)."""
+        return self._lock
+
     def _db(self) -> _Tx:
         """The connection (caller holds the lock), reopened if the file was replaced."""
         db = self._shared.db

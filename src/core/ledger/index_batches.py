@@ -55,7 +55,6 @@ class IndexBatches:
         self._on_timer = on_timer  # the owner's flush, with its error handling
         self.pending: list[Pending] = []
         self._lock = threading.Lock()  # the list
-        self._writing = threading.RLock()  # one batch written at a time, in order
         self._timer: threading.Timer | None = None
 
     def add(self, record: Pending) -> bool:
@@ -70,8 +69,12 @@ class IndexBatches:
             return len(self.pending) >= INDEX_BATCH
 
     def flush(self) -> None:
-        """Write every queued record to the index (errors raise: the caller reports)."""
-        with self._writing:
+        """Write every queued record to the index (errors raise: the caller reports).
+
+        Under the index's own lock, taken before the queue is: one batch written at a time
+        and in order, and a thread already inside the index (a damaged one refilled, whose
+        catch-up reads the index) flushes again without waiting on another."""
+        with self.index.lock:
             batch = self.take()
             if batch:
                 self._write(batch)
