@@ -10,10 +10,13 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 from pathlib import Path
 
+import pytest
+
 from controlplane import tracked_run
-from controlplane.core.ledger import Ledger, index_read
+from controlplane.core.ledger import Ledger, index_batches, index_read
 from controlplane.core.ledger.index_batches import INDEX_BATCH, TIMER_NAME
 
 WAL_HEADER, FRAME_HEADER = 32, 24
@@ -52,7 +55,9 @@ def run_script(repo: Path, body: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def test_a_script_recording_many_runs_writes_fewer_index_pages_than_runs(repo: Path) -> None:
+def test_a_script_recording_many_runs_writes_fewer_index_pages_than_runs(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index_batches, "INDEX_DELAY", 3600.0)  # full batches, however slow
     record(repo)
     Ledger.open(repo).index.head()  # that first batch written
     before = wal_frames(repo)
@@ -73,7 +78,6 @@ def test_what_a_process_recorded_it_reads_back_at_once(repo: Path) -> None:
 
 def test_another_process_finds_the_index_current_once_the_batch_timer_ran(repo: Path) -> None:
     ids = [record(repo) for _ in range(3)]
-    assert quick_list(repo) is None  # behind: the batch waits for its timer
     for thread in threading.enumerate():
         if thread.name == TIMER_NAME:
             thread.join(timeout=30)
@@ -88,7 +92,9 @@ def test_a_script_that_exits_leaves_the_index_current(repo: Path) -> None:
 
 def test_a_batch_lost_with_a_killed_process_is_caught_up_by_the_next_reader(
         repo: Path) -> None:
-    run_script(repo, "for _ in range(5):\n    record()\nos._exit(0)  # no atexit: as a kill\n")
+    run_script(repo, "from controlplane.core.ledger import index_batches\n"
+                     "index_batches.INDEX_DELAY = 3600.0  # killed before its timer\n"
+                     "for _ in range(5):\n    record()\nos._exit(0)  # no atexit: as a kill\n")
     assert quick_list(repo) is None  # the index never got them
     ledger = Ledger.open(repo)
     assert len(ledger.recent(limit=10)) == 5
@@ -127,3 +133,26 @@ def test_a_batch_meeting_a_damaged_index_refills_it_whole(repo: Path) -> None:
         fh.seek(4096)
         fh.write(os.urandom(max(4096, index.stat().st_size - 4096)))
     assert [run["run_id"] for run in ledger.recent(limit=10)] == (first + later)[::-1]
+
+
+def test_a_forked_child_writes_its_own_batches(repo: Path) -> None:
+    """A server forking workers after it recorded: the child has no timer thread of the
+    parent's, so its own records start one, and all runs reach the index."""
+    record(repo)  # the parent's batch, with its timer
+    with warnings.catch_warnings():  # 3.12+: a fork beside threads (the timer) is the case
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: record, let its own timer write them, exit without atexit
+        code = 1
+        try:
+            ids = [record(repo) for _ in range(2)]
+            for thread in threading.enumerate():
+                if thread.name == TIMER_NAME:
+                    thread.join(timeout=30)
+            listed = quick_list(repo)
+            code = 0 if listed is not None and set(ids) <= set(listed) else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(Ledger.open(repo).recent(limit=10)) == 3

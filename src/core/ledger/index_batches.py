@@ -57,6 +57,13 @@ class IndexBatches:
         self._lock = threading.Lock()  # the list
         self._timer: threading.Timer | None = None
 
+    def after_fork(self) -> None:
+        """In a forked child: the parent's timer thread and a lock another thread held are
+        not there; the queue stays, written by the first of the two to flush (the other's
+        move is refused and catches up)."""
+        self._lock = threading.Lock()
+        self._timer = None
+
     def add(self, record: Pending) -> bool:
         """Queue *record*; True when the batch is full (the caller flushes it now)."""
         with self._lock:

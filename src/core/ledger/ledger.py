@@ -876,13 +876,20 @@ _exit_flush_registered = False
 
 
 def _flush_indexes_at_exit() -> None:
-    """Have the process's exit write the runs still batched for an index (once)."""
+    """Have the process's exit write the runs still batched for an index, and a forked
+    child start its own timers (once)."""
     global _exit_flush_registered
     if not _exit_flush_registered:
         import atexit
 
         atexit.register(Ledger.flush_indexes)
+        os.register_at_fork(after_in_child=_index_batches_after_fork)
         _exit_flush_registered = True
+
+
+def _index_batches_after_fork() -> None:
+    for ledger in list(Ledger._instances.values()):
+        ledger._batches.after_fork()
 
 
 def _delete_detached(paths: list[Path]) -> None:
