@@ -82,11 +82,11 @@ class IndexBatches:
         and in order, and a thread already inside the index (a damaged one refilled, whose
         catch-up reads the index) flushes again without waiting on another."""
         with self.index.lock:
-            batch = self.take()
+            batch = self._take()
             if batch:
                 self._write(batch)
 
-    def take(self) -> list[Pending]:
+    def _take(self) -> list[Pending]:
         """Empty the queue and stop its timer; returns what it held."""
         with self._lock:
             batch, self.pending = self.pending, []

@@ -189,13 +189,20 @@ class Ledger:
     def flush_index(self) -> None:
         """Write the runs this process recorded since the last batch to the index
         (``index_batches``); a failure is logged: the index catches up at the next read."""
-        try:
+        with self._caches_lag("the index is"):
             self._batches.flush()
+
+    @contextlib.contextmanager
+    def _caches_lag(self, caches: str) -> Iterator[None]:
+        """Log, not raise, a failure to bring *caches* along: the commit is the truth, and
+        they catch up at the next read."""
+        try:
+            yield
         except (OSError, sqlite3.Error) as exc:
             if os.path.isdir(self.git_dir):  # a repository deleted meanwhile: nothing to say
-                log.warning("recorded, but the index is behind: %s", exc)
+                log.warning("recorded, but %s behind: %s", caches, exc)
         except (KeyError, pygit2.GitError) as exc:  # a tip another writer has not restored yet
-            log.warning("recorded, but the index is behind (%s): %s",  # (gc_guard)
+            log.warning("recorded, but %s behind (%s): %s", caches,  # (gc_guard)
                         "a concurrent git gc pruned objects", exc)
 
     def _index_to_tip(self) -> None:
@@ -354,13 +361,8 @@ class Ledger:
 
     def _advance(self, parent, commit, directory, files, run=None, message=None) -> None:
         """Bring view and index to *commit*: directly when they were at *parent*, else by diff."""
-        try:
+        with self._caches_lag("view and index are"):
             self._advance_caches(parent, commit, directory, files, run, message)
-        except (OSError, sqlite3.Error) as exc:  # the commit is the truth: caches catch up later
-            log.warning("recorded, but view and index are behind: %s", exc)
-        except (KeyError, pygit2.GitError) as exc:  # a tip another writer has not restored yet
-            log.warning("recorded, but view and index are behind (%s): %s",  # (gc_guard)
-                        "a concurrent git gc pruned objects", exc)
 
     def _advance_caches(self, parent, commit, directory, files, run, message) -> None:
         parent_text = str(parent) if parent is not None else None
@@ -819,11 +821,8 @@ class Ledger:
         """``-c pack.threads=1`` unless the project set ``pack.threads``: a roll-up is a
         background task, and git's default (a thread per core) took the core the records
         run on, for more CPU in all (12.3 ms against 14.8 for 16 records' packs)."""
-        if self._files is not None:
-            chosen = self._files.pack_threads_set
-        else:
-            chosen = "pack.threads" in self.store.repo.config
-        return [] if chosen else ["-c", "pack.threads=1"]
+        files = self._files  # set: only a record through FileStore rolls up its packs
+        return [] if files is None or files.pack_threads_set else ["-c", "pack.threads=1"]
 
     def gc_due(self) -> bool:
         """True when git's own ``gc --auto`` rule says so: more loose objects in
