@@ -300,3 +300,35 @@ def test_a_pack_object_is_never_inflated_past_its_header(tmp_path: Path) -> None
     assert peak < 4 << 20, peak
     honest = hostile_pack(tmp_path / "honest", 11, b"hello world")
     assert ObjectDatabase(tmp_path / "honest").read(honest) == ("blob", b"hello world")
+
+
+def test_a_truncated_pack_index_is_refused_not_misread(tmp_path: Path) -> None:
+    """An index cut short (a copy interrupted, a disk error) whose header is intact: the
+    plain reader refuses it (``Unsupported``: pygit2 then answers) instead of reading
+    counts and offsets past its end."""
+    objects = tmp_path / "objects"
+    oid = hostile_pack(objects, 11, b"hello world")
+    index = objects / "pack" / "pack-hostile.idx"
+    whole = index.read_bytes()
+    for length in (8 + 512, 8 + 1024, len(whole) - 41):
+        index.write_bytes(whole[:length])
+        with pytest.raises(Unsupported, match="shorter"):
+            ObjectDatabase(objects).read(oid)
+    index.write_bytes(whole)
+    assert ObjectDatabase(objects).read(oid) == ("blob", b"hello world")
+
+
+@pytest.mark.parametrize("first_bytes", [[], [0], [255], [0, 0, 255, 255], [7, 7, 8, 200],
+                                         list(range(256)), [0, 128, 255] * 5])
+def test_the_fanout_table_counts_as_git_does(first_bytes: list[int]) -> None:
+    from itertools import accumulate
+
+    from controlplane.core.ledger.packwrite import fanout_table
+
+    ids = sorted(bytes([first]) + hashlib.sha1(bytes([n])).digest()[1:]
+                 for n, first in enumerate(first_bytes))
+    counts = [0] * 256
+    for oid in ids:
+        counts[oid[0]] += 1
+    expected = b"".join(n.to_bytes(4, "big") for n in accumulate(counts))
+    assert fanout_table(ids) == expected

@@ -99,6 +99,33 @@ def test_exec_imports_neither_pygit2_nor_click(repo: Path) -> None:
     assert not names & {"_strptime", "secrets"}, sorted(names)  # ctypes: the exit's syncfs
 
 
+def imported_without_site(repo: Path, holder: Path, *args: str) -> set[str]:
+    """``imported`` by ``python -S``: no ``.pth`` file of site-packages imports anything
+    first (this machine's import weakref and more), so what is listed the command imported."""
+    import site
+
+    import controlplane
+
+    holder.mkdir()
+    (holder / "controlplane").symlink_to(Path(controlplane.__file__).parent,
+                                         target_is_directory=True)
+    path = os.pathsep.join([str(holder), *site.getsitepackages()])
+    done = subprocess.run([sys.executable, "-S", "-X", "importtime", "-m", "controlplane",
+                           *args], cwd=repo, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **GIT_ENV, "PYTHONPATH": path})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return {line.rpartition("|")[2].strip() for line in done.stderr.splitlines()
+            if line.startswith("import time:") and line.count("|") == 2}
+
+
+def test_exec_imports_no_module_its_record_does_without(repo: Path, tmp_path: Path) -> None:
+    """struct (the pack's tables are int.to_bytes), weakref (for a process that serves, or
+    starts a detached one): each ~0.5 ms of every exec's start."""
+    names = imported_without_site(repo, tmp_path / "path", "exec", "test:startup", "--", "true")
+    assert "controlplane.core.ledger.filestore" in names  # the record was written here
+    assert not names & {"struct", "weakref", "pygit2", "click"}, sorted(names)
+
+
 def test_an_index_behind_the_ledger_still_catches_up(repo: Path) -> None:
     """Another writer moved the branch: the tip differs from the index, pygit2 reads it."""
     record_one(repo)

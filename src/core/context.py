@@ -7,12 +7,12 @@ runtime. Kept free of heavy imports: a script's ``tracked_run`` must start fast.
 from __future__ import annotations
 
 import threading
-import weakref
 from contextvars import ContextVar
 from pathlib import Path
 
 TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
 if TYPE_CHECKING:  # RunSink is a type only: import it under TYPE_CHECKING
+    import weakref
     from typing import Any, Protocol
 
     class RunSink(Protocol):
@@ -55,7 +55,8 @@ def reset_current_run(token) -> None:
 
 
 _current_runtime: ContextVar[Any] = ContextVar("controlplane_runtime", default=None)
-_runtimes_by_root: weakref.WeakValueDictionary[Path, Any] = weakref.WeakValueDictionary()
+# made by serve_root: weakref, a module of its own, is for a process that serves
+_runtimes_by_root: weakref.WeakValueDictionary[Path, Any] | None = None
 _runtimes_lock = threading.Lock()
 
 
@@ -75,19 +76,26 @@ def reset_current_runtime(token) -> None:
 
 def runtime_for(root: Path) -> Any:
     """The open runtime serving the project at *root* in this process, if any."""
-    if not _runtimes_by_root:  # a script's process: no path to resolve
+    runtimes = _runtimes_by_root
+    if not runtimes:  # a script's process: no path to resolve
         return None
     with _runtimes_lock:
-        return _runtimes_by_root.get(Path(root).resolve())
+        return runtimes.get(Path(root).resolve())
 
 
 def serve_root(root: Path, runtime: Any) -> None:
     """Note that *runtime* serves the project at *root* in this process."""
+    import weakref
+
+    global _runtimes_by_root
     with _runtimes_lock:
+        if _runtimes_by_root is None:
+            _runtimes_by_root = weakref.WeakValueDictionary()
         _runtimes_by_root[Path(root).resolve()] = runtime
 
 
 def stop_serving_root(root: Path, runtime: Any) -> None:
     with _runtimes_lock:
-        if _runtimes_by_root.get(Path(root).resolve()) is runtime:
+        if _runtimes_by_root is not None and _runtimes_by_root.get(Path(root).resolve()) \
+                is runtime:
             del _runtimes_by_root[Path(root).resolve()]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import threading
 import warnings
-import weakref
 
 from controlplane.core.lazy import Lazy
 
@@ -35,6 +34,8 @@ class Detached:
     __slots__ = ("_process", "pid")
 
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        import weakref  # with the first process started: a command that starts none skips it
+
         self._process = weakref.ref(process)
         self.pid = process.pid
 

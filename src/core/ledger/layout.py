@@ -35,7 +35,9 @@ ENTRY_FILES: dict[str, frozenset[str]] = {
 }
 REQUIRED_FILE = {"runs": "run.json", "chat": "message.json"}
 FORMAT_FILE = "FORMAT"
-FORMAT_CONTENT = re.compile(rb"[0-9]{1,6}\n?", re.ASCII)
+# The tree checks' patterns are compiled at their first use (re's cache): a command that
+# checks no tree does not pay for them.
+FORMAT_CONTENT = rb"[0-9]{1,6}\n?"
 
 
 class LayoutError(ValueError):
@@ -70,7 +72,7 @@ def entry_dirs(kind: str, entry_id: str) -> tuple[str, str]:
     return f"{day}/{entry_id}", f"{day}/{entry_id[20:22]}/{entry_id}"
 
 
-_RECORD = re.compile(rb"[0-7]{1,7} [^\0]*\0.{20}", re.DOTALL)
+_RECORD = rb"(?s)[0-7]{1,7} [^\0]*\0.{20}"
 _TREE, _BLOB = 0o040000, 0o100644  # pygit2.enums.FileMode.TREE, .BLOB: git's own modes
 
 
@@ -126,7 +128,7 @@ class TreeChecker:
                      path: str) -> None:
         if level == "ledger" and name == FORMAT_FILE:
             _expect(mode, _BLOB, path)
-            if not FORMAT_CONTENT.fullmatch(self.repo[child].read_raw()):
+            if not re.fullmatch(FORMAT_CONTENT, self.repo[child].read_raw()):
                 raise LayoutError(path, "is not a layout version number")
             return
         if level == "root" and name == "ledger":
@@ -135,7 +137,7 @@ class TreeChecker:
             nxt, kind = "years", name
         elif level in _DATE_LEVELS:
             nxt = _DATE_LEVELS[level][1]
-            if not _DATE_LEVELS[level][0].fullmatch(name):
+            if not re.fullmatch(_DATE_LEVELS[level][0], name):
                 raise LayoutError(path, "is not a date directory of the ledger layout")
         elif level == "day" and BUCKET.fullmatch(name):
             nxt = "bucket"
@@ -166,7 +168,7 @@ class TreeChecker:
         kind, data = self.repo.odb.read(tree)
         if kind != ObjectType.TREE:
             raise LayoutError(path or "/", "should be a directory")
-        records = _RECORD.findall(data)
+        records = re.findall(_RECORD, data)
         if sum(map(len, records)) != len(data):
             raise LayoutError(path or "/", "is a malformed tree")
         return set(records)
@@ -184,9 +186,8 @@ class TreeChecker:
 
 
 # level (what a tree's children are) -> (their name pattern, the level of their trees)
-_DATE_LEVELS = {"years": (re.compile(r"\d{4}", re.ASCII), "months"),
-                "months": (re.compile(r"\d{2}", re.ASCII), "days"),
-                "days": (re.compile(r"\d{2}", re.ASCII), "day")}
+_DATE_LEVELS = {"years": (r"(?a)\d{4}", "months"), "months": (r"(?a)\d{2}", "days"),
+                "days": (r"(?a)\d{2}", "day")}
 
 
 def _expect(mode: int, wanted: int, path: str) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import struct
 import zlib
 from pathlib import Path
 
@@ -234,13 +233,22 @@ class Pack:
             idx.close()
             pack.close()
             raise Unsupported(f"{self.path}: not a version-2 pack index")
-        self._fanout = struct.unpack_from(">256I", idx, 8)
-        self.count = self._fanout[255]
+        self._idx, self._pack = idx, pack
         self._names = 8 + 256 * 4
+        self.count = self._count(255) if len(idx) >= self._names else 0
         self._offsets = self._names + self.count * 24  # after the names and their CRCs
         self._large = self._offsets + self.count * 4
+        if len(idx) < self._large + 40:  # and two checksums
+            self.close()
+            raise Unsupported(f"{self.path}: a pack index shorter than its objects need")
         self._cache: dict[int, tuple[int, bytes]] = {}
-        self._idx, self._pack = idx, pack
+
+    def _count(self, first: int) -> int:
+        """The fan-out table's count of objects whose id's first byte is at most *first*."""
+        idx = self._idx
+        assert idx is not None
+        at = 8 + first * 4
+        return int.from_bytes(idx[at:at + 4], "big")
 
     def close(self) -> None:
         if self._idx is not None and self._pack is not None:
@@ -261,8 +269,8 @@ class Pack:
         idx = self._idx
         assert idx is not None
         first = oid[0]
-        low = self._fanout[first - 1] if first else 0
-        high = self._fanout[first]
+        low = self._count(first - 1) if first else 0
+        high = self._count(first)
         names = self._names
         while low < high:
             middle = (low + high) // 2
@@ -273,10 +281,11 @@ class Pack:
             elif found > oid:
                 high = middle
             else:
-                (value,) = struct.unpack_from(">I", idx, self._offsets + middle * 4)
+                at = self._offsets + middle * 4
+                value = int.from_bytes(idx[at:at + 4], "big")
                 if value & 0x80000000:
-                    (value,) = struct.unpack_from(">Q", idx, self._large
-                                                  + (value & 0x7FFFFFFF) * 8)
+                    at = self._large + (value & 0x7FFFFFFF) * 8
+                    value = int.from_bytes(idx[at:at + 8], "big")
                 return value
         return None
 

@@ -14,15 +14,13 @@ worst a temporary file (``tmp_pack_*``, which ``git gc`` removes) or a pack no i
 from __future__ import annotations
 
 import os
-import struct
 import zlib
 from collections.abc import Sequence
-from itertools import accumulate
 
 from controlplane.core.ledger.odb import STORED_UP_TO, deflate, publish, sha1, stored
 
 TYPE_NUMBERS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
-_IDX_HEADER = b"\377tOc" + struct.pack(">I", 2)
+_IDX_HEADER = b"\377tOc\0\0\0\2"  # version 2
 
 
 def object_id(kind: str, data: bytes) -> bytes:
@@ -48,7 +46,7 @@ def pack_bytes(objects: Sequence[tuple[str, bytes]], ids: Sequence[bytes] | None
                ) -> tuple[bytes, bytes]:
     """(pack, index) holding *objects* ((type, content)), undeltified, zlib level 1 (git's
     ``core.compression`` for loose objects). *ids*: their ids when the caller has them."""
-    chunks = [b"PACK", struct.pack(">II", 2, len(objects))]
+    chunks = [b"PACK\0\0\0\2" + len(objects).to_bytes(4, "big")]
     entries: list[tuple[bytes, int, int]] = []  # (id, crc32 of the entry, offset)
     offset = 12
     for number, (kind, data) in enumerate(objects):
@@ -63,17 +61,26 @@ def pack_bytes(objects: Sequence[tuple[str, bytes]], ids: Sequence[bytes] | None
     entries.sort()
     if offset >= 0x80000000:
         raise ValueError("a record's pack over 2 GiB")
-    counts = [0] * 256
-    for oid, _, _ in entries:
-        counts[oid[0]] += 1
-    fanout = list(accumulate(counts))  # objects whose first byte is at most each value
-    count = len(entries)
     ids_sorted, crcs, offsets = zip(*entries, strict=True) if entries else ((), (), ())
     index = b"".join([
-        _IDX_HEADER, struct.pack(">256I", *fanout), b"".join(ids_sorted),
-        struct.pack(f">{count}I", *crcs), struct.pack(f">{count}I", *offsets), pack[-20:],
+        _IDX_HEADER, fanout_table(ids_sorted), b"".join(ids_sorted),
+        *(crc.to_bytes(4, "big") for crc in crcs),
+        *(at.to_bytes(4, "big") for at in offsets), pack[-20:],
     ])
     return pack, index + sha1(index).digest()
+
+
+def fanout_table(ids_sorted: Sequence[bytes]) -> bytes:
+    """The index's 256 big-endian counts of the objects whose id's first byte is at most
+    each value: a run of equal counts per gap between the objects' first bytes (``struct``
+    is one more module for every ``exec`` to import)."""
+    parts, filled = [], 0  # entries written
+    for number, oid in enumerate(ids_sorted):
+        if oid[0] > filled:  # entries filled..first byte - 1 count the objects before it
+            parts.append(number.to_bytes(4, "big") * (oid[0] - filled))
+            filled = oid[0]
+    parts.append(len(ids_sorted).to_bytes(4, "big") * (256 - filled))
+    return b"".join(parts)
 
 
 def write_pack(objects_dir: str, objects: Sequence[tuple[str, bytes]],
