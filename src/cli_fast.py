@@ -16,7 +16,7 @@ import os
 import sys
 
 from controlplane.core import terminal
-from controlplane.core.ledger import disk_errors, index_read
+from controlplane.core.ledger import disk_errors
 from controlplane.core.run_names import RUN_TYPES, RunStatus
 
 TYPE_CHECKING = False  # a plain `runs list` imports neither typing nor the ledger's modules
@@ -83,10 +83,10 @@ def open_ledger(repo: str | None, writing: bool = False) -> Ledger:
     try:
         if writing:
             _check_writable(os.path.join(find_git_dir(repo)[1], "scp", "journal"))
-        ledger = Ledger.open(repo)
+        ledger = Ledger.open(repo, caches=not writing)  # a run's record brings them along
     except expected_errors() as exc:
         raise CommandFailed(str(exc)) from None
-    _index_wals.append(f"{ledger.index.path}-wal")  # see exit_without_teardown
+    _index_wals.append(f"{ledger.index_path}-wal")  # see exit_without_teardown
     return ledger
 
 
@@ -124,6 +124,8 @@ def one_line(exc: BaseException) -> str:
 def runs_list(run_type: str | None, status: str | None, limit: int, as_json: bool,
               repo: str | None) -> None:
     """Newest runs first, in-flight ones included."""
+    from controlplane.core.ledger import index_read  # sqlite3: exec leaves its run queued
+
     found = index_read.recent_if_current(repo, limit, run_type, status)
     if found is None:  # something to catch up, recover or merge in: the ledger does it
         found = open_ledger(repo).recent(limit=limit, type=run_type, status=status)
@@ -328,8 +330,9 @@ def exit_without_teardown(code: int) -> None:
     daemon still runs or an index's WAL has outgrown ``WAL_LEFT_BYTES``.
 
     The teardown closes the index's SQLite connection, whose WAL checkpoint fdatasyncs
-    the WAL and the database: 5 to 60 ms of every exit on a busy disk (``runs list`` too,
-    after an ``exec`` left the WAL). Left open, the WAL
+    the WAL and the database: 5 to 60 ms of every exit on a busy disk, for a command that
+    opened the index (``runs list`` through the ledger; an ``exec`` queues its run and opens
+    it only to apply a full queue, ``index_queue``). Left open, the WAL
     stays as after a crash, which SQLite is made for: the next connection reads it back.
     Each process re-reads the whole WAL and SQLite restarts it only after a checkpoint seen
     by the same process, so the exit that finds it over 1 MiB (about 20 runs) checkpoints.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -153,7 +154,8 @@ def test_a_view_behind_the_branch_is_caught_up_by_the_list(repo: Path) -> None:
 
 def test_no_index_yet_is_made_by_the_ledger_not_the_quick_read(repo: Path) -> None:
     record_some(repo)
-    Ledger.forget_instances()
+    Ledger.forget_instances()  # their runs left queued for the index (index_queue)
+    shutil.rmtree(repo / ".git" / "scp" / "index-queue")  # an index deleted, nothing queued
     for suffix in ("", "-wal", "-shm"):
         (repo / ".git" / "scp" / f"index.sqlite{suffix}").unlink(missing_ok=True)
     assert index_read.recent_if_current(str(repo), 20) is None

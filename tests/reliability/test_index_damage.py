@@ -45,7 +45,8 @@ def recorded_repo(repo: Path, runs: int = 3) -> list[str]:
         with tracked_run("test", "test:index", summary=f"run {n}", project_root=repo) as run:
             pass
         ids.append(run.run_id)
-    Ledger.forget_instances()  # their batch written to the index first, as at an exit
+    Ledger.open(repo).index.head()  # their runs applied to the index, as a list's ledger does
+    Ledger.forget_instances()
     with sqlite3.connect(repo / ".git" / "scp" / "index.sqlite") as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return ids
@@ -75,8 +76,11 @@ def test_exec_and_doctor_work_on_a_damaged_index(repo: Path, damage) -> None:
     damage(index)
     done = cli(repo, "exec", "test:index", "--summary", "after", "--", "true")
     assert done.returncode == 0, done.stderr
-    assert done.stderr.count(REBUILT) == 1, done.stderr
-    with sqlite3.connect(index) as db:  # what the exec wrote, in the main file: damaged below
+    assert REBUILT not in done.stderr  # an exec leaves its run queued: it reads no index
+    listed = cli(repo, "runs", "list", "--json")  # the next reader meets the damage
+    assert listed.returncode == 0 and listed.stderr.count(REBUILT) == 1, listed.stderr
+    assert len(json.loads(listed.stdout)) == len(ids) + 1
+    with sqlite3.connect(index) as db:  # what the list wrote, in the main file: damaged below
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # (in a WAL, SQLite reads it from there)
     damage(index)
     doctor = cli(repo, "ledger", "doctor")

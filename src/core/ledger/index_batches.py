@@ -11,6 +11,10 @@ it the WAL pages a commit writes whatever it holds. Thirty-two runs in one trans
 - when the process exits (``atexit``; a process killed first leaves its runs to the next
   reader's catch-up, as after any crash: the index is a cache of the ledger).
 
+A process that has not opened the index (``exec``, a script's ``tracked_run``) does not open
+it to write a batch: the ledger leaves the batch queued on disk for the index's next
+reader (``index_queue``), unless the queue is already full.
+
 The batch is applied as one move of the index's head when its records follow each other
 (each one's parent the commit before); records of several threads that landed out of order
 are applied in runs of such records, and the first refused move (another process moved the
@@ -48,9 +52,9 @@ class Pending:
 class IndexBatches:
     """Records waiting for their index write; ``flush`` writes them (thread-safe)."""
 
-    def __init__(self, index: RunIndex, catch_up: Callable[[], object],
+    def __init__(self, index_of: Callable[[], RunIndex], catch_up: Callable[[], object],
                  on_timer: Callable[[], object]) -> None:
-        self.index = index
+        self._index_of = index_of  # the index, opened at the first flush that writes to it
         self._catch_up = catch_up  # brings the index to the ledger's tip from git
         self._on_timer = on_timer  # the owner's flush, with its error handling
         self.pending: list[Pending] = []
@@ -81,12 +85,13 @@ class IndexBatches:
         Under the index's own lock, taken before the queue is: one batch written at a time
         and in order, and a thread already inside the index (a damaged one refilled, whose
         catch-up reads the index) flushes again without waiting on another."""
-        with self.index.lock:
-            batch = self._take()
+        index = self._index_of()
+        with index.lock:
+            batch = self.take()
             if batch:
-                self._write(batch)
+                self._write(index, batch)
 
-    def _take(self) -> list[Pending]:
+    def take(self) -> list[Pending]:
         """Empty the queue and stop its timer; returns what it held."""
         with self._lock:
             batch, self.pending = self.pending, []
@@ -95,7 +100,12 @@ class IndexBatches:
             timer.cancel()
         return batch
 
-    def _write(self, batch: list[Pending]) -> None:
+    def put_back(self, batch: list[Pending]) -> None:
+        """Queue *batch* again, before what was added since (a spill that failed)."""
+        with self._lock:
+            self.pending[:0] = batch
+
+    def _write(self, index: RunIndex, batch: list[Pending]) -> None:
         start = 0
         while start < len(batch):
             end = start + 1
@@ -104,7 +114,7 @@ class IndexBatches:
             group = batch[start:end]
             runs = [run for record in group for run in record.runs]
             messages = [message for record in group for message in record.messages]
-            if not self.index.apply(group[0].parent, group[-1].commit, runs, [], messages):
+            if not index.apply(group[0].parent, group[-1].commit, runs, [], messages):
                 self._catch_up()  # moved by another process, or out of order: from git
                 return
             start = end

@@ -5,8 +5,10 @@ dead processes and merges in the runs in flight (journal, pending CI runs). When
 is nothing of that to do (view and index at the tip, the journal and the pending CI
 runs empty), its answer is the index's rows, and :func:`recent_if_current` reads them
 with os, json and sqlite3 alone: the ledger's modules (dataclasses, pathlib, pygit2's
-wrapper) cost ``runs list`` more than its read (issue 18 item 8). Anything else answers
-None, and the caller opens the ledger, which does all of it.
+wrapper) cost ``runs list`` more than its read (issue 18 item 8). The runs a process
+left queued for the index (``index_queue``: an ``exec`` does not open it) are added when
+they lead from the index's head to the tip, without writing. Anything else answers None,
+and the caller opens the ledger, which does all of it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import os
 import sqlite3
 
-from controlplane.core.ledger import gitfiles
+from controlplane.core.ledger import gitfiles, index_queue
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -62,7 +64,32 @@ def recent_if_current(repo: str | None, limit: int, type: str | None = None,
     tip = gitfiles.read_ref(git_dir, BRANCH_REF)
     if tip is None or _view_head(root) != tip:
         return None
-    return _rows_at(os.path.join(scp, "index.sqlite"), tip, recent_query(limit, type, status))
+    queued = index_queue.load(scp, tidy=False)  # runs of processes that did not open it
+    replaced = sum(len(move["runs"]) for _, moves in queued for move in moves)
+    answer = _rows_at(os.path.join(scp, "index.sqlite"),
+                      recent_query(limit + replaced, type, status))
+    if answer is None:
+        return None
+    head, rows = answer
+    if head == tip:
+        return rows[:limit]
+    chain, _ = index_queue.following(queued, head)
+    if not chain or chain[-1]["commit"] != tip:
+        return None  # behind by more than the queue holds: the ledger catches up
+    return _with_queued(rows, chain, limit, type, status)
+
+
+def _with_queued(rows: list[dict[str, Any]], chain: list[dict[str, Any]], limit: int,
+                 type: str | None, status: str | None) -> list[dict[str, Any]]:
+    """The index's *rows* with the queued runs of *chain* in place, as the index would
+    answer once they are applied (a run queued again replaces its row)."""
+    newer = {run["run_id"]: run for move in chain for run, _ in move["runs"]}
+    wanted = [run for run in newer.values()
+              if (not type or run.get("type") == type)
+              and (not status or run.get("status") == status)]
+    merged = [row for row in rows if row.get("run_id") not in newer] + wanted
+    merged.sort(key=lambda run: run["run_id"], reverse=True)
+    return merged[:limit]
 
 
 def _holds(directory: str, counts) -> bool:
@@ -85,12 +112,13 @@ def _view_head(root: str) -> str | None:
         return head.read(200).decode("ascii", "replace").strip() or None
 
 
-def _rows_at(path: str, tip: str, query: tuple[str, list[str | int]]
-             ) -> list[dict[str, Any]] | None:
-    """The rows of *query* if the index at *path* is of this schema and at *tip*. Opened
-    read-only: it never creates, migrates or checkpoints the index (its writer does)."""
+def _rows_at(path: str, query: tuple[str, list[str | int]]
+             ) -> tuple[str | None, list[dict[str, Any]]] | None:
+    """(head, rows of *query*) if the index at *path* is of this schema; (None, []) when
+    there is none yet (a ledger only exec recorded to). Opened read-only: it never
+    creates, migrates or checkpoints the index (its writer does)."""
     if not os.path.isfile(path):
-        return None
+        return None, []
     escaped = path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
     try:
         db = sqlite3.connect(f"file:{escaped}?mode=ro", uri=True, timeout=30,
@@ -100,9 +128,9 @@ def _rows_at(path: str, tip: str, query: tuple[str, list[str | int]]
     try:
         db.execute("BEGIN")  # one snapshot for the head and the rows
         meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('schema', 'head')"))
-        if meta.get("schema") != SCHEMA_VERSION or meta.get("head") != tip:
+        if meta.get("schema") != SCHEMA_VERSION:
             return None
-        return [json.loads(row[0]) for row in db.execute(*query)]
+        return meta.get("head"), [json.loads(row[0]) for row in db.execute(*query)]
     except (sqlite3.Error, ValueError):
         return None  # damaged or busy beyond the timeout: the ledger heals or reports it
     finally:

@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import json
 import os
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -23,11 +22,10 @@ from pathlib import Path
 
 from controlplane.core import lazy, settings
 from controlplane.core.lazy import Lazy
-from controlplane.core.ledger import demo_branch, detached, gitfiles, jsonfile, rawlog
+from controlplane.core.ledger import demo_branch, detached, gitfiles, index_queue, jsonfile, rawlog
 from controlplane.core.ledger.durability import Durability
 from controlplane.core.ledger.gc_guard import GC_WAIT_SECONDS, gc_running, wait_for_gc
 from controlplane.core.ledger.gitconfig import Unsupported
-from controlplane.core.ledger.index import RunIndex
 from controlplane.core.ledger.index_batches import IndexBatches, Pending
 from controlplane.core.ledger.journal import Journal, JournalEntry, kill_left_groups
 from controlplane.core.ledger.store import (
@@ -44,16 +42,19 @@ from controlplane.core.runs import Run, RunStatus, chat_dir, ledger_dir, ledger_
 TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
 if TYPE_CHECKING:
     import shutil
+    import sqlite3
     import subprocess
     from typing import Any, TypeVar
 
     import pygit2
 
     from controlplane.core.ledger.filestore import FileStore
+    from controlplane.core.ledger.index import RunIndex
 
     _T = TypeVar("_T")
 else:
     pygit2 = Lazy(globals(), "pygit2")  # a read from a current index needs none of it
+    sqlite3 = Lazy(globals(), "sqlite3")  # a process that leaves its runs to index_queue
     shutil = Lazy(globals(), "shutil")  # a rebuild's old view
     subprocess = Lazy(globals(), "subprocess")  # git gc
 
@@ -160,10 +161,11 @@ class Ledger:
         self._files: FileStore | None = None  # the record without pygit2 (see writer)
         self._files_refused = False
         self.journal = Journal(self.scp_dir / "journal")
-        self._index = RunIndex(self.scp_dir / "index.sqlite")
+        self.index_path = self.scp_dir / "index.sqlite"
+        self._index: RunIndex | None = None  # opened at its first use (_open_index)
+        self._index_lock = threading.Lock()
         self.view = LedgerView(root / VIEW_DIR, self.scp_dir / "view.lock")
-        self._index.on_rebuilt = self.catch_up  # a damaged index is replaced, then refilled
-        self._batches = IndexBatches(self._index, catch_up=self._index_to_tip,
+        self._batches = IndexBatches(self._open_index, catch_up=self._index_to_tip,
                                      on_timer=self.flush_index)
         _flush_indexes_at_exit()
         exclude_from_status(git_dir)
@@ -181,16 +183,52 @@ class Ledger:
 
     @property
     def index(self) -> RunIndex:
-        """The run index, holding every run this process recorded (``flush_index``)."""
-        if self._batches.pending:
+        """The run index, holding every run this process recorded (``flush_index``) and
+        the runs other processes left queued (``index_queue``)."""
+        index = self._open_index()
+        if self._batches.pending or index_queue.waiting(self.scp_dir):
             self.flush_index()
-        return self._index
+        return index
+
+    def _open_index(self) -> RunIndex:
+        index = self._index
+        if index is None:
+            with self._index_lock:
+                if self._index is None:
+                    from controlplane.core.ledger.index import RunIndex  # sqlite3: readers'
+
+                    opened = RunIndex(self.index_path)
+                    opened.on_rebuilt = self.catch_up  # a damaged index, replaced, refilled
+                    self._index = opened
+                index = self._index
+        return index
 
     def flush_index(self) -> None:
         """Write the runs this process recorded since the last batch to the index
-        (``index_batches``); a failure is logged: the index catches up at the next read."""
+        (``index_batches``), after the moves other processes queued (``index_queue``). A
+        process that has not opened the index queues its batch instead. A failure is
+        logged: the index catches up at the next read."""
+        if self._index is None and self._spill():
+            return
         with self._caches_lag("the index is"):
+            ends = {record.parent for record in self._batches.pending
+                    if record.parent is not None}  # where this process's batch starts
+            tip = gitfiles.read_ref(self.git_dir, BRANCH_REF)
+            if tip is not None:
+                ends.add(tip)
+            index_queue.drain(self._open_index(), self.scp_dir, ends)
             self._batches.flush()
+
+    def _spill(self) -> bool:
+        """Leave this process's batch in ``index_queue``; True if there was nothing to
+        write or it was left, False when the index must be opened and written instead."""
+        batch = self._batches.take()
+        if not batch:
+            return True
+        if index_queue.spill(self.scp_dir, batch):
+            return True
+        self._batches.put_back(batch)
+        return False
 
     @contextlib.contextmanager
     def _caches_lag(self, caches: str) -> Iterator[None]:
@@ -889,6 +927,7 @@ def _flush_indexes_at_exit() -> None:
 def _index_batches_after_fork() -> None:
     for ledger in list(Ledger._instances.values()):
         ledger._batches.after_fork()
+        ledger._index_lock = threading.Lock()  # another thread may have held it
 
 
 def _delete_detached(paths: list[Path]) -> None:
