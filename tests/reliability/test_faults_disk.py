@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from controlplane.core.ledger import Ledger
 from tests.conftest import git, make_repo
 from tests.reliability.fault_support import (
     cli,
@@ -45,6 +46,8 @@ def full_repo(small_disk: Path) -> Path:
     repo = make_repo(small_disk / "project")
     first = cli(repo, "exec", "test:disk", "--summary", "before", "--", "true")
     assert first.returncode == 0, first.stderr
+    Ledger.open(repo).index.close()  # its queued run in the index, as any reader brings it
+    Ledger.forget_instances()
     return repo
 
 
