@@ -181,3 +181,16 @@ def test_a_forked_writer_and_its_parent_queue_overlapping_batches(repo: Path) ->
     assert len(found) == 3 and len({r["run_id"] for r in found}) == 3
     Ledger.open(repo).index.head()
     assert len(index_rows(repo)[1]) == 3 and index_rows(repo)[0] == tip(repo)
+
+
+def test_a_script_whose_repository_was_deleted_makes_nothing_again_at_exit(
+        repo: Path) -> None:
+    """Its batch is queued at exit: the queue's directory is made only inside a ``.git/scp``
+    that is there, and the exit says nothing (the index of a deleted repository)."""
+    script = ("import shutil\nfrom controlplane import tracked_run\n"
+              f"with tracked_run('test', 'test:gone', project_root={str(repo)!r}):\n"
+              f"    pass\nshutil.rmtree({str(repo)!r})\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **GIT_ENV})
+    assert (done.returncode, done.stderr) == (0, "")
+    assert not repo.exists()

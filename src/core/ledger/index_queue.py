@@ -59,8 +59,9 @@ def spill(scp_dir: str | os.PathLike[str], batch: list[Pending]) -> bool:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         try:
             fd = os.open(temporary, flags, 0o600)
-        except FileNotFoundError:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except FileNotFoundError:  # the queue's first file (a repository deleted: not made)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(directory, 0o700)
             fd = os.open(temporary, flags, 0o600)
         try:
             os.write(fd, data)
