@@ -4,7 +4,8 @@
 
 Two throw-away repositories: a quiet one (nothing today) and a busy one (``--day-runs``
 runs today, bulk-written like ``ledger_bench.prefill``). In each, ``Ledger.record`` of a
-realistic run is timed, and the bytes of the objects it adds (loose, packs) are counted. The same
+realistic run is timed, one record in each per round, and the bytes of the objects it adds
+(loose, packs) are counted. The same
 is measured with the first layout (runs directly under the day, ``--first-layout``) for the
 before figure. Goals (issue 18 item 2): busy / quiet <= 1.2x, bytes per record <= 10 KiB.
 """
@@ -75,27 +76,41 @@ def object_bytes(repo: Path) -> int:
                for entry in os.scandir(sub) if entry.is_file())
 
 
-def measure(repo: Path, code: str, samples: int, seed: int) -> tuple[float, float]:
-    """(median ms per record, object bytes added per record) over *samples* records."""
-    ledger = Ledger.open(repo)
-    rng = random.Random(seed)
-    runs = [synthetic_run(rng, new_run_id(), code, "bench", socket.gethostname())
-            for _ in range(samples + 10)]
-    for run, events in runs[:10]:  # warm-up
-        ledger.record(run, events)
-    ledger.wait_background()
-    before = object_bytes(repo)
+def measure(repos: dict[str, tuple[Path, str]], samples: int, seed: int
+            ) -> dict[str, tuple[float, float]]:
+    """name -> (median ms per record, object bytes added per record) over *samples*
+    records in each repository, their records interleaved (one each per round, the order
+    swapped every round): a slower stretch of the machine weighs on both alike."""
+    ledgers, runs, before = {}, {}, {}
+    for name, (repo, code) in repos.items():
+        ledgers[name] = ledger = Ledger.open(repo)
+        # each with its index open, as a server's: the quiet one (no branch yet, nothing
+        # caught up at open) would otherwise leave its runs queued (index_queue) while the
+        # busy one, caught up at open, writes its index: a difference that is not the day's
+        ledger.index.head()
+        rng = random.Random(seed)
+        runs[name] = [synthetic_run(rng, new_run_id(), code, "bench", socket.gethostname())
+                      for _ in range(samples + 10)]
+        for run, events in runs[name][:10]:  # warm-up
+            ledger.record(run, events)
+        ledger.wait_background()
+        before[name] = object_bytes(repo)
+    times: dict[str, list[float]] = {name: [] for name in repos}
+    order = list(repos)
     rolled_up, ledger_module.PACKS_ROLLED_UP = ledger_module.PACKS_ROLLED_UP, 10**9
     try:  # no roll-up in the window: what the records wrote, not what a repack merged
-        times = []
-        for run, events in runs[10:]:
-            t0 = time.perf_counter()
-            ledger.record(run, events)
-            times.append(time.perf_counter() - t0)
+        for index in range(10, samples + 10):
+            for name in order:
+                run, events = runs[name][index]
+                t0 = time.perf_counter()
+                ledgers[name].record(run, events)
+                times[name].append(time.perf_counter() - t0)
+            order.reverse()
     finally:
         ledger_module.PACKS_ROLLED_UP = rolled_up
-    added = object_bytes(repo) - before
-    return statistics.median(times) * 1e3, added / samples
+    return {name: (statistics.median(times[name]) * 1e3,
+                   (object_bytes(repo) - before[name]) / samples)
+            for name, (repo, _) in repos.items()}
 
 
 def run(day_runs: int, samples: int, first_layout: bool) -> dict[str, float]:
@@ -110,8 +125,9 @@ def run(day_runs: int, samples: int, first_layout: bool) -> dict[str, float]:
             git(busy, "config", "gc.auto", "0")
             git(quiet, "config", "gc.auto", "0")
             fill_today(busy, day_runs, code_busy, directory_of, seed=7)
-            quiet_ms, quiet_bytes = measure(quiet, code_quiet, samples, seed=1)
-            busy_ms, busy_bytes = measure(busy, code_busy, samples, seed=1)
+            found = measure({"quiet": (quiet, code_quiet), "busy": (busy, code_busy)},
+                            samples, seed=1)
+            (quiet_ms, quiet_bytes), (busy_ms, busy_bytes) = found["quiet"], found["busy"]
             Ledger.forget_instances()
     finally:
         ledger_module.ledger_dir = original
