@@ -194,3 +194,16 @@ def test_a_script_whose_repository_was_deleted_makes_nothing_again_at_exit(
                           timeout=120, env={**os.environ, **GIT_ENV})
     assert (done.returncode, done.stderr) == (0, "")
     assert not repo.exists()
+
+
+def test_a_file_a_killed_spill_left_aside_is_removed_once_old(repo: Path) -> None:
+    with_an_index(repo)
+    cli(repo, "exec", "test:after", "--", "true")
+    aside = repo / QUEUE / f".{'a' * 40}.4242.tmp"  # a spill killed between write and rename
+    aside.write_text('{"moves": [')
+    os.utime(aside, (1, 1))
+    fresh = repo / QUEUE / f".{'b' * 40}.4243.tmp"  # one being written now
+    fresh.write_text("{")
+    assert [r["subtype"] for r in listed(repo)] == ["test:after", "build:first"]
+    Ledger.open(repo).index.head()
+    assert (aside.exists(), fresh.exists(), queued(repo)) == (False, True, [])

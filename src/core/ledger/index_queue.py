@@ -167,11 +167,22 @@ def drain(index: RunIndex, scp_dir: str | os.PathLike[str], ends: set[str]) -> N
             return  # moved meanwhile by another process: its drain or its catch-up
         reached = {move["commit"] for move in chain}
         now = time.time()
-        for path, moves in queued:
-            if all(move["commit"] in reached for move in moves) \
-                    or _age(path, now) > STALE_AFTER:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+        done = [path for path, moves in queued
+                if all(move["commit"] in reached for move in moves)
+                or _age(path, now) > STALE_AFTER]
+        done += [path for path in _left_aside(directory) if _age(path, now) > STALE_AFTER]
+        for path in done:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def _left_aside(directory: str) -> list[str]:
+    """The files a spill wrote aside and never renamed (its process died meanwhile)."""
+    try:
+        return [os.path.join(directory, name) for name in os.listdir(directory)
+                if name.startswith(".") and name.endswith(".tmp")]
+    except OSError:
+        return []
 
 
 def _age(path: str, now: float) -> float:
