@@ -19,7 +19,8 @@ moved by whoever opens it next:
 A move applies only from the head it was made on (``RunIndex.apply`` checks it in the
 transaction), so a file that arrives late, twice or never changes nothing but speed: the
 index catches up from git as after any crash. A file that no longer follows the head is
-dropped after ``STALE_AFTER`` seconds; a file that is not one of ours, at once.
+dropped after ``STALE_AFTER`` seconds, as is a file a killed spill left aside; a file that
+is not one of ours, at once.
 """
 
 from __future__ import annotations
