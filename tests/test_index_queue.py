@@ -207,3 +207,26 @@ def test_a_file_a_killed_spill_left_aside_is_removed_once_old(repo: Path) -> Non
     assert [r["subtype"] for r in listed(repo)] == ["test:after", "build:first"]
     Ledger.open(repo).index.head()
     assert (aside.exists(), fresh.exists(), queued(repo)) == (False, True, [])
+
+
+def test_a_running_server_answers_with_the_runs_execs_queued(repo: Path,
+                                                             tmp_path: Path) -> None:
+    """A user's dashboard and an exec in a terminal: the next answer of the server holds the
+    exec's run, and its totals count it, with no wait."""
+    from tests.test_serve import BEARER, Server, request
+
+    with_an_index(repo)
+    server = Server(repo, tmp_path)
+    try:
+        before = request(server, "GET", "/api/metrics/summary", headers=BEARER).json()
+        cli(repo, "exec", "test:terminal", "--", "false")
+        assert len(queued(repo)) == 1
+        recent = request(server, "GET", "/api/runs/recent", headers=BEARER)
+        assert recent.status == 200, recent.body
+        assert "test:terminal" in recent.body.decode()
+        after = request(server, "GET", "/api/metrics/summary", headers=BEARER).json()
+        assert (after["total"], after["failed"]) == (before["total"] + 1, before["failed"] + 1)
+        assert queued(repo) == []  # the server's ledger applied it
+        assert index_rows(repo)[0] == tip(repo)
+    finally:
+        server.stop()
