@@ -32,6 +32,7 @@ import time
 
 TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from controlplane.core.ledger.index import RunIndex
@@ -52,7 +53,7 @@ def spill(scp_dir: str | os.PathLike[str], batch: list[Pending]) -> bool:
     name = os.path.join(directory, f"{batch[-1].commit}{_SUFFIX}")
     temporary = os.path.join(directory, f".{batch[-1].commit}.{os.getpid()}.tmp")
     try:
-        if len(_names(directory)) >= QUEUE_MAX:
+        if len(_names(_listing(directory))) >= QUEUE_MAX:
             return False
         moves = [{"parent": record.parent, "commit": record.commit, "runs": record.runs,
                   "messages": record.messages} for record in batch]
@@ -78,23 +79,31 @@ def spill(scp_dir: str | os.PathLike[str], batch: list[Pending]) -> bool:
 
 def waiting(scp_dir: str | os.PathLike[str]) -> bool:
     """True if a file is queued."""
-    return bool(_names(os.path.join(scp_dir, QUEUE_DIR)))
+    return bool(_names(_listing(os.path.join(scp_dir, QUEUE_DIR))))
 
 
-def _names(directory: str) -> list[str]:
+def _listing(directory: str) -> list[str]:
     try:
-        return [name for name in os.listdir(directory) if name.endswith(_SUFFIX)
-                and not name.startswith(".")]
-    except FileNotFoundError:
+        return os.listdir(directory)
+    except OSError:
         return []
+
+
+def _names(listed: list[str]) -> list[str]:
+    """The queued files among the names *listed* (not those written aside: ``.*.tmp``)."""
+    return [name for name in listed if name.endswith(_SUFFIX) and not name.startswith(".")]
 
 
 def load(scp_dir: str | os.PathLike[str], tidy: bool = True) -> list[tuple[str, list[Move]]]:
     """(path, moves) of each file queued; a file that is not a list of moves is skipped,
     and deleted when *tidy* (a writer of the index; a reader writes nothing)."""
     directory = os.path.join(scp_dir, QUEUE_DIR)
+    return _load(directory, _names(_listing(directory)), tidy)
+
+
+def _load(directory: str, names: list[str], tidy: bool) -> list[tuple[str, list[Move]]]:
     found = []
-    for name in _names(directory):
+    for name in names:
         path = os.path.join(directory, name)
         try:
             with open(path, "rb") as queued:
@@ -125,11 +134,12 @@ def _is_entry(entry: Any, key: str) -> bool:
             and isinstance(entry[0].get(key), str) and isinstance(entry[1], str))
 
 
-def following(queued: list[tuple[str, list[Move]]], head: str | None
-              ) -> tuple[list[Move], list[str]]:
-    """The moves that lead on from *head*, in order, and the files all of whose moves
-    are among them. Files may overlap (a forked child queues what its parent had
-    batched, and the parent queues it too): each move is taken once."""
+def following(queued: list[tuple[str, list[Move]]], head: str | None,
+              ends: set[str] | None = None) -> tuple[list[Move], list[str]]:
+    """The moves that lead on from *head*, in order, as far as the last that reaches one
+    of *ends* (any, when None), and the files all of whose moves are among them. Files
+    may overlap (a forked child queues what its parent had batched, and the parent queues
+    it too): each move is taken once."""
     by_parent: dict[str | None, Move] = {}
     for _, moves in queued:
         for move in moves:
@@ -140,50 +150,43 @@ def following(queued: list[tuple[str, list[Move]]], head: str | None
         move = by_parent[at]
         chain.append(move)
         at = move["commit"]
+    while ends is not None and chain and chain[-1]["commit"] not in ends:
+        chain.pop()
     reached = {move["commit"] for move in chain}
     used = [path for path, moves in queued if all(move["commit"] in reached for move in moves)]
     return chain, used
 
 
-def drain(index: RunIndex, scp_dir: str | os.PathLike[str], ends: set[str]) -> None:
-    """Apply the queued moves that lead from *index*'s head to one of *ends* (the branch
-    tip, or where this process's own batch starts), in one transaction; delete their files,
-    and the files left that have not followed the head for ``STALE_AFTER`` seconds. A
-    chain that reaches none of *ends* (a record not queued yet, a branch reset since) is
-    left to the catch-up from git: the index never moves to a commit off the branch."""
+def drain(index: RunIndex, scp_dir: str | os.PathLike[str],
+          ends_of: Callable[[], set[str]]) -> None:
+    """Apply the queued moves that lead from *index*'s head to one of the commits
+    *ends_of* names (the branch tip, or where this process's own batch starts), in one
+    transaction; delete their files, and the files left that have not followed the head
+    for ``STALE_AFTER`` seconds. A chain that reaches none of them (a record not queued
+    yet, a branch reset since) is left to the catch-up from git: the index never moves to
+    a commit off the branch."""
     directory = os.path.join(scp_dir, QUEUE_DIR)
-    if not _names(directory):
+    listed = _listing(directory)
+    names = _names(listed)
+    if not names:
         return
     with index.lock:
-        queued = load(scp_dir)
+        queued = _load(directory, names, tidy=True)
         head = index.head()
-        chain, _ = following(queued, head)
-        while chain and chain[-1]["commit"] not in ends:
-            chain.pop()
+        chain, used = following(queued, head, ends_of())
         if chain and not index.apply(head, chain[-1]["commit"],
                                      [(run, where) for move in chain for run, where
                                       in move["runs"]], [],
                                      [(message, where) for move in chain for message, where
                                       in move["messages"]]):
             return  # moved meanwhile by another process: its drain or its catch-up
-        reached = {move["commit"] for move in chain}
+        left = [path for path, _ in queued if path not in used]
+        left += [os.path.join(directory, name) for name in listed
+                 if name.startswith(".") and name.endswith(".tmp")]  # a killed spill's
         now = time.time()
-        done = [path for path, moves in queued
-                if all(move["commit"] in reached for move in moves)
-                or _age(path, now) > STALE_AFTER]
-        done += [path for path in _left_aside(directory) if _age(path, now) > STALE_AFTER]
-        for path in done:
+        for path in used + [path for path in left if _age(path, now) > STALE_AFTER]:
             with contextlib.suppress(OSError):
                 os.unlink(path)
-
-
-def _left_aside(directory: str) -> list[str]:
-    """The files a spill wrote aside and never renamed (its process died meanwhile)."""
-    try:
-        return [os.path.join(directory, name) for name in os.listdir(directory)
-                if name.startswith(".") and name.endswith(".tmp")]
-    except OSError:
-        return []
 
 
 def _age(path: str, now: float) -> float:

@@ -73,8 +73,8 @@ def recent_if_current(repo: str | None, limit: int, type: str | None = None,
     head, rows = answer
     if head == tip:
         return rows[:limit]
-    chain, _ = index_queue.following(queued, head)
-    if not chain or chain[-1]["commit"] != tip:
+    chain, _ = index_queue.following(queued, head, {tip})
+    if not chain:
         return None  # behind by more than the queue holds: the ledger catches up
     return _with_queued(rows, chain, limit, type, status)
 

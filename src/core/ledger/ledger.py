@@ -211,13 +211,17 @@ class Ledger:
         if self._index is None and self._spill():
             return
         with self._caches_lag("the index is"):
-            ends = {record.parent for record in self._batches.pending
-                    if record.parent is not None}  # where this process's batch starts
-            tip = gitfiles.read_ref(self.git_dir, BRANCH_REF)
-            if tip is not None:
-                ends.add(tip)
-            index_queue.drain(self._open_index(), self.scp_dir, ends)
+            index_queue.drain(self._open_index(), self.scp_dir, self._queue_ends)
             self._batches.flush()
+
+    def _queue_ends(self) -> set[str]:
+        """Where queued moves may bring the index: the branch tip, or where this
+        process's own batch starts (read only when something is queued)."""
+        ends = {record.parent for record in self._batches.pending if record.parent is not None}
+        tip = gitfiles.read_ref(self.git_dir, BRANCH_REF)
+        if tip is not None:
+            ends.add(tip)
+        return ends
 
     def _spill(self) -> bool:
         """Leave this process's batch in ``index_queue``; True if there was nothing to
