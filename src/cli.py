@@ -6,6 +6,7 @@ SGR colours survive, and only on a terminal (``exec`` shows its own child's outp
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import sys
@@ -118,6 +119,10 @@ def runs_list(run_type: str | None, status: str | None, limit: int, as_json: boo
     cli_fast.runs_list(run_type, status, limit, as_json, repo)
 
 
+def no_run(run_id: str) -> str:
+    return f"no run {run_id} in this project (`controlplane runs list` shows the run ids)"
+
+
 @runs.command("show")
 @click.argument("run_id")
 @click.option("--events", "with_events", is_flag=True, help="Include the run's events.")
@@ -127,7 +132,7 @@ def runs_show(run_id: str, with_events: bool, repo: str | None) -> None:
     ledger = open_ledger(repo)
     run = ledger.get(run_id)
     if run is None:
-        raise Fail(f"no run {run_id}")
+        raise Fail(no_run(run_id))
     if with_events:
         run = {**run, "events": ledger.events(run_id)}
     say(json.dumps(run, indent=1))
@@ -141,7 +146,7 @@ def runs_tail(run_id: str, interval: float, repo: str | None) -> None:
     """Print a run's output, following it while it runs."""
     ledger = open_ledger(repo)
     if ledger.get(run_id) is None:
-        raise Fail(f"no run {run_id}")
+        raise Fail(no_run(run_id))
     seq = 0
     while True:
         in_flight = ledger.journal.meta_path(run_id).exists()
@@ -390,7 +395,10 @@ def serve(host: str | None, port: int | None, threads: int | None, token_file: s
         token = token or token_from_file(git_dir / "scp" / TOKEN_FILE)
         server.check_bindable(host, port)
     except OSError as exc:
-        raise Fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        what_to_do = ("; something already listens there: pass another --port"
+                      if exc.errno == errno.EADDRINUSE else "")
+        raise Fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}{what_to_do}"
+                   ) from None
     server.serve(server.ServeOptions(
         root=root, host=host, port=port, threads=threads, token=token, graceful=graceful,
         workers=workers,

@@ -142,6 +142,8 @@ def runs_list(run_type: str | None, status: str | None, limit: int, as_json: boo
 def exec_run(subtype: str, command: tuple[str, ...], summary: str | None,
              timeout: float | None, repo: str | None) -> NoReturn:
     """Run *command* as a Run of *subtype*; exits with its code (see ``controlplane exec``)."""
+    import shlex  # the summary: the command as a shell would take it back
+
     from controlplane.core import provenance
 
     provenance.prefetch(repo or os.getcwd())  # git works meanwhile on the imports below
@@ -167,7 +169,7 @@ def exec_run(subtype: str, command: tuple[str, ...], summary: str | None,
     disconnect = default_bus().connect(echo_output)
     try:
         with SignalForwarder() as forwarder, tracked_run(
-                run_type, subtype, summary=summary or " ".join(argv),
+                run_type, subtype, summary=summary or shlex.join(argv),
                 project_root=ledger.root, actor=default_actor("cli"),
                 params={"argv": argv}) as run:
             own_run.append(run.run_id)

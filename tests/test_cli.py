@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,10 @@ def test_exec_wraps_a_command_as_a_run(repo: Path) -> None:
     assert run["subtype"] == "test:nightly" and run["status"] == "failed"
     assert run["error"]["code"] == "exit_status" and run["actor"]["kind"] == "cli"
     assert run["result"]["exit_code"] == 3
+    # the summary is the command as a shell takes it back (copied from the list, it runs)
+    assert run["summary"] == (f"{sys.executable} -c 'import sys; print('\"'\"'out line'\"'\"');"
+                              f" print('\"'\"'err line'\"'\"', file=sys.stderr); sys.exit(3)'")
+    assert shlex.split(run["summary"])[2].startswith("import sys; print('out line')")
 
 
 def test_exec_missing_tool_and_bad_subtype(repo: Path) -> None:
@@ -47,7 +52,16 @@ def test_outside_a_repository_is_one_line_exit_2(tmp_path: Path) -> None:
     done = cli("runs", "list", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.startswith("controlplane: error: not a git repository")
+    assert "work inside the project's repository (or make one there: git init)" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_an_unknown_run_id_says_where_the_ids_are(repo: Path) -> None:
+    for command in ("show", "tail"):
+        done = cli("runs", command, "20260101T000000000Z-00000000", cwd=repo)
+        assert done.returncode == 2 and done.stderr.splitlines() == [
+            "controlplane: error: no run 20260101T000000000Z-00000000 in this project "
+            "(`controlplane runs list` shows the run ids)"]
 
 
 def test_runs_list_show(repo: Path) -> None:

@@ -333,6 +333,7 @@ def test_a_busy_port_is_one_line_and_exit_2(repo: Path) -> None:
                               capture_output=True, text=True, env=server_env(), timeout=60)
     assert done.returncode == 2
     assert done.stderr.startswith("controlplane: error: cannot listen on 127.0.0.1:")
+    assert done.stderr.rstrip().endswith("something already listens there: pass another --port")
     assert len(done.stderr.splitlines()) == 1
 
 

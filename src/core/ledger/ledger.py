@@ -117,7 +117,8 @@ def _discover(start: str) -> tuple[Path, Path]:
         return Path(plain[0]), Path(plain[1])
     found = pygit2.discover_repository(start)
     if found is None:
-        raise NotARepository(f"not a git repository (or any parent): {start}")
+        raise NotARepository(f"not a git repository (or any parent): {start}; work inside "
+                             "the project's repository (or make one there: git init)")
     repo = pygit2.Repository(found)
     if repo.is_bare or repo.workdir is None:
         raise NotARepository(f"a bare repository has no work tree to serve: {found}")

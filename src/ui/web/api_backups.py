@@ -39,7 +39,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from controlplane.core.integrations import backup
 from controlplane.core.run_tracker import ActiveRun, open_run
-from controlplane.ui.web.errors import error_response
+from controlplane.ui.web.errors import error_response, prefers_html
 from controlplane.ui.web.routes import BROWSER_AUTH, request_actor
 from controlplane.ui.web.state import base_url, local_path, state
 
@@ -174,9 +174,7 @@ def upload() -> BaseResponse | tuple[str, int]:
     error = result.get("error") if isinstance(result.get("error"), dict) else final.get("error")
     status = 200 if final["status"] == "ok" else (
         STATUS_OF.get(str((error or {}).get("code")), 422))
-    accept = request.accept_mimetypes  # a form's navigation prefers HTML, fetch() takes */*
-    if g.get("controlplane_auth") in BROWSER_AUTH and \
-            accept.quality("text/html") > accept.quality("application/json"):
+    if g.get("controlplane_auth") in BROWSER_AUTH and prefers_html():  # a form's navigation
         if status == 200:
             return redirect(f"{base_url()}/runs/{run_id}", code=303)
         message = str((error or {}).get("message") or "the upload was refused")

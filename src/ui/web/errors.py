@@ -20,9 +20,18 @@ def error_response(status: int, code: str, message: str, **extra: object) -> Res
     return response
 
 
+def prefers_html() -> bool:
+    """The request ranks HTML above JSON: a browser's navigation does, ``fetch()`` (``*/*``)
+    and API clients do not. Not ``accept_mimetypes.best``: for Chromium's Accept header
+    (``text/html,…,application/signed-exchange;v=b3;q=0.7``) werkzeug names the latter."""
+    accept = request.accept_mimetypes
+    return accept.quality("text/html") > accept.quality("application/json")
+
+
 def wants_html() -> bool:
+    """A browser's GET of a page (not of ``/api/``): its errors are answered as a page."""
     return (request.method == "GET" and not local_path().startswith("/api/")
-            and request.accept_mimetypes.best == "text/html")
+            and prefers_html())
 
 
 def init_app(app: Flask | Blueprint) -> None:

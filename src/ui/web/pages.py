@@ -10,6 +10,7 @@ only what ``static/`` serves.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from typing import Any
@@ -71,6 +72,12 @@ def format_duration(ms: float | None) -> str:
 def format_time(iso: str | None) -> str:
     """An ISO timestamp as UTC text (the JS shows local time)."""
     return f"{iso[:19].replace('T', ' ')} UTC" if iso else "—"
+
+
+def format_json(value: Any) -> str:
+    """*value* as ``JSON.stringify(value, null, 2)`` writes it (static/js/run-details.js):
+    readable text for the page to escape, not ``tojson``'s ``\\u0027`` for a script."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 def format_percent(rate: float | None) -> str:
