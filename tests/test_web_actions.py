@@ -91,6 +91,8 @@ def test_invalid_input_names_the_field_and_records_nothing(suite: Path, client, 
 def test_every_bad_field_is_named(suite: Path, client) -> None:
     answer = client.post("/testing/run", json={"path": "../x", "maxfail": 0})
     assert set(answer.json["fields"]) == {"path", "maxfail"}
+    # our own check's words, without pydantic's "Value error, " in front (shown next to the field)
+    assert answer.json["fields"]["path"] == "'../x' is outside the project"
 
 
 @pytest.mark.parametrize(("data", "status"), [

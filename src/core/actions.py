@@ -139,8 +139,17 @@ def validate_model(model: type[ModelT], data: Mapping[str, Any],
         fields: dict[str, str] = {}
         for error in exc.errors():
             name = ".".join(str(p) for p in error["loc"]) or "body"
-            fields.setdefault(name, error["msg"])
+            fields.setdefault(name, _message(error))
         raise InvalidInput(fields) from None
+
+
+def _message(error: Any) -> str:
+    """A field's error as a person reads it: a check's own ValueError is its message alone
+    (pydantic writes ``Value error, …`` in front), pydantic's own messages as they are."""
+    raised = (error.get("ctx") or {}).get("error")
+    if error["type"] == "value_error" and isinstance(raised, ValueError) and str(raised):
+        return str(raised)
+    return str(error["msg"])
 
 
 def stored_params(params: BaseModel) -> dict[str, Any]:

@@ -85,3 +85,35 @@ def test_a_run_page_lists_the_messages_that_mention_it(server: Any, context: Any
     expect(mentions.locator(".chatmsg")).to_have_count(1)
     expect(mentions).to_contain_text("built")
     expect(page.locator("[data-run-mentions-empty]")).to_be_hidden()
+
+
+def test_the_panel_says_what_it_is_when_empty_and_closes_with_escape(server: Any,
+                                                                      context: Any) -> None:
+    page = open_page(context, "/")
+    toggle = page.get_by_role("button", name="Chat")
+    toggle.click()
+    panel = page.get_by_role("complementary", name="Chat")
+    expect(panel.get_by_role("heading", name="Chat")).to_be_visible()
+    empty = panel.get_by_text("No messages yet.")
+    expect(empty).to_be_visible()
+    box = panel.get_by_role("combobox", name="Message")
+    expect(box).to_be_focused()
+
+    box.fill("@run:")  # Escape closes the suggestions first, the panel stays
+    expect(page.get_by_role("listbox", name="Runs to mention")).to_be_visible()
+    box.press("Escape")
+    expect(page.get_by_role("listbox", name="Runs to mention")).to_be_hidden()
+    expect(box).to_be_visible()
+    box.press("Escape")  # then the panel, and focus goes back to its button
+    expect(box).to_be_hidden()
+    expect(toggle).to_be_focused()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+
+    toggle.click()
+    box.fill("first words")
+    box.press("Enter")
+    expect(panel.locator(".chatmsg").filter(has_text="first words")).to_be_visible()
+    expect(empty).to_be_hidden()
+    panel.get_by_role("button", name="Close", exact=True).click()
+    expect(box).to_be_hidden()
+    expect(toggle).to_be_focused()

@@ -185,11 +185,18 @@ function panel() {
     h('div', { class: 'chatform__row' }, input,
       h('button', { type: 'submit', class: 'btn', text: 'Send' })),
     list, status);
-  const body = h('div', { id: 'chat-body', class: 'chatpanel__body', hidden: true }, log, form);
+  const close = h('button', { type: 'button', class: 'btn btn--quiet chatpanel__close',
+    'aria-label': 'Close', title: 'Close the chat (Esc)', text: '×' });
+  const head = h('div', { class: 'chatpanel__head' },
+    h('h2', { id: 'chat-title', class: 'chatpanel__title', text: 'Chat' }), close);
+  const empty = h('p', { class: 'chatpanel__empty muted', hidden: true,
+    text: 'No messages yet. Write the first below; type @run: to mention a run.' });
+  const body = h('div', { id: 'chat-body', class: 'chatpanel__body', hidden: true },
+    head, empty, log, form);
   const toggle = h('button', { type: 'button', class: 'btn btn--quiet chatpanel__toggle',
     'aria-expanded': 'false', 'aria-controls': 'chat-body', text: 'Chat' });
-  const aside = h('aside', { class: 'chatpanel', 'aria-label': 'Chat' }, toggle, body);
-  return { aside, toggle, body, log, input, list, form, status };
+  const aside = h('aside', { class: 'chatpanel', 'aria-labelledby': 'chat-title' }, toggle, body);
+  return { aside, toggle, close, body, empty, log, input, list, form, status };
 }
 
 /**
@@ -244,13 +251,20 @@ export function initChat() {
       try {
         const answer = await api('/api/chat?limit=50');
         answer.messages.reverse().forEach((m) => addMessage(ui.log, m));
+        ui.empty.hidden = ui.log.childElementCount > 0;
       } catch (error) {
         ui.status.textContent = error.message;
       }
     }
     if (wanted) ui.input.focus();
+    else ui.toggle.focus(); // closed from inside: focus goes back where the panel opened
   };
   ui.toggle.addEventListener('click', () => open(ui.body.hidden));
+  ui.close.addEventListener('click', () => open(false));
+  ui.body.addEventListener('keydown', (event) => {
+    // Escape closes the suggestions first (RunCombobox), then the panel
+    if (event.key === 'Escape' && ui.list.hidden && !event.defaultPrevented) open(false);
+  });
   ui.form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const text = ui.input.value.trim();
@@ -262,6 +276,7 @@ export function initChat() {
     ui.input.value = '';
     try {
       addMessage(ui.log, await api('/api/chat', { method: 'POST', body: { text } }));
+      ui.empty.hidden = true;
       ui.status.textContent = '';
     } catch (error) {
       if (!ui.input.value) ui.input.value = text; // not sent: give it back to correct
@@ -270,7 +285,9 @@ export function initChat() {
     }
   });
   on('chat:message', (envelope) => {
-    if (loaded) addMessage(ui.log, envelope.data);
-    else ui.toggle.classList.add('chatpanel__toggle--unread');
+    if (loaded) {
+      addMessage(ui.log, envelope.data);
+      ui.empty.hidden = true;
+    } else ui.toggle.classList.add('chatpanel__toggle--unread');
   });
 }
