@@ -3,6 +3,7 @@ rows that follow ended runs, a phone without horizontal scroll, axe, the keyboar
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -76,3 +77,24 @@ def test_a_phone_keyboard_and_axe(server: Any, open_context: Any) -> None:
     assert serious_violations(page) == []
     page.emulate_media(color_scheme="dark")
     assert serious_violations(page) == []
+
+
+def test_the_rows_times_are_local_as_the_rest_of_the_page(server: Any,
+                                                           open_context: Any) -> None:
+    """The server writes UTC (for a page without JS); the script shows the reader's time,
+    as the runs list does, in the first rows and in the rows it fetches again."""
+    finished(server, NIGHTLY)
+    page = open_context(server, timezone_id="Asia/Tokyo", locale="en-US").new_page()
+    loaded(page, "/?group=pipeline")
+    when = grouped_row(page, NIGHTLY).locator("time")
+    expect(when).to_have_attribute("title", re.compile(r"\d{4}"))
+    expect(when).not_to_contain_text("UTC")
+    iso = when.get_attribute("datetime")
+    local = page.evaluate("(iso) => new Date(iso).toLocaleTimeString('en-US', "
+                          "{hour: '2-digit', minute: '2-digit', second: '2-digit', "
+                          "timeZone: 'Asia/Tokyo'})", iso)
+    expect(when).to_contain_text(local)
+
+    finished(server, NIGHTLY)  # the fetched rows too
+    expect(grouped_row(page, NIGHTLY).locator('[data-cell="total"]')).to_have_text("2")
+    expect(grouped_row(page, NIGHTLY).locator("time")).not_to_contain_text("UTC")

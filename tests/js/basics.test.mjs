@@ -38,6 +38,20 @@ test('a run duration is the recorded one, or ticks from its start', () => {
     Date.parse(started) + 3000), 3000);
 });
 
+test('times the server wrote in UTC are shown in local time, as every other time', () => {
+  const at = '2001-02-03T04:05:06+00:00';
+  const holder = document.createElement('div');
+  holder.innerHTML = `<p><time datetime="${at}">2001-02-03 04:05:06 UTC</time>
+    <time datetime="${at}">already local</time><time datetime="">—</time></p>`;
+  const [server, local, none] = holder.querySelectorAll('time');
+  format.localizeTimes(holder);
+  assert.equal(server.textContent, format.formatTime(at));
+  assert.equal(server.title, format.formatFullTime(at));
+  assert.doesNotMatch(server.textContent, /UTC/);
+  assert.equal(local.textContent, 'already local'); // a script's own time is left as it is
+  assert.equal(none.textContent, '—');
+});
+
 test('times, counts, percentages and values', () => {
   assert.equal(format.formatTime(null), '—');
   assert.equal(format.formatTime('not a time'), 'not a time');

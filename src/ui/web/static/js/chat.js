@@ -3,6 +3,7 @@
 import { api } from './api.js';
 import { badge } from './badge.js';
 import { $, append, h, replaceChildren, runHref } from './dom.js';
+import { formatFullTime, formatTime } from './format.js';
 import { on } from './live.js';
 
 const MENTION = /@run:(\d{8}T\d{9}Z-[0-9a-f]{8})/g;
@@ -40,12 +41,12 @@ export function messageBody(message) {
 }
 
 function messageItem(message) {
-  const when = new Date(message.at);
   return h('li', { class: 'chatmsg', dataset: { messageId: message.message_id } },
     h('p', { class: 'chatmsg__meta' },
       h('span', { class: 'chatmsg__author', text: (message.author || {}).name || 'someone' }),
       ' · ',
-      h('time', { datetime: message.at, text: when.toLocaleTimeString() })),
+      h('time', { datetime: message.at, text: formatTime(message.at),
+        title: formatFullTime(message.at) })),
     messageBody(message));
 }
 

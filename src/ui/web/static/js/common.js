@@ -4,6 +4,7 @@ import { initAutoRefresh } from './autorefresh.js';
 import { initBanner } from './banner.js';
 import { initChat } from './chat.js';
 import { initConnectionIndicator } from './connection.js';
+import { localizeTimes } from './format.js';
 import { initHelp } from './help.js';
 import { start } from './live.js';
 import { initWatch } from './watch.js';
@@ -13,6 +14,7 @@ let done = false;
 export function initCommon() {
   if (done) return;
   done = true;
+  localizeTimes();
   initBanner();
   initHelp();
   initAutoRefresh();

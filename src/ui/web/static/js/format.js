@@ -54,6 +54,21 @@ export function formatFullTime(iso) {
   return Number.isNaN(date.getTime()) ? String(iso) : fullFormat.format(date);
 }
 
+// What the server writes in a <time> for a page without JS (pages.format_time): UTC text.
+const SERVER_TIME = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/;
+
+/** The server's UTC times under *root* as the script shows every other time: local, the
+ * time alone if today (formatTime), the full date and time as the title. */
+export function localizeTimes(root = document) {
+  for (const node of root.querySelectorAll('time[datetime]')) {
+    const iso = node.getAttribute('datetime');
+    if (iso && SERVER_TIME.test(node.textContent.trim())) {
+      node.textContent = formatTime(iso);
+      node.title = formatFullTime(iso);
+    }
+  }
+}
+
 export function formatPercent(rate) {
   if (rate === null || rate === undefined) return '—';
   return `${(rate * 100).toFixed(rate === 1 || rate === 0 ? 0 : 1)} %`;

@@ -3,6 +3,7 @@
 // them (templates/controlplane/_runs_grouped.html), so the rows have a single renderer.
 
 import { onRefresh } from './autorefresh.js';
+import { localizeTimes } from './format.js';
 import { on } from './live.js';
 import { runsHref } from './runs-link.js';
 
@@ -31,6 +32,7 @@ export function swapRows(table, fresh) {
   const focused = body.contains(document.activeElement)
     ? document.activeElement.getAttribute('href') : null;
   const adopted = document.importNode(fresh, true);
+  localizeTimes(adopted);
   body.replaceWith(adopted);
   if (focused) {
     const again = [...adopted.querySelectorAll('a[href]')]
