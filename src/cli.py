@@ -119,8 +119,19 @@ def runs_list(run_type: str | None, status: str | None, limit: int, as_json: boo
     cli_fast.runs_list(run_type, status, limit, as_json, repo)
 
 
-def no_run(run_id: str) -> str:
-    return f"no run {run_id} in this project (`controlplane runs list` shows the run ids)"
+def run_of(ledger: Ledger, text: str) -> dict[str, Any]:
+    """The run *text* names: its id, or the start of one (its time), or its tail (the
+    dashboard's ``…3f9a0c1e``) when only one run has it."""
+    run = ledger.get(text)
+    if run is not None:
+        return run
+    found = ledger.index.ids_like(text) if text.strip("…") else []
+    if len(found) == 1 and (run := ledger.get(found[0])) is not None:
+        return run
+    if len(found) > 1:
+        listed = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
+        raise Fail(f"{text} names more than one run ({listed}): give more of its id")
+    raise Fail(f"no run {text} in this project (`controlplane runs list` shows the run ids)")
 
 
 @runs.command("show")
@@ -128,13 +139,11 @@ def no_run(run_id: str) -> str:
 @click.option("--events", "with_events", is_flag=True, help="Include the run's events.")
 @repo_option
 def runs_show(run_id: str, with_events: bool, repo: str | None) -> None:
-    """A run's run.json."""
+    """A run's run.json (RUN_ID: the id, its start or its last 8 characters)."""
     ledger = open_ledger(repo)
-    run = ledger.get(run_id)
-    if run is None:
-        raise Fail(no_run(run_id))
+    run = run_of(ledger, run_id)
     if with_events:
-        run = {**run, "events": ledger.events(run_id)}
+        run = {**run, "events": ledger.events(run["run_id"])}
     say(json.dumps(run, indent=1))
 
 
@@ -145,8 +154,7 @@ def runs_show(run_id: str, with_events: bool, repo: str | None) -> None:
 def runs_tail(run_id: str, interval: float, repo: str | None) -> None:
     """Print a run's output, following it while it runs."""
     ledger = open_ledger(repo)
-    if ledger.get(run_id) is None:
-        raise Fail(no_run(run_id))
+    run_id = run_of(ledger, run_id)["run_id"]
     seq = 0
     while True:
         in_flight = ledger.journal.meta_path(run_id).exists()

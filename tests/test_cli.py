@@ -56,6 +56,25 @@ def test_outside_a_repository_is_one_line_exit_2(tmp_path: Path) -> None:
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
+def test_a_run_is_named_by_the_start_or_the_tail_of_its_id(repo: Path) -> None:
+    for code in (0, 1):
+        cli("exec", "test:unit", "--", sys.executable, "-c", f"raise SystemExit({code})",
+            cwd=repo)
+    failed, ok = (r["run_id"] for r in Ledger.open(repo).recent())
+    for text in (ok, ok[:19], ok[-8:], f"…{ok[-8:]}", ok[-8:-3]):  # the time, the tail
+        done = cli("runs", "show", text, cwd=repo)
+        assert done.returncode == 0 and json.loads(done.stdout)["run_id"] == ok, text
+    tail = cli("runs", "tail", failed[:19], cwd=repo)
+    assert tail.returncode == 0, tail.stderr
+    common = os.path.commonprefix([ok, failed])  # noqa: RUF071 - characters: the day, the hour…
+    both = cli("runs", "show", common, cwd=repo)
+    assert both.returncode == 2 and both.stderr.splitlines() == [
+        f"controlplane: error: {common} names more than one run ({failed}, {ok}): "
+        "give more of its id"]
+    for text in ("%", "_", "…", "2026%-"):  # SQL wildcards are letters here
+        assert cli("runs", "show", text, cwd=repo).returncode == 2, text
+
+
 def test_an_unknown_run_id_says_where_the_ids_are(repo: Path) -> None:
     for command in ("show", "tail"):
         done = cli("runs", command, "20260101T000000000Z-00000000", cwd=repo)

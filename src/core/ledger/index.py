@@ -88,6 +88,12 @@ def _disk_full(directory: Path) -> bool:
         return False
 
 
+
+def _like_literal(text: str) -> str:
+    """*text* matched literally by ``LIKE … ESCAPE '\\'``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 class RunIndex:
     """Queries over finished runs. Thread-safe: one connection per process, used by one
     thread at a time (a connection per thread held three descriptors per server thread)."""
@@ -309,14 +315,23 @@ class RunIndex:
     @healing
     def search(self, text: str, limit: int = 20) -> list[dict[str, Any]]:
         """Runs whose id starts with *text*, or whose type, subtype or summary contain it."""
-        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        prefix = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        literal = _like_literal(text)
         rows = self._db().conn.execute(
             "SELECT json FROM runs WHERE run_id LIKE ? ESCAPE '\\' OR subtype LIKE ? ESCAPE '\\'"
             " OR summary LIKE ? ESCAPE '\\' ORDER BY run_id DESC LIMIT ?",
-            (prefix, like, like, int(limit)),
+            (literal + "%", f"%{literal}%", f"%{literal}%", int(limit)),
         )
         return [json.loads(r[0]) for r in rows]
+
+    @healing
+    def ids_like(self, text: str, limit: int = 6) -> list[str]:
+        """Run ids, newest first, that start with *text* or whose random tail (after the
+        ``-``) starts with it: what a person copies of an id (its time, the dashboard's tail)."""
+        literal = _like_literal(text.lstrip("…"))
+        rows = self._db().conn.execute(
+            "SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\' OR run_id LIKE ? ESCAPE '\\'"
+            " ORDER BY run_id DESC LIMIT ?", (literal + "%", f"%-{literal}%", int(limit)))
+        return [row[0] for row in rows]
 
     @healing
     def filtered(self, flt: Any, limit: int = 50,
