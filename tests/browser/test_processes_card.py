@@ -7,6 +7,7 @@ dismissible for the session, and axe finds nothing serious on the dashboard.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def spawn(project: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
              "echo $$; exec sleep 120"],
             cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         started.append(process)
-        read_line(process, WAIT)
+        process.tool_pid = int(read_line(process, WAIT))  # type: ignore[attr-defined]
         return process
 
     yield start
@@ -69,6 +70,24 @@ def test_an_exec_row_appears_live_and_leaves_when_it_ends(
     process.send_signal(signal.SIGTERM)
     process.wait(WAIT)
     expect(row).to_have_count(0)
+
+
+def test_a_killed_exec_shows_gone_with_no_run_to_announce_it(
+        serve: Callable[..., Any], open_context: Callable[..., Any],
+        spawn: Callable[..., subprocess.Popen[str]]) -> None:
+    """SIGKILL ends no run: the card reads itself again at every beat, so the row does not
+    stay "alive" until some other run starts or ends."""
+    server = serve(FEED=True)
+    page = open_context(server).new_page()
+    page.goto("/")
+    expect(page.locator("[data-conn]")).to_have_attribute("data-state", "connected")
+    process = spawn("test:killed")
+    row = page.locator(f'[data-processes] tr[data-process="{process.pid}"]')
+    expect(row.locator('[data-cell="state"]')).to_have_text("alive")
+    process.kill()
+    process.wait(WAIT)
+    os.killpg(process.tool_pid, signal.SIGKILL)  # type: ignore[attr-defined]
+    expect(row.locator('[data-cell="state"]')).to_have_text("gone")
 
 
 def test_settings_banners_are_visible_dismissible_and_axe_clean(

@@ -15,7 +15,7 @@ const exec = { kind: 'exec', pid: 22, host: 'vm', state: 'alive', heartbeat_age:
   last_activity_age: 75, running: 1, queued: 0, processed: null, failed: null,
   runs: [{ run_id: 'r1', subtype: 'test:x', status: 'running' }], this: false };
 let lines = [worker, exec];
-const { document, server } = installPage(`
+const { document, server, clock } = installPage(`
   <main><div class="banner" data-banner hidden><p data-banner-text></p><button data-banner-close>x</button></div>
   <section data-diagnostics>
     <div class="banner" data-diagnostic="no_remote"><p class="banner__text">No git remote.</p>
@@ -23,7 +23,7 @@ const { document, server } = installPage(`
     <div class="banner" data-diagnostic="tools_missing"><p class="banner__text">No terraform.</p>
       <button data-diagnostic-dismiss hidden>Dismiss</button></div>
   </section>
-  <section data-processes><table><tbody data-processes-body><tr><td>server row</td></tr></tbody></table>
+  <section data-processes data-beat-seconds="5"><table><tbody data-processes-body><tr><td>server row</td></tr></tbody></table>
     <template data-template="process-row">${ROW}</template></section></main>`, {
   routes: { '/api/processes': () => ({ processes: lines }) },
 });
@@ -79,4 +79,22 @@ test('each banner can be dismissed for the session; the last one hides the secti
   assert.deepEqual(JSON.parse(sessionStorage.getItem('scp.dismissed-diagnostics')), ['No git remote.']);
   fire(buttons[1], 'click');
   assert.equal($('[data-diagnostics]').hidden, true);
+});
+
+test('a process that dies is shown so at the next beat, with no run to announce it', async () => {
+  server.routes['/api/processes'] = () => ({ processes: lines });
+  lines = [worker, exec];
+  refreshNow();
+  await settle();
+  const state = () => card.rows()[1].querySelector('[data-cell="state"]').textContent;
+  assert.equal(state(), 'alive');
+  lines = [worker, { ...exec, state: 'gone' }]; // killed: no run started or ended
+  const before = server.sent('/api/processes').length;
+  await clock.tick(5000);
+  assert.equal(server.sent('/api/processes').length, before + 1);
+  assert.equal(state(), 'gone');
+  Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true }); // a tab behind
+  await clock.tick(15000);
+  assert.equal(server.sent('/api/processes').length, before + 1);
+  delete document.visibilityState;
 });

@@ -73,5 +73,11 @@ export function initProcesses(root) {
     }
   };
   reloadOnRunActivity(load);
+  // A process that dies starts or ends no run: read the card again at every beat (while the
+  // page is shown), so its state and its heartbeat's age do not stay as they were.
+  const beat = Number(root.dataset.beatSeconds) || 5;
+  setInterval(() => {
+    if (document.visibilityState !== 'hidden') load();
+  }, beat * 1000);
   return { load, rows: () => $$('tr', body) };
 }
