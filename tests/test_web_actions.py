@@ -95,6 +95,16 @@ def test_every_bad_field_is_named(suite: Path, client) -> None:
     assert answer.json["fields"]["path"] == "'../x' is outside the project"
 
 
+@pytest.mark.parametrize("route", ["/testing/run", "/testing/coverage"])
+def test_a_path_that_is_not_there_is_refused_not_a_failed_run(suite: Path, client,
+                                                               route: str) -> None:
+    answer = client.post(route, json={"path": "tests/test_typo.py"})
+    assert answer.status_code == 422
+    assert answer.json["fields"] == {
+        "path": "'tests/test_typo.py' is not in the project (no such file or directory)"}
+    assert ledger_runs(suite) == []
+
+
 @pytest.mark.parametrize(("data", "status"), [
     (b"{not json", 400), (b"[1, 2]", 400), (b'"text"', 400), (b"x" * (2 * 1024 * 1024), 413),
 ], ids=["broken", "array", "string", "2MiB"])

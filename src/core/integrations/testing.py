@@ -72,12 +72,21 @@ def node_test_script(root: Path) -> str | None:
     return script if isinstance(script, str) and script.strip() != NPM_PLACEHOLDER else None
 
 
+def _path_present(root: Path, params: TestRunParams) -> None:
+    """Refuse (422) a path asked for that is not there (a typo would be a failed run; the
+    default path may be absent: the project's ``testpaths`` or pytest's own search apply)."""
+    if params.path != DEFAULT_TESTS and not params.node_ids and \
+            not project_path(root, params.path).exists():
+        raise InvalidInput({"path": f"{params.path!r} is not in the project (no such file or "
+                                    "directory)"})
+
+
 def tests_precheck(root: Path, params: TestRunParams) -> None:
-    """Refuse (422) what does not apply: an unknown language, a Node project without a test
-    script, or pytest-only parameters for ``npm test``."""
+    """Refuse (422) what does not apply: a path that is not there, an unknown language, a
+    Node project without a test script, or pytest-only parameters for ``npm test``."""
     language = language_of(root)
     if language == "python":
-        return
+        return _path_present(root, params)
     if language != "node":
         what = "no Python or Node manifest" if language == "other" else f"a {language} project"
         raise InvalidInput({"path": f"{what} here (pyproject.toml, setup.cfg, setup.py or "
@@ -98,11 +107,12 @@ def tests_precheck(root: Path, params: TestRunParams) -> None:
 def coverage_precheck(root: Path, params: TestRunParams) -> None:
     """coverage.py measures Python only: refuse (422) other projects."""
     language = language_of(root)
-    if language != "python":
-        what = "not a Python project" if language == "other" else f"a {language} project"
-        raise InvalidInput({"path": f"coverage.py measures Python; this is {what} (its tests: "
-                                    "/testing/run)"},
-                           message="coverage does not apply to this project")
+    if language == "python":
+        return _path_present(root, params)
+    what = "not a Python project" if language == "other" else f"a {language} project"
+    raise InvalidInput({"path": f"coverage.py measures Python; this is {what} (its tests: "
+                                "/testing/run)"},
+                       message="coverage does not apply to this project")
 
 
 def pytest_targets(ctx: ActionContext, params: TestRunParams) -> tuple[list[str], str]:
