@@ -54,7 +54,7 @@ def test_cancel_form_stops_an_in_flight_run_of_another_process(
     html = page(client, "/")
     row = row_of(html, run_id)
     assert shown_forms(row) == {"cancel"}
-    assert 'aria-label="Cancel run sh -c echo $$; exec sleep 30"' in row  # its summary
+    assert 'aria-label="Cancel run sh -c &#39;echo $$; exec sleep 30&#39;"' in row  # its summary
     assert f'action="/runs/{run_id}/cancel"' in row
 
     refused = post_form(client, f"/runs/{run_id}/cancel", {}, None)  # no CSRF token
