@@ -72,3 +72,17 @@ def test_a_bad_mode_is_one_line_and_the_project_file_cannot_choose(repo: Path) -
     line = next(x for x in shown.stdout.splitlines() if x.strip().startswith("durability"))
     assert "batched" in line, shown.stdout
     assert "durability" in shown.stderr + shown.stdout.replace(line, ""), shown
+
+
+def test_a_batch_whose_repository_was_deleted_flushes_without_a_warning(
+        repo: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A script (or a benchmark) that removes its repository before the batch's second:
+    nothing of it is left to flush, and no warning says it could not be."""
+    from controlplane.core.ledger.durability import Durability
+
+    durability = Durability(repo / ".git", "batched")
+    durability.recorded()
+    shutil.rmtree(repo)
+    with caplog.at_level("DEBUG", logger="controlplane"):
+        durability.flush()
+    assert [r for r in caplog.records if r.levelname == "WARNING"] == []

@@ -120,6 +120,8 @@ class Durability:
     def _flush_here(self) -> None:
         try:
             flush_filesystem(self.git_dir)
+        except FileNotFoundError:  # the repository was deleted: none of its files are left
+            log.debug("no flush: %s is gone", self.git_dir)
         except OSError as exc:
             log.warning("could not flush the ledger to disk: %s", exc)
 
