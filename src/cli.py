@@ -125,7 +125,10 @@ def run_of(ledger: Ledger, text: str) -> dict[str, Any]:
     run = ledger.get(text)
     if run is not None:
         return run
-    found = ledger.index.ids_like(text) if text.strip("…") else []
+    part = text.lstrip("…")
+    in_flight = [r["run_id"] for r in ledger.active()
+                 if part and (r["run_id"].startswith(part) or f"-{part}" in r["run_id"])]
+    found = sorted({*in_flight, *(ledger.index.ids_like(part) if part else [])}, reverse=True)
     if len(found) == 1 and (run := ledger.get(found[0])) is not None:
         return run
     if len(found) > 1:

@@ -12,6 +12,7 @@ from pathlib import Path
 from controlplane.core.ledger import Ledger
 from controlplane.core.runs import ledger_dir
 from tests.conftest import git
+from tests.processes import read_line
 
 
 def cli(*args: str, cwd: Path, env: dict | None = None, stdin: str | None = None
@@ -73,6 +74,25 @@ def test_a_run_is_named_by_the_start_or_the_tail_of_its_id(repo: Path) -> None:
         "give more of its id"]
     for text in ("%", "_", "…", "2026%-"):  # SQL wildcards are letters here
         assert cli("runs", "show", text, cwd=repo).returncode == 2, text
+
+
+def test_a_run_in_flight_is_named_by_its_tail_too(repo: Path) -> None:
+    """The index holds recorded runs; the journal the ones in flight (what `runs tail`
+    follows): both are searched."""
+    running = subprocess.Popen(
+        [sys.executable, "-m", "controlplane", "exec", "test:slow", "--", "sh", "-c",
+         "echo ready; while [ ! -e go ]; do sleep 0.05; done"],
+        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert read_line(running, 60) == "ready"
+        run_id = Ledger.open(repo).active()[0]["run_id"]
+        shown = cli("runs", "show", f"…{run_id[-8:]}", cwd=repo)
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["run_id"] == run_id
+    finally:
+        (repo / "go").touch()
+        running.communicate(timeout=60)
+    assert running.returncode == 0
 
 
 def test_an_unknown_run_id_says_where_the_ids_are(repo: Path) -> None:
