@@ -142,11 +142,11 @@ def runs_list(run_type: str | None, status: str | None, limit: int, as_json: boo
 def exec_run(subtype: str, command: tuple[str, ...], summary: str | None,
              timeout: float | None, repo: str | None) -> NoReturn:
     """Run *command* as a Run of *subtype*; exits with its code (see ``controlplane exec``)."""
-    import shlex  # the summary: the command as a shell would take it back
-
     from controlplane.core import provenance
 
     provenance.prefetch(repo or os.getcwd())  # git works meanwhile on the imports below
+    import shlex  # the summary: the command as a shell would take it back
+
     from controlplane.core.events import default_bus
     from controlplane.core.forward_signals import SignalForwarder, shell_exit_code
     from controlplane.core.ledger import LedgerWriteError

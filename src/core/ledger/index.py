@@ -88,7 +88,6 @@ def _disk_full(directory: Path) -> bool:
         return False
 
 
-
 def _like_literal(text: str) -> str:
     """*text* matched literally by ``LIKE … ESCAPE '\\'``."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -327,7 +326,7 @@ class RunIndex:
     def ids_like(self, text: str, limit: int = 6) -> list[str]:
         """Run ids, newest first, that start with *text* or whose random tail (after the
         ``-``) starts with it: what a person copies of an id (its time, the dashboard's tail)."""
-        literal = _like_literal(text.lstrip("…"))
+        literal = _like_literal(text)
         rows = self._db().conn.execute(
             "SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\' OR run_id LIKE ? ESCAPE '\\'"
             " ORDER BY run_id DESC LIMIT ?", (literal + "%", f"%-{literal}%", int(limit)))
