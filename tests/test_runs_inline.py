@@ -1,6 +1,6 @@
-"""Cancel and rerun from the runs list with JavaScript off (issue 17): each row's small
-same-origin form posts ``csrf_token`` and answers 303 to the run's page, or a page
-saying why not; a destructive action's rerun asks on a page first."""
+"""Cancel and rerun from the runs list (issue 17) and a run's page with JavaScript off:
+each is a small same-origin form posting ``csrf_token`` that answers 303 to the run's
+page, or a page saying why not; a destructive action's rerun asks on a page first."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 
 from controlplane.core.ledger import Ledger
 from tests.processes import read_line
+from tests.test_operator_depth import python_project
 from tests.test_pages_nojs import csrf_of, logged_in, page, post_form, wait_final, wipe_action
 
 WAIT = 30  # seconds: a bound for a hang, never a synchronisation
@@ -25,6 +26,16 @@ def row_of(html: str, run_id: str) -> str:
     found = re.search(rf'<tr data-run-id="{run_id}".*?</tr>', html, re.S)
     assert found, f"no row for {run_id}"
     return found.group(0)
+
+
+def run_page_buttons(html: str) -> dict[str, str]:
+    """A run page's shown Cancel run / Rerun / Retry failed buttons: kind -> form action."""
+    found = {}
+    for form in re.finditer(r'<form method="post" action="([^"]+)">(.*?)</form>', html, re.S):
+        button = re.search(r'<button [^>]*data-run-([a-z-]+)[^>]*>', form.group(2))
+        if button and " hidden" not in button.group(0):
+            found[button.group(1)] = form.group(1)
+    return found
 
 
 def shown_forms(row: str) -> set[str]:
@@ -117,3 +128,55 @@ def test_rerun_form_of_a_run_no_action_started_says_why(app, repo: Path) -> None
     answer = post_form(client, f"/runs/{run.run_id}/rerun", {}, csrf_of(page(client, "/")))
     assert answer.status_code == 409
     assert "not started by an action of this server" in answer.get_data(as_text=True)
+
+
+def test_run_page_cancel_is_a_form_without_js(app, repo: Path,
+                                              sleeper: subprocess.Popen[str]) -> None:
+    run_id = Ledger.open(repo).active()[0]["run_id"]
+    client = logged_in(app)
+    html = page(client, f"/runs/{run_id}")
+    assert run_page_buttons(html) == {"cancel": f"/runs/{run_id}/cancel"}
+
+    answer = post_form(client, f"/runs/{run_id}/cancel", {}, csrf_of(html))
+    assert answer.status_code == 303 and answer.headers["Location"] == f"/runs/{run_id}"
+    sleeper.wait(WAIT)
+    html = page(client, f"/runs/{run_id}")
+    assert Ledger.open(repo).get(run_id)["status"] == "cancelled"
+    assert run_page_buttons(html) == {}  # ended; no action of ours started it
+
+
+def test_run_page_rerun_and_retry_failed_are_forms_without_js(app, repo: Path) -> None:
+    python_project(repo)
+    client = logged_in(app)
+    csrf = csrf_of(page(client, "/integrations/testing"))
+    started = post_form(client, "/testing/run", {}, csrf)
+    first = wait_final(app, repo, started.headers["Location"].rsplit("/", 1)[-1])
+    assert first["status"] == "failed", first
+    html = page(client, f"/runs/{first['run_id']}")
+    assert run_page_buttons(html) == {"rerun": f"/runs/{first['run_id']}/rerun",
+                                      "retry-failed": f"/runs/{first['run_id']}/retry-failed"}
+    assert ">Retry failed (1)</button>" in html
+
+    answer = post_form(client, f"/runs/{first['run_id']}/retry-failed", {}, csrf_of(html))
+    assert answer.status_code == 303
+    retry = wait_final(app, repo, answer.headers["Location"].rsplit("/", 1)[-1])
+    assert retry["params"]["node_ids"] == ["tests/test_demo.py::test_broken"]
+    assert retry["rerun_of"] == first["run_id"] and retry["actor"]["kind"] == "web"
+
+    answer = post_form(client, f"/runs/{first['run_id']}/rerun", {}, csrf_of(html))
+    assert answer.status_code == 303
+    rerun = wait_final(app, repo, answer.headers["Location"].rsplit("/", 1)[-1])
+    assert rerun["params"] == first["params"] and rerun["rerun_of"] == first["run_id"]
+
+
+def test_retry_failed_form_of_a_run_without_failures_says_why(app, repo: Path) -> None:
+    from controlplane import tracked_run
+
+    with tracked_run("test", "test:pytest", project_root=repo) as run:
+        pass
+    client = logged_in(app)
+    html = page(client, f"/runs/{run.run_id}")
+    assert run_page_buttons(html) == {}
+    answer = post_form(client, f"/runs/{run.run_id}/retry-failed", {}, csrf_of(html))
+    text = answer.get_data(as_text=True)
+    assert answer.status_code == 409 and "Not retried" in text and "use Rerun" in text

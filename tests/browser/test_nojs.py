@@ -59,3 +59,46 @@ def test_bad_input_comes_back_next_to_the_field(server: Any, nojs_page: Any) -> 
     card.get_by_role("button", name="Run now").click()
     field = page.locator('[data-field="maxfail"] .field-error')
     expect(field).to_contain_text("greater than or equal to 1")
+
+
+def test_operations_and_run_controls_work_without_javascript(server: Any, nojs_page: Any) -> None:
+    """Pause from the operations card (it asks on a page), queue a run, cancel it from its
+    page, rerun it from there, resume: each a form post, in Chromium with JS off."""
+    page = nojs_page
+    server.open_gate()
+    page.goto(f"{server.url}/login?token={TOKEN}")
+    ops = page.locator("[data-operations]")
+    expect(ops.locator("[data-ops-mode]")).to_have_text("accepting runs")
+    with page.expect_navigation():
+        ops.get_by_role("button", name="Pause queue").click()
+    expect(page.locator("h1")).to_have_text(re.compile(r"^Pause the queue\?"))
+    with page.expect_navigation():
+        page.get_by_role("button", name="Pause", exact=True).click()
+    expect(ops.locator("[data-ops-mode]")).to_have_text("paused")
+    expect(ops.locator("[data-ops-done]")).to_have_text("Queue paused.")
+    expect(ops.get_by_role("button", name="Pause queue")).to_be_disabled()
+
+    page.goto(f"{server.url}/integrations/testing")
+    with page.expect_navigation():
+        page.locator('section[data-action="/testing/run"]').get_by_role(
+            "button", name="Run now").click()
+    first = page.url
+    expect(page.locator("[data-run-status]")).to_have_text("queued")
+    expect(page.get_by_role("button", name="Rerun")).to_be_hidden()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Cancel run").click()
+    expect(page).to_have_url(first)
+    expect(page.locator("[data-run-status]")).to_have_text("cancelled")
+    expect(page.get_by_role("button", name="Cancel run")).to_be_hidden()
+
+    with page.expect_navigation():
+        page.get_by_role("button", name="Rerun").click()
+    expect(page).not_to_have_url(first)
+    expect(page.locator("[data-run-status]")).to_have_text("queued")
+    expect(page.locator("[data-run-page]")).to_contain_text(first.rsplit("/", 1)[-1])  # rerun of
+
+    page.goto(server.url + "/")
+    with page.expect_navigation():
+        page.locator("[data-operations]").get_by_role("button", name="Resume queue").click()
+    expect(page.locator("[data-ops-done]")).to_have_text("Queue resumed.")
+    expect(page.locator("[data-ops-mode]")).to_have_text("accepting runs")

@@ -14,7 +14,8 @@ const PAGE = `
   <div data-run-page data-run-id="${RUN_ID}">
     <h1><span data-run-subtype>deploy</span> <span class="badge" data-run-status>queued</span></h1>
     <p data-run-summary></p>
-    <button data-run-cancel hidden>Cancel run</button><button data-run-rerun hidden>Rerun</button>
+    <form method="post" action="/runs/${RUN_ID}/cancel"><button type="submit" data-run-cancel hidden>Cancel run</button></form>
+    <form method="post" action="/runs/${RUN_ID}/rerun"><button type="submit" data-run-rerun hidden>Rerun</button></form>
     <a href="${API}/log" data-run-log>Download raw log</a>
     <div data-run-progress hidden><progress></progress><span data-run-progress-text></span></div>
     <section data-run-error hidden><code data-run-error-code></code> <span data-run-error-message></span></section>
@@ -87,6 +88,9 @@ test('progress and the ticking duration', async () => {
   assert.match($('[data-run-duration]').textContent, /min/);
 });
 
+let posted = 0; // form posts the page let through (each button is its form's submit)
+document.addEventListener('submit', (event) => { posted += 1; event.preventDefault(); });
+
 test('Cancel posts once and says so; a refusal shows and re-enables it', async () => {
   server.routes[`POST ${API}/cancel`] = { status: 409, body: { message: 'It has ended.' } };
   fire($('[data-run-cancel]'), 'click');
@@ -99,6 +103,7 @@ test('Cancel posts once and says so; a refusal shows and re-enables it', async (
   await settle();
   assert.equal(server.sent(`${API}/cancel`, 'POST').length, 2);
   assert.equal($('[data-run-cancel]').disabled, true);
+  assert.equal(posted, 0, 'the button is its form\'s submit: with JS the JSON call goes instead');
 });
 
 test('the end of the run: facts, error, Rerun instead of Cancel, a toast', async () => {
@@ -140,6 +145,7 @@ test('Rerun of a destructive action asks first (428), then goes to the new run',
   fire($('[data-confirm-cancel]'), 'click');
   await settle();
   assert.equal(server.sent(`${API}/rerun`).length, 3, 'no is no');
+  assert.equal(posted, 0, 'no form post');
   server.routes[`POST ${API}/rerun`] = { status: 500, body: { message: 'Server broke.' } };
   fire($('[data-run-rerun]'), 'click');
   await settle();

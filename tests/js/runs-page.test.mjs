@@ -11,9 +11,9 @@ const PAGE = `
   <section data-kpis>${['total', 'success_rate', 'avg_duration_ms', 'last_status'].map(KPI).join('')}</section>
   <section data-operations><span data-ops-mode></span>
     <dd data-ops="running"></dd><dd data-ops="queued"></dd><dd data-ops="limit"></dd>
-    <div class="btnrow"><button data-ops-command="pause">Pause queue</button>
-    <button data-ops-command="resume">Resume queue</button>
-    <button data-ops-command="drain">Drain</button></div></section>
+    <div class="btnrow"><form method="post" action="/operations/pause"><button type="submit" data-ops-command="pause">Pause queue</button></form>
+    <form method="post" action="/operations/resume"><button type="submit" data-ops-command="resume">Resume queue</button></form>
+    <form method="post" action="/operations/drain"><button type="submit" data-ops-command="drain">Drain</button></form></div></section>
   <section>
     <form data-filters><select name="type"><option value="">All</option><option>action</option><option>check</option></select>
       <select name="status"><option value="">All</option><option>running</option><option>ok</option><option>failed</option></select>
@@ -149,6 +149,13 @@ test('operations: counts include other processes, buttons follow the paused stat
   assert.equal($('[data-ops="running"]').textContent, '2', 'the journal still counts the others');
 });
 
+let formPosts = 0; // each command button is its form's submit (the card works without JS)
+document.addEventListener('submit', (event) => {
+  if (!event.target.matches('form[action^="/operations/"]')) return;
+  formPosts += 1;
+  event.preventDefault();
+});
+
 test('operations: Drain posts its timeout and toasts what is still running', async () => {
   executor = { running: ['a'], queued: [], paused: true, limit: 2, elsewhere: { running: [], queued: [] } };
   server.routes['POST /api/executor/drain'] = ({ body }) => ({ ...executor, timeout: body.timeout });
@@ -166,6 +173,7 @@ test('operations: Drain posts its timeout and toasts what is still running', asy
   fire(drain, 'click');
   await settle();
   assert.match($('[data-toasts]').textContent, /Queue drained/);
+  assert.equal(formPosts, 0, 'with JS a command is the JSON call, not its form post');
 });
 
 test('operations: a refused command is shown; runs elsewhere reload the counts', async () => {
@@ -175,6 +183,7 @@ test('operations: a refused command is shown; runs elsewhere reload the counts',
   fire(resume, 'click');
   await settle();
   assert.match(document.body.textContent, /Not paused\./);
+  assert.equal(formPosts, 0);
   const before = server.sent('/api/executor').length;
   send('run:started', run({ run_id: id(12) }));
   send('run:completed', run({ run_id: id(12), status: 'ok' }));

@@ -206,16 +206,21 @@ def retry_params(run: dict[str, Any], action: Any) -> dict[str, Any] | None:
 def retry_failed(run_id: str) -> Response:
     """A new run of a failed test run's action with only its failing tests (``node_ids``
     from the result's ``failed_tests``); 409 when the run named none."""
+    confirmed = read_json_body().get("confirm", False) is True
+    return answer(state(), retry_job(run_id, confirmed))
+
+
+def retry_job(run_id: str, confirmed: bool) -> Job:
+    """Start the retry of *run_id*'s failing tests for the asker (the API and the run
+    page's form post)."""
     run = known_run(run_id)
     plane = state()
     action = plane.actions.get(run.get("action") or "")
     params = retry_params(run, action)
     if params is None or action is None:  # no action: retry_params said None already
         raise Conflict(f"run {run_id} names no failing tests to retry: use Rerun")
-    job = plane.submit(action, params, actor=request_actor(),
-                       confirm=read_json_body().get("confirm", False) is True,
-                       rerun_of=run_id, route=route_of(action, params))
-    return answer(plane, job)
+    return plane.submit(action, params, actor=request_actor(), confirm=confirmed,
+                        rerun_of=run_id, route=route_of(action, params))
 
 
 @bp.post("/api/runs/ingest")
@@ -310,16 +315,23 @@ def executor_command(command: str) -> Response:
     """``pause``, ``resume``, ``drain`` (pause, then wait up to ``timeout`` s, default 300,
     for running runs; answers ``remaining``: what still runs and what is still queued,
     here and elsewhere) or ``cancel-queued`` (answers ``cancelled``: the run ids)."""
+    return jsonify(executor_do(command, read_json_body().get("timeout", DRAIN_TIMEOUT)))
+
+
+EXECUTOR_COMMANDS = ("pause", "resume", "drain", "cancel-queued")
+
+
+def executor_do(command: str, timeout: Any = DRAIN_TIMEOUT) -> dict[str, Any]:
+    """Carry out an executor *command* for the asker (the API and the operations card's
+    form post); the executor's view after it, with ``remaining`` (and ``cancelled``)."""
     plane = state()
     executor = plane.executor
-    body = read_json_body()
     extra: dict[str, Any] = {}
     if command == "pause":
         executor.pause()
     elif command == "resume":
         executor.resume()
     elif command == "drain":
-        timeout = body.get("timeout", DRAIN_TIMEOUT)
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) \
                 or not 0 <= timeout <= 3600:
             raise InvalidInput({"timeout": "must be a number of seconds from 0 to 3600"})
@@ -338,7 +350,7 @@ def executor_command(command: str) -> Response:
     view = executor_view()
     remaining = {kind: sorted(set(view[kind]) | set(view["elsewhere"][kind]))
                  for kind in ("running", "queued")}
-    return jsonify({**view, "remaining": remaining, **extra})
+    return {**view, "remaining": remaining, **extra}
 
 
 @bp.get("/api/actions")

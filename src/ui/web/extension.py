@@ -38,6 +38,7 @@ from controlplane.ui.web import (
     api_runs,
     api_simulate,
     errors,
+    ops_forms,
     pages,
     pwa,
     routes,
@@ -150,7 +151,8 @@ def build_blueprint(app: Flask, plane: Runtime, *, whole_app: bool) -> Blueprint
         target.context_processor(pages.navigation)
     parent.add_app_template_filter(pages.format_json, "cp_json")  # macros have no context
     for child in (api_runs.bp, api_chat.bp, api_events.bp, api_ops.bp, pages.bp, pwa.bp,
-                  run_forms.bp, api_simulate.bp, *routes.build_blueprints(dict(plane.actions))):
+                  run_forms.bp, ops_forms.bp, api_simulate.bp,
+                  *routes.build_blueprints(dict(plane.actions))):
         parent.register_blueprint(child)
     return parent
 

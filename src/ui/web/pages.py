@@ -21,6 +21,7 @@ from controlplane.core.actions import Action
 from controlplane.core.ledger.run_query import RunFilter, find_runs
 from controlplane.core.output import HEAD_EVENTS, TAIL_EVENTS, cap_events
 from controlplane.core.runs import RUN_TYPES, RunStatus, is_run_id
+from controlplane.ui.web import ops_forms
 from controlplane.ui.web.commit_links import commit_base
 from controlplane.ui.web.forms import fields_of, form_id
 from controlplane.ui.web.state import base_url, state
@@ -153,7 +154,8 @@ def runs_page() -> str:
                            query=flt.query(), runs=runs, before=before, next_before=next_before,
                            choices=plane.ledger.index.distinct_values(),
                            commit_base=commit_base(plane.root), job_url=job_url,
-                           kpis=kpi_values(summary), dated=dated)
+                           kpis=kpi_values(summary), dated=dated, ops=ops_forms.card(),
+                           ops_done=ops_forms.done_note(request.args))
 
 
 WINDOWS = {"1h": 60, "24h": 24 * 60, "7d": 7 * 24 * 60, "30d": 30 * 24 * 60}

@@ -85,7 +85,10 @@ export function initOperations(root) {
   };
 
   for (const button of buttons) {
-    button.addEventListener('click', async () => {
+    // Each button is its form's submit (the card works without JS): here it asks in a dialog
+    // and sends the JSON call instead.
+    button.addEventListener('click', async (event) => {
+      event.preventDefault();
       const command = button.dataset.opsCommand;
       const label = button.textContent;
       const body = await ask(command);

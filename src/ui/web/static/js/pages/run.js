@@ -78,7 +78,9 @@ setInterval(() => {
   if (run && run.status === 'running') tickDuration(root, run);
 }, 1000);
 
-cancelButton.addEventListener('click', async () => {
+// Each button is its form's submit (the page works without JS): here it is a JSON call.
+cancelButton.addEventListener('click', async (event) => {
+  event.preventDefault();
   cancelling = true;
   showControls(follower.run() || { status: 'running' });
   try {
@@ -91,7 +93,8 @@ cancelButton.addEventListener('click', async () => {
   }
 });
 
-rerunButton.addEventListener('click', async () => {
+rerunButton.addEventListener('click', async (event) => {
+  event.preventDefault();
   rerunButton.disabled = true;
   try {
     const answer = await rerunAsked(follower.run() || { run_id: runId });
@@ -108,7 +111,8 @@ rerunButton.addEventListener('click', async () => {
 
 // "Retry failed": a new run of the same action with only the failing tests' node ids.
 if (retryButton) {
-  retryButton.addEventListener('click', async () => {
+  retryButton.addEventListener('click', async (event) => {
+    event.preventDefault();
     retryButton.disabled = true;
     try {
       const answer = await api(`/api/runs/${encodeURIComponent(runId)}/retry-failed`,
