@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -56,6 +57,22 @@ def test_axe_finds_no_serious_violation(server, open_context, scheme):
         loaded(page, path)
         found[path] = serious_violations(page)
     assert found == {path: [] for path in found}
+
+
+def test_the_pages_a_form_post_answers_pass_axe(server, open_context):
+    """The pages a form post answers without JavaScript (a question, a refusal), reached
+    here by submitting the form itself (``form.submit()`` skips the page's handlers)."""
+    run_id = finished_run(server.repo)
+    page = open_context(server).new_page()
+    found = {}
+    for path, form in [("/", 'form[action="/operations/drain"]'),
+                       (f"/runs/{run_id}", f'form[action="/runs/{run_id}/cancel"]')]:
+        loaded(page, path)
+        with page.expect_navigation():
+            page.eval_on_selector(form, "form => form.submit()")
+        expect(page.locator("h1")).to_have_text(re.compile(r"^(Drain|Not cancelled)"))
+        found[form] = serious_violations(page)
+    assert found == {form: [] for form in found}
 
 
 @pytest.mark.parametrize("path", ["/", "/run", "/integrations/testing", "/metrics"])
