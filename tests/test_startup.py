@@ -130,6 +130,29 @@ def test_exec_imports_no_module_its_record_does_without(repo: Path, tmp_path: Pa
     names = imported_without_site(repo, tmp_path / "path", "exec", "test:startup", "--", "true")
     assert "controlplane.core.ledger.filestore" in names  # the record was written here
     assert not names & {"struct", "weakref", "sqlite3", "pygit2", "click"}, sorted(names)
+    assert not names & {"hashlib", "_hashlib"}, sorted(names)  # 2-4 ms: CPython's own SHA-1
+
+
+def test_a_process_that_hashes_much_switches_to_openssl_sha1(repo: Path) -> None:
+    """Rent or buy (``ledger/odb.py``): a script recording runs hashes with CPython's own
+    SHA-1 until that lost what importing hashlib costs, then with OpenSSL's (~8x faster);
+    the objects written either way are git's own (fsck)."""
+    script = (
+        "import sys\n"
+        "from controlplane import tracked_run\n"
+        "seen = []\n"
+        "for n in range(40):\n"
+        "    with tracked_run('test', 'test:many', project_root=sys.argv[1]) as run:\n"
+        "        for line in range(200):\n"
+        "            run.output(f'{n} {line} ' + 'x' * 100)\n"
+        "    seen.append('hashlib' in sys.modules)\n"
+        "print(seen[0], seen[-1])\n")
+    done = subprocess.run([sys.executable, "-c", script, str(repo)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **GIT_ENV})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "True"]
+    git(repo, "fsck", "--strict", "--no-dangling")  # raises on a damaged object
+    assert len(Ledger.open(repo).recent(limit=100)) == 40
 
 
 def test_an_index_behind_the_ledger_still_catches_up(repo: Path) -> None:

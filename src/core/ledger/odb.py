@@ -12,15 +12,45 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import sys
 import zlib
 from pathlib import Path
 
 from controlplane.core.ledger.gitconfig import Unsupported
 
+TYPE_CHECKING = False  # typing costs a command ~2 ms of start-up (issue 18, item 8)
+if TYPE_CHECKING:
+    from typing import Any
+
 try:  # CPython's own SHA-1: hashlib's OpenSSL binding takes ~2 ms to import, every exec
-    from _sha1 import sha1
+    from _sha1 import sha1 as _own_sha1
 except ImportError:  # pragma: no cover - another interpreter
-    from hashlib import sha1
+    from hashlib import sha1 as _own_sha1
+
+# OpenSSL's SHA-1 is ~8x faster here (4 against 31 µs for a busy day's 7 KiB tree) but
+# hashlib costs 2-4 ms to import. Rent or buy: a process hashes with CPython's own until
+# the time it lost by that (~3.9 µs a KiB) would have paid for the import, then imports
+# hashlib; at once if something already did (a server has).
+_BUY_AFTER = 1024 * 1024  # bytes hashed with CPython's own: ~4 ms lost
+_hashed = 0
+_openssl: Any = None
+
+
+def sha1(data: bytes) -> Any:
+    """``hashlib.sha1(data)``: OpenSSL's, or CPython's own while hashlib is not worth it."""
+    global _hashed, _openssl
+    if _openssl is None:
+        loaded = getattr(sys.modules.get("hashlib"), "sha1", None)
+        if loaded is None and _hashed < _BUY_AFTER:
+            _hashed += len(data)
+            return _own_sha1(data)
+        if loaded is None:
+            import hashlib
+
+            loaded = hashlib.sha1
+        _openssl = loaded
+    return _openssl(data)
+
 
 TYPES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
 _OFS_DELTA, _REF_DELTA = 6, 7
