@@ -235,7 +235,7 @@ def spread_ids(rng: random.Random, count: int, start: float, end: float) -> list
     return sorted(ids)
 
 
-def _pack_into(scratch: Path, target: Path, revs: list[str]) -> None:
+def pack_into(scratch: Path, target: Path, revs: list[str]) -> None:
     """Copy the objects reachable from *revs* (``^x`` excludes) from *scratch* as one pack."""
     with tempfile.TemporaryFile("w+") as listing:
         listing.write("".join(f"{rev}\n" for rev in revs))
@@ -311,7 +311,7 @@ def prefill(repo: Path, naive: Path | None, run_ids: list[str], code_commit: str
             for i in run_ids]
     timings["objects_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    _pack_into(scratch, repo, [commit, *(t for _, t, _ in tags), f"^{code_commit}",
+    pack_into(scratch, repo, [commit, *(t for _, t, _ in tags), f"^{code_commit}",
                                *([f"^{tip}"] if tip else [])])
     _add_refs(repo, tags, packed=packed_refs)
     git(repo, "update-ref", "-m", "benchmark prefill", BRANCH_REF, commit, tip or "0" * 40)
@@ -327,7 +327,7 @@ def prefill(repo: Path, naive: Path | None, run_ids: list[str], code_commit: str
             naive_tags.tag_run(run_id, naive_commit, "prefill", tagger=user)
             tag = str(srepo.references[f"refs/naive/scp/run/{run_id}"].target)
             refs.append((f"refs/tags/scp/run/{run_id}", tag, naive_commit))
-        _pack_into(scratch, naive, [naive_commit, *(t for _, t, _ in refs), f"^{head}"])
+        pack_into(scratch, naive, [naive_commit, *(t for _, t, _ in refs), f"^{head}"])
         _add_refs(naive, refs, packed=True)
         git(naive, "update-ref", "-m", "prefill", "refs/heads/main", naive_commit, head)
         git(naive, "reset", "-q", "--hard")  # the files into the worktree and the git index

@@ -261,6 +261,43 @@ def test_a_pack_deleted_after_its_listing_is_looked_for_elsewhere(repo: Path) ->
     assert odb.read(tip)[0] == "commit"
 
 
+def test_reads_between_own_pack_writes_do_not_list_the_pack_directory(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record adds a pack; a read of a tree it did not keep (a busy day's bucket, first
+    touched) listed the directory again each time because it had changed. Now the last
+    listing serves it, and an object only a newer pack holds is still found (a miss lists
+    again)."""
+    from controlplane.core.ledger import odb as odb_module
+    from controlplane.core.ledger.packwrite import write_pack
+
+    monkeypatch.setattr(odb_module, "RELIST_AFTER", 3600.0, raising=False)  # slow CI: no matter
+    record_runs(repo, 3)
+    git(repo, "repack", "-a", "-d", "-q")
+    objects = repo / ".git" / "objects"
+    odb = ObjectDatabase(objects)
+    tip = git(repo, "rev-parse", "scp-ledger").strip()
+    trees = [line.split()[0] for line in
+             git(repo, "rev-list", "--objects", "scp-ledger").splitlines()]
+    listed: list[str] = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: listed.append(str(path)) or
+                        real_listdir(path))
+    assert odb.read(tip)[0] == "commit"
+    for n in range(5):  # five records' packs, each followed by a read
+        odb.add_pack(write_pack(str(objects), [("blob", b"record %d" % n)]), frozenset())
+        assert odb.read(trees[-1 - n])[0] in ("tree", "blob")
+    assert len(listed) == 1, listed
+
+    other = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo, input="another",
+                           capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["git", "pack-objects", "-q", str(objects / "pack" / "pack")], cwd=repo,
+                   input=other + "\n", capture_output=True, text=True, check=True)
+    git(repo, "prune-packed")  # another process packed it: in a pack not listed here
+    assert not (objects / other[:2] / other[2:]).exists()
+    assert odb.read(other) == ("blob", b"another")
+    assert len(listed) == 2, listed
+
+
 def hostile_pack(objects: Path, declared: int, data: bytes) -> str:
     """A one-object pack whose header says *declared* bytes but whose zlib stream inflates
     to *data*; returns the object id its index gives."""

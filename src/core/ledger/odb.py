@@ -13,6 +13,7 @@ import contextlib
 import mmap
 import os
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -57,6 +58,7 @@ _OFS_DELTA, _REF_DELTA = 6, 7
 _IDX_MAGIC = b"\377tOc\x00\x00\x00\x02"
 _CHUNK = 64 * 1024
 _CACHED = 64  # delta bases kept per pack (a record reads a few trees, often one chain)
+RELIST_AFTER = 1.0  # seconds: a changed pack directory is listed again at most this often
 
 
 SMALL_OBJECT = 8192  # bytes: up to this, a compressor whose state stays under 128 KiB
@@ -103,6 +105,7 @@ class ObjectDatabase:
         self.dir = str(objects_dir)
         self._packs: dict[str, Pack] | None = None
         self._listed = 0  # the pack directory's mtime when listed
+        self._listed_at = -RELIST_AFTER  # time.monotonic() when listed or found unchanged
         self._written: dict[str, frozenset[bytes]] = {}  # pack index name -> the ids it holds
 
     def close(self) -> None:
@@ -165,13 +168,21 @@ class ObjectDatabase:
         return any(pack.offset(binary) is not None for pack in self._list_packs(True).values())
 
     def _list_packs(self, rescan: bool) -> dict[str, Pack]:
-        """The packs, listed again when *rescan* or when the pack directory changed (a gc
-        replaced them: the maps of deleted packs are closed, their disk space freed)."""
+        """The packs, listed again when *rescan*, or when the pack directory changed (a gc
+        replaced them: the maps of deleted packs are closed, their disk space freed) and
+        the last listing is ``RELIST_AFTER`` old. Not sooner: every record adds a pack, and
+        a read of a tree that left the store's cache (a busy day's bucket, first touched
+        since) listed the directory each time; the last listing serves the read (a mapped
+        pack reads the same after a gc deleted it), and a miss lists again (*rescan*)."""
         directory = f"{self.dir}/pack"
+        now = time.monotonic()
+        if self._packs is not None and not rescan and now - self._listed_at < RELIST_AFTER:
+            return self._packs
         try:
             changed = os.stat(directory).st_mtime_ns
         except FileNotFoundError:
             changed = 0
+        self._listed_at = now
         if self._packs is not None and not rescan and changed == self._listed:
             return self._packs
         old = self._packs or {}
