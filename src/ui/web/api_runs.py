@@ -321,9 +321,16 @@ def executor_command(command: str) -> Response:
 EXECUTOR_COMMANDS = ("pause", "resume", "drain", "cancel-queued")
 
 
+def check_command(command: str) -> None:
+    """404 for a command the executor does not have."""
+    if command not in EXECUTOR_COMMANDS:
+        raise NotFound(f"no executor command {command!r}: pause, resume, drain or cancel-queued")
+
+
 def executor_do(command: str, timeout: Any = DRAIN_TIMEOUT) -> dict[str, Any]:
     """Carry out an executor *command* for the asker (the API and the operations card's
     form post); the executor's view after it, with ``remaining`` (and ``cancelled``)."""
+    check_command(command)
     plane = state()
     executor = plane.executor
     extra: dict[str, Any] = {}
@@ -345,8 +352,6 @@ def executor_do(command: str, timeout: Any = DRAIN_TIMEOUT) -> dict[str, Any]:
                                                    queued=True, by=request_actor())
                     cancelled.append(run["run_id"])
         extra["cancelled"] = cancelled
-    else:
-        raise NotFound(f"no executor command {command!r}: pause, resume, drain or cancel-queued")
     view = executor_view()
     remaining = {kind: sorted(set(view[kind]) | set(view["elsewhere"][kind]))
                  for kind in ("running", "queued")}

@@ -17,9 +17,9 @@ from urllib.parse import urlencode
 from flask import Blueprint, redirect, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
-from controlplane.core.errors import InvalidInput, NotFound
+from controlplane.core.errors import InvalidInput
 from controlplane.core.executor import DRAIN_TIMEOUT
-from controlplane.ui.web.api_runs import EXECUTOR_COMMANDS, executor_do, executor_view
+from controlplane.ui.web.api_runs import check_command, executor_do, executor_view
 from controlplane.ui.web.state import base_url
 
 bp = Blueprint("ops_forms", __name__)
@@ -66,15 +66,16 @@ def done_note(args: Any) -> str:
 @bp.post("/operations/<command>")
 def operations_form(command: str) -> BaseResponse | tuple[str, int]:
     """Ask first (pause, drain, cancel-queued), then do *command*; 303 to the runs page."""
-    if command not in EXECUTOR_COMMANDS:
-        raise NotFound(f"no executor command {command!r}: pause, resume, drain or cancel-queued")
+    check_command(command)
     timeout_text = request.form.get("timeout", f"{DRAIN_TIMEOUT:g}").strip()
     if command in QUESTIONS and request.form.get("confirm") != "yes":
         return asking_page(command, timeout_text), 200
-    try:
-        timeout = float(timeout_text) if command == "drain" else DRAIN_TIMEOUT
-    except ValueError:
-        return asking_page(command, timeout_text, "must be a number of seconds from 0 to 3600"), 422
+    timeout: Any = DRAIN_TIMEOUT
+    if command == "drain":
+        try:
+            timeout = float(timeout_text)
+        except ValueError:
+            timeout = timeout_text  # not a number: executor_do refuses it, as for the API
     try:
         view = executor_do(command, timeout)
     except InvalidInput as exc:
