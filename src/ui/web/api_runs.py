@@ -353,9 +353,14 @@ def executor_do(command: str, timeout: Any = DRAIN_TIMEOUT) -> dict[str, Any]:
                     cancelled.append(run["run_id"])
         extra["cancelled"] = cancelled
     view = executor_view()
-    remaining = {kind: sorted(set(view[kind]) | set(view["elsewhere"][kind]))
-                 for kind in ("running", "queued")}
-    return {**view, "remaining": remaining, **extra}
+    return {**view, "remaining": in_flight_ids(view), **extra}
+
+
+def in_flight_ids(view: dict[str, Any]) -> dict[str, list[str]]:
+    """The run ids running and queued in every process of the clone, from an
+    ``executor_view``: this server's and the others' (``elsewhere``)."""
+    return {kind: sorted(set(view[kind]) | set(view["elsewhere"][kind]))
+            for kind in ("running", "queued")}
 
 
 @bp.get("/api/actions")

@@ -150,6 +150,7 @@ def build_blueprint(app: Flask, plane: Runtime, *, whole_app: bool) -> Blueprint
     for target in ((app, parent) if whole_app else (parent,)):
         target.context_processor(pages.navigation)
     parent.add_app_template_filter(pages.format_json, "cp_json")  # macros have no context
+    parent.add_app_template_test(pages.in_flight, "cp_in_flight")
     for child in (api_runs.bp, api_chat.bp, api_events.bp, api_ops.bp, pages.bp, pwa.bp,
                   run_forms.bp, ops_forms.bp, api_simulate.bp,
                   *routes.build_blueprints(dict(plane.actions))):

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from controlplane.core.errors import InvalidInput
 from controlplane.core.executor import DRAIN_TIMEOUT
-from controlplane.ui.web.api_runs import check_command, executor_do, executor_view
+from controlplane.ui.web.api_runs import check_command, executor_do, executor_view, in_flight_ids
 from controlplane.ui.web.state import base_url
 
 bp = Blueprint("ops_forms", __name__)
@@ -38,10 +38,9 @@ def card() -> dict[str, Any]:
     executor and, from the journal, the others), the slots, and whether it is paused."""
     view = executor_view()
     figures: dict[str, Any] = {"paused": bool(view["paused"]), "limit": view["limit"]}
-    for kind in ("running", "queued"):
-        here, elsewhere = set(view[kind]), set(view["elsewhere"][kind])
-        figures[kind] = len(here | elsewhere)
-        figures[f"{kind}_elsewhere"] = len(elsewhere - here)
+    for kind, ids in in_flight_ids(view).items():
+        figures[kind] = len(ids)
+        figures[f"{kind}_elsewhere"] = len(set(view["elsewhere"][kind]) - set(view[kind]))
     return figures
 
 

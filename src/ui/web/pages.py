@@ -75,6 +75,15 @@ def format_time(iso: str | None) -> str:
     return f"{iso[:19].replace('T', ' ')} UTC" if iso else "—"
 
 
+FINAL_STATUSES = frozenset(status.value for status in RunStatus if status.is_final)
+
+
+def in_flight(status: object) -> bool:
+    """Not ended (yet): the rule by which a run offers Cancel rather than Rerun, on its
+    page and in the runs list (``static/js/format.js`` ``isFinal``, in the browser)."""
+    return status not in FINAL_STATUSES
+
+
 def format_json(value: Any) -> str:
     """*value* as ``JSON.stringify(value, null, 2)`` writes it (static/js/run-details.js):
     readable text for the page to escape, not ``tojson``'s ``\\u0027`` for a script."""
