@@ -261,6 +261,28 @@ def test_a_pack_deleted_after_its_listing_is_looked_for_elsewhere(repo: Path) ->
     assert odb.read(tip)[0] == "commit"
 
 
+def test_a_packed_object_reads_from_its_pack_before_any_loose_copy(repo: Path) -> None:
+    """Packs are searched before loose files, as git searches them: a ledger's objects are
+    packed (every record writes a pack), and opening the loose path first cost each read of
+    a packed tree a failed open. So a damaged loose copy of a packed object (another tool's
+    write cut short) no longer stops the read, as it does not stop git's; the read also
+    says which file holds the object, so the tree is not looked for a second time."""
+    record_runs(repo, 2)
+    git(repo, "repack", "-a", "-d", "-q")
+    objects = repo / ".git" / "objects"
+    tip = git(repo, "rev-parse", "scp-ledger").strip()
+    loose = objects / tip[:2] / tip[2:]
+    loose.parent.mkdir(exist_ok=True)
+    loose.write_bytes(b"not a zlib stream")
+    assert git(repo, "cat-file", "-t", tip).strip() == "commit"
+    content = subprocess.run(["git", "cat-file", "commit", tip], cwd=repo,
+                             capture_output=True, check=True).stdout
+    odb = ObjectDatabase(objects)
+    assert odb.read(tip) == ("commit", content)
+    (pack,) = (objects / "pack").glob("*.idx")
+    assert odb.read_from(tip) == ("commit", content, str(pack))
+
+
 def test_reads_between_own_pack_writes_do_not_list_the_pack_directory(
         repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A record adds a pack; a read of a tree it did not keep (a busy day's bucket, first

@@ -185,13 +185,11 @@ class FileStore(CheckedOnce):
             if where is not None:
                 self._remember(hex_id, known[0], where)
                 return known[0]
-        kind, data = self.odb.read(hex_id)
+        kind, data, where = self.odb.read_from(hex_id)
         if kind != "tree":
             raise Unsupported(f"{oid!r} is a {kind}, not a tree")
         entries = parse_tree(data)
-        where = self.odb.locate(hex_id)
-        if where is not None:
-            self._remember(hex_id, entries, where)
+        self._remember(hex_id, entries, where)
         return entries
 
     def _still_there(self, path: str) -> bool:
@@ -223,18 +221,16 @@ class FileStore(CheckedOnce):
             return text
         try:
             with self.lock:
-                kind, _ = self.odb.read(text)
-                where = self.odb.locate(text) if kind == "commit" else None
+                kind, _, where = self.odb.read_from(text)
         except KeyError:
             return None
         except Unsupported:
             return self.fallback().resolve_commit(text)
         if kind != "commit":
             return self.fallback().resolve_commit(text)
-        if where is not None:
-            if len(self._commits_found) >= TREES_KEPT:
-                self._commits_found.pop(next(iter(self._commits_found)))
-            self._commits_found[text] = where
+        if len(self._commits_found) >= TREES_KEPT:
+            self._commits_found.pop(next(iter(self._commits_found)))
+        self._commits_found[text] = where
         return text
 
     # -- writing ---------------------------------------------------------

@@ -137,28 +137,41 @@ class ObjectDatabase:
 
     def read(self, oid: str) -> tuple[str, bytes]:
         """(type, content) of object *oid* (40 hex); KeyError if this repository lacks it."""
+        kind, data, _ = self.read_from(oid)
+        return kind, data
+
+    def read_from(self, oid: str) -> tuple[str, bytes, str]:
+        """(type, content, the file holding it: a pack's index or the loose file) of object
+        *oid*; KeyError if this repository lacks it. The packs as last listed are searched
+        first, as git does: a ledger's objects are packed (a record writes a pack), and
+        trying the loose file first cost every read a failed open."""
+        binary = bytes.fromhex(oid)
+        for rescan in (False, True):  # a gc may have packed it since the packs were listed
+            for name, pack in self._list_packs(rescan).items():
+                offset = pack.offset(binary)
+                if offset is not None:
+                    kind, data = pack.read_at(offset, self)
+                    return TYPES[kind], data, f"{self.dir}/pack/{name}"
+            if not rescan:
+                found = self._read_loose(oid)
+                if found is not None:
+                    return found
+        raise KeyError(oid)
+
+    def _read_loose(self, oid: str) -> tuple[str, bytes, str] | None:
+        path = self.loose_path(oid)
         try:
-            with open(self.loose_path(oid), "rb") as loose:
+            with open(path, "rb") as loose:
                 raw = zlib.decompress(loose.read())
         except FileNotFoundError:
-            return self._read_packed(oid)
+            return None
         except zlib.error as exc:
             raise Unsupported(f"loose object {oid}: {exc}") from None
         header, _, data = raw.partition(b"\0")
         kind, _, size = header.partition(b" ")
         if kind.decode("ascii", "replace") not in TYPES.values() or int(size) != len(data):
             raise Unsupported(f"loose object {oid}: a header not read here")
-        return kind.decode(), data
-
-    def _read_packed(self, oid: str) -> tuple[str, bytes]:
-        binary = bytes.fromhex(oid)
-        for rescan in (False, True):  # a gc may have packed it since the packs were listed
-            for pack in self._list_packs(rescan).values():
-                offset = pack.offset(binary)
-                if offset is not None:
-                    kind, data = pack.read_at(offset, self)
-                    return TYPES[kind], data
-        raise KeyError(oid)
+        return kind.decode(), data, path
 
     def exists(self, oid: str) -> bool:
         """True if *oid* is loose or in a pack (the packs listed afresh)."""

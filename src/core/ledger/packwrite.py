@@ -50,7 +50,12 @@ def pack_bytes(objects: Sequence[tuple[str, bytes]], ids: Sequence[bytes] | None
     entries: list[tuple[bytes, int, int]] = []  # (id, crc32 of the entry, offset)
     offset = 12
     for number, (kind, data) in enumerate(objects):
-        packed = stored(data) if kind == "tree" and len(data) <= STORED_UP_TO else deflate(data)
+        if kind != "tree":
+            packed = deflate(data)
+        elif len(data) <= STORED_UP_TO:
+            packed = stored(data)
+        else:
+            packed = tree_stream(data)
         entry = _entry_header(kind, len(data)) + packed
         oid = ids[number] if ids is not None else object_id(kind, data)
         entries.append((oid, zlib.crc32(entry), offset))
@@ -68,6 +73,37 @@ def pack_bytes(objects: Sequence[tuple[str, bytes]], ids: Sequence[bytes] | None
         *(at.to_bytes(4, "big") for at in offsets), pack[-20:],
     ])
     return pack, index + sha1(index).digest()
+
+
+TREE_PIECE = 2048  # bytes of a tree deflated on their own (a big tree's changed piece)
+_PIECES_KEPT = 64  # deflated pieces kept: a busy day's day tree is 4
+_pieces: dict[bytes, bytes] = {}  # piece -> its deflate blocks, least recently used first
+_FINAL_EMPTY_BLOCK = b"\x03\x00"  # BFINAL, fixed codes, end of block
+
+
+def tree_stream(data: bytes) -> bytes:
+    """*data* (a tree) as a zlib stream of pieces deflated on their own.
+
+    A record rewrites the trees on its run's path with one entry changed. On a busy day
+    the day tree holds 256 buckets (7.4 KiB of mostly ids, which do not compress), and
+    deflating it whole took 55-80 µs of every record. Each ``TREE_PIECE`` bytes are
+    deflated alone, ended by a full flush (byte-aligned, the compressor's history reset,
+    so a piece's blocks depend on the piece only), and kept: only the piece that holds
+    the changed entry is deflated again. Each piece's own Huffman table costs ~50 bytes.
+    The stream is plain deflate (blocks then a final empty one): any git reads it."""
+    pieces, kept = [], _pieces
+    for start in range(0, len(data), TREE_PIECE):
+        piece = data[start:start + TREE_PIECE]
+        packed = kept.pop(piece, None)
+        if packed is None:
+            compressor = zlib.compressobj(1, zlib.DEFLATED, -13, 7)
+            packed = compressor.compress(piece) + compressor.flush(zlib.Z_FULL_FLUSH)
+            if len(kept) >= _PIECES_KEPT:
+                kept.pop(next(iter(kept)))
+        kept[piece] = packed  # the most recently used last
+        pieces.append(packed)
+    return b"".join([b"\x78\x01", *pieces, _FINAL_EMPTY_BLOCK,
+                     zlib.adler32(data).to_bytes(4, "big")])
 
 
 def fanout_table(ids_sorted: Sequence[bytes]) -> bytes:
