@@ -14,6 +14,7 @@ worst a temporary file (``tmp_pack_*``, which ``git gc`` removes) or a pack no i
 from __future__ import annotations
 
 import os
+import threading
 import zlib
 from collections.abc import Sequence
 
@@ -78,6 +79,7 @@ def pack_bytes(objects: Sequence[tuple[str, bytes]], ids: Sequence[bytes] | None
 TREE_PIECE = 2048  # bytes of a tree deflated on their own (a big tree's changed piece)
 _PIECES_KEPT = 64  # deflated pieces kept: a busy day's day tree is 4
 _pieces: dict[bytes, bytes] = {}  # piece -> its deflate blocks, least recently used first
+_pieces_lock = threading.Lock()  # the stores of several ledgers may write at once
 _FINAL_EMPTY_BLOCK = b"\x03\x00"  # BFINAL, fixed codes, end of block
 
 
@@ -94,13 +96,15 @@ def tree_stream(data: bytes) -> bytes:
     pieces, kept = [], _pieces
     for start in range(0, len(data), TREE_PIECE):
         piece = data[start:start + TREE_PIECE]
-        packed = kept.pop(piece, None)
+        with _pieces_lock:
+            packed = kept.pop(piece, None)
         if packed is None:
             compressor = zlib.compressobj(1, zlib.DEFLATED, -13, 7)
             packed = compressor.compress(piece) + compressor.flush(zlib.Z_FULL_FLUSH)
-            if len(kept) >= _PIECES_KEPT:
-                kept.pop(next(iter(kept)))
-        kept[piece] = packed  # the most recently used last
+        with _pieces_lock:
+            kept[piece] = packed  # the most recently used last
+            if len(kept) > _PIECES_KEPT:
+                del kept[next(iter(kept))]
         pieces.append(packed)
     return b"".join([b"\x78\x01", *pieces, _FINAL_EMPTY_BLOCK,
                      zlib.adler32(data).to_bytes(4, "big")])
