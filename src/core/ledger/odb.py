@@ -107,6 +107,7 @@ class ObjectDatabase:
         self._listed = 0  # the pack directory's mtime when listed
         self._listed_at = -RELIST_AFTER  # time.monotonic() when listed or found unchanged
         self._written: dict[str, frozenset[bytes]] = {}  # pack index name -> the ids it holds
+        self._last_found: str | None = None  # the pack that held the last object read
 
     def close(self) -> None:
         for pack in (self._packs or {}).values():
@@ -147,16 +148,35 @@ class ObjectDatabase:
         trying the loose file first cost every read a failed open."""
         binary = bytes.fromhex(oid)
         for rescan in (False, True):  # a gc may have packed it since the packs were listed
-            for name, pack in self._list_packs(rescan).items():
-                offset = pack.offset(binary)
-                if offset is not None:
-                    kind, data = pack.read_at(offset, self)
-                    return TYPES[kind], data, f"{self.dir}/pack/{name}"
+            found = self._find(self._list_packs(rescan), binary)
+            if found is not None:
+                name, pack, offset = found
+                kind, data = pack.read_at(offset, self)
+                return TYPES[kind], data, f"{self.dir}/pack/{name}"
             if not rescan:
-                found = self._read_loose(oid)
-                if found is not None:
-                    return found
+                loose = self._read_loose(oid)
+                if loose is not None:
+                    return loose
         raise KeyError(oid)
+
+    def _find(self, packs: dict[str, Pack], oid: bytes) -> tuple[str, Pack, int] | None:
+        """(name, pack, offset) of the first of *packs* holding *oid*; the pack that held the
+        last object found is searched first (git's most-recently-used pack): between
+        roll-ups a record adds a pack, and the trees a record reads are most often in the
+        one big pack, which came anywhere among a hundred in name order."""
+        last = self._last_found
+        if last is not None:
+            pack = packs.get(last)
+            if pack is not None:
+                offset = pack.offset(oid)
+                if offset is not None:
+                    return last, pack, offset
+        for name, pack in packs.items():
+            offset = pack.offset(oid) if name != last else None
+            if offset is not None:
+                self._last_found = name
+                return name, pack, offset
+        return None
 
     def _read_loose(self, oid: str) -> tuple[str, bytes, str] | None:
         path = self.loose_path(oid)
