@@ -7,7 +7,9 @@ item 8), on the medians: ``runs list`` <= 40 ms; ``exec -- true`` <= 50 ms over
 a ``.pth`` file of site-packages that imports something counts in every process here).
 
 ``runs list`` and ``exec`` are also timed on an interpreter that skips site-packages'
-``.pth`` files (``python -S``, the package and its dependencies on ``PYTHONPATH``): on this
+``.pth`` files (``python -S`` running the same console script, the package and its
+dependencies on ``PYTHONPATH``; before session 15 ``python -S -m controlplane``, which
+adds runpy's ~6 ms that the command as typed never pays): on this
 sandbox two of them (an editable install's finder, a certificate hook importing
 ``certifi``) take ~25 ms of every Python process's start, which a clean install does not
 pay; they also import pathlib, re, typing and more, which "over ``python -c pass``" then
@@ -42,14 +44,16 @@ NO_PTH = ("python -S -c pass", "runs list, python -S", "exec -- true, python -S"
 def commands() -> dict[str, list[str]]:
     script = Path(sys.executable).parent / "controlplane"  # the console script (not a shim)
     cp = [str(script)] if script.exists() else [sys.executable, "-m", "controlplane"]
+    # under -S, the same console script run by the interpreter (``-m`` would add runpy's
+    # ~6 ms, importlib.util and contextlib with it, which the command as typed never pays)
+    cp_no_pth = [sys.executable, "-S", *(cp if script.exists() else cp[1:])]
     return {"python -c pass": [sys.executable, "-c", "pass"],
             "true": ["true"],
             "runs list": [*cp, "runs", "list"],
             "exec -- true": [*cp, "exec", "test:startup", "--", "true"],
             NO_PTH[0]: [sys.executable, "-S", "-c", "pass"],
-            NO_PTH[1]: [sys.executable, "-S", "-m", "controlplane", "runs", "list"],
-            NO_PTH[2]: [sys.executable, "-S", "-m", "controlplane", "exec", "test:startup", "--",
-                        "true"]}
+            NO_PTH[1]: [*cp_no_pth, "runs", "list"],
+            NO_PTH[2]: [*cp_no_pth, "exec", "test:startup", "--", "true"]}
 
 
 def no_pth_path(root: Path) -> str:

@@ -13,17 +13,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.startup_bench import no_pth_path
 from controlplane.core.ledger import Ledger
 from tests.conftest import GIT_ENV, git
 
 HEAVY = {"flask", "werkzeug", "pydantic", "yaml", "psutil", "gunicorn", "redis", "jinja2"}
 
 
-def imported(repo: Path, *args: str, cwd: Path | None = None) -> set[str]:
-    """Top-level package names a real ``python -m controlplane <args>`` imported."""
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "controlplane", *args],
+def imported(repo: Path, *args: str, cwd: Path | None = None, no_site: Path | None = None
+             ) -> set[str]:
+    """Top-level package names a real ``python -m controlplane <args>`` imported. With
+    *no_site* (a scratch directory), under ``python -S``: site's ``.pth`` files import
+    modules of their own (an editable install's finder imports typing), which then hide a
+    command's own import of them."""
+    flags, env = ["-X", "importtime"], {**os.environ, **GIT_ENV}
+    if no_site is not None:
+        flags.insert(0, "-S")
+        no_site.mkdir()
+        env["PYTHONPATH"] = no_pth_path(no_site)
+    done = subprocess.run([sys.executable, *flags, "-m", "controlplane", *args],
                           cwd=cwd or repo, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **GIT_ENV})
+                          env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     names = set()
     for line in done.stderr.splitlines():
@@ -37,6 +47,14 @@ def test_runs_list_imports_no_web_model_settings_or_process_libraries(repo: Path
     assert "controlplane" in names
     assert not names & (HEAVY | {"blinker"}), sorted(names & (HEAVY | {"blinker"}))
     assert "logging" not in names  # ~5 ms with traceback and string: made at a first message
+
+
+def test_commands_import_no_typing(repo: Path, tmp_path: Path) -> None:
+    """typing takes ~3 ms to import; annotations are strings here and its names are for
+    mypy (``TYPE_CHECKING = False``). ``runs list`` imported it through ingest_pending."""
+    assert "typing" not in imported(repo, "runs", "list", no_site=tmp_path / "a")
+    assert "typing" not in imported(repo, "exec", "test:startup", "--", "true",
+                                    no_site=tmp_path / "b")
 
 
 def test_a_lazy_logger_logs_under_its_module_name(caplog) -> None:
