@@ -19,7 +19,7 @@ from controlplane import cli_fast
 from controlplane.cli_fast import CommandFailed, expected_errors, one_line, say
 from controlplane.core.ledger import Ledger, LedgerWriteError
 from controlplane.core.ledger.journal import JournalWriteError
-from controlplane.core.runs import RUN_TYPES, RunStatus
+from controlplane.core.runs import RUN_TYPES, RunStatus, names_run
 
 __all__ = ["Fail", "expected_errors", "main", "one_line", "open_ledger", "say"]
 
@@ -126,8 +126,7 @@ def run_of(ledger: Ledger, text: str) -> dict[str, Any]:
     if run is not None:
         return run
     part = text.lstrip("…")
-    in_flight = [r["run_id"] for r in ledger.active()
-                 if part and (r["run_id"].startswith(part) or f"-{part}" in r["run_id"])]
+    in_flight = [r["run_id"] for r in ledger.active() if names_run(part, r["run_id"])]
     found = sorted({*in_flight, *(ledger.index.ids_like(part) if part else [])}, reverse=True)
     if len(found) == 1 and (run := ledger.get(found[0])) is not None:
         return run

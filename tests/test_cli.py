@@ -9,8 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from controlplane import tracked_run
 from controlplane.core.ledger import Ledger
-from controlplane.core.runs import ledger_dir
+from controlplane.core.runs import ledger_dir, names_run
 from tests.conftest import git
 from tests.processes import read_line
 
@@ -62,7 +63,8 @@ def test_a_run_is_named_by_the_start_or_the_tail_of_its_id(repo: Path) -> None:
         cli("exec", "test:unit", "--", sys.executable, "-c", f"raise SystemExit({code})",
             cwd=repo)
     failed, ok = (r["run_id"] for r in Ledger.open(repo).recent())
-    for text in (ok, ok[:19], ok[-8:], f"…{ok[-8:]}", ok[-8:-3]):  # the time, the tail
+    for text in (ok, ok[:19], ok[-8:], f"…{ok[-8:]}", ok[-8:-3], ok[-8:].upper(),
+                 ok[:19].lower()):  # the time, the tail, in either case
         done = cli("runs", "show", text, cwd=repo)
         assert done.returncode == 0 and json.loads(done.stdout)["run_id"] == ok, text
     tail = cli("runs", "tail", failed[:19], cwd=repo)
@@ -78,7 +80,9 @@ def test_a_run_is_named_by_the_start_or_the_tail_of_its_id(repo: Path) -> None:
 
 def test_a_run_in_flight_is_named_by_its_tail_too(repo: Path) -> None:
     """The index holds recorded runs; the journal the ones in flight (what `runs tail`
-    follows): both are searched."""
+    follows): both are searched, by one rule (``runs.names_run``). The index's ``LIKE``
+    ignored case and the journal's search did not: an upper-case tail named a recorded
+    run but not one in flight."""
     running = subprocess.Popen(
         [sys.executable, "-m", "controlplane", "exec", "test:slow", "--", "sh", "-c",
          "echo ready; while [ ! -e go ]; do sleep 0.05; done"],
@@ -86,13 +90,31 @@ def test_a_run_in_flight_is_named_by_its_tail_too(repo: Path) -> None:
     try:
         assert read_line(running, 60) == "ready"
         run_id = Ledger.open(repo).active()[0]["run_id"]
-        shown = cli("runs", "show", f"…{run_id[-8:]}", cwd=repo)
-        assert shown.returncode == 0, shown.stderr
-        assert json.loads(shown.stdout)["run_id"] == run_id
+        for text in (f"…{run_id[-8:]}", run_id[-8:].upper(), run_id[:19].lower()):
+            shown = cli("runs", "show", text, cwd=repo)  # as a recorded run is named
+            assert shown.returncode == 0, (text, shown.stderr)
+            assert json.loads(shown.stdout)["run_id"] == run_id
     finally:
         (repo / "go").touch()
         running.communicate(timeout=60)
     assert running.returncode == 0
+
+
+def test_the_index_and_the_journal_name_runs_by_one_rule(repo: Path) -> None:
+    """``RunIndex.ids_like`` (recorded runs, in SQL) answers what ``runs.names_run`` (runs
+    in flight, in Python) answers, for what a person types: starts, tails, either case,
+    and the characters SQL's ``LIKE`` would take as wildcards."""
+    for _ in range(4):
+        with tracked_run("test", "test:name", project_root=repo):
+            pass
+    ledger = Ledger.open(repo)
+    ids = [run["run_id"] for run in ledger.recent()]
+    parts = ["%", "_", "\\", "-", "z-", "Z-", "t", "2026%", "_0", "%-", *(
+        text for run_id in ids for text in (
+            run_id[:9], run_id[:19].lower(), run_id[-8:], run_id[-8:].upper(), run_id[-3:],
+            run_id[19:22], run_id[4:12]))]
+    for part in parts:
+        assert ledger.index.ids_like(part, limit=10) == [i for i in ids if names_run(part, i)], part
 
 
 def test_an_unknown_run_id_says_where_the_ids_are(repo: Path) -> None:

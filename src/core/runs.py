@@ -84,6 +84,15 @@ def is_run_id(value: str) -> bool:
     return bool(RUN_ID_PATTERN.match(value or ""))
 
 
+def names_run(part: str, run_id: str) -> bool:
+    """True when *part* (not empty) is the start of *run_id* or of its random tail (after
+    the ``-``), in either case: what a person copies of an id (its time, the dashboard's
+    tail). ``RunIndex.ids_like`` asks the index the same (SQLite's ``LIKE`` ignores ASCII
+    case; ids are ASCII)."""
+    part, run_id = part.lower(), run_id.lower()
+    return bool(part) and (run_id.startswith(part) or f"-{part}" in run_id)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

@@ -324,8 +324,8 @@ class RunIndex:
 
     @healing
     def ids_like(self, text: str, limit: int = 6) -> list[str]:
-        """Run ids, newest first, that start with *text* or whose random tail (after the
-        ``-``) starts with it: what a person copies of an id (its time, the dashboard's tail)."""
+        """Run ids, newest first, that *text* names (``runs.names_run``, asked of the index:
+        the start of the id or of its random tail, in either case)."""
         literal = _like_literal(text)
         rows = self._db().conn.execute(
             "SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\' OR run_id LIKE ? ESCAPE '\\'"
