@@ -127,13 +127,12 @@ class ObjectDatabase:
             return loose
         binary = bytes.fromhex(oid)
         for listed in (self._packs, None):
-            packs = listed if listed is not None else self._list_packs(True)
-            for name, pack in packs.items():
-                if pack.offset(binary) is not None:
-                    path = f"{self.dir}/pack/{name}"
-                    if listed is None or os.path.exists(path):
-                        return path
-                    break  # a gc deleted it since it was listed
+            found = self._find(listed if listed is not None else self._list_packs(True), binary)
+            if found is not None:
+                path = f"{self.dir}/pack/{found[0]}"
+                if listed is None or os.path.exists(path):
+                    return path
+                # else a gc deleted it since it was listed: list again
         return None
 
     def read(self, oid: str) -> tuple[str, bytes]:
